@@ -1,0 +1,79 @@
+"""pbtune: asynchronous, black-box Population Based Training with a durable controller.
+
+Example::
+
+    import pbtune
+
+    def train(trial: pbtune.Trial) -> dict[str, float]:
+        ...  # train from trial.start_step to trial.end_step, save to trial.checkpoint_dir
+        return {"accuracy": 0.9}
+
+    study = pbtune.create_study(
+        name="demo", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
+        metric="accuracy", mode="max", population_size=8, steps_per_trial=100,
+        max_steps=1000,
+    )
+    study.optimize(train, workers=2)
+    print(study.best_trial, study.schedule())
+"""
+
+from pbtune._errors import (
+    CheckpointError,
+    ConfigError,
+    DuplicatedStudyError,
+    PbtuneError,
+    SearchSpaceError,
+    StorageError,
+    StudyFailedError,
+    StudyNotFoundError,
+    TrialFailedError,
+)
+from pbtune.space import Choice, Float, Int, SearchSpace
+from pbtune.storages import Storage, StudyState
+from pbtune.strategies import (
+    ExploitStrategy,
+    ExploreStrategy,
+    Perturb,
+    Resample,
+    Tournament,
+    Truncation,
+)
+from pbtune.study import ReplayResult, Study, create_study, load_schedule, load_study, replay
+from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "Choice",
+    "ConfigError",
+    "DuplicatedStudyError",
+    "ExploitStrategy",
+    "ExploreStrategy",
+    "Float",
+    "FrozenTrial",
+    "Int",
+    "PbtuneError",
+    "Perturb",
+    "ReplayResult",
+    "Resample",
+    "SearchSpace",
+    "SearchSpaceError",
+    "Segment",
+    "Storage",
+    "StorageError",
+    "Study",
+    "StudyFailedError",
+    "StudyNotFoundError",
+    "StudyState",
+    "Tournament",
+    "Trial",
+    "TrialFailedError",
+    "TrialState",
+    "Truncation",
+    "__version__",
+    "create_study",
+    "load_schedule",
+    "load_study",
+    "replay",
+]

@@ -1,0 +1,27 @@
+"""The controller: ask, tell and heartbeat over the storage, and checkpoint handling."""
+
+from pbtune.controller._config import StudyConfig, import_object, object_ref
+from pbtune.controller._controller import (
+    DONE,
+    WAIT,
+    Claimed,
+    Controller,
+    Done,
+    Wait,
+    check_metrics,
+    initial_trials,
+)
+
+__all__ = [
+    "DONE",
+    "WAIT",
+    "Claimed",
+    "Controller",
+    "Done",
+    "StudyConfig",
+    "Wait",
+    "check_metrics",
+    "import_object",
+    "initial_trials",
+    "object_ref",
+]

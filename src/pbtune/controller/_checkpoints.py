@@ -1,0 +1,107 @@
+"""Checkpoint directories: staged, committed atomically, and garbage-collected.
+
+A trial writes into a fresh staging directory; on success pbtune fsyncs it and renames it
+to its final name. A directory under its final name is therefore always whole. A child
+reads its parent's final directory in place (no copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from pbtune._errors import CheckpointError
+
+STAGING = ".staging"
+
+
+def study_dir_name(study_name: str, salt: str) -> str:
+    """A directory name safe on every file system, whatever the study's name holds."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name).strip("._")[:48] or "study"
+    digest = hashlib.sha256(f"{study_name}\0{salt}".encode()).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def final_dir(study_dir: Path, number: int) -> Path:
+    return study_dir / f"trial-{number:06d}"
+
+
+def make_staging_dir(study_dir: Path, number: int, claim: str) -> Path:
+    path = study_dir / STAGING / f"trial-{number:06d}-{claim[:12]}"
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot create checkpoint directory {str(path)!r}: {error.strerror}; "
+            "check that checkpoint_root is writable"
+        ) from None
+    return path
+
+
+def commit(staging: Path, final: Path) -> Path:
+    """Make ``staging`` durable, then rename it to ``final`` in one step."""
+    if final.exists():
+        raise CheckpointError(f"checkpoint {str(final)!r} exists already; refusing to replace it")
+    for root, dirs, files in os.walk(staging):
+        for name in files:
+            _fsync_file(Path(root) / name)
+        for name in dirs:
+            _fsync_dir(Path(root) / name)
+    _fsync_dir(staging)
+    os.rename(staging, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def remove(path: Path, study_dir: Path) -> None:
+    """Delete a checkpoint directory, never anything outside the study's directory."""
+    resolved = path.resolve()
+    base = study_dir.resolve()
+    if base not in resolved.parents:
+        raise CheckpointError(f"refusing to delete {str(path)!r}: it is outside {str(base)!r}")
+    shutil.rmtree(resolved, ignore_errors=True)
+
+
+def sweep(study_dir: Path, keep: set[Path]) -> int:
+    """Delete committed and staged directories that no trial refers to (end of a run)."""
+    if not study_dir.is_dir():
+        return 0
+    kept = {p.resolve() for p in keep}
+    removed = 0
+    for child in study_dir.iterdir():
+        if child.name == STAGING or not child.name.startswith("trial-"):
+            continue
+        if child.resolve() not in kept:
+            shutil.rmtree(child, ignore_errors=True)
+            removed += 1
+    shutil.rmtree(study_dir / STAGING, ignore_errors=True)
+    return removed
+
+
+def _fsync_file(path: Path) -> None:
+    if path.is_symlink():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory
+    finally:
+        os.close(fd)

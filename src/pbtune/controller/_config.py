@@ -1,0 +1,197 @@
+"""`StudyConfig`: every setting of a study, validated, stored as JSON with the study."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pbtune._errors import ConfigError
+from pbtune.space import SearchSpace
+from pbtune.strategies import (
+    ExploitStrategy,
+    ExploreStrategy,
+    Mode,
+    Perturb,
+    Tournament,
+    explore_from_dict,
+    exploit_from_dict,
+)
+
+FitnessFn = Callable[[Mapping[str, float]], float]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    space: SearchSpace
+    metric: str | None
+    mode: Mode
+    population_size: int
+    steps_per_trial: int
+    max_steps: int
+    exploit: ExploitStrategy = field(default_factory=Tournament)
+    explore: ExploreStrategy = field(default_factory=Perturb)
+    checkpoint_root: str = "pbtune_checkpoints"
+    seed: int = 0
+    max_retries: int = 3
+    keep_best: int = 3
+    heartbeat_timeout: float = 60.0
+    trial_timeout: float | None = None
+    fitness: FitnessFn | None = field(default=None, compare=False)
+    fitness_ref: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.space, SearchSpace):
+            object.__setattr__(self, "space", SearchSpace(self.space))
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if self.fitness is None and self.fitness_ref is not None:
+            object.__setattr__(self, "fitness", import_object(self.fitness_ref, "fitness"))
+        if (self.metric is None) == (self.fitness is None):
+            raise ConfigError(
+                "give exactly one of metric='name' (a key of the metrics your function "
+                "returns) or fitness=callable(metrics) -> float"
+            )
+        if self.metric is not None and (not isinstance(self.metric, str) or not self.metric):
+            raise ConfigError(f"metric must be a non-empty string, got {self.metric!r}")
+        if self.fitness is not None and not callable(self.fitness):
+            raise ConfigError(f"fitness must be callable(metrics) -> float, got {self.fitness!r}")
+        if self.fitness is not None and self.fitness_ref is None:
+            object.__setattr__(self, "fitness_ref", object_ref(self.fitness))
+        for name in ("population_size", "steps_per_trial", "max_steps"):
+            _positive_int(name, getattr(self, name))
+        if self.steps_per_trial > self.max_steps:
+            raise ConfigError(
+                f"steps_per_trial ({self.steps_per_trial}) must not exceed max_steps "
+                f"({self.max_steps})"
+            )
+        _positive_int("max_retries", self.max_retries, allow_zero=True)
+        _positive_int("keep_best", self.keep_best, allow_zero=True)
+        _positive_int("seed", self.seed, allow_zero=True)
+        if not isinstance(self.exploit, ExploitStrategy):
+            raise ConfigError(
+                f"exploit must be pbtune.Tournament() or pbtune.Truncation(), got {self.exploit!r}"
+            )
+        if not isinstance(self.explore, ExploreStrategy):
+            raise ConfigError(f"explore must be pbtune.Perturb() or similar, got {self.explore!r}")
+        _positive_float("heartbeat_timeout", self.heartbeat_timeout)
+        if self.trial_timeout is not None:
+            _positive_float("trial_timeout", self.trial_timeout)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return max(0.05, self.heartbeat_timeout / 6.0)
+
+    def fitness_of(self, metrics: Mapping[str, float]) -> float:
+        if self.fitness is not None:
+            return float(self.fitness(metrics))
+        assert self.metric is not None
+        return float(metrics[self.metric])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "space": self.space.to_dict(),
+            "metric": self.metric,
+            "fitness": self.fitness_ref,
+            "mode": self.mode,
+            "population_size": self.population_size,
+            "steps_per_trial": self.steps_per_trial,
+            "max_steps": self.max_steps,
+            "exploit": self.exploit.to_dict(),
+            "explore": self.explore.to_dict(),
+            "checkpoint_root": self.checkpoint_root,
+            "seed": self.seed,
+            "max_retries": self.max_retries,
+            "keep_best": self.keep_best,
+            "heartbeat_timeout": self.heartbeat_timeout,
+            "trial_timeout": self.trial_timeout,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], fitness: FitnessFn | None = None) -> StudyConfig:
+        fields = dict(data)
+        fields["space"] = SearchSpace.from_dict(fields["space"])
+        fields["exploit"] = exploit_from_dict(fields.get("exploit", "tournament"))
+        fields["explore"] = explore_from_dict(fields.get("explore", "perturb"))
+        fields["fitness_ref"] = fields.pop("fitness", None)
+        if fitness is not None:
+            fields["fitness"] = fitness
+        return cls(**fields)
+
+    def differences(self, other: StudyConfig) -> list[str]:
+        """Names of the settings in which ``other`` differs (for load_if_exists)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [key for key in mine if mine[key] != theirs.get(key)]
+
+
+def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _positive_float(name: str, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def object_ref(obj: Any) -> str:
+    """``module:qualname`` of a function or class, for the record."""
+    module = getattr(obj, "__module__", None) or "?"
+    qualname = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}:{qualname}"
+
+
+def import_object(ref: str, what: str) -> Any:
+    """Import ``module:qualname`` (a module path) or ``path/to/file.py:name``."""
+    if not isinstance(ref, str) or ":" not in ref:
+        raise ConfigError(f"{what} must be given as 'module:name' or 'file.py:name', got {ref!r}")
+    target, _, qualname = ref.rpartition(":")
+    if target.endswith(".py") or "/" in target:
+        module = _load_file(Path(target), what)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as error:
+            raise ConfigError(f"cannot import {what} {ref!r}: {error}") from None
+    obj: Any = module
+    try:
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"{what} {ref!r}: {target!r} has no {qualname!r}") from None
+    return obj
+
+
+def _load_file(path: Path, what: str) -> Any:
+    import importlib.util
+    import sys
+
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"{what}: no such file {str(path)!r}")
+    module_name = "pbtune_entry_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+    if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(
+        path
+    ):
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{what}: cannot load {str(path)!r} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[module_name]
+        raise ConfigError(f"{what}: importing {str(path)!r} failed: {error!r}") from error
+    return module

@@ -1,0 +1,341 @@
+"""The controller: ask (claim a trial), tell (record it and decide the member's next).
+
+Every decision is written as a row in the same transaction as the result that caused it,
+so a killed worker or controller never loses a decision, and a restarted one finds the
+study exactly where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pbtune._errors import TrialFailedError
+from pbtune.controller import _checkpoints as checkpoints
+from pbtune.controller._config import StudyConfig
+from pbtune.storages import (
+    MemberState,
+    NewTrial,
+    Storage,
+    StudyRecord,
+    StudyState,
+    Transaction,
+)
+from pbtune.strategies import Continue, Exploit, Stop, decide, score
+from pbtune.trial import FrozenTrial, TrialState
+
+_log = logging.getLogger("pbtune.controller")
+
+
+class Wait:
+    """ask: nothing is queued now, but trials are running; ask again shortly."""
+
+
+class Done:
+    """ask: the study has nothing left to run."""
+
+
+WAIT, DONE = Wait(), Done()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    trial: FrozenTrial
+    claim: str
+
+
+def initial_trials(config: StudyConfig) -> list[NewTrial]:
+    """The first trial of every member, params drawn from the seeded generator."""
+    first: list[NewTrial] = []
+    for member in range(config.population_size):
+        rng = np.random.default_rng([config.seed, member, 0])
+        first.append(
+            NewTrial(
+                member=member,
+                generation=0,
+                parent_id=None,
+                params=config.space.sample(rng),
+                start_step=0,
+                end_step=min(config.steps_per_trial, config.max_steps),
+                decision="initial",
+            )
+        )
+    return first
+
+
+def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], float]:
+    """The metrics a training function returned, and their fitness; or TrialFailedError."""
+    if not isinstance(result, Mapping):
+        raise TrialFailedError(
+            f"the training function returned {result!r}; it must return a dict of metrics, "
+            f"e.g. {{{config.metric or 'accuracy'!r}: 0.93}}"
+        )
+    metrics: dict[str, float] = {}
+    for name, value in result.items():
+        if isinstance(value, bool) or not _is_real(value):
+            raise TrialFailedError(
+                f"metric {name!r} is {value!r}; metrics must be numbers"
+            )
+        number = float(value)
+        if not math.isfinite(number):
+            raise TrialFailedError(f"metric {name!r} is {number!r}; metrics must be finite")
+        metrics[str(name)] = number
+    if config.metric is not None and config.metric not in metrics:
+        raise TrialFailedError(
+            f"the returned metrics {sorted(metrics)} lack the study's metric {config.metric!r}"
+        )
+    try:
+        fitness = config.fitness_of(metrics)
+    except Exception as error:
+        raise TrialFailedError(f"the fitness function raised {error!r}") from error
+    if not math.isfinite(fitness):
+        raise TrialFailedError(f"fitness is {fitness!r}; it must be a finite number")
+    return metrics, fitness
+
+
+def _is_real(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, (str, bytes))
+
+
+class Controller:
+    """ask / tell / heartbeat over a `Storage`, for one study."""
+
+    def __init__(self, storage: Storage, study: StudyRecord, config: StudyConfig) -> None:
+        self.storage = storage
+        self.study = study
+        self.config = config
+        self.study_dir = Path(config.checkpoint_root) / study.checkpoint_dir
+        self._next_reap = 0.0
+
+    # -- ask ---------------------------------------------------------------------------------
+    def ask(self, worker: str) -> Claimed | Wait | Done:
+        """Claim the queued trial of the member furthest behind."""
+        now = time.time()
+        if now >= self._next_reap:
+            self.reap_stale(now)
+            self._next_reap = now + self.config.heartbeat_interval
+        state = self.storage.get_study_by_id(self.study.id).state
+        if state != StudyState.RUNNING:
+            return DONE
+        claim = uuid.uuid4().hex
+        trial = self.storage.claim(self.study.id, worker, claim, now)
+        if trial is not None:
+            return Claimed(trial, claim)
+        counts = self.storage.count_states(self.study.id)
+        if counts[TrialState.QUEUED] + counts[TrialState.RUNNING] == 0:
+            return DONE
+        return WAIT
+
+    def parent_checkpoint(self, trial: FrozenTrial) -> Path | None:
+        if trial.parent_id is None:
+            return None
+        parent = self.storage.get_trial(trial.parent_id)
+        assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
+        if parent.checkpoint is None:
+            raise TrialFailedError(
+                f"the checkpoint of parent trial {parent.id} is gone; it was deleted by hand"
+            )
+        return parent.checkpoint
+
+    def heartbeat(self, claimed: Claimed) -> bool:
+        return self.storage.heartbeat(claimed.trial.id, claimed.claim, time.time())
+
+    # -- tell --------------------------------------------------------------------------------
+    def tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
+             checkpoint: Path | None) -> bool:
+        """Record a COMPLETE trial and enqueue its member's next trial.
+
+        Returns False (and changes nothing) when the trial is no longer this claim's: it
+        was failed as lost and retried elsewhere, so a late result must not overwrite it.
+        """
+        trial = claimed.trial
+        now = time.time()
+
+        def work(tx: Transaction) -> list[FrozenTrial] | None:
+            if not tx.update_trial(
+                trial.id,
+                expect_state=TrialState.RUNNING,
+                expect_claim=claimed.claim,
+                state=TrialState.COMPLETE,
+                metrics=metrics,
+                fitness=fitness,
+                checkpoint=checkpoint,
+                finished_at=now,
+                error=None,
+            ):
+                return None
+            tx.set_member(trial.member, latest_complete_id=trial.id, failures=0)
+            finished = tx.trial(trial.id)
+            assert finished is not None
+            self._enqueue_next(tx, finished, now)
+            garbage = self._collect_garbage(tx)
+            self._maybe_finish_study(tx)
+            return garbage
+
+        garbage = self.storage.write(self.study.id, work)
+        if garbage is None:
+            _log.warning(
+                "refused the result of trial %s: it is no longer held by this worker "
+                "(it was failed as lost and retried)", trial.id)
+            return False
+        for old in garbage:
+            if old.checkpoint is not None:
+                checkpoints.remove(old.checkpoint, self.study_dir)
+        return True
+
+    def tell_failure(self, claimed: Claimed, error: str) -> bool:
+        """Record a FAILED trial; the member retries it (bounded) or stops."""
+        now = time.time()
+
+        def work(tx: Transaction) -> bool:
+            if not tx.update_trial(
+                claimed.trial.id,
+                expect_state=TrialState.RUNNING,
+                expect_claim=claimed.claim,
+                state=TrialState.FAILED,
+                error=error,
+                finished_at=now,
+                checkpoint=None,
+            ):
+                return False
+            self._after_failure(tx, claimed.trial, now)
+            return True
+
+        told = self.storage.write(self.study.id, work)
+        if not told:
+            _log.warning("refused the failure of trial %s: no longer held by this worker",
+                         claimed.trial.id)
+        return told
+
+    def _enqueue_next(self, tx: Transaction, finished: FrozenTrial, now: float) -> None:
+        config = self.config
+        decision = decide(
+            finished,
+            tx.population(),
+            space=config.space,
+            exploit=config.exploit,
+            explore=config.explore,
+            mode=config.mode,
+            max_steps=config.max_steps,
+            rng=np.random.default_rng([config.seed, finished.number, 1]),
+        )
+        if isinstance(decision, Stop):
+            tx.set_member(finished.member, state=MemberState.DONE)
+            return
+        parent, params, kind = finished, finished.params, "continue"
+        if isinstance(decision, Exploit):
+            chosen = tx.trial(decision.parent_id, lock=True)
+            # The parent's checkpoint may have been collected since the snapshot was read
+            # (another member moved on); then the member continues from its own.
+            if chosen is not None and chosen.checkpoint is not None:
+                parent, params, kind = chosen, decision.params, "exploit"
+        else:
+            assert isinstance(decision, Continue)
+        start = parent.end_step
+        tx.add_trial(
+            NewTrial(
+                member=finished.member,
+                generation=parent.generation + 1,
+                parent_id=parent.id,
+                params=params,
+                start_step=start,
+                end_step=min(start + config.steps_per_trial, config.max_steps),
+                decision=kind,
+            ),
+            now,
+        )
+
+    def _after_failure(self, tx: Transaction, failed: FrozenTrial, now: float) -> None:
+        member = tx.member(failed.member)
+        failures = member.failures + 1
+        if failures > self.config.max_retries:
+            tx.set_member(failed.member, failures=failures, state=MemberState.FAILED)
+        else:
+            tx.set_member(failed.member, failures=failures)
+            tx.add_trial(
+                NewTrial(
+                    member=failed.member,
+                    generation=failed.generation,
+                    parent_id=failed.parent_id,
+                    params=failed.params,
+                    start_step=failed.start_step,
+                    end_step=failed.end_step,
+                    decision="retry",
+                ),
+                now,
+            )
+        if tx.count_complete() == 0 and all(m.failures > 0 for m in tx.all_members()):
+            first = tx.first_failure()
+            assert first is not None
+            tx.set_study_state(
+                StudyState.FAILED,
+                f"every member's first trial failed; the first error (trial {first.id}):\n"
+                f"{first.error}",
+            )
+            return
+        self._maybe_finish_study(tx)
+
+    def _maybe_finish_study(self, tx: Transaction) -> None:
+        if tx.count_active() > 0:
+            return
+        if all(m.state == MemberState.FAILED for m in tx.all_members()):
+            first = tx.first_failure()
+            tx.set_study_state(
+                StudyState.FAILED,
+                "every member failed more than max_retries times; the first error:\n"
+                f"{first.error if first else '?'}",
+            )
+        else:
+            tx.set_study_state(StudyState.COMPLETE)
+
+    def _collect_garbage(self, tx: Transaction) -> list[FrozenTrial]:
+        """Forget the checkpoints nobody needs; the caller deletes them after commit."""
+        holders = tx.checkpoint_holders()
+        keep = tx.pending_parent_ids()
+        keep.update(m.latest_complete_id for m in tx.all_members() if m.latest_complete_id)
+        best = sorted(
+            (t for t in holders if t.fitness is not None),
+            key=lambda t: (-score(t, self.config.mode), t.number),
+        )[: self.config.keep_best]
+        keep.update(t.id for t in best)
+        garbage = [t for t in holders if t.id not in keep]
+        tx.forget_checkpoints(t.id for t in garbage)
+        return garbage
+
+    # -- lost trials -------------------------------------------------------------------------
+    def reap_stale(self, now: float | None = None) -> int:
+        """Fail RUNNING trials whose heartbeat is older than the timeout, and retry them."""
+        now = time.time() if now is None else now
+        deadline = now - self.config.heartbeat_timeout
+
+        def find(tx: Transaction) -> list[FrozenTrial]:
+            return tx.running(heartbeat_before=deadline)
+
+        stale = self.storage.write(self.study.id, find, lock=False)
+        for trial in stale:
+            age = now - (trial.heartbeat_at or now)
+            self.fail_lost(trial, f"lost: no heartbeat from worker {trial.worker} for {age:.0f}s")
+        return len(stale)
+
+    def fail_lost(self, trial: FrozenTrial, reason: str) -> bool:
+        """Fail a RUNNING trial whose worker is gone; its member retries it."""
+        assert trial.claim is not None
+        return self.tell_failure(Claimed(trial, trial.claim), reason)
+
+    def fail_worker(self, worker: str, reason: str) -> int:
+        """Fail the RUNNING trials of a worker known to be dead."""
+        running = self.storage.write(self.study.id, lambda tx: tx.running(), lock=False)
+        lost = [t for t in running if t.worker == worker]
+        return sum(self.fail_lost(t, reason) for t in lost)

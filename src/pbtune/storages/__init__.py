@@ -1,0 +1,21 @@
+"""Storage of all controller state: in memory, a SQLite file, or PostgreSQL."""
+
+from pbtune.storages._records import (
+    MemberRecord,
+    MemberState,
+    NewTrial,
+    StudyRecord,
+    StudyState,
+)
+from pbtune.storages._storage import Storage
+from pbtune.storages._txn import Transaction
+
+__all__ = [
+    "MemberRecord",
+    "MemberState",
+    "NewTrial",
+    "Storage",
+    "StudyRecord",
+    "StudyState",
+    "Transaction",
+]

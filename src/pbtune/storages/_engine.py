@@ -1,0 +1,96 @@
+"""Opening a database from a URL: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import StaticPool
+
+from pbtune._errors import StorageError
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+_URL_HELP = (
+    "use 'sqlite:///path/to/file.db' (a local file), "
+    "'postgresql://user@host:5432/dbname' (needs pbtune[postgresql]) or None (in memory)"
+)
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` and ``postgres://`` URLs; pbtune drives psycopg 3."""
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError(f"storage URL must be a non-empty string, got {url!r}; {_URL_HELP}")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def create_storage_engine(url: str | None) -> Engine:
+    """An engine for ``url``; None means a private in-memory SQLite database."""
+    if url is None:
+        engine = create_engine(
+            "sqlite://",
+            connect_args={"check_same_thread": False},
+            poolclass=StaticPool,
+        )
+        _tune_sqlite(engine, wal=False)
+        return engine
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"cannot parse storage URL {url!r}; {_URL_HELP}") from None
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StorageError(
+                f"storage {url!r} names no file; pass storage=None for an in-memory study "
+                "or 'sqlite:///study.db' for a file that workers can share"
+            )
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    elif backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise StorageError(
+                f"storage {url!r}: pbtune uses the psycopg (3) driver; write "
+                "'postgresql://...' or 'postgresql+psycopg://...'"
+            )
+        kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    else:
+        raise StorageError(f"unsupported storage backend {backend!r} in {url!r}; {_URL_HELP}")
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError:
+        raise StorageError(f"unsupported storage URL {url!r}; {_URL_HELP}") from None
+    except ImportError as error:
+        raise StorageError(
+            f"storage {url!r} needs a driver that is not installed ({error}); "
+            "run: pip install 'pbtune[postgresql]'"
+        ) from None
+    if backend == "sqlite":
+        _tune_sqlite(engine, wal=True)
+    return engine
+
+
+def _tune_sqlite(engine: Engine, *, wal: bool) -> None:
+    # pysqlite's own transaction handling defers BEGIN and cannot take the write lock up
+    # front; pbtune emits BEGIN itself: IMMEDIATE for writes, so two workers never both
+    # read the queue and then fight over upgrading to a write lock.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get("pbtune_write") else ""
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())

@@ -1,0 +1,51 @@
+"""Plain records the storage hands to the controller and the study API."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class StudyState(str, enum.Enum):
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+
+
+class MemberState(str, enum.Enum):
+    ACTIVE = "ACTIVE"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    id: int
+    name: str
+    config: dict[str, Any]
+    state: StudyState
+    error: str | None
+    checkpoint_dir: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    member: int
+    latest_complete_id: int | None
+    failures: int
+    state: MemberState
+
+
+@dataclass(frozen=True)
+class NewTrial:
+    """A trial to enqueue; the storage assigns its id and number."""
+
+    member: int
+    generation: int
+    parent_id: int | None
+    params: dict[str, Any]
+    start_step: int
+    end_step: int
+    decision: str

@@ -1,0 +1,92 @@
+"""Tables of the pbtune schema (SQLAlchemy Core). Params and metrics are JSON columns."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "pbtune_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+studies = Table(
+    "pbtune_studies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(512), nullable=False, unique=True),
+    Column("config", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("checkpoint_dir", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+members = Table(
+    "pbtune_members",
+    metadata,
+    Column("study_id", Integer, ForeignKey("pbtune_studies.id"), primary_key=True),
+    Column("member", Integer, primary_key=True),
+    # The member's latest COMPLETE trial: the population snapshot is one row per member.
+    Column("latest_complete_id", Integer, nullable=True),
+    # Failures since the member's last COMPLETE trial (bounded by max_retries).
+    Column("failures", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False),
+)
+
+trials = Table(
+    "pbtune_trials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("study_id", Integer, ForeignKey("pbtune_studies.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("member", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("parent_id", Integer, nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("start_step", Integer, nullable=False),
+    Column("end_step", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("metrics", JSON, nullable=True),
+    Column("fitness", Float, nullable=True),
+    Column("checkpoint", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("worker", String(256), nullable=True),
+    Column("claim", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Index("ix_pbtune_trials_number", "study_id", "number", unique=True),
+    # ask: the QUEUED trial with the smallest end_step; also RUNNING/stale scans.
+    Index("ix_pbtune_trials_queue", "study_id", "state", "end_step", "number"),
+    Index("ix_pbtune_trials_checkpoint", "study_id", "checkpoint"),
+    Index("ix_pbtune_trials_member", "study_id", "member", "number"),
+)
+
+reports = Table(
+    "pbtune_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("pbtune_trials.id"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Index("ix_pbtune_reports_trial", "trial_id", "step"),
+)

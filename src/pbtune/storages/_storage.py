@@ -1,0 +1,371 @@
+"""`Storage`: every piece of controller state, in one database.
+
+One class serves the three backends: a private in-memory SQLite database (``None``), a
+SQLite file (the embedded default) and PostgreSQL; SQLAlchemy Core keeps them one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, func, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
+from pbtune.storages._engine import create_storage_engine, normalize_url
+from pbtune.storages._records import (
+    MemberRecord,
+    MemberState,
+    NewTrial,
+    StudyRecord,
+    StudyState,
+)
+from pbtune.storages._schema import SCHEMA_VERSION, members, meta, metadata, reports, studies, trials
+from pbtune.storages._txn import Transaction, row_to_trial
+from pbtune.trial import FrozenTrial, TrialState
+
+_log = logging.getLogger("pbtune.storage")
+T = TypeVar("T")
+
+# Transient errors (a locked SQLite file, a PostgreSQL restart or serialization failure)
+# are retried with bounded exponential backoff before they reach the user.
+RETRY_ATTEMPTS = 8
+RETRY_BASE_DELAY_S = 0.05
+RETRY_MAX_DELAY_S = 5.0
+
+
+class Storage:
+    """Controller state in a database: ``Storage(None)`` (memory),
+    ``Storage("sqlite:///pbtune.db")`` or ``Storage("postgresql://user@host/db")``."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = normalize_url(url) if url is not None else None
+        self._engine = create_storage_engine(self.url)
+        # One shared connection serves an in-memory database: threads take turns.
+        self._lock: threading.RLock | None = threading.RLock() if self.url is None else None
+        self._prepare_schema()
+
+    def __repr__(self) -> str:
+        shown = self._engine.url.render_as_string(hide_password=True) if self.url else "memory"
+        return f"Storage({shown!r})"
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def dispose(self) -> None:
+        """Close pooled connections (before forking, or when done)."""
+        self._engine.dispose()
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[Connection]:
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._engine.connect() as connection:
+                if write:
+                    connection = connection.execution_options(pbtune_write=True)
+                with connection.begin():
+                    yield connection
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _retry(self, operation: Callable[[], T]) -> T:
+        delay = RETRY_BASE_DELAY_S
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                return operation()
+            except (OperationalError, DBAPIError) as error:
+                if isinstance(error, IntegrityError) or not _is_transient(error):
+                    raise
+                if attempt == RETRY_ATTEMPTS - 1:
+                    raise StorageError(
+                        f"storage {self!r} kept failing after {RETRY_ATTEMPTS} attempts: "
+                        f"{_short(error)}"
+                    ) from error
+                _log.warning("storage busy or unreachable (%s); retrying in %.2fs",
+                             _short(error), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+        raise AssertionError("unreachable")
+
+    def write(self, study_id: int, work: Callable[[Transaction], T], *, lock: bool = True) -> T:
+        """Run ``work`` in one write transaction on the study, retried on transient errors.
+
+        ``work`` may run more than once, so it must not have effects outside the database.
+        """
+
+        def attempt() -> T:
+            with self._connect(write=True) as connection:
+                return work(Transaction(connection, study_id, lock_study=lock))
+
+        return self._retry(attempt)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        def attempt() -> T:
+            with self._connect(write=False) as connection:
+                return work(connection)
+
+        return self._retry(attempt)
+
+    # -- schema ------------------------------------------------------------------------------
+    def _prepare_schema(self) -> None:
+        try:
+            self._retry(self._create_or_check_schema)
+        except StorageError:
+            raise
+        except (OperationalError, DBAPIError) as error:
+            raise StorageError(f"cannot open storage {self!r}: {_short(error)}") from None
+
+    def _create_or_check_schema(self) -> None:
+        with self._connect(write=True) as connection:
+            names = set(inspect(connection).get_table_names())
+            if meta.name not in names:
+                if names & {t.name for t in metadata.sorted_tables}:
+                    raise StorageError(
+                        f"storage {self!r} holds pbtune tables without a schema version; "
+                        "it was not made by this pbtune. Use a new database."
+                    )
+                try:
+                    metadata.create_all(connection)
+                    connection.execute(
+                        insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                except IntegrityError:
+                    pass  # another process created it first
+                return
+            version = connection.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar_one_or_none()
+        if version != str(SCHEMA_VERSION):
+            raise StorageError(
+                f"storage {self!r} has pbtune schema version {version!r}; this pbtune reads "
+                f"version {SCHEMA_VERSION}. Use the pbtune release that wrote it, or a new "
+                "database; pbtune will not change it."
+            )
+
+    # -- studies -----------------------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        config: dict[str, Any],
+        checkpoint_dir: str,
+        initial: Sequence[NewTrial],
+        now: float,
+    ) -> StudyRecord:
+        """Create a study and enqueue its first trials, in one transaction."""
+
+        def attempt() -> int:
+            with self._connect(write=True) as connection:
+                exists = connection.execute(
+                    select(studies.c.id).where(studies.c.name == name)
+                ).first()
+                if exists is not None:
+                    raise DuplicatedStudyError(f"a study named {name!r} exists in {self!r}")
+                study_id = connection.execute(
+                    insert(studies).values(
+                        name=name,
+                        config=config,
+                        state=StudyState.RUNNING.value,
+                        error=None,
+                        checkpoint_dir=checkpoint_dir,
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+                members_of = sorted({t.member for t in initial})
+                connection.execute(
+                    insert(members),
+                    [
+                        {"study_id": study_id, "member": m, "latest_complete_id": None,
+                         "failures": 0, "state": MemberState.ACTIVE.value}
+                        for m in members_of
+                    ],
+                )
+                tx = Transaction(connection, study_id, lock_study=False)
+                for new in initial:
+                    tx.add_trial(new, now)
+                return int(study_id)
+
+        try:
+            self._retry(attempt)
+        except IntegrityError:
+            raise DuplicatedStudyError(f"a study named {name!r} exists in {self!r}") from None
+        return self.get_study(name)
+
+    def get_study(self, name: str) -> StudyRecord:
+        row = self.read(
+            lambda c: c.execute(select(studies).where(studies.c.name == name)).mappings().first()
+        )
+        if row is None:
+            known = [s.name for s in self.list_studies()]
+            hint = f"studies here: {', '.join(map(repr, known))}" if known else "it holds none"
+            raise StudyNotFoundError(f"no study named {name!r} in {self!r}; {hint}")
+        return _study(row)
+
+    def get_study_by_id(self, study_id: int) -> StudyRecord:
+        row = self.read(
+            lambda c: c.execute(select(studies).where(studies.c.id == study_id)).mappings().one()
+        )
+        return _study(row)
+
+    def list_studies(self) -> list[StudyRecord]:
+        rows = self.read(
+            lambda c: list(c.execute(select(studies).order_by(studies.c.id)).mappings())
+        )
+        return [_study(r) for r in rows]
+
+    def set_study_state(self, study_id: int, state: StudyState, error: str | None = None) -> None:
+        self.write(study_id, lambda tx: tx.set_study_state(state, error))
+
+    # -- trials (reads) ----------------------------------------------------------------------
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        row = self.read(
+            lambda c: c.execute(select(trials).where(trials.c.id == trial_id)).mappings().first()
+        )
+        if row is None:
+            raise StorageError(f"no trial with id {trial_id} in {self!r}")
+        return row_to_trial(row)
+
+    def get_trials(
+        self, study_id: int, states: Sequence[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        query = select(trials).where(trials.c.study_id == study_id).order_by(trials.c.number)
+        if states is not None:
+            query = query.where(trials.c.state.in_([TrialState(s).value for s in states]))
+        rows = self.read(lambda c: list(c.execute(query).mappings()))
+        return [row_to_trial(r) for r in rows]
+
+    def get_members(self, study_id: int) -> list[MemberRecord]:
+        return self.read(lambda c: Transaction(c, study_id, lock_study=False).all_members())
+
+    def get_population(self, study_id: int) -> list[FrozenTrial]:
+        return self.read(lambda c: Transaction(c, study_id, lock_study=False).population())
+
+    def count_states(self, study_id: int) -> dict[TrialState, int]:
+        query = (
+            select(trials.c.state, func.count())
+            .where(trials.c.study_id == study_id)
+            .group_by(trials.c.state)
+        )
+        rows = self.read(lambda c: list(c.execute(query)))
+        counts = {state: 0 for state in TrialState}
+        for state, count in rows:
+            counts[TrialState(state)] = int(count)
+        return counts
+
+    def best_trial(self, study_id: int, mode: str) -> FrozenTrial | None:
+        order = trials.c.fitness.desc() if mode == "max" else trials.c.fitness.asc()
+        query = (
+            select(trials)
+            .where(trials.c.study_id == study_id, trials.c.state == TrialState.COMPLETE.value)
+            .order_by(order, trials.c.end_step.desc(), trials.c.number)
+            .limit(1)
+        )
+        row = self.read(lambda c: c.execute(query).mappings().first())
+        return row_to_trial(row) if row is not None else None
+
+    # -- workers -----------------------------------------------------------------------------
+    def claim(self, study_id: int, worker: str, claim: str, now: float) -> FrozenTrial | None:
+        """Atomically move the next QUEUED trial to RUNNING for ``worker``."""
+
+        def work(tx: Transaction) -> FrozenTrial | None:
+            queued = tx.next_queued()
+            if queued is None:
+                return None
+            taken = tx.update_trial(
+                queued.id,
+                expect_state=TrialState.QUEUED,
+                state=TrialState.RUNNING,
+                worker=worker,
+                claim=claim,
+                started_at=now,
+                heartbeat_at=now,
+            )
+            return tx.trial(queued.id) if taken else None
+
+        return self.write(study_id, work, lock=False)
+
+    def heartbeat(self, trial_id: int, claim: str, now: float) -> bool:
+        """Refresh a RUNNING trial's heartbeat; False if it is no longer this claim's."""
+        query = (
+            update(trials)
+            .where(
+                trials.c.id == trial_id,
+                trials.c.claim == claim,
+                trials.c.state == TrialState.RUNNING.value,
+            )
+            .values(heartbeat_at=now)
+        )
+
+        def attempt() -> bool:
+            with self._connect(write=True) as connection:
+                return connection.execute(query).rowcount == 1
+
+        return self._retry(attempt)
+
+    def add_report(self, trial_id: int, step: int, values: dict[str, float]) -> None:
+        def attempt() -> None:
+            with self._connect(write=True) as connection:
+                connection.execute(
+                    insert(reports).values(trial_id=trial_id, step=step, metrics=values)
+                )
+
+        self._retry(attempt)
+
+    def get_reports(self, trial_id: int) -> list[tuple[int, dict[str, float]]]:
+        query = (
+            select(reports.c.step, reports.c.metrics)
+            .where(reports.c.trial_id == trial_id)
+            .order_by(reports.c.step, reports.c.id)
+        )
+        rows = self.read(lambda c: list(c.execute(query)))
+        return [(int(step), dict(values)) for step, values in rows]
+
+
+def _study(row: Any) -> StudyRecord:
+    return StudyRecord(
+        id=row["id"],
+        name=row["name"],
+        config=dict(row["config"]),
+        state=StudyState(row["state"]),
+        error=row["error"],
+        checkpoint_dir=row["checkpoint_dir"],
+        created_at=row["created_at"],
+    )
+
+
+_TRANSIENT_MARKERS = (
+    "database is locked",
+    "database table is locked",
+    "could not serialize",
+    "deadlock detected",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "connection is closed",
+    "consuming input failed",
+    "connection failed",
+)
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig if error.orig is not None else error).lower()
+    return any(marker in text for marker in _TRANSIENT_MARKERS)
+
+
+def _short(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,85 @@
+"""The pure decision step: finished trial + population snapshot + seeded rng -> Decision."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pbtune._errors import ConfigError
+from pbtune.space import SearchSpace
+from pbtune.strategies._decision import Continue, Decision, Exploit, Stop
+from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation
+from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample, _check_keys
+from pbtune.trial import FrozenTrial
+
+
+def decide(
+    finished: FrozenTrial,
+    population: Sequence[FrozenTrial],
+    *,
+    space: SearchSpace,
+    exploit: ExploitStrategy,
+    explore: ExploreStrategy,
+    mode: Mode,
+    max_steps: int,
+    rng: np.random.Generator,
+) -> Decision:
+    """What the member of ``finished`` does next.
+
+    ``population`` holds each member's latest COMPLETE trial (``finished`` among them).
+    The result depends only on the arguments, so a restarted controller decides the same.
+    """
+    if finished.end_step >= max_steps:
+        return Stop("reached max_steps")
+    parent = exploit.select(finished, population, mode, rng)
+    if parent.id == finished.id:
+        return Continue()
+    params = space.validate(explore.explore(parent.params, space, rng))
+    return Exploit(parent_id=parent.id, params=params)
+
+
+def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
+    """Rebuild an exploit strategy from its stored (or YAML) form."""
+    fields = {"type": data} if isinstance(data, str) else dict(data)
+    kind = fields.get("type")
+    if kind == "tournament":
+        return Tournament(**_check_keys("tournament", fields, {"window"}))
+    if kind == "truncation":
+        return Truncation(**_check_keys("truncation", fields, {"fraction"}))
+    return _import_strategy(fields, ExploitStrategy, "exploit", "tournament, truncation")
+
+
+def explore_from_dict(data: Mapping[str, Any] | str) -> ExploreStrategy:
+    """Rebuild an explore strategy from its stored (or YAML) form."""
+    fields = {"type": data} if isinstance(data, str) else dict(data)
+    kind = fields.get("type")
+    if kind == "perturb":
+        return Perturb(**_check_keys("perturb", fields, {"factors", "resample_probability"}))
+    if kind == "resample":
+        return Resample(**_check_keys("resample", fields, set()))
+    return _import_strategy(fields, ExploreStrategy, "explore", "perturb, resample")
+
+
+def _import_strategy(fields: dict[str, Any], base: type[Any], what: str, known: str) -> Any:
+    # A user's own strategy class is stored as "module:QualName" with its settings.
+    kind = fields.pop("type", None)
+    if not isinstance(kind, str) or ":" not in kind:
+        raise ConfigError(
+            f"{what} type must be one of {known}, or 'module:Class' for your own, got {kind!r}"
+        )
+    module_name, _, qualname = kind.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"cannot import {what} strategy {kind!r}: {error}") from None
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise ConfigError(f"{kind!r} is not a subclass of {base.__name__}")
+    return target(**fields)
+
+
+__all__ = ["Continue", "Decision", "Exploit", "Stop", "decide"]

@@ -1,0 +1,33 @@
+"""Decisions are values: what a member does after one of its trials finished."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Train on from the finished trial's own checkpoint with the same params."""
+
+    kind = "continue"
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """Copy ``parent_id``'s checkpoint and train on with explored ``params``."""
+
+    parent_id: int
+    params: dict[str, Any]
+    kind = "exploit"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The member is done (budget reached)."""
+
+    reason: str
+    kind = "stop"
+
+
+Decision = Union[Continue, Exploit, Stop]

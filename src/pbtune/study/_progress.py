@@ -1,0 +1,114 @@
+"""The live progress display while `Study.optimize` runs (quiet when not a terminal)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from pbtune.storages import MemberState, Storage, StudyRecord
+from pbtune.trial import TrialState
+
+REFRESH_S = 0.5
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """How far a study is: steps done of the total, trials by state, the best fitness."""
+
+    steps_done: int
+    steps_total: int
+    counts: dict[TrialState, int]
+    best_fitness: float | None
+
+    @property
+    def fraction(self) -> float:
+        return self.steps_done / self.steps_total if self.steps_total else 1.0
+
+
+def measure(storage: Storage, study: StudyRecord) -> StudyProgress:
+    config = study.config
+    max_steps = int(config["max_steps"])
+    done = 0
+    latest = {t.member: t.end_step for t in storage.get_population(study.id)}
+    for member in storage.get_members(study.id):
+        if member.state != MemberState.ACTIVE:
+            done += max_steps  # finished, or given up on: nothing left to train
+        else:
+            done += min(latest.get(member.member, 0), max_steps)
+    best = storage.best_trial(study.id, config["mode"])
+    return StudyProgress(
+        steps_done=done,
+        steps_total=max_steps * int(config["population_size"]),
+        counts=storage.count_states(study.id),
+        best_fitness=best.fitness if best is not None else None,
+    )
+
+
+class ProgressDisplay:
+    """A rich progress bar with the study's best fitness and trial counts."""
+
+    def __init__(self, storage: Storage, study: StudyRecord, *, enabled: bool | None = None,
+                 console: Console | None = None) -> None:
+        self._storage = storage
+        self._study = study
+        self._console = console or Console(stderr=True)
+        self.enabled = self._console.is_terminal if enabled is None else enabled
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self._console,
+        )
+        self._task = self._progress.add_task(study.name, total=1, status="")
+        self._live: Live | None = None
+        self._last = 0.0
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.enabled:
+            self._live = Live(self._progress, console=self._console, refresh_per_second=4,
+                              transient=False)
+            self._live.__enter__()
+            self.update(force=True)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._live is not None:
+            self.update(force=True)
+            self._live.__exit__(kind, error, tb)
+            self._live = None
+
+    def update(self, *, force: bool = False) -> None:
+        if self._live is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < REFRESH_S:
+            return
+        self._last = now
+        state = measure(self._storage, self._study)
+        best = "-" if state.best_fitness is None else f"{state.best_fitness:.6g}"
+        counts = state.counts
+        status = (
+            f"best {best} | running {counts[TrialState.RUNNING]} "
+            f"queued {counts[TrialState.QUEUED]} complete {counts[TrialState.COMPLETE]} "
+            f"failed {counts[TrialState.FAILED]}"
+        )
+        self._progress.update(self._task, total=state.steps_total, completed=state.steps_done,
+                              status=status)

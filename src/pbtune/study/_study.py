@@ -1,0 +1,240 @@
+"""The user's entry points: `create_study`, `load_study` and the `Study` they return."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
+from pbtune.controller import Controller, StudyConfig, initial_trials
+from pbtune.controller import _checkpoints as checkpoints
+from pbtune.space import Param, SearchSpace
+from pbtune.storages import Storage, StudyRecord, StudyState
+from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
+from pbtune.study._progress import ProgressDisplay, StudyProgress, measure
+from pbtune.trial import FrozenTrial, Segment, TrialState
+from pbtune.worker._loop import TrainFn
+from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
+
+DEFAULT_STORAGE = "sqlite:///pbtune.db"
+StorageLike = Storage | str | None
+
+
+def open_storage(storage: StorageLike) -> Storage:
+    return storage if isinstance(storage, Storage) else Storage(storage)
+
+
+class Study:
+    """One PBT run: its settings and its trials, all read from the storage."""
+
+    def __init__(self, storage: Storage, record: StudyRecord, config: StudyConfig) -> None:
+        self.storage = storage
+        self._record = record
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def id(self) -> int:
+        return self._record.id
+
+    @property
+    def state(self) -> StudyState:
+        return self.storage.get_study_by_id(self.id).state
+
+    @property
+    def error(self) -> str | None:
+        return self.storage.get_study_by_id(self.id).error
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.config.checkpoint_root) / self._record.checkpoint_dir
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, storage={self.storage!r})"
+
+    # -- running -----------------------------------------------------------------------------
+    def optimize(
+        self,
+        train: TrainFn | str,
+        workers: int = 1,
+        *,
+        show_progress: bool | None = None,
+    ) -> None:
+        """Run the study until its budget is spent, with ``workers`` in parallel.
+
+        ``train`` is a function (module level, so worker processes can import it) or
+        ``"path/to/script.py:train"``. A study stopped by a crash or Ctrl-C continues
+        where it was when this is called again. Raises `StudyFailedError` if the study
+        cannot go on (e.g. every member's first trial failed).
+
+        Example::
+
+            study.optimize(train, workers=2)
+        """
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
+        fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
+        if not isinstance(fn, Entry) and not callable(fn):
+            raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+        if self.state == StudyState.FAILED:
+            # The user fixed the cause and runs again: the queued retries go on.
+            self.storage.set_study_state(self.id, StudyState.RUNNING)
+        controller = Controller(self.storage, self._record, self.config)
+        fail_dead_local_workers(controller)
+        fitness = self.config.fitness
+        with ProgressDisplay(self.storage, self._record, enabled=show_progress) as display:
+            if self.storage.url is None:
+                run_threads(self.storage, controller, fn, workers, fitness=fitness,
+                            tick=display.update)
+            else:
+                run_processes(self.storage, controller, fn, workers, fitness=fitness,
+                              tick=display.update)
+        record = self.storage.get_study_by_id(self.id)
+        if record.state == StudyState.FAILED:
+            raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
+        if record.state == StudyState.COMPLETE:
+            self._sweep_checkpoints()
+
+    def _sweep_checkpoints(self) -> None:
+        keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
+        checkpoints.sweep(self.checkpoint_dir, keep)
+
+    # -- reading -----------------------------------------------------------------------------
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        """All trials, in the order they were created; optionally only some states."""
+        return self.storage.get_trials(self.id, states)
+
+    def trial(self, trial_id: int) -> FrozenTrial:
+        """One trial of this study by id."""
+        trial = self.storage.get_trial(trial_id)
+        if trial.study_id != self.id:
+            raise ConfigError(f"trial {trial_id} does not belong to study {self.name!r}")
+        return trial
+
+    @property
+    def best_trial(self) -> FrozenTrial:
+        """The COMPLETE trial with the best fitness (ties: the later step)."""
+        best = self.storage.best_trial(self.id, self.config.mode)
+        if best is None:
+            raise ConfigError(f"study {self.name!r} has no COMPLETE trial yet")
+        return best
+
+    def lineage(self, trial_id: int | None = None) -> list[FrozenTrial]:
+        """The trials whose checkpoints led to ``trial_id`` (best by default), oldest first."""
+        trial = self.best_trial if trial_id is None else self.trial(trial_id)
+        chain = [trial]
+        while chain[-1].parent_id is not None:
+            chain.append(self.storage.get_trial(chain[-1].parent_id))
+        return chain[::-1]
+
+    def schedule(self, trial_id: int | None = None) -> list[Segment]:
+        """The hyperparameter schedule of a lineage: one `Segment` per trial."""
+        return [
+            Segment(t.start_step, t.end_step, dict(t.params), t.id)
+            for t in self.lineage(trial_id)
+        ]
+
+    def reports(self, trial_id: int) -> list[tuple[int, dict[str, float]]]:
+        """Intermediate metrics the trial reported with `Trial.report`."""
+        return self.storage.get_reports(trial_id)
+
+    def progress(self) -> StudyProgress:
+        return measure(self.storage, self.storage.get_study_by_id(self.id))
+
+
+def create_study(
+    name: str,
+    *,
+    space: Mapping[str, Param] | SearchSpace,
+    storage: StorageLike = DEFAULT_STORAGE,
+    metric: str | None = None,
+    mode: Mode = "max",
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    population_size: int = 8,
+    steps_per_trial: int = 100,
+    max_steps: int = 1000,
+    exploit: ExploitStrategy | None = None,
+    explore: ExploreStrategy | None = None,
+    checkpoint_root: str | Path = "pbtune_checkpoints",
+    seed: int = 0,
+    load_if_exists: bool = False,
+    max_retries: int = 3,
+    keep_best: int = 3,
+    heartbeat_timeout: float = 60.0,
+    trial_timeout: float | None = None,
+) -> Study:
+    """Create a PBT study (or load it, with ``load_if_exists=True``).
+
+    Every member trains to ``max_steps`` in segments of ``steps_per_trial``; compute is
+    ``population_size * max_steps`` steps. ``storage`` is a URL (``sqlite:///file.db``,
+    ``postgresql://...``), a `Storage`, or None for an in-memory study.
+
+    Example::
+
+        study = pbtune.create_study(
+            name="digits", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
+            metric="accuracy", mode="max", population_size=8,
+            steps_per_trial=100, max_steps=3000,
+        )
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"study name must be a non-empty string, got {name!r}")
+    config = StudyConfig(
+        space=SearchSpace(space),
+        metric=metric,
+        mode=mode,
+        fitness=fitness,
+        population_size=population_size,
+        steps_per_trial=steps_per_trial,
+        max_steps=max_steps,
+        exploit=exploit if exploit is not None else Tournament(),
+        explore=explore if explore is not None else Perturb(),
+        checkpoint_root=str(Path(checkpoint_root).expanduser().resolve()),
+        seed=seed,
+        max_retries=max_retries,
+        keep_best=keep_best,
+        heartbeat_timeout=heartbeat_timeout,
+        trial_timeout=trial_timeout,
+    )
+    store = open_storage(storage)
+    directory = checkpoints.study_dir_name(name, uuid.uuid4().hex)
+    try:
+        record = store.create_study(
+            name, config.to_dict(), directory, initial_trials(config), time.time()
+        )
+    except DuplicatedStudyError:
+        if not load_if_exists:
+            raise DuplicatedStudyError(
+                f"a study named {name!r} exists in {store!r}; pass load_if_exists=True to "
+                "continue it, or choose another name"
+            ) from None
+        study = load_study(name, storage=store, fitness=fitness)
+        changed = study.config.differences(config)
+        if changed:
+            raise ConfigError(
+                f"study {name!r} exists with other settings ({', '.join(changed)}); "
+                "use another name, or load_study() to continue it as it was"
+            ) from None
+        return study
+    return Study(store, record, config)
+
+
+def load_study(
+    name: str,
+    *,
+    storage: StorageLike = DEFAULT_STORAGE,
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+) -> Study:
+    """Open an existing study, e.g. to read its results or continue it after a crash."""
+    store = open_storage(storage)
+    record = store.get_study(name)
+    config = StudyConfig.from_dict(record.config, fitness=fitness)
+    return Study(store, record, config)
+
+

@@ -1,0 +1,5 @@
+"""Workers: the ask -> train -> tell loop and the local process backend."""
+
+from pbtune.worker._loop import TrainFn, new_worker_id, run_trial, run_worker
+
+__all__ = ["TrainFn", "new_worker_id", "run_trial", "run_worker"]

@@ -1,0 +1,162 @@
+"""The worker loop: ask -> train -> tell, the same wherever it runs.
+
+It runs in a local process, a thread (in-memory studies), or a process that a cluster
+scheduler started on another machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pbtune._errors import PbtuneError
+from pbtune.controller import (
+    Claimed,
+    Controller,
+    Done,
+    StudyConfig,
+    check_metrics,
+)
+from pbtune.controller import _checkpoints as checkpoints
+from pbtune.storages import Storage
+from pbtune.trial import Trial
+
+_log = logging.getLogger("pbtune.worker")
+
+TrainFn = Callable[[Trial], Mapping[str, float]]
+POLL_INTERVAL_S = 0.05
+POLL_INTERVAL_MAX_S = 1.0
+
+
+def new_worker_id() -> str:
+    """``host:pid:random``; the host and pid let a local controller spot dead workers."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_worker(
+    storage: Storage,
+    study_name: str,
+    train: TrainFn,
+    *,
+    worker_id: str | None = None,
+    max_trials: int | None = None,
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count."""
+    worker_id = worker_id or new_worker_id()
+    study = storage.get_study(study_name)
+    config = StudyConfig.from_dict(study.config, fitness=fitness)
+    controller = Controller(storage, study, config)
+    done = 0
+    idle = POLL_INTERVAL_S
+    while max_trials is None or done < max_trials:
+        if stop is not None and stop.is_set():
+            break
+        asked = controller.ask(worker_id)
+        if isinstance(asked, Done):
+            break
+        if not isinstance(asked, Claimed):
+            time.sleep(idle)
+            idle = min(idle * 2, POLL_INTERVAL_MAX_S)
+            continue
+        idle = POLL_INTERVAL_S
+        run_trial(controller, asked, train)
+        done += 1
+    return done
+
+
+def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
+    """Train one claimed trial and tell the result; True if it completed."""
+    trial = claimed.trial
+    storage = controller.storage
+    staging = None
+    beat = _Heartbeat(controller, claimed)
+    beat.start()
+    try:
+        staging = checkpoints.make_staging_dir(controller.study_dir, trial.number, claimed.claim)
+        handle = Trial(
+            id=trial.id,
+            number=trial.number,
+            member=trial.member,
+            generation=trial.generation,
+            params=trial.params,
+            start_step=trial.start_step,
+            end_step=trial.end_step,
+            parent_checkpoint=controller.parent_checkpoint(trial),
+            checkpoint_dir=staging,
+            study_name=controller.study.name,
+            report_sink=lambda step, values: storage.add_report(trial.id, step, values),
+        )
+        result = train(handle)
+        metrics, fitness = check_metrics(result, controller.config)
+    except Exception as error:
+        beat.stop()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        text = error_text(error)
+        _log.warning("trial %s failed: %s", trial.id, text.strip().splitlines()[-1])
+        controller.tell_failure(claimed, text)
+        return False
+    beat.stop()
+    final = checkpoints.final_dir(controller.study_dir, trial.number)
+    try:
+        checkpoints.commit(staging, final)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        controller.tell_failure(claimed, f"committing the checkpoint failed: {error}")
+        return False
+    if not controller.tell(claimed, metrics, fitness, final):
+        checkpoints.remove(final, controller.study_dir)
+        return False
+    return True
+
+
+def error_text(error: BaseException) -> str:
+    """What is stored for a failed trial: a pbtune message, or the user's traceback."""
+    if isinstance(error, PbtuneError):
+        cause = error.__cause__
+        detail = "".join(traceback.format_exception(cause)) if cause is not None else ""
+        return f"{type(error).__name__}: {error}\n{detail}".rstrip() + "\n"
+    return "".join(traceback.format_exception(error))
+
+
+class _Heartbeat:
+    """A daemon thread that keeps a RUNNING trial's heartbeat fresh."""
+
+    def __init__(self, controller: Controller, claimed: Claimed) -> None:
+        self._controller = controller
+        self._claimed = claimed
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pbtune-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = self._controller.config.heartbeat_interval
+        while not self._stopped.wait(interval):
+            try:
+                if not self._controller.heartbeat(self._claimed):
+                    _log.warning(
+                        "trial %s is no longer held by this worker (failed as lost); "
+                        "its result will be refused", self._claimed.trial.id)
+                    return
+            except Exception as error:  # a storage outage must not kill the trial
+                _log.warning("heartbeat for trial %s failed: %s", self._claimed.trial.id, error)
+
+
+def describe_callable(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

@@ -1,0 +1,222 @@
+"""Local execution backends: N worker processes (durable storage) or threads (in memory)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from pbtune._errors import ConfigError
+from pbtune.controller import Controller, import_object
+from pbtune.storages import Storage, StudyState
+from pbtune.trial import TrialState
+from pbtune.worker._loop import TrainFn, new_worker_id, run_worker
+
+_log = logging.getLogger("pbtune.worker")
+
+MONITOR_INTERVAL_S = 0.2
+Tick = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A training function named by ``module:name`` or ``path/to/file.py:name``.
+
+    Workers import it themselves, so it works for scripts that are not importable modules.
+    """
+
+    ref: str
+
+    def load(self) -> TrainFn:
+        fn = import_object(self.ref, "training function")
+        if not callable(fn):
+            raise ConfigError(f"{self.ref!r} is not callable")
+        return fn  # type: ignore[no-any-return]
+
+
+def _worker_main(
+    url: str,
+    study_name: str,
+    train: TrainFn | Entry,
+    fitness: Callable[[Mapping[str, float]], float] | None,
+    tag: str,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
+    storage = Storage(url)
+    fn = train.load() if isinstance(train, Entry) else train
+    run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
+               fitness=fitness)
+
+
+def worker_id_for(pid: int, tag: str) -> str:
+    return f"{socket.gethostname()}:{pid}:{tag}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_local_workers(controller: Controller) -> int:
+    """Fail RUNNING trials of workers on this host whose process is gone (after a crash),
+    without waiting for their heartbeat to go stale."""
+    host = socket.gethostname()
+    lost = 0
+    running = controller.storage.get_trials(controller.study.id, [TrialState.RUNNING])
+    for trial in running:
+        parts = (trial.worker or "").split(":")
+        if len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
+            if not pid_alive(int(parts[1])):
+                lost += controller.fail_lost(
+                    trial, f"lost: worker {trial.worker} is no longer running"
+                )
+    return lost
+
+
+def run_processes(
+    storage: Storage,
+    controller: Controller,
+    train: TrainFn | Entry,
+    workers: int,
+    *,
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    tick: Tick | None = None,
+    max_restarts: int | None = None,
+) -> None:
+    """Run ``workers`` worker processes until the study is done; replace dead ones."""
+    assert storage.url is not None
+    _check_picklable(train, fitness)
+    context = mp.get_context("spawn")
+    restarts_left = max_restarts if max_restarts is not None else 10 * workers
+    live: dict[str, BaseProcess] = {}
+    storage.dispose()
+
+    def spawn() -> None:
+        tag = uuid.uuid4().hex[:8]
+        process = context.Process(
+            target=_worker_main,
+            args=(storage.url, controller.study.name, train, fitness, tag),
+            name=f"pbtune-worker-{tag}",
+            daemon=True,
+        )
+        process.start()
+        assert process.pid is not None
+        live[worker_id_for(process.pid, tag)] = process
+
+    for _ in range(workers):
+        spawn()
+    try:
+        while live:
+            time.sleep(MONITOR_INTERVAL_S)
+            for worker, process in list(live.items()):
+                if process.is_alive():
+                    continue
+                del live[worker]
+                if process.exitcode == 0:
+                    continue
+                reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
+                _log.warning(reason)
+                controller.fail_worker(worker, reason)
+                if storage.get_study_by_id(controller.study.id).state != StudyState.RUNNING:
+                    continue
+                if restarts_left > 0:
+                    restarts_left -= 1
+                    spawn()
+            _enforce_trial_timeout(controller, live)
+            if tick is not None:
+                tick()
+    finally:
+        for process in live.values():
+            if process.is_alive():
+                process.terminate()
+        for worker, process in live.items():
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            controller.fail_worker(worker, "lost: the run was interrupted")
+
+
+def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess]) -> None:
+    limit = controller.config.trial_timeout
+    if limit is None:
+        return
+    now = time.time()
+    for trial in controller.storage.get_trials(controller.study.id, [TrialState.RUNNING]):
+        process = live.get(trial.worker or "")
+        if process is None or trial.started_at is None or now - trial.started_at <= limit:
+            continue
+        process.kill()
+        process.join()
+        controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s")
+
+
+def run_threads(
+    storage: Storage,
+    controller: Controller,
+    train: TrainFn | Entry,
+    workers: int,
+    *,
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    tick: Tick | None = None,
+) -> None:
+    """Run the worker loop in ``workers`` threads (for in-memory storage)."""
+    fn = train.load() if isinstance(train, Entry) else train
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_worker(storage, controller.study.name, fn, worker_id=new_worker_id(),
+                       fitness=fitness, stop=stop)
+        except BaseException as error:
+            errors.append(error)
+            stop.set()
+
+    threads = [threading.Thread(target=target, name=f"pbtune-worker-{i}", daemon=True)
+               for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(timeout=MONITOR_INTERVAL_S)
+            if tick is not None:
+                tick()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _check_picklable(*objects: Any) -> None:
+    # Worker processes are started fresh ("spawn"), so the function travels by reference.
+    for obj in objects:
+        if obj is None or isinstance(obj, Entry):
+            continue
+        try:
+            pickle.dumps(obj)
+        except Exception as error:
+            raise ConfigError(
+                f"{getattr(obj, '__qualname__', obj)!r} cannot be sent to worker processes "
+                f"({error}). Define it at the top level of a module (not a lambda or a "
+                "nested function), and start the study under `if __name__ == '__main__':`"
+            ) from None
