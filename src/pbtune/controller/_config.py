@@ -17,8 +17,8 @@ from pbtune.strategies import (
     Mode,
     Perturb,
     Tournament,
-    explore_from_dict,
     exploit_from_dict,
+    explore_from_dict,
 )
 
 FitnessFn = Callable[[Mapping[str, float]], float]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from pbtune._errors import SearchSpaceError
 
-JSONScalar = Union[str, int, float, bool, None]
+JSONScalar = str | int | float | bool | None
 
 # A linear parameter sitting at 0 cannot be moved by multiplication; from there it moves
 # by (factor - 1) times this share of its range instead.
@@ -212,4 +212,4 @@ def _choice_key(value: Any) -> tuple[str, Any]:
             if isinstance(value, (int, float)) else "str", value)
 
 
-Param = Union[Float, Int, Choice]
+Param = Float | Int | Choice

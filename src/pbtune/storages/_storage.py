@@ -25,7 +25,15 @@ from pbtune.storages._records import (
     StudyRecord,
     StudyState,
 )
-from pbtune.storages._schema import SCHEMA_VERSION, members, meta, metadata, reports, studies, trials
+from pbtune.storages._schema import (
+    SCHEMA_VERSION,
+    members,
+    meta,
+    metadata,
+    reports,
+    studies,
+    trials,
+)
 from pbtune.storages._txn import Transaction, row_to_trial
 from pbtune.trial import FrozenTrial, TrialState
 
@@ -170,7 +178,7 @@ class Storage:
                 ).first()
                 if exists is not None:
                     raise DuplicatedStudyError(f"a study named {name!r} exists in {self!r}")
-                study_id = connection.execute(
+                key = connection.execute(
                     insert(studies).values(
                         name=name,
                         config=config,
@@ -179,7 +187,9 @@ class Storage:
                         checkpoint_dir=checkpoint_dir,
                         created_at=now,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert key is not None
+                study_id = int(key[0])
                 members_of = sorted({t.member for t in initial})
                 connection.execute(
                     insert(members),

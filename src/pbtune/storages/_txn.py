@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ class Transaction:
                 trials.c.study_id == self.study_id
             )
         ).scalar_one()
-        values = {
+        values: dict[str, Any] = {
             "study_id": self.study_id,
             "number": number,
             "member": new.member,
@@ -116,10 +116,22 @@ class Transaction:
             "decision": new.decision,
             "created_at": now,
         }
-        trial_id = self._c.execute(trials.insert().values(**values)).inserted_primary_key[0]
-        trial = self.trial(trial_id)
-        assert trial is not None
-        return trial
+        key = self._c.execute(trials.insert().values(**values)).inserted_primary_key
+        assert key is not None
+        return FrozenTrial(
+            id=int(key[0]),
+            number=number,
+            member=new.member,
+            generation=new.generation,
+            parent_id=new.parent_id,
+            params=dict(new.params),
+            start_step=new.start_step,
+            end_step=new.end_step,
+            state=TrialState.QUEUED,
+            decision=new.decision,
+            created_at=now,
+            study_id=self.study_id,
+        )
 
     def running(self, *, heartbeat_before: float | None = None) -> list[FrozenTrial]:
         query = select(trials).where(
@@ -237,7 +249,7 @@ class Transaction:
         return StudyState(value)
 
 
-def _member(row: Mapping[str, Any]) -> MemberRecord:
+def _member(row: RowMapping) -> MemberRecord:
     return MemberRecord(
         member=row["member"],
         latest_complete_id=row["latest_complete_id"],

@@ -1,6 +1,6 @@
 """Evolution strategies: exploit (who to copy), explore (new params), and `decide`."""
 
-from pbtune.strategies._decide import decide, explore_from_dict, exploit_from_dict
+from pbtune.strategies._decide import decide, exploit_from_dict, explore_from_dict
 from pbtune.strategies._decision import Continue, Decision, Exploit, Stop
 from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation, score
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample
@@ -18,7 +18,7 @@ __all__ = [
     "Tournament",
     "Truncation",
     "decide",
-    "explore_from_dict",
     "exploit_from_dict",
+    "explore_from_dict",
     "score",
 ]

@@ -49,7 +49,10 @@ def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
         return Tournament(**_check_keys("tournament", fields, {"window"}))
     if kind == "truncation":
         return Truncation(**_check_keys("truncation", fields, {"fraction"}))
-    return _import_strategy(fields, ExploitStrategy, "exploit", "tournament, truncation")
+    strategy: ExploitStrategy = _import_strategy(
+        fields, ExploitStrategy, "exploit", "tournament, truncation"
+    )
+    return strategy
 
 
 def explore_from_dict(data: Mapping[str, Any] | str) -> ExploreStrategy:
@@ -60,7 +63,10 @@ def explore_from_dict(data: Mapping[str, Any] | str) -> ExploreStrategy:
         return Perturb(**_check_keys("perturb", fields, {"factors", "resample_probability"}))
     if kind == "resample":
         return Resample(**_check_keys("resample", fields, set()))
-    return _import_strategy(fields, ExploreStrategy, "explore", "perturb, resample")
+    strategy: ExploreStrategy = _import_strategy(
+        fields, ExploreStrategy, "explore", "perturb, resample"
+    )
+    return strategy
 
 
 def _import_strategy(fields: dict[str, Any], base: type[Any], what: str, known: str) -> Any:

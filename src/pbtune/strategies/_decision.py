@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -30,4 +30,4 @@ class Stop:
     kind = "stop"
 
 
-Decision = Union[Continue, Exploit, Stop]
+Decision = Continue | Exploit | Stop

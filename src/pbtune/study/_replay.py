@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -108,7 +109,7 @@ def _check_schedule(segments: Sequence[Segment]) -> None:
         raise ConfigError(
             f"a schedule must start at step 0, this one starts at {segments[0].start_step}"
         )
-    for before, after in zip(segments, segments[1:]):
+    for before, after in itertools.pairwise(segments):
         if after.start_step != before.end_step:
             raise ConfigError(
                 f"schedule has a gap: a segment ends at step {before.end_step} and the next "

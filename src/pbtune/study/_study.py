@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
 from pbtune.controller import Controller, StudyConfig, initial_trials

@@ -81,11 +81,9 @@ def fail_dead_local_workers(controller: Controller) -> int:
     running = controller.storage.get_trials(controller.study.id, [TrialState.RUNNING])
     for trial in running:
         parts = (trial.worker or "").split(":")
-        if len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
-            if not pid_alive(int(parts[1])):
-                lost += controller.fail_lost(
-                    trial, f"lost: worker {trial.worker} is no longer running"
-                )
+        local = len(parts) >= 3 and parts[0] == host and parts[1].isdigit()
+        if local and not pid_alive(int(parts[1])):
+            lost += controller.fail_lost(trial, f"lost: worker {trial.worker} is no longer running")
     return lost
 
 
