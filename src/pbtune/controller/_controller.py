@@ -130,7 +130,7 @@ class Controller:
         if state != StudyState.RUNNING:
             return DONE
         claim = uuid.uuid4().hex
-        trial = self.storage.claim(self.study.id, worker, claim, now)
+        trial = self.storage.claim(self.study.id, worker, claim)
         if trial is not None:
             return Claimed(trial, claim)
         counts = self.storage.count_states(self.study.id)
@@ -161,9 +161,9 @@ class Controller:
         was failed as lost and retried elsewhere, so a late result must not overwrite it.
         """
         trial = claimed.trial
-        now = time.time()
 
         def work(tx: Transaction) -> list[FrozenTrial] | None:
+            now = time.time()  # inside: the transaction may have waited for the lock
             if not tx.update_trial(
                 trial.id,
                 expect_state=TrialState.RUNNING,
@@ -197,9 +197,8 @@ class Controller:
 
     def tell_failure(self, claimed: Claimed, error: str) -> bool:
         """Record a FAILED trial; the member retries it (bounded) or stops."""
-        now = time.time()
-
         def work(tx: Transaction) -> bool:
+            now = time.time()
             if not tx.update_trial(
                 claimed.trial.id,
                 expect_state=TrialState.RUNNING,

@@ -283,10 +283,11 @@ class Storage:
         return row_to_trial(row) if row is not None else None
 
     # -- workers -----------------------------------------------------------------------------
-    def claim(self, study_id: int, worker: str, claim: str, now: float) -> FrozenTrial | None:
+    def claim(self, study_id: int, worker: str, claim: str) -> FrozenTrial | None:
         """Atomically move the next QUEUED trial to RUNNING for ``worker``."""
 
         def work(tx: Transaction) -> FrozenTrial | None:
+            now = time.time()
             queued = tx.next_queued()
             if queued is None:
                 return None

@@ -64,13 +64,18 @@ def worker_id_for(pid: int, tag: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` runs here (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def fail_dead_local_workers(controller: Controller) -> int:

@@ -1,0 +1,229 @@
+"""End-to-end: real worker processes on a real SQLite file (and PostgreSQL where set)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import pbtune
+from pbtune import TrialState
+
+HERE = Path(__file__).resolve().parent
+TRAINERS = HERE / "trainers.py"
+SPACE = {"h0": pbtune.Float(0.0, 1.0), "h1": pbtune.Float(0.0, 1.0)}
+
+
+def make_study(tmp_path: Path, name: str = "e2e", **overrides: object) -> pbtune.Study:
+    settings: dict[str, object] = dict(
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        space=SPACE,
+        metric="q",
+        mode="max",
+        population_size=4,
+        steps_per_trial=4,
+        max_steps=40,
+        checkpoint_root=tmp_path / "ckpt",
+    )
+    settings.update(overrides)
+    return pbtune.create_study(name, **settings)  # type: ignore[arg-type]
+
+
+def assert_accounted_for(study: pbtune.Study) -> None:
+    """Every member reached max_steps; every trial ended; checkpoints match the records."""
+    trials = study.trials()
+    assert study.state == pbtune.StudyState.COMPLETE
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAILED) for t in trials)
+    by_id = {t.id: t for t in trials}
+    for t in trials:
+        if t.parent_id is not None:
+            assert by_id[t.parent_id].state == TrialState.COMPLETE
+            assert by_id[t.parent_id].finished_at <= t.created_at  # type: ignore[operator]
+    final = {t.member: t for t in trials if t.state == TrialState.COMPLETE}
+    for member in range(study.config.population_size):
+        latest = max((t for t in trials if t.member == member), key=lambda t: t.number)
+        assert latest.state == TrialState.COMPLETE and latest.end_step == study.config.max_steps
+        assert member in final
+    on_disk = {p.name for p in study.checkpoint_dir.iterdir() if p.name.startswith("trial-")}
+    recorded = {t.checkpoint.name for t in trials if t.checkpoint is not None}
+    assert on_disk == recorded
+    assert len(recorded) <= study.config.population_size + study.config.keep_best
+    for t in trials:
+        if t.checkpoint is not None:
+            assert (t.checkpoint / "theta.json").is_file()
+
+
+def test_study_runs_to_its_budget_with_processes(tmp_path: Path) -> None:
+    study = make_study(tmp_path, population_size=5)
+    study.optimize(f"{TRAINERS}:quadratic", workers=2, show_progress=False)
+    assert_accounted_for(study)
+    first = max(t.fitness or 0.0 for t in study.trials() if t.generation == 0)
+    assert study.best_trial.fitness is not None and study.best_trial.fitness > first
+    schedule = study.schedule()
+    assert schedule[0].start_step == 0 and schedule[-1].end_step == 40
+    assert [s.trial_id for s in schedule] == [t.id for t in study.lineage()]
+
+
+def test_function_objects_work_as_well_as_entry_strings(tmp_path: Path) -> None:
+    from e2e import trainers  # importable by worker processes: tests/ is on sys.path
+
+    study = make_study(tmp_path, population_size=2, max_steps=12)
+    study.optimize(trainers.quadratic, workers=2, show_progress=False)
+    assert_accounted_for(study)
+
+
+def test_in_memory_study_runs_in_threads(tmp_path: Path) -> None:
+    from e2e import trainers
+
+    study = pbtune.create_study(
+        "memory", storage=None, space=SPACE, metric="q", population_size=3,
+        steps_per_trial=5, max_steps=30, checkpoint_root=tmp_path / "ckpt",
+    )
+    study.optimize(trainers.quadratic, workers=2, show_progress=False)
+    assert_accounted_for(study)
+    assert study.storage.url is None
+
+
+def test_same_seed_and_one_worker_give_identical_studies(tmp_path: Path) -> None:
+    def run(directory: Path) -> list[tuple[object, ...]]:
+        directory.mkdir()
+        study = make_study(directory, population_size=4, max_steps=24, seed=7)
+        study.optimize(f"{TRAINERS}:quadratic", workers=1, show_progress=False)
+        numbers = {t.id: t.number for t in study.trials()}
+        return [
+            (t.number, t.member, t.generation, numbers.get(t.parent_id), t.params,
+             t.start_step, t.end_step, t.decision, t.state, t.fitness)
+            for t in study.trials()
+        ]
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert first == second
+    assert any(row[7] == "exploit" for row in first), "the run should contain exploits"
+
+
+def test_every_first_trial_failing_stops_with_the_first_traceback(tmp_path: Path) -> None:
+    study = make_study(tmp_path, population_size=3)
+    with pytest.raises(pbtune.StudyFailedError) as raised:
+        study.optimize(f"{TRAINERS}:always_raises", workers=2, show_progress=False)
+    message = str(raised.value)
+    assert "RuntimeError: broken training code for member" in message
+    assert "Traceback" in message
+    failed = study.trials([TrialState.FAILED])
+    assert len(failed) >= 3 and study.state == pbtune.StudyState.FAILED
+    # Nothing recorded is lost, and the study continues once the code is fixed.
+    study.optimize(f"{TRAINERS}:quadratic", workers=2, show_progress=False)
+    assert_accounted_for(study)
+    assert len(study.trials([TrialState.FAILED])) == len(failed)
+
+
+def test_bad_results_fail_the_trial_and_the_member_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBTUNE_TEST_MARKERS", str(tmp_path / "markers"))
+    study = make_study(tmp_path, population_size=4, max_steps=24)
+    study.optimize(f"{TRAINERS}:flaky", workers=2, show_progress=False)
+    assert_accounted_for(study)
+    failed = study.trials([TrialState.FAILED])
+    errors = "\n".join(t.error or "" for t in failed)
+    assert "metric 'q' is nan" in errors
+    assert "ValueError: flaky failure" in errors
+    assert "lack the study's metric 'q'" in errors
+    retries = [t for t in study.trials() if t.decision == "retry"]
+    assert len(retries) == len(failed)
+
+
+def _start(tmp_path: Path, storage: str, **args: object) -> subprocess.Popen[bytes]:
+    command = [sys.executable, str(HERE / "run_study.py"), "--storage", storage,
+               "--checkpoint-root", str(tmp_path / "ckpt")]
+    for key, value in args.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    env = dict(os.environ, PBTUNE_TEST_DELAY="0.05")
+    return subprocess.Popen(command, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_killed_worker_costs_one_segment_and_the_study_finishes(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    process = _start(tmp_path, storage, workers=2, max_steps=60)
+    killed: set[int] = set()
+    try:
+        def running_trial() -> pbtune.FrozenTrial | None:
+            try:
+                study = pbtune.load_study("e2e", storage=storage)
+            except pbtune.StorageError:
+                return None
+            completed = study.trials([TrialState.COMPLETE])
+            running = study.trials([TrialState.RUNNING])
+            return running[0] if len(completed) >= 4 and running else None
+
+        for _ in range(2):
+            _wait_for(lambda: running_trial() is not None)
+            victim = running_trial()
+            assert victim is not None and victim.worker is not None
+            pid = int(victim.worker.split(":")[1])
+            os.kill(pid, signal.SIGKILL)
+            killed.add(victim.id)
+            time.sleep(0.5)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output.decode()
+    study = pbtune.load_study("e2e", storage=storage)
+    assert_accounted_for(study)
+    lost = [t for t in study.trials([TrialState.FAILED]) if (t.error or "").startswith("lost")]
+    assert {t.id for t in lost} >= killed - {t.id for t in study.trials([TrialState.COMPLETE])}
+    assert len(lost) >= 1
+
+
+def test_killed_controller_resumes_with_the_same_command(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    # With an hour-long heartbeat timeout, only the check for dead local workers can
+    # retry the interrupted trials before the rerun's 120 s limit.
+    process = _start(tmp_path, storage, workers=2, max_steps=60, heartbeat_timeout=3600)
+    try:
+        def some_completed() -> bool:
+            try:
+                done = pbtune.load_study("e2e", storage=storage).trials([TrialState.COMPLETE])
+            except pbtune.StorageError:
+                return False
+            return len(done) >= 6
+
+        _wait_for(some_completed)
+        os.killpg(process.pid, signal.SIGKILL)  # the controller and its workers
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    before = {t.id: t for t in pbtune.load_study("e2e", storage=storage).trials()}
+    rerun = _start(tmp_path, storage, workers=2, max_steps=60, heartbeat_timeout=3600)
+    output, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, output.decode()
+    study = pbtune.load_study("e2e", storage=storage)
+    assert_accounted_for(study)
+    after = {t.id: t for t in study.trials()}
+    for trial_id, trial in before.items():
+        if trial.state == TrialState.COMPLETE:
+            # Nothing completed is lost or run again (its checkpoint may be collected).
+            assert replace(after[trial_id], checkpoint=None) == replace(trial, checkpoint=None)
+    interrupted = [t for t in before.values() if t.state == TrialState.RUNNING]
+    for trial in interrupted:
+        assert after[trial.id].state == TrialState.FAILED
+        retries = [t for t in after.values() if t.decision == "retry" and t.member == trial.member
+                   and t.start_step == trial.start_step and t.number > trial.number]
+        assert len(retries) == 1

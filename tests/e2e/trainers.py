@@ -1,0 +1,52 @@
+"""Training functions for the end-to-end tests; worker processes import them by path."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pbtune
+
+
+def _theta(trial: pbtune.Trial) -> list[float]:
+    if trial.parent_checkpoint is None:
+        return [0.9, 0.9]
+    data = json.loads((trial.parent_checkpoint / "theta.json").read_text())
+    return [float(x) for x in data["theta"]]
+
+
+def quadratic(trial: pbtune.Trial) -> dict[str, float]:
+    """Jaderberg et al.'s toy: ascend 1.2 - (h0 t0^2 + h1 t1^2); fitness is 1.2 - |t|^2."""
+    theta = _theta(trial)
+    h = (trial.params["h0"], trial.params["h1"])
+    for _ in range(trial.start_step, trial.end_step):
+        theta = [theta[0] - 0.02 * h[0] * theta[0], theta[1] - 0.02 * h[1] * theta[1]]
+    delay = float(os.environ.get("PBTUNE_TEST_DELAY", "0"))
+    if delay:
+        time.sleep(delay)
+    (trial.checkpoint_dir / "theta.json").write_text(
+        json.dumps({"theta": theta, "end_step": trial.end_step})
+    )
+    return {"q": 1.2 - (theta[0] ** 2 + theta[1] ** 2)}
+
+
+def always_raises(trial: pbtune.Trial) -> dict[str, float]:
+    raise RuntimeError(f"broken training code for member {trial.member}")
+
+
+def flaky(trial: pbtune.Trial) -> dict[str, float]:
+    """Fails the first attempt of every third trial (NaN, a raise, a missing metric)."""
+    marker = Path(os.environ["PBTUNE_TEST_MARKERS"]) / f"{trial.member}-{trial.start_step}"
+    if trial.number % 3 == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        kind = (trial.number // 3) % 3
+        if kind == 0:
+            return {"q": math.nan}
+        if kind == 1:
+            raise ValueError("flaky failure")
+        return {"not_q": 1.0}
+    return quadratic(trial)
