@@ -227,3 +227,14 @@ def test_killed_controller_resumes_with_the_same_command(tmp_path: Path) -> None
         retries = [t for t in after.values() if t.decision == "retry" and t.member == trial.member
                    and t.start_step == trial.start_step and t.number > trial.number]
         assert len(retries) == 1
+
+
+def test_a_trial_past_its_timeout_is_killed_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBTUNE_TEST_MARKERS", str(tmp_path / "markers"))
+    study = make_study(tmp_path, population_size=2, max_steps=12, trial_timeout=2.0)
+    study.optimize(f"{TRAINERS}:hangs_once", workers=2, show_progress=False)
+    assert_accounted_for(study)
+    failed = study.trials([TrialState.FAILED])
+    assert len(failed) == 1 and "trial_timeout=2.0" in (failed[0].error or "")

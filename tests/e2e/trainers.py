@@ -50,3 +50,13 @@ def flaky(trial: pbtune.Trial) -> dict[str, float]:
             raise ValueError("flaky failure")
         return {"not_q": 1.0}
     return quadratic(trial)
+
+
+def hangs_once(trial: pbtune.Trial) -> dict[str, float]:
+    """The first attempt of member 0's first trial hangs until it is killed."""
+    marker = Path(os.environ["PBTUNE_TEST_MARKERS"]) / "hung"
+    if trial.member == 0 and trial.start_step == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        time.sleep(3600)
+    return quadratic(trial)

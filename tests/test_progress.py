@@ -1,0 +1,51 @@
+"""The live progress display shows steps, the best fitness and trial counts."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+import pbtune
+from pbtune.study import ProgressDisplay
+
+
+def _train(trial: pbtune.Trial) -> dict[str, float]:
+    return {"score": float(trial.end_step) * trial.params["x"]}
+
+
+def test_progress_counts_steps_and_shows_best(tmp_path: Path) -> None:
+    study = pbtune.create_study(
+        "progress", storage=None, space={"x": pbtune.Float(0.5, 1.0)}, metric="score",
+        population_size=3, steps_per_trial=10, max_steps=30, checkpoint_root=tmp_path,
+    )
+    before = study.progress()
+    assert (before.steps_done, before.steps_total) == (0, 90)
+    assert before.counts[pbtune.TrialState.QUEUED] == 3 and before.best_fitness is None
+    study.optimize(_train, workers=1, show_progress=False)
+    after = study.progress()
+    assert after.steps_done == after.steps_total == 90 and after.fraction == 1.0
+    assert after.best_fitness == study.best_trial.fitness
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160)
+    record = study.storage.get_study(study.name)
+    with ProgressDisplay(study.storage, record, console=console) as display:
+        assert display.enabled
+        display.update(force=True)
+    text = out.getvalue()
+    assert "90/90" in text and f"best {study.best_trial.fitness:.6g}" in text
+    assert "failed 0" in text
+
+
+def test_progress_is_quiet_when_not_a_terminal(tmp_path: Path) -> None:
+    study = pbtune.create_study(
+        "quiet", storage=None, space={"x": pbtune.Float(0.5, 1.0)}, metric="score",
+        population_size=2, steps_per_trial=10, max_steps=10, checkpoint_root=tmp_path,
+    )
+    out = io.StringIO()
+    record = study.storage.get_study(study.name)
+    with ProgressDisplay(study.storage, record, console=Console(file=out)) as display:
+        display.update(force=True)
+    assert out.getvalue() == ""
