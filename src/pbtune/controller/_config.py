@@ -48,9 +48,8 @@ class StudyConfig:
             object.__setattr__(self, "space", SearchSpace(self.space))
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {self.mode!r}")
-        if self.fitness is None and self.fitness_ref is not None:
-            object.__setattr__(self, "fitness", import_object(self.fitness_ref, "fitness"))
-        if (self.metric is None) == (self.fitness is None):
+        has_fitness = self.fitness is not None or self.fitness_ref is not None
+        if (self.metric is None) == (not has_fitness):
             raise ConfigError(
                 "give exactly one of metric='name' (a key of the metrics your function "
                 "returns) or fitness=callable(metrics) -> float"
@@ -86,6 +85,9 @@ class StudyConfig:
         return max(0.05, self.heartbeat_timeout / 6.0)
 
     def fitness_of(self, metrics: Mapping[str, float]) -> float:
+        if self.fitness is None and self.fitness_ref is not None:
+            # Imported when first needed, so reading a study never needs the user's code.
+            object.__setattr__(self, "fitness", import_object(self.fitness_ref, "fitness"))
         if self.fitness is not None:
             return float(self.fitness(metrics))
         assert self.metric is not None

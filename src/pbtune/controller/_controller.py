@@ -195,8 +195,11 @@ class Controller:
                 checkpoints.remove(old.checkpoint, self.study_dir)
         return True
 
-    def tell_failure(self, claimed: Claimed, error: str) -> bool:
-        """Record a FAILED trial; the member retries it (bounded) or stops."""
+    def tell_failure(self, claimed: Claimed, error: str, *, counts: bool = True) -> bool:
+        """Record a FAILED trial; the member retries it (bounded) or stops.
+
+        ``counts=False`` (an interrupted run) retries without using up ``max_retries``.
+        """
         def work(tx: Transaction) -> bool:
             now = time.time()
             if not tx.update_trial(
@@ -209,7 +212,7 @@ class Controller:
                 checkpoint=None,
             ):
                 return False
-            self._after_failure(tx, claimed.trial, now)
+            self._after_failure(tx, claimed.trial, now, counts=counts)
             return True
 
         told = self.storage.write(self.study.id, work)
@@ -256,9 +259,11 @@ class Controller:
             now,
         )
 
-    def _after_failure(self, tx: Transaction, failed: FrozenTrial, now: float) -> None:
+    def _after_failure(
+        self, tx: Transaction, failed: FrozenTrial, now: float, *, counts: bool = True
+    ) -> None:
         member = tx.member(failed.member)
-        failures = member.failures + 1
+        failures = member.failures + (1 if counts else 0)
         if failures > self.config.max_retries:
             tx.set_member(failed.member, failures=failures, state=MemberState.FAILED)
         else:
@@ -328,13 +333,13 @@ class Controller:
             self.fail_lost(trial, f"lost: no heartbeat from worker {trial.worker} for {age:.0f}s")
         return len(stale)
 
-    def fail_lost(self, trial: FrozenTrial, reason: str) -> bool:
+    def fail_lost(self, trial: FrozenTrial, reason: str, *, counts: bool = True) -> bool:
         """Fail a RUNNING trial whose worker is gone; its member retries it."""
         assert trial.claim is not None
-        return self.tell_failure(Claimed(trial, trial.claim), reason)
+        return self.tell_failure(Claimed(trial, trial.claim), reason, counts=counts)
 
-    def fail_worker(self, worker: str, reason: str) -> int:
+    def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the RUNNING trials of a worker known to be dead."""
         running = self.storage.write(self.study.id, lambda tx: tx.running(), lock=False)
         lost = [t for t in running if t.worker == worker]
-        return sum(self.fail_lost(t, reason) for t in lost)
+        return sum(self.fail_lost(t, reason, counts=counts) for t in lost)

@@ -153,7 +153,7 @@ def run_processes(
             if process.is_alive():
                 process.kill()
                 process.join()
-            controller.fail_worker(worker, "lost: the run was interrupted")
+            controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
 
 
 def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess]) -> None:
