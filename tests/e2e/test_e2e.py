@@ -57,6 +57,7 @@ def assert_accounted_for(study: pbtune.Study) -> None:
     for t in trials:
         if t.checkpoint is not None:
             assert (t.checkpoint / "theta.json").is_file()
+            assert (t.checkpoint / "theta.json").stat().st_mode & 0o222 == 0  # read-only
 
 
 def test_study_runs_to_its_budget_with_processes(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from pbtune._errors import CheckpointError
@@ -50,7 +51,9 @@ def commit(staging: Path, final: Path) -> Path:
         raise CheckpointError(f"checkpoint {str(final)!r} exists already; refusing to replace it")
     for root, dirs, files in os.walk(staging):
         for name in files:
-            _fsync_file(Path(root) / name)
+            path = Path(root) / name
+            _fsync_file(path)
+            _make_read_only(path)
         for name in dirs:
             _fsync_dir(Path(root) / name)
     _fsync_dir(staging)
@@ -82,6 +85,14 @@ def sweep(study_dir: Path, keep: set[Path]) -> int:
             removed += 1
     shutil.rmtree(study_dir / STAGING, ignore_errors=True)
     return removed
+
+
+def _make_read_only(path: Path) -> None:
+    # Children read a committed checkpoint in place; clearing the write bits keeps a
+    # careless child from changing its parent's files.
+    if not path.is_symlink():
+        mode = path.stat().st_mode
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 def _fsync_file(path: Path) -> None:
