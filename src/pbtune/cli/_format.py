@@ -1,0 +1,201 @@
+"""Turning trials, schedules and study progress into rich tables, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from pbtune.storages import StudyRecord
+from pbtune.study import StudyProgress
+from pbtune.trial import FrozenTrial, Segment, TrialState
+
+_STATE_STYLE = {
+    TrialState.QUEUED: "dim",
+    TrialState.RUNNING: "cyan",
+    TrialState.COMPLETE: "green",
+    TrialState.FAILED: "red",
+}
+
+
+def number(value: Any) -> str:
+    """A short form of a value for tables: floats to 6 significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={number(value)}" for name, value in params.items())
+
+
+def last_line(text: str | None) -> str:
+    """The last non-empty line of an error text (for a traceback: the exception)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "-"
+
+
+def trial_dict(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial as plain JSON data."""
+    return {
+        "id": trial.id,
+        "number": trial.number,
+        "member": trial.member,
+        "generation": trial.generation,
+        "parent_id": trial.parent_id,
+        "start_step": trial.start_step,
+        "end_step": trial.end_step,
+        "state": trial.state.value,
+        "fitness": trial.fitness,
+        "metrics": trial.metrics,
+        "params": trial.params,
+        "decision": trial.decision,
+        "error": trial.error,
+        "checkpoint": str(trial.checkpoint) if trial.checkpoint is not None else None,
+        "worker": trial.worker,
+        "created_at": trial.created_at,
+        "started_at": trial.started_at,
+        "finished_at": trial.finished_at,
+    }
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, allow_nan=True)
+
+
+# -- trials ------------------------------------------------------------------------------------
+def trials_table(trials: Sequence[FrozenTrial], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("id", "member", "gen", "parent", "steps"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("fitness", justify="right", no_wrap=True)
+    table.add_column("params", overflow="fold")
+    for trial in trials:
+        table.add_row(
+            str(trial.id),
+            str(trial.member),
+            str(trial.generation),
+            number(trial.parent_id),
+            f"{trial.start_step}-{trial.end_step}",
+            Text(trial.state.value, style=_STATE_STYLE[trial.state]),
+            number(trial.fitness),
+            params_text(trial.params),
+        )
+    return table
+
+
+def trials_csv(trials: Sequence[FrozenTrial], params: Sequence[str]) -> str:
+    """One row per trial; params as ``params.NAME`` and metrics as ``metrics.NAME`` columns."""
+    metrics: list[str] = []
+    for trial in trials:
+        metrics.extend(m for m in (trial.metrics or {}) if m not in metrics)
+    fixed = ["id", "number", "member", "generation", "parent_id", "start_step", "end_step",
+             "state", "fitness", "decision"]
+    rows = []
+    for trial in trials:
+        record = trial_dict(trial)
+        row = [record[key] for key in fixed]
+        row += [trial.params.get(name) for name in params]
+        row += [(trial.metrics or {}).get(name) for name in metrics]
+        rows.append(row)
+    header = fixed + [f"params.{p}" for p in params] + [f"metrics.{m}" for m in metrics]
+    return _csv(header, rows)
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in row])
+    return buffer.getvalue()
+
+
+# -- one trial ---------------------------------------------------------------------------------
+def trial_table(trial: FrozenTrial, title: str) -> Table:
+    """A key/value table of one trial (``pbtune best``)."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_row("trial", str(trial.id))
+    table.add_row("member", str(trial.member))
+    table.add_row("generation", str(trial.generation))
+    table.add_row("parent", number(trial.parent_id))
+    table.add_row("steps", f"{trial.start_step}-{trial.end_step}")
+    table.add_row("state", trial.state.value)
+    table.add_row("fitness", number(trial.fitness))
+    for name, value in (trial.metrics or {}).items():
+        table.add_row(f"metric {name}", number(value))
+    for name, value in trial.params.items():
+        table.add_row(f"param {name}", number(value))
+    table.add_row("checkpoint", str(trial.checkpoint) if trial.checkpoint else "-")
+    return table
+
+
+# -- schedules ---------------------------------------------------------------------------------
+def schedule_json(segments: Sequence[Segment]) -> str:
+    return to_json([segment.to_dict() for segment in segments])
+
+
+def schedule_csv(segments: Sequence[Segment], params: Sequence[str]) -> str:
+    """``start_step,end_step,trial_id`` and one column per param."""
+    rows = [
+        [s.start_step, s.end_step, s.trial_id, *(s.params.get(p) for p in params)]
+        for s in segments
+    ]
+    return _csv(["start_step", "end_step", "trial_id", *params], rows)
+
+
+def schedule_table(segments: Sequence[Segment], metrics: Sequence[Mapping[str, float]]) -> Table:
+    """The segments of a replay with the metrics each one returned."""
+    table = Table(title="replay", title_justify="left")
+    table.add_column("segment", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("params", overflow="fold")
+    table.add_column("metrics", overflow="fold")
+    for index, (segment, values) in enumerate(zip(segments, metrics, strict=True)):
+        table.add_row(str(index), f"{segment.start_step}-{segment.end_step}",
+                      params_text(segment.params), params_text(values))
+    return table
+
+
+# -- studies -----------------------------------------------------------------------------------
+def study_table(study: StudyRecord, progress: StudyProgress, best: FrozenTrial | None) -> Table:
+    """A key/value table of one study's state (``pbtune status``)."""
+    table = Table(title=f"study {study.name!r}", title_justify="left", show_header=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_row("state", study.state.value)
+    table.add_row(
+        "progress",
+        f"{progress.steps_done}/{progress.steps_total} steps ({100 * progress.fraction:.1f}%)",
+    )
+    table.add_row("trials", ", ".join(
+        f"{progress.counts.get(state, 0)} {state.value.lower()}" for state in TrialState
+    ))
+    table.add_row("best fitness", "-" if best is None else f"{number(best.fitness)} "
+                  f"(trial {best.id}, member {best.member}, steps {best.start_step}-"
+                  f"{best.end_step})")
+    if study.error:
+        table.add_row("error", Text(study.error, style="red"))
+    return table
+
+
+def failures_table(study: StudyRecord, failed: Sequence[FrozenTrial]) -> Table:
+    table = Table(title=f"failed trials of {study.name!r}", title_justify="left")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("member", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    for trial in failed:
+        table.add_row(str(trial.id), str(trial.member), f"{trial.start_step}-{trial.end_step}",
+                      last_line(trial.error))
+    return table

@@ -1,0 +1,84 @@
+"""Opening a storage for the read commands and finding the study they are about."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from pbtune._errors import ConfigError, StorageError, StudyNotFoundError
+from pbtune.storages import Storage, StudyRecord
+from pbtune.trial import FrozenTrial, Segment, TrialState
+
+
+def open_existing(url: str) -> Storage:
+    """Open ``url`` for reading; a SQLite file must exist (opening would create it)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # Storage() explains what a storage URL looks like
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        is_uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+        if database and database != ":memory:" and not is_uri and not Path(database).exists():
+            raise StorageError(
+                f"no database file {database!r} (storage {url!r}); run `pbtune run` first, "
+                "or pass --storage with the URL the study was run with"
+            )
+    return Storage(url)
+
+
+def select_study(storage: Storage, name: str | None) -> StudyRecord:
+    """The study called ``name``; without a name, the only study in the storage."""
+    if name is not None:
+        return storage.get_study(name)
+    studies = storage.list_studies()
+    if not studies:
+        raise StudyNotFoundError(f"{storage!r} holds no study yet; run `pbtune run` first")
+    if len(studies) > 1:
+        names = ", ".join(s.name for s in studies)
+        raise ConfigError(f"{storage!r} holds {len(studies)} studies; pick one with --study: "
+                          f"{names}")
+    return studies[0]
+
+
+def study_trial(storage: Storage, study: StudyRecord, trial_id: int) -> FrozenTrial:
+    trial = storage.get_trial(trial_id)
+    if trial.study_id != study.id:
+        raise ConfigError(f"trial {trial_id} does not belong to study {study.name!r}")
+    return trial
+
+
+def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial:
+    best = storage.best_trial(study.id, str(study.config["mode"]))
+    if best is None:
+        raise ConfigError(f"study {study.name!r} has no COMPLETE trial yet")
+    return best
+
+
+def schedule(storage: Storage, study: StudyRecord, trial_id: int | None) -> list[Segment]:
+    """The schedule of the lineage that ends at ``trial_id`` (the best trial by default)."""
+    trial = best_trial(storage, study) if trial_id is None else study_trial(
+        storage, study, trial_id
+    )
+    chain = [trial]
+    while chain[-1].parent_id is not None:
+        chain.append(storage.get_trial(chain[-1].parent_id))
+    return [Segment(t.start_step, t.end_step, dict(t.params), t.id) for t in reversed(chain)]
+
+
+def param_names(study: StudyRecord, params: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The study's parameter names in space order (plus any ``params`` has beyond them)."""
+    names = list(study.config.get("space", {}))
+    for values in params:
+        for name in values:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def failed_trials(storage: Storage, study: StudyRecord) -> list[FrozenTrial]:
+    return storage.get_trials(study.id, [TrialState.FAILED])

@@ -1,0 +1,159 @@
+"""The commands that train: `pbtune run` (a study) and `pbtune replay` (a schedule)."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from pbtune._errors import ConfigError, PbtuneError, SearchSpaceError
+from pbtune.cli import _format as fmt
+from pbtune.cli._config import load_config
+from pbtune.cli._open import open_existing, schedule, select_study
+from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
+from pbtune.controller import import_object
+from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
+from pbtune.trial import Segment, TrialState
+
+ENTRY_HELP = "ENTRY is the training function: path/to/script.py:train or module:train."
+
+
+@click.command(epilog=ENTRY_HELP)
+@click.argument("entry")
+@click.option(
+    "--config", "config_path", required=True, metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of the study's settings (create_study arguments).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes training in parallel.")
+@click.option("--storage", "storage_url", metavar="URL", help="Overrides the file's storage.")
+@click.option("--study", "study_name", metavar="NAME", help="Overrides the file's name.")
+@click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")
+def run(entry: str, config_path: Path, workers: int, storage_url: str | None,
+        study_name: str | None, no_progress: bool) -> None:
+    """Run (or continue) the study described by --config until its budget is spent.
+
+    Running the same command again after a crash or Ctrl-C continues the study.
+    """
+    config = load_config(config_path)
+    name = study_name or config.name
+    if name is None:
+        raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
+    url = storage_url or config.storage or DEFAULT_STORAGE
+    add_cwd_to_path()
+    load_entry(entry)
+    try:
+        study = create_study(name, storage=url, load_if_exists=True, **config.options)
+    except (ConfigError, SearchSpaceError) as error:
+        raise type(error)(f"{config_path}: {error}") from None
+    try:
+        study.optimize(entry, workers=workers, show_progress=False if no_progress else None)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; run the same command again to continue the study.", err=True)
+        raise click.exceptions.Exit(130) from None
+    _summary(study)
+
+
+def _summary(study: Study) -> None:
+    out = console()
+    state = study.state.value
+    out.print(f"study {study.name!r} {state} in {study.storage.url or 'memory'}", markup=False)
+    trials = study.trials()
+    if not any(t.fitness is not None for t in trials):
+        out.print("no trial has completed yet", markup=False)
+        return
+    best = study.best_trial
+    out.print(
+        f"best trial {best.id} (member {best.member}, steps {best.start_step}-{best.end_step}): "
+        f"fitness {fmt.number(best.fitness)}",
+        markup=False,
+    )
+    out.print(f"params: {fmt.params_text(best.params)}", markup=False)
+    failed = sum(t.state == TrialState.FAILED for t in trials)
+    if failed:
+        out.print(f"{failed} trial(s) failed; see `pbtune status --errors`", markup=False)
+
+
+def load_entry(entry: str) -> Any:
+    """Import the training function here first, so a typo is one clear error rather than
+    a worker process dying again and again."""
+    try:
+        fn = import_object(entry, "training function")
+    except PbtuneError:
+        raise
+    except Exception as error:  # the module raised while being imported
+        raise ConfigError(f"cannot import training function {entry!r}: {error!r}") from None
+    if not callable(fn):
+        raise ConfigError(f"training function {entry!r} is not callable")
+    return fn
+
+
+@click.command(name="replay", epilog=ENTRY_HELP)
+@click.argument("entry")
+@click.option(
+    "--schedule", "schedule_file", metavar="FILE.json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A schedule written by `pbtune schedule --format json`.",
+)
+@storage_option
+@study_option
+@click.option("--trial", "trial_id", type=int,
+              help="Replay this trial's lineage [default: best trial].")
+@click.option(
+    "--checkpoint-root", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+    help="Where the replay writes its checkpoints [default: a temporary folder].",
+)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.pass_context
+def replay_command(
+    ctx: click.Context, entry: str, schedule_file: Path | None, storage_url: str,
+    study_name: str | None, trial_id: int | None, checkpoint_root: Path | None,
+    output_format: str,
+) -> None:
+    """Train one model from scratch on a schedule and print its final metrics.
+
+    The schedule comes from --schedule FILE.json, or from a study's best (or --trial)
+    lineage in --storage.
+    """
+    segments = _replay_schedule(ctx, schedule_file, storage_url, study_name, trial_id)
+    add_cwd_to_path()
+    fn = load_entry(entry)
+    try:
+        result = replay(fn, segments, checkpoint_root=checkpoint_root)
+    except PbtuneError:
+        raise
+    except Exception as error:  # the user's training function raised
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        raise click.ClickException(
+            f"replay: the training function raised {type(error).__name__}: {error} "
+            f"({frame.filename}:{frame.lineno})"
+        ) from None
+    if output_format == "json":
+        emit(fmt.to_json({
+            "metrics": result.metrics,
+            "segment_metrics": result.segment_metrics,
+            "checkpoint": str(result.checkpoint),
+        }))
+        return
+    out = console()
+    out.print(fmt.schedule_table(segments, result.segment_metrics))
+    out.print(f"final metrics: {fmt.params_text(result.metrics)}", markup=False)
+    out.print(f"checkpoint: {result.checkpoint}", markup=False)
+
+
+def _replay_schedule(ctx: click.Context, schedule_file: Path | None, storage_url: str,
+                     study_name: str | None, trial_id: int | None) -> list[Segment]:
+    if schedule_file is None:
+        storage = open_existing(storage_url)
+        return schedule(storage, select_study(storage, study_name), trial_id)
+    storage_given = ctx.get_parameter_source("storage_url") != ParameterSource.DEFAULT
+    if storage_given or study_name is not None or trial_id is not None:
+        raise click.UsageError(
+            "give either --schedule FILE or --storage/--study/--trial, not both", ctx
+        )
+    return load_schedule(schedule_file)
