@@ -162,8 +162,8 @@ def import_object(ref: str, what: str) -> Any:
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as error:
-            raise ConfigError(f"cannot import {what} {ref!r}: {error}") from None
+        except Exception as error:  # the user's module may fail in any way while importing
+            raise ConfigError(f"cannot import {what} {ref!r}: {error!r}") from None
     obj: Any = module
     try:
         for part in qualname.split("."):

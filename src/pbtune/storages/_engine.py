@@ -15,7 +15,8 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 
 _URL_HELP = (
     "use 'sqlite:///path/to/file.db' (a local file), "
-    "'postgresql://user@host:5432/dbname' (needs pbtune[postgresql]) or None (in memory)"
+    "'postgresql://user@host:5432/dbname' (needs pbtune[postgresql]); in Python, None "
+    "is an in-memory study"
 )
 
 

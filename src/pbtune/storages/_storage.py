@@ -45,6 +45,7 @@ T = TypeVar("T")
 RETRY_ATTEMPTS = 8
 RETRY_BASE_DELAY_S = 0.05
 RETRY_MAX_DELAY_S = 5.0
+OPEN_ATTEMPTS = 3
 
 
 class Storage:
@@ -86,17 +87,17 @@ class Storage:
             if lock is not None:
                 lock.release()
 
-    def _retry(self, operation: Callable[[], T]) -> T:
+    def _retry(self, operation: Callable[[], T], attempts: int = RETRY_ATTEMPTS) -> T:
         delay = RETRY_BASE_DELAY_S
-        for attempt in range(RETRY_ATTEMPTS):
+        for attempt in range(attempts):
             try:
                 return operation()
             except (OperationalError, DBAPIError) as error:
                 if isinstance(error, IntegrityError) or not _is_transient(error):
                     raise
-                if attempt == RETRY_ATTEMPTS - 1:
+                if attempt == attempts - 1:
                     raise StorageError(
-                        f"storage {self!r} kept failing after {RETRY_ATTEMPTS} attempts: "
+                        f"storage {self!r} kept failing after {attempts} attempts: "
                         f"{_short(error)}"
                     ) from error
                 _log.warning("storage busy or unreachable (%s); retrying in %.2fs",
@@ -127,7 +128,9 @@ class Storage:
     # -- schema ------------------------------------------------------------------------------
     def _prepare_schema(self) -> None:
         try:
-            self._retry(self._create_or_check_schema)
+            # A storage that cannot be reached at start is an error at once, not after
+            # the long backoff that rides out an outage mid-study.
+            self._retry(self._create_or_check_schema, attempts=OPEN_ATTEMPTS)
         except StorageError:
             raise
         except (OperationalError, DBAPIError) as error:

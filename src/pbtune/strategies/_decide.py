@@ -43,7 +43,7 @@ def decide(
 
 def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
     """Rebuild an exploit strategy from its stored (or YAML) form."""
-    fields = {"type": data} if isinstance(data, str) else dict(data)
+    fields = dict(data) if isinstance(data, Mapping) else {"type": data}
     kind = fields.get("type")
     if kind == "tournament":
         return Tournament(**_check_keys("tournament", fields, {"window"}))
@@ -57,7 +57,7 @@ def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
 
 def explore_from_dict(data: Mapping[str, Any] | str) -> ExploreStrategy:
     """Rebuild an explore strategy from its stored (or YAML) form."""
-    fields = {"type": data} if isinstance(data, str) else dict(data)
+    fields = dict(data) if isinstance(data, Mapping) else {"type": data}
     kind = fields.get("type")
     if kind == "perturb":
         return Perturb(**_check_keys("perturb", fields, {"factors", "resample_probability"}))
@@ -81,11 +81,14 @@ def _import_strategy(fields: dict[str, Any], base: type[Any], what: str, known: 
         target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"cannot import {what} strategy {kind!r}: {error}") from None
+    except Exception as error:  # the user's module may fail in any way while importing
+        raise ConfigError(f"cannot import {what} strategy {kind!r}: {error!r}") from None
     if not (isinstance(target, type) and issubclass(target, base)):
         raise ConfigError(f"{kind!r} is not a subclass of {base.__name__}")
-    return target(**fields)
+    try:
+        return target(**fields)
+    except TypeError as error:
+        raise ConfigError(f"{what} strategy {kind!r}: {error}") from None
 
 
 __all__ = ["Continue", "Decision", "Exploit", "Stop", "decide"]

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import (
     BarColumn,
@@ -16,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from pbtune.storages import MemberState, Storage, StudyRecord
 from pbtune.trial import TrialState
@@ -73,17 +74,17 @@ class ProgressDisplay:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
             console=self._console,
         )
-        self._task = self._progress.add_task(study.name, total=1, status="")
+        self._task = self._progress.add_task(study.name, total=1)
+        self._status = Text("")
         self._live: Live | None = None
         self._last = 0.0
 
     def __enter__(self) -> ProgressDisplay:
         if self.enabled:
-            self._live = Live(self._progress, console=self._console, refresh_per_second=4,
-                              transient=False)
+            self._live = Live(Group(self._progress, self._status), console=self._console,
+                              refresh_per_second=4, transient=False)
             self._live.__enter__()
             self.update(force=True)
         return self
@@ -105,10 +106,9 @@ class ProgressDisplay:
         state = measure(self._storage, self._study)
         best = "-" if state.best_fitness is None else f"{state.best_fitness:.6g}"
         counts = state.counts
-        status = (
-            f"best {best} | running {counts[TrialState.RUNNING]} "
+        self._status.plain = (
+            f"  best {best} | running {counts[TrialState.RUNNING]} "
             f"queued {counts[TrialState.QUEUED]} complete {counts[TrialState.COMPLETE]} "
             f"failed {counts[TrialState.FAILED]}"
         )
-        self._progress.update(self._task, total=state.steps_total, completed=state.steps_done,
-                              status=status)
+        self._progress.update(self._task, total=state.steps_total, completed=state.steps_done)
