@@ -1,0 +1,85 @@
+"""The examples run end to end (SQLite storage, worker processes) and show what they claim."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # On sys.path, so that the spawned worker processes import the module by name too.
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    return importlib.import_module(name)
+
+
+def common_args(tmp_path: Path) -> list[str]:
+    return [
+        "--storage",
+        f"sqlite:///{tmp_path / 'study.db'}",
+        "--checkpoint-root",
+        str(tmp_path / "checkpoints"),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+
+
+def test_toy_quadratic_reaches_q_above_1_19(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toy = load_example("toy_quadratic", monkeypatch)
+    args = [*common_args(tmp_path), "--seed", "0", "--population", "4"]
+    summary = toy.main(args)
+    assert summary["best_q"] > 1.19
+    assert summary["exploits"] > 0
+    schedule = summary["schedule"]
+    assert schedule[0]["start_step"] == 0 and schedule[-1]["end_step"] == summary["best_step"]
+
+    # The same command again finds the finished study and changes nothing.
+    again = toy.main(args)
+    assert again["best_trial"] == summary["best_trial"]
+    assert again["trials"] == summary["trials"]
+
+
+def test_toy_quadratic_train_warm_starts_from_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pbtune
+
+    toy = load_example("toy_quadratic", monkeypatch)
+    schedule = [
+        pbtune.Segment(0, 4, {"h0": 1.0, "h1": 0.0}),
+        pbtune.Segment(4, 8, {"h0": 0.0, "h1": 1.0}),
+    ]
+    result = pbtune.replay(toy.train, schedule, checkpoint_root=tmp_path)
+    theta = [0.9 * 0.98**4, 0.9 * 0.98**4]  # each coordinate moved only while its h was 1
+    assert result.metrics["q"] == pytest.approx(1.2 - (theta[0] ** 2 + theta[1] ** 2))
+
+
+def test_digits_mlp_beats_random_search_and_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("sklearn")
+    digits = load_example("digits_mlp", monkeypatch)
+    summary = digits.main(
+        [
+            *common_args(tmp_path),
+            "--seed",
+            "0",
+            "--population",
+            "8",
+            "--steps-per-trial",
+            "100",
+            "--max-steps",
+            "600",
+        ]
+    )
+    assert len(summary["random_search_accuracies"]) == 8
+    assert summary["best_accuracy"] > summary["random_search_median"]
+    assert abs(summary["replay_accuracy"] - summary["best_accuracy"]) <= 0.02
+    assert summary["best_accuracy"] > 0.9
