@@ -162,11 +162,11 @@ def sgd_step(
 
 
 # -- the training function --------------------------------------------------------------------
-def train(trial: pbtune.Trial, seed: int = 0) -> dict[str, float]:
+def train(trial: pbtune.Trial) -> dict[str, float]:
     """Train from ``trial.start_step`` to ``trial.end_step`` (one minibatch per step).
 
-    Module level, so that worker processes (started with "spawn") can import it; the study
-    passes ``seed`` with `functools.partial`.
+    Module level, so that worker processes (started with "spawn") can import it. A member's
+    first trial builds the initial model from ``trial.seed``, the study's seed.
     """
     x_train, y_train, x_val, y_val = load_data()
     if trial.parent_checkpoint is not None:
@@ -177,7 +177,7 @@ def train(trial: pbtune.Trial, seed: int = 0) -> dict[str, float]:
                 f"checkpoint is at step {int(state['step'])}, trial starts at {trial.start_step}"
             )
     else:
-        state = init_state(seed, x_train.shape[1], len(y_train))
+        state = init_state(trial.seed, x_train.shape[1], len(y_train))
     lr = float(trial.params["lr"])
     momentum = float(trial.params["momentum"])
     weight_decay = float(trial.params["weight_decay"])
@@ -287,10 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         exploit=EXPLOIT[args.exploit],
         load_if_exists=True,
     )
-    # The weights' seed travels with the function (a partial of a module-level function
-    # pickles by reference, so spawned workers get it too).
-    fn = functools.partial(train, seed=args.seed)
-    study.optimize(fn, workers=args.workers, show_progress=False if args.quiet else None)
+    study.optimize(train, workers=args.workers, show_progress=False if args.quiet else None)
     say = (lambda *a: None) if args.quiet else print
 
     best = study.best_trial
@@ -317,9 +314,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         random_search = []
         for member in sorted(initial):
             result = pbtune.replay(
-                fn,
+                train,
                 constant_schedule(initial[member], args.steps_per_trial, args.max_steps),
                 checkpoint_root=Path(scratch) / f"random-{member}",
+                seed=args.seed,
             )
             random_search.append(result.metrics["accuracy"])
         median = float(statistics.median(random_search))
@@ -330,7 +328,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         say("  " + " ".join(f"{a:.4f}" for a in random_search))
         # (b) Replay the best schedule from scratch.
-        replayed = pbtune.replay(fn, schedule, checkpoint_root=Path(scratch) / "best")
+        replayed = pbtune.replay(
+            train, schedule, checkpoint_root=Path(scratch) / "best", seed=args.seed
+        )
         replay_accuracy = replayed.metrics["accuracy"]
     say(
         f"replay of the best schedule from scratch: accuracy {replay_accuracy:.4f} "

@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError
 
 from pbtune._errors import ConfigError, StorageError, StudyNotFoundError
 from pbtune.storages import Storage, StudyRecord
+from pbtune.study import load_study
 from pbtune.trial import FrozenTrial, Segment, TrialState
 
 
@@ -45,29 +46,13 @@ def select_study(storage: Storage, name: str | None) -> StudyRecord:
     return studies[0]
 
 
-def study_trial(storage: Storage, study: StudyRecord, trial_id: int) -> FrozenTrial:
-    trial = storage.get_trial(trial_id)
-    if trial.study_id != study.id:
-        raise ConfigError(f"trial {trial_id} does not belong to study {study.name!r}")
-    return trial
-
-
 def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial:
-    best = storage.best_trial(study.id, str(study.config["mode"]))
-    if best is None:
-        raise ConfigError(f"study {study.name!r} has no COMPLETE trial yet")
-    return best
+    return load_study(study.name, storage=storage).best_trial
 
 
 def schedule(storage: Storage, study: StudyRecord, trial_id: int | None) -> list[Segment]:
     """The schedule of the lineage that ends at ``trial_id`` (the best trial by default)."""
-    trial = best_trial(storage, study) if trial_id is None else study_trial(
-        storage, study, trial_id
-    )
-    chain = [trial]
-    while chain[-1].parent_id is not None:
-        chain.append(storage.get_trial(chain[-1].parent_id))
-    return [Segment(t.start_step, t.end_step, dict(t.params), t.id) for t in reversed(chain)]
+    return load_study(study.name, storage=storage).schedule(trial_id)
 
 
 def param_names(study: StudyRecord, params: Iterable[Mapping[str, Any]]) -> list[str]:

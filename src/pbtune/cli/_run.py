@@ -107,24 +107,27 @@ def load_entry(entry: str) -> Any:
     "--checkpoint-root", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
     help="Where the replay writes its checkpoints [default: a temporary folder].",
 )
+@click.option("--seed", type=int, default=None,
+              help="trial.seed for the training function [default: the study's, or 0].")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.pass_context
 def replay_command(
     ctx: click.Context, entry: str, schedule_file: Path | None, storage_url: str,
     study_name: str | None, trial_id: int | None, checkpoint_root: Path | None,
-    output_format: str,
+    seed: int | None, output_format: str,
 ) -> None:
     """Train one model from scratch on a schedule and print its final metrics.
 
     The schedule comes from --schedule FILE.json, or from a study's best (or --trial)
     lineage in --storage.
     """
-    segments = _replay_schedule(ctx, schedule_file, storage_url, study_name, trial_id)
+    segments, study_seed = _replay_schedule(ctx, schedule_file, storage_url, study_name, trial_id)
     add_cwd_to_path()
     fn = load_entry(entry)
     try:
-        result = replay(fn, segments, checkpoint_root=checkpoint_root)
+        result = replay(fn, segments, checkpoint_root=checkpoint_root,
+                        seed=seed if seed is not None else study_seed)
     except PbtuneError:
         raise
     except Exception as error:  # the user's training function raised
@@ -147,13 +150,15 @@ def replay_command(
 
 
 def _replay_schedule(ctx: click.Context, schedule_file: Path | None, storage_url: str,
-                     study_name: str | None, trial_id: int | None) -> list[Segment]:
+                     study_name: str | None, trial_id: int | None) -> tuple[list[Segment], int]:
+    """The segments to replay and the seed of the study they came from (0 for a file)."""
     if schedule_file is None:
         storage = open_existing(storage_url)
-        return schedule(storage, select_study(storage, study_name), trial_id)
+        study = select_study(storage, study_name)
+        return schedule(storage, study, trial_id), int(study.config.get("seed", 0))
     storage_given = ctx.get_parameter_source("storage_url") != ParameterSource.DEFAULT
     if storage_given or study_name is not None or trial_id is not None:
         raise click.UsageError(
             "give either --schedule FILE or --storage/--study/--trial, not both", ctx
         )
-    return load_schedule(schedule_file)
+    return load_schedule(schedule_file), 0

@@ -31,9 +31,11 @@ def replay(
     schedule: Sequence[Segment | Mapping[str, Any]],
     *,
     checkpoint_root: str | Path | None = None,
+    seed: int = 0,
 ) -> ReplayResult:
     """Train one model from step 0 along ``schedule``, each segment warm-starting from the
-    previous one's checkpoint; return the final metrics.
+    previous one's checkpoint; return the final metrics. ``seed`` is what the function sees
+    as ``trial.seed``: pass the study's (``study.config.seed``) to rebuild its model.
 
     Example::
 
@@ -65,6 +67,7 @@ def replay(
             parent_checkpoint=parent,
             checkpoint_dir=directory,
             study_name="replay",
+            seed=seed,
         )
         result = fn(trial)
         if not isinstance(result, Mapping):

@@ -14,7 +14,8 @@ class Trial:
 
     Train from ``start_step`` to ``end_step``; warm-start from ``parent_checkpoint``
     (read-only, None for a member's first trial); write this trial's checkpoint into
-    ``checkpoint_dir``; return the metrics at ``end_step``.
+    ``checkpoint_dir``; return the metrics at ``end_step``. ``seed`` is the study's seed,
+    for code that must build the same initial model in every member and in a replay.
 
     Example::
 
@@ -39,6 +40,7 @@ class Trial:
         parent_checkpoint: Path | None,
         checkpoint_dir: Path,
         study_name: str,
+        seed: int = 0,
         report_sink: ReportSink | None = None,
     ) -> None:
         self.id = id
@@ -51,6 +53,7 @@ class Trial:
         self.parent_checkpoint = parent_checkpoint
         self.checkpoint_dir = checkpoint_dir
         self.study_name = study_name
+        self.seed = seed
         self._report_sink = report_sink
         self.reports: list[tuple[int, dict[str, float]]] = []
 

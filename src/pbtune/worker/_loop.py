@@ -94,6 +94,7 @@ def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
             parent_checkpoint=controller.parent_checkpoint(trial),
             checkpoint_dir=staging,
             study_name=controller.study.name,
+            seed=controller.config.seed,
             report_sink=lambda step, values: storage.add_report(trial.id, step, values),
         )
         result = train(handle)

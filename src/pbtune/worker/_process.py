@@ -52,11 +52,28 @@ def _worker_main(
     tag: str,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _exit_with_parent()
     logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
     storage = Storage(url)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
                fitness=fitness)
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the process that started it dies (even by SIGKILL).
+
+    The trial it was running is then retried by whoever runs the study next; without this,
+    orphaned workers would go on training after the user killed the run.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pbtune-parent-watch", daemon=True).start()
 
 
 def worker_id_for(pid: int, tag: str) -> str:
