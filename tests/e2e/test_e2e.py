@@ -239,3 +239,25 @@ def test_a_trial_past_its_timeout_is_killed_and_retried(
     assert_accounted_for(study)
     failed = study.trials([TrialState.FAILED])
     assert len(failed) == 1 and "trial_timeout=2.0" in (failed[0].error or "")
+
+
+def test_workers_end_when_their_controller_is_killed(tmp_path: Path) -> None:
+    from pbtune.worker._process import pid_alive
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    process = _start(tmp_path, storage, workers=2, max_steps=400)
+    try:
+        def running_workers() -> set[int]:
+            try:
+                running = pbtune.load_study("e2e", storage=storage).trials([TrialState.RUNNING])
+            except pbtune.StorageError:
+                return set()
+            return {int((t.worker or "").split(":")[1]) for t in running}
+
+        _wait_for(lambda: len(running_workers()) > 0)
+        workers = running_workers()
+        os.kill(process.pid, signal.SIGKILL)  # the controller only
+        process.wait(timeout=30)
+        _wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=30)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
