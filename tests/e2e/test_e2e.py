@@ -245,7 +245,7 @@ def test_workers_end_when_their_controller_is_killed(tmp_path: Path) -> None:
     from pbtune.worker._process import pid_alive
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    process = _start(tmp_path, storage, workers=2, max_steps=400)
+    process = _start(tmp_path, storage, workers=2, max_steps=4000)
     try:
         def running_workers() -> set[int]:
             try:
@@ -258,6 +258,6 @@ def test_workers_end_when_their_controller_is_killed(tmp_path: Path) -> None:
         workers = running_workers()
         os.kill(process.pid, signal.SIGKILL)  # the controller only
         process.wait(timeout=30)
-        _wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=30)
+        _wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=15)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
