@@ -1,0 +1,1 @@
+"""The shared storage suite, run against every backend."""

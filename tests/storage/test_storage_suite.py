@@ -1,0 +1,550 @@
+"""One storage suite, run against every backend: memory, a SQLite file and PostgreSQL.
+
+A new backend is one more entry in ``BACKENDS`` (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import Connection, inspect, select, text, update
+
+import pbtune
+from pbtune import Storage, StorageError, StudyNotFoundError, TrialState
+from pbtune.storages import MemberState, NewTrial, StudyState, Transaction
+from pbtune.storages import _storage as storage_module
+from pbtune.storages._schema import SCHEMA_VERSION, meta, metadata
+from pbtune.trial import FrozenTrial
+
+if TYPE_CHECKING:
+    from conftest import Backend
+
+PBTUNE_TABLES = {t.name for t in metadata.sorted_tables}
+
+# Strings that trip up quoting, escaping and encodings.
+TRICKY = [
+    "λ_学习率",
+    "it's",
+    'say "hi"',
+    "back\\slash",
+    "new\nline\ttab",
+    "emoji 🚀",
+    "'; DROP TABLE pbtune_trials; --",
+    "",
+    "$1 %s %(x)s ?",
+]
+
+
+def new_trials(end_steps: list[int], params: dict[str, Any] | None = None) -> list[NewTrial]:
+    return [
+        NewTrial(member=m, generation=0, parent_id=None,
+                 params=params if params is not None else {"lr": 0.1 * (m + 1), "m": m},
+                 start_step=0, end_step=end, decision="initial")
+        for m, end in enumerate(end_steps)
+    ]
+
+
+def make_study(storage: Storage, name: str = "s", end_steps: list[int] | None = None,
+               **kwargs: Any) -> int:
+    record = storage.create_study(
+        name, kwargs.pop("config", {"metric": "acc", "mode": "max"}), f"{name}-dir",
+        kwargs.pop("initial", new_trials(end_steps or [10, 10, 10])), 1000.0,
+    )
+    return record.id
+
+
+def claim(storage: Storage, study_id: int, token: str, worker: str = "w") -> FrozenTrial | None:
+    return storage.claim(study_id, worker, token)
+
+
+def finish(storage: Storage, trial: FrozenTrial, token: str, fitness: float,
+           metrics: dict[str, float] | None = None) -> bool:
+    return storage.write(trial.study_id or 0, lambda tx: tx.update_trial(
+        trial.id, expect_state=TrialState.RUNNING, expect_claim=token,
+        state=TrialState.COMPLETE, fitness=fitness,
+        metrics=metrics if metrics is not None else {"acc": fitness}, finished_at=time.time(),
+    ))
+
+
+def execute(storage: Storage, statement: Any) -> None:
+    def work(connection: Connection) -> None:
+        connection.execute(statement)
+
+    storage.read(work)
+
+
+def reopen(backend: Backend, storage: Storage) -> Storage:
+    """Open the same database again. An in-memory database exists only behind its one
+    `Storage`, so there the schema check is run again on it (the same code path)."""
+    if backend.shared:
+        return backend.open()
+    storage._prepare_schema()
+    return storage
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+
+def test_schema_is_created_with_its_version(storage: Storage) -> None:
+    names = storage.read(lambda c: set(inspect(c).get_table_names()))
+    assert names >= PBTUNE_TABLES
+    version = storage.read(lambda c: c.execute(
+        select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+    assert version == str(SCHEMA_VERSION)
+
+
+def test_reopening_keeps_the_data(backend: Backend, storage: Storage) -> None:
+    study_id = make_study(storage, "kept")
+    again = reopen(backend, storage)
+    assert again.get_study("kept").id == study_id
+    assert len(again.get_trials(study_id)) == 3
+    rows = again.read(lambda c: c.execute(select(meta)).all())
+    assert len(rows) == 1  # the version row was not written twice
+
+
+@pytest.mark.parametrize("version", ["999", "0", "banana"])
+def test_an_unknown_schema_version_is_refused(
+    backend: Backend, storage: Storage, version: str
+) -> None:
+    make_study(storage, "old")
+    execute(storage, update(meta).where(meta.c.key == "schema_version").values(value=version))
+    with pytest.raises(StorageError) as raised:
+        reopen(backend, storage)
+    message = str(raised.value)
+    assert f"schema version {version!r}" in message
+    assert f"this pbtune reads version {SCHEMA_VERSION}" in message
+    assert "pbtune will not change it" in message
+    # ... and it was not changed
+    assert storage.read(lambda c: c.execute(select(meta.c.value)).scalar_one()) == version
+
+
+def test_a_missing_schema_version_row_is_refused(backend: Backend, storage: Storage) -> None:
+    execute(storage, meta.delete())
+    with pytest.raises(StorageError, match=r"schema version None"):
+        reopen(backend, storage)
+
+
+def test_pbtune_tables_without_a_version_table_are_refused(
+    backend: Backend, storage: Storage
+) -> None:
+    execute(storage, text("DROP TABLE pbtune_meta"))
+    with pytest.raises(StorageError, match=r"without a schema version.*Use a new database"):
+        reopen(backend, storage)
+
+
+def test_many_workers_opening_a_new_database_at_once(backend: Backend) -> None:
+    if not backend.shared:
+        pytest.skip("an in-memory database cannot be opened twice")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def open_one() -> None:
+        try:
+            barrier.wait()
+            backend.open()
+        except BaseException as error:  # collected and reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert backend.open().list_studies() == []
+
+
+# -- studies -----------------------------------------------------------------------------------
+
+
+def test_create_study_with_initial_trials(storage: Storage) -> None:
+    config = {"metric": "acc", "mode": "max", "space": {"lr": {"type": "float"}}}
+    record = storage.create_study("first", config, "first-abc", new_trials([10, 10, 10]), 1000.0)
+    assert record.name == "first"
+    assert record.config == config
+    assert record.state == StudyState.RUNNING
+    assert record.error is None
+    assert record.checkpoint_dir == "first-abc"
+    assert record.created_at == 1000.0
+    assert storage.get_study_by_id(record.id) == record
+    assert storage.list_studies() == [record]
+
+    trials = storage.get_trials(record.id)
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert [t.member for t in trials] == [0, 1, 2]
+    assert len({t.id for t in trials}) == 3
+    for t in trials:
+        assert t.state == TrialState.QUEUED
+        assert t.study_id == record.id
+        assert t.generation == 0
+        assert t.parent_id is None
+        assert t.params == {"lr": 0.1 * (t.member + 1), "m": t.member}
+        assert (t.start_step, t.end_step) == (0, 10)
+        assert t.decision == "initial"
+        assert t.created_at == 1000.0
+        assert t.metrics is None and t.fitness is None and t.checkpoint is None
+        assert t.worker is None and t.claim is None and t.started_at is None
+        assert storage.get_trial(t.id) == t
+    members = storage.get_members(record.id)
+    assert [(m.member, m.state, m.failures, m.latest_complete_id) for m in members] == [
+        (0, MemberState.ACTIVE, 0, None), (1, MemberState.ACTIVE, 0, None),
+        (2, MemberState.ACTIVE, 0, None)]
+    assert storage.get_population(record.id) == []
+
+
+def test_studies_are_independent(storage: Storage) -> None:
+    a = make_study(storage, "a", [10, 10])
+    b = make_study(storage, "b", [10, 10, 10])
+    assert [t.number for t in storage.get_trials(b)] == [0, 1, 2]  # numbering per study
+    assert len(storage.get_trials(a)) == 2
+    trial = claim(storage, b, "tok")
+    assert trial is not None and trial.study_id == b
+    assert storage.count_states(a)[TrialState.QUEUED] == 2
+    assert [s.name for s in storage.list_studies()] == ["a", "b"]
+
+
+def test_duplicate_study_name_is_refused(storage: Storage) -> None:
+    study_id = make_study(storage, "dup")
+    with pytest.raises(pbtune.DuplicatedStudyError, match=r"a study named 'dup' exists"):
+        make_study(storage, "dup", [5])
+    assert len(storage.get_trials(study_id)) == 3
+    assert len(storage.list_studies()) == 1
+
+
+def test_missing_study_lists_the_names_there(storage: Storage) -> None:
+    with pytest.raises(StudyNotFoundError, match=r"no study named 'x' .*it holds none"):
+        storage.get_study("x")
+    make_study(storage, "alpha")
+    make_study(storage, "beta")
+    with pytest.raises(StudyNotFoundError) as raised:
+        storage.get_study("gamma")
+    assert "studies here: 'alpha', 'beta'" in str(raised.value)
+    assert not str(raised.value).startswith('"')  # not quoted like a KeyError
+    assert isinstance(raised.value, KeyError)
+    assert isinstance(raised.value, StorageError)
+
+
+def test_study_state_round_trips(storage: Storage) -> None:
+    study_id = make_study(storage)
+    storage.set_study_state(study_id, StudyState.FAILED, "boom: 'quoted' λ")
+    record = storage.get_study_by_id(study_id)
+    assert (record.state, record.error) == (StudyState.FAILED, "boom: 'quoted' λ")
+    storage.set_study_state(study_id, StudyState.COMPLETE)
+    assert storage.get_study_by_id(study_id).error is None
+
+
+def test_missing_trial_is_a_storage_error(storage: Storage) -> None:
+    with pytest.raises(StorageError, match=r"no trial with id 12345"):
+        storage.get_trial(12345)
+
+
+# -- claims --------------------------------------------------------------------------------------
+
+
+def test_claim_takes_the_smallest_end_step_then_the_lowest_number(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[30, 10, 20, 10])
+    order = []
+    while (trial := claim(storage, study_id, f"t{len(order)}")) is not None:
+        order.append((trial.end_step, trial.number))
+    assert order == [(10, 1), (10, 3), (20, 2), (30, 0)]
+    assert claim(storage, study_id, "again") is None
+
+
+def test_claim_marks_the_trial_running_for_the_worker(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10])
+    before = time.time()
+    trial = storage.claim(study_id, "host:1:abc", "token-1")
+    assert trial is not None
+    assert trial.state == TrialState.RUNNING
+    assert trial.worker == "host:1:abc"
+    assert trial.claim == "token-1"
+    assert trial.started_at is not None and trial.started_at >= before - 1
+    assert trial.heartbeat_at == trial.started_at
+    assert storage.get_trial(trial.id) == trial
+
+
+def test_claims_from_many_threads_take_every_trial_exactly_once(
+    backend: Backend, storage: Storage
+) -> None:
+    n_trials, n_threads = 60, 6
+    study_id = make_study(storage, end_steps=[10 * (i % 7 + 1) for i in range(n_trials)])
+    handles = [backend.open() if backend.shared else storage for _ in range(n_threads)]
+    taken: list[list[tuple[int, str]]] = [[] for _ in range(n_threads)]
+    barrier = threading.Barrier(n_threads)
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait()
+            while True:
+                token = f"w{index}-{len(taken[index])}"
+                trial = handles[index].claim(study_id, f"w{index}", token)
+                if trial is None:
+                    return
+                assert trial.claim == token
+                taken[index].append((trial.id, token))
+        except BaseException as error:  # collected and reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    claimed = [pair for per_thread in taken for pair in per_thread]
+    ids = [trial_id for trial_id, _ in claimed]
+    assert len(ids) == len(set(ids)) == n_trials
+    assert set(ids) == {t.id for t in storage.get_trials(study_id)}
+    stored = {t.id: t for t in storage.get_trials(study_id)}
+    for trial_id, token in claimed:  # the database agrees on who holds each trial
+        assert stored[trial_id].state == TrialState.RUNNING
+        assert stored[trial_id].claim == token
+    assert storage.count_states(study_id)[TrialState.QUEUED] == 0
+
+
+# -- compare-and-set (fencing) -----------------------------------------------------------------
+
+
+def test_update_trial_is_compare_and_set(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10])
+    trial = claim(storage, study_id, "right")
+    assert trial is not None
+    before = storage.get_trial(trial.id)
+
+    def complete(expect_state: TrialState, expect_claim: str | None) -> bool:
+        return storage.write(study_id, lambda tx: tx.update_trial(
+            trial.id, expect_state=expect_state, expect_claim=expect_claim,
+            state=TrialState.COMPLETE, fitness=1.0))
+
+    assert complete(TrialState.RUNNING, "wrong") is False
+    assert complete(TrialState.QUEUED, "right") is False
+    assert storage.get_trial(trial.id) == before  # refusals change nothing
+    assert complete(TrialState.RUNNING, "right") is True
+    done = storage.get_trial(trial.id)
+    assert (done.state, done.fitness) == (TrialState.COMPLETE, 1.0)
+    # a finished trial cannot be updated by a late or duplicate writer
+    assert complete(TrialState.RUNNING, "right") is False
+    assert storage.write(study_id, lambda tx: tx.update_trial(
+        trial.id, expect_state=TrialState.RUNNING, state=TrialState.FAILED)) is False
+    assert storage.get_trial(trial.id) == done
+
+
+def test_a_rolled_back_transaction_leaves_nothing(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10])
+
+    def work(tx: Transaction) -> None:
+        tx.add_trial(new_trials([20])[0], 1.0)
+        tx.set_study_state(StudyState.COMPLETE)
+        raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError):
+        storage.write(study_id, work)
+    assert len(storage.get_trials(study_id)) == 1
+    assert storage.get_study_by_id(study_id).state == StudyState.RUNNING
+
+
+# -- heartbeats and reports ----------------------------------------------------------------------
+
+
+def test_heartbeat_only_for_the_holder(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 10])
+    trial = claim(storage, study_id, "mine")
+    assert trial is not None
+    assert storage.heartbeat(trial.id, "mine", 5e9) is True
+    assert storage.get_trial(trial.id).heartbeat_at == 5e9
+    assert storage.heartbeat(trial.id, "theirs", 6e9) is False
+    assert storage.get_trial(trial.id).heartbeat_at == 5e9
+    queued = storage.get_trials(study_id, [TrialState.QUEUED])[0]
+    assert storage.heartbeat(queued.id, "mine", 6e9) is False
+    assert storage.heartbeat(987654, "mine", 6e9) is False
+    assert finish(storage, trial, "mine", 0.5)
+    assert storage.heartbeat(trial.id, "mine", 7e9) is False  # finished: nobody holds it
+    assert storage.get_trial(trial.id).heartbeat_at == 5e9
+
+
+def test_reports_round_trip_in_step_order(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 10])
+    first, second = storage.get_trials(study_id)
+    storage.add_report(first.id, 5, {"acc": 0.5, "loss": 1 / 3})
+    storage.add_report(first.id, 1, {"acc": 0.1})
+    storage.add_report(second.id, 3, {"λ": 1e-300})
+    storage.add_report(first.id, 5, {"acc": 0.55})
+    assert storage.get_reports(first.id) == [
+        (1, {"acc": 0.1}), (5, {"acc": 0.5, "loss": 1 / 3}), (5, {"acc": 0.55})]
+    assert storage.get_reports(second.id) == [(3, {"λ": 1e-300})]
+    assert storage.get_reports(987654) == []
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+def test_count_states_and_filtered_reads(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 10, 10, 10])
+    assert storage.count_states(study_id) == {
+        TrialState.QUEUED: 4, TrialState.RUNNING: 0, TrialState.COMPLETE: 0,
+        TrialState.FAILED: 0}
+    a = claim(storage, study_id, "a")
+    b = claim(storage, study_id, "b")
+    c = claim(storage, study_id, "c")
+    assert a and b and c
+    assert finish(storage, a, "a", 1.0)
+    assert storage.write(study_id, lambda tx: tx.update_trial(
+        b.id, expect_state=TrialState.RUNNING, expect_claim="b", state=TrialState.FAILED,
+        error="boom"))
+    assert storage.count_states(study_id) == {
+        TrialState.QUEUED: 1, TrialState.RUNNING: 1, TrialState.COMPLETE: 1,
+        TrialState.FAILED: 1}
+    assert [t.id for t in storage.get_trials(study_id, [TrialState.FAILED])] == [b.id]
+    assert storage.get_trial(b.id).error == "boom"
+    assert {t.id for t in storage.get_trials(study_id, [TrialState.RUNNING,
+                                                        TrialState.COMPLETE])} == {a.id, c.id}
+    assert storage.count_states(make_study(storage, "other", end_steps=[10])) == {
+        TrialState.QUEUED: 1, TrialState.RUNNING: 0, TrialState.COMPLETE: 0,
+        TrialState.FAILED: 0}
+    assert storage.count_states(987654) == {state: 0 for state in TrialState}
+
+
+def test_best_trial_for_max_and_min(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 10, 10, 10, 10])
+    assert storage.best_trial(study_id, "max") is None
+    fitnesses = [0.5, -2.0, 3.25, 3.25]
+    done = []
+    for i, fitness in enumerate(fitnesses):
+        trial = claim(storage, study_id, f"t{i}")
+        assert trial is not None
+        assert finish(storage, trial, f"t{i}", fitness)
+        done.append(trial)
+    failed = claim(storage, study_id, "f")
+    assert failed is not None
+    assert storage.write(study_id, lambda tx: tx.update_trial(
+        failed.id, expect_state=TrialState.RUNNING, state=TrialState.FAILED, fitness=99.0))
+    best = storage.best_trial(study_id, "max")
+    assert best is not None and best.id == done[2].id  # tie on fitness: the lower number
+    worst = storage.best_trial(study_id, "min")
+    assert worst is not None and worst.id == done[1].id
+
+
+def test_best_trial_prefers_the_later_step_on_ties(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 20])
+    for token in ("a", "b"):
+        trial = claim(storage, study_id, token)
+        assert trial is not None and finish(storage, trial, token, 1.0)
+    best = storage.best_trial(study_id, "max")
+    assert best is not None and best.end_step == 20
+
+
+def test_population_is_each_members_latest_complete_trial(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 10, 10])
+    trials = storage.get_trials(study_id)
+    storage.write(study_id, lambda tx: tx.set_member(2, latest_complete_id=trials[2].id))
+    storage.write(study_id, lambda tx: tx.set_member(0, latest_complete_id=trials[0].id,
+                                                     failures=2, state=MemberState.DONE))
+    assert [t.id for t in storage.get_population(study_id)] == [trials[0].id, trials[2].id]
+    member = storage.get_members(study_id)[0]
+    assert (member.failures, member.state) == (2, MemberState.DONE)
+
+
+# -- JSON round trips ------------------------------------------------------------------------
+
+
+JSON_VALUES: dict[str, Any] = {
+    "third": 1 / 3,
+    "tiny": 1e-300,
+    "subnormal": 5e-324,
+    "huge": 1.7976931348623157e308,
+    "negative_zero": -0.0,
+    "pi": 3.141592653589793,
+    "big_int": 2**53 + 1,
+    "very_big_int": 2**62,
+    "minus": -7,
+    "yes": True,
+    "no": False,
+    "one": 1,
+    "one_float": 1.0,
+    "none": None,
+    "empty": "",
+}
+
+
+def test_params_round_trip_exactly(storage: Storage) -> None:
+    params = dict(JSON_VALUES)
+    for i, s in enumerate(TRICKY):
+        params[s or "empty_name"] = s
+        params[f"{s}#{i}"] = i
+    study_id = make_study(storage, "json", initial=new_trials([10], params=params))
+    loaded = storage.get_trials(study_id)[0].params
+    assert loaded == params
+    for name, value in params.items():
+        assert type(loaded[name]) is type(value), name
+    assert str(loaded["negative_zero"]) == "-0.0"
+
+
+def test_metrics_round_trip_exactly(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10])
+    trial = claim(storage, study_id, "tok")
+    assert trial is not None
+    metrics = {name or "empty": 1 / (i + 3) for i, name in enumerate(TRICKY)}
+    metrics["tiny"] = 5e-324
+    assert finish(storage, trial, "tok", 1 / 7, metrics)
+    stored = storage.get_trial(trial.id)
+    assert stored.metrics == metrics
+    assert stored.fitness == 1 / 7
+
+
+@pytest.mark.parametrize("name", [s for s in TRICKY if s])
+def test_tricky_study_names_and_configs(storage: Storage, name: str) -> None:
+    config = {"note": name, "nested": {"list": [1, 2.5, None, True, name]}}
+    record = storage.create_study(name, config, "dir", new_trials([10]), 1.0)
+    assert storage.get_study(name) == record
+    assert record.config == config
+    assert storage.get_study(name).config["nested"]["list"][3] is True
+
+
+# -- bad URLs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://user@localhost/db", r"unsupported storage backend 'mysql'.*sqlite:///"),
+        ("http://example.com/db", r"unsupported storage backend 'http'"),
+        ("sqlite://", r"names no file; pass storage=None"),
+        ("sqlite:///:memory:", r"names no file"),
+        ("not a url at all", r"cannot parse storage URL 'not a url at all'"),
+        ("pbtune.db", r"cannot parse storage URL"),
+        ("", r"must be a non-empty string"),
+        ("   ", r"must be a non-empty string"),
+        (5, r"must be a non-empty string, got 5"),
+        ("postgresql+psycopg2://u@localhost/db", r"uses the psycopg \(3\) driver"),
+        ("sqlite:////nonexistent-pbtune-dir/a/b/s.db", r"cannot open storage"),
+    ],
+)
+def test_bad_urls_raise_storage_error(url: Any, message: str) -> None:
+    with pytest.raises(StorageError, match=message):
+        Storage(url)
+
+
+def test_postgresql_on_a_closed_port_is_a_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Refused connections are retried with backoff; shorten the waits for the test.
+    monkeypatch.setattr(storage_module, "RETRY_BASE_DELAY_S", 0.001)
+    monkeypatch.setattr(storage_module, "RETRY_MAX_DELAY_S", 0.01)
+    started = time.monotonic()
+    with pytest.raises(StorageError) as raised:
+        Storage("postgresql://postgres:hunter2@127.0.0.1:1/test")
+    message = str(raised.value)
+    assert "127.0.0.1:1" in message
+    assert "kept failing after" in message or "cannot open storage" in message
+    assert "hunter2" not in message  # the password is never shown
+    assert time.monotonic() - started < 30
+
+
+def test_dialect(backend: Backend, storage: Storage) -> None:
+    assert storage.dialect == ("postgresql" if backend.name == "postgresql" else "sqlite")
+    if backend.url is None:
+        assert repr(storage) == "Storage('memory')"
+    else:
+        assert repr(storage).startswith(f"Storage('{backend.name}")

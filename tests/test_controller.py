@@ -1,0 +1,551 @@
+"""The controller driven directly (ask / tell / failures / reaping / garbage collection) on
+the in-memory storage, without processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pbtune import (
+    Choice,
+    ConfigError,
+    Float,
+    Int,
+    Perturb,
+    SearchSpace,
+    SearchSpaceError,
+    Storage,
+    StudyState,
+    Tournament,
+    TrialFailedError,
+    TrialState,
+    Truncation,
+    create_study,
+)
+from pbtune.controller import (
+    DONE,
+    WAIT,
+    Claimed,
+    Controller,
+    StudyConfig,
+    check_metrics,
+    initial_trials,
+)
+from pbtune.controller import _checkpoints as checkpoints
+from pbtune.storages import MemberState
+from pbtune.trial import FrozenTrial
+
+SPACE = SearchSpace({"lr": Float(1e-4, 1.0, log=True), "units": Int(8, 512),
+                     "act": Choice(["relu", "tanh"])})
+# Explore that is easy to predict: every float and int is doubled (then clipped).
+DOUBLE = Perturb(factors=(2.0,), resample_probability=0.0)
+
+
+def make_controller(tmp_path: Path, **settings: Any) -> Controller:
+    settings.setdefault("space", SPACE)
+    settings.setdefault("metric", "acc")
+    settings.setdefault("mode", "max")
+    settings.setdefault("population_size", 2)
+    settings.setdefault("steps_per_trial", 10)
+    settings.setdefault("max_steps", 100)
+    settings.setdefault("explore", DOUBLE)
+    settings.setdefault("checkpoint_root", str(tmp_path / "ckpt"))
+    config = StudyConfig(**settings)
+    storage = Storage(None)
+    record = storage.create_study(
+        "study", config.to_dict(), checkpoints.study_dir_name("study", "salt"),
+        initial_trials(config), time.time(),
+    )
+    return Controller(storage, record, config)
+
+
+def claim(controller: Controller, worker: str = "w") -> Claimed:
+    asked = controller.ask(worker)
+    assert isinstance(asked, Claimed), asked
+    return asked
+
+
+def write_checkpoint(controller: Controller, claimed: Claimed) -> Path:
+    path = checkpoints.final_dir(controller.study_dir, claimed.trial.number)
+    path.mkdir(parents=True)
+    (path / "weights.txt").write_text(str(claimed.trial.id))
+    return path
+
+
+def complete(controller: Controller, claimed: Claimed, fitness: float) -> FrozenTrial:
+    path = write_checkpoint(controller, claimed)
+    assert controller.tell(claimed, {"acc": fitness}, fitness, path)
+    return controller.storage.get_trial(claimed.trial.id)
+
+
+def run(controller: Controller, fitness: float, worker: str = "w") -> FrozenTrial:
+    """Claim the next trial and complete it with ``fitness``."""
+    return complete(controller, claim(controller, worker), fitness)
+
+
+def trials(controller: Controller) -> list[FrozenTrial]:
+    return controller.storage.get_trials(controller.study.id)
+
+
+def queued(controller: Controller) -> list[FrozenTrial]:
+    return controller.storage.get_trials(controller.study.id, [TrialState.QUEUED])
+
+
+def children_of(controller: Controller, trial: FrozenTrial) -> list[FrozenTrial]:
+    return [t for t in trials(controller) if t.parent_id == trial.id]
+
+
+def study_state(controller: Controller) -> StudyState:
+    return controller.storage.get_study_by_id(controller.study.id).state
+
+
+# -- initial trials ------------------------------------------------------------------------------
+
+
+def test_initial_trials_are_seeded_and_inside_the_space() -> None:
+    config = StudyConfig(space=SPACE, metric="acc", mode="max", population_size=5,
+                         steps_per_trial=30, max_steps=20 * 30, seed=3)
+    first = initial_trials(config)
+    assert [t.member for t in first] == [0, 1, 2, 3, 4]
+    assert all((t.start_step, t.end_step, t.generation, t.parent_id, t.decision)
+               == (0, 30, 0, None, "initial") for t in first)
+    assert all(SPACE.validate(t.params) == t.params for t in first)
+    assert len({t.params["lr"] for t in first}) == 5
+    assert initial_trials(config) == first
+    other = StudyConfig(space=SPACE, metric="acc", mode="max", population_size=5,
+                        steps_per_trial=30, max_steps=600, seed=4)
+    assert [t.params for t in initial_trials(other)] != [t.params for t in first]
+
+
+def test_create_study_drives_a_controller(tmp_path: Path) -> None:
+    study = create_study("direct", space=SPACE, storage=None, metric="acc", population_size=2,
+                         steps_per_trial=5, max_steps=10, checkpoint_root=tmp_path)
+    controller = Controller(study.storage, study.storage.get_study("direct"), study.config)
+    assert controller.study_dir == study.checkpoint_dir
+    for fitness in (1.0, 2.0, 3.0, 4.0):
+        run(controller, fitness)
+    assert study.state == StudyState.COMPLETE
+    assert study.best_trial.fitness == 4.0
+
+
+# -- ask / tell ----------------------------------------------------------------------------------
+
+
+def test_tell_enqueues_the_members_next_trial(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    first = run(controller, 0.5)
+    assert first.state == TrialState.COMPLETE
+    assert first.metrics == {"acc": 0.5} and first.fitness == 0.5
+    assert first.checkpoint == checkpoints.final_dir(controller.study_dir, first.number)
+    assert first.finished_at is not None
+    [nxt] = queued(controller)
+    assert nxt.member == first.member
+    assert nxt.parent_id == first.id
+    assert (nxt.start_step, nxt.end_step) == (first.end_step, first.end_step + 10)
+    assert nxt.generation == first.generation + 1
+    assert nxt.params == first.params
+    assert nxt.decision == "continue"
+    [member] = controller.storage.get_members(controller.study.id)
+    assert (member.latest_complete_id, member.failures, member.state) == (
+        first.id, 0, MemberState.ACTIVE)
+    assert controller.parent_checkpoint(nxt) == first.checkpoint
+    assert controller.parent_checkpoint(first) is None
+
+
+def test_ask_takes_the_member_furthest_behind(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=3)
+    run(controller, 1.0)  # member 0 finishes 0 -> 10 and is queued for 10 -> 20
+    second, third = claim(controller), claim(controller)
+    assert {second.trial.member, third.trial.member} == {1, 2}
+    assert second.trial.end_step == third.trial.end_step == 10
+    assert claim(controller).trial.end_step == 20
+
+
+def test_ask_waits_while_trials_run_and_is_done_at_the_end(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, max_steps=25)
+    running = claim(controller)
+    assert controller.ask("other") is WAIT
+    complete(controller, running, 1.0)
+    run(controller, 2.0)
+    last = run(controller, 3.0)
+    assert (last.start_step, last.end_step) == (20, 25)  # the last segment is cut short
+    assert controller.ask("w") is DONE
+    assert study_state(controller) == StudyState.COMPLETE
+    assert [m.state for m in controller.storage.get_members(controller.study.id)] == [
+        MemberState.DONE]
+
+
+def test_study_completes_only_when_nothing_is_queued_or_running(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, max_steps=10)
+    a, b = claim(controller), claim(controller)
+    complete(controller, a, 1.0)
+    assert study_state(controller) == StudyState.RUNNING  # b still runs
+    complete(controller, b, 2.0)
+    assert study_state(controller) == StudyState.COMPLETE
+    assert controller.ask("w") is DONE
+
+
+def test_exploit_copies_the_opponent_and_explores_its_params(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, exploit=Tournament())
+    a, b = claim(controller), claim(controller)
+    winner = complete(controller, a, 1.0)  # alone in the population: continues
+    assert children_of(controller, winner)[0].decision == "continue"
+    loser = complete(controller, b, 0.0)  # meets member 0 and loses
+    [child] = [t for t in queued(controller) if t.member == loser.member]
+    assert child.decision == "exploit"
+    assert child.parent_id == winner.id
+    assert child.generation == winner.generation + 1
+    assert (child.start_step, child.end_step) == (winner.end_step, winner.end_step + 10)
+    assert child.params["lr"] == min(winner.params["lr"] * 2.0, 1.0)
+    assert child.params["units"] == min(winner.params["units"] * 2, 512)
+    assert child.params["act"] in ("relu", "tanh")
+    assert SPACE.validate(child.params) == child.params
+    assert controller.parent_checkpoint(child) == winner.checkpoint
+
+
+def test_exploit_warm_starts_at_the_parents_step(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2)
+    slow = claim(controller)  # member 0, steps 0 -> 10, still running below
+    ahead = run(controller, 1.0)  # member 1, 0 -> 10
+    ahead = run(controller, 2.0)  # member 1 again, 10 -> 20
+    assert (ahead.member, ahead.end_step) == (1, 20)
+    behind = complete(controller, slow, 0.0)
+    [child] = [t for t in queued(controller) if t.member == behind.member]
+    assert (child.decision, child.parent_id) == ("exploit", ahead.id)
+    # it continues from the copied checkpoint's step, not its own
+    assert (child.start_step, child.end_step) == (20, 30)
+    assert child.generation == ahead.generation + 1
+
+
+def test_truncation_exploit_through_the_controller(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=4, exploit=Truncation(0.25))
+    claimed = {c.trial.member: c for c in (claim(controller) for _ in range(4))}
+    done = {m: complete(controller, claimed[m], float(m)) for m in (3, 2, 1, 0)}
+    nxt = {t.member: t for t in queued(controller)}
+    # member 3 finished first, alone, and continues; each later one finished as the
+    # bottom quantile (of 2, 3, then 4 members) and copies member 3
+    assert (nxt[3].decision, nxt[3].parent_id) == ("continue", done[3].id)
+    for member in (0, 1, 2):
+        assert (nxt[member].decision, nxt[member].parent_id) == ("exploit", done[3].id)
+        assert nxt[member].params["units"] == min(done[3].params["units"] * 2, 512)
+
+
+def test_decisions_are_the_same_for_the_same_seed_and_order(tmp_path: Path) -> None:
+    def play(root: Path, seed: int) -> list[tuple[Any, ...]]:
+        controller = make_controller(root, population_size=4, seed=seed, explore=Perturb())
+        for i in range(16):
+            run(controller, float((i * 7) % 5))
+        return [(t.member, t.parent_id, t.params, t.decision, t.start_step)
+                for t in trials(controller)]
+
+    assert play(tmp_path / "a", 1) == play(tmp_path / "b", 1)
+    assert play(tmp_path / "c", 1) != play(tmp_path / "d", 2)
+
+
+# -- refused results ---------------------------------------------------------------------------
+
+
+def test_tell_of_a_finished_trial_is_refused(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    claimed = claim(controller)
+    complete(controller, claimed, 1.0)
+    before = trials(controller)
+    assert controller.tell(claimed, {"acc": 9.0}, 9.0, None) is False
+    assert controller.tell_failure(claimed, "late failure") is False
+    assert trials(controller) == before
+
+
+def test_tell_with_the_wrong_claim_is_refused(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    claimed = claim(controller)
+    before = trials(controller)
+    forged = Claimed(claimed.trial, "not-the-claim")
+    assert controller.tell(forged, {"acc": 9.0}, 9.0, None) is False
+    assert controller.tell_failure(forged, "boom") is False
+    assert trials(controller) == before
+    assert controller.storage.get_trial(claimed.trial.id).state == TrialState.RUNNING
+    assert controller.heartbeat(claimed) is True
+    assert controller.heartbeat(forged) is False
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_failures_are_retried_up_to_max_retries(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, max_retries=2, max_steps=20)
+    run(controller, 1.0)  # member 0 completes, so the study is not failed outright
+    original = claim(controller)
+    assert original.trial.member == 1
+    current = original
+    for attempt in (1, 2):
+        assert controller.tell_failure(current, f"error {attempt}")
+        failed = controller.storage.get_trial(current.trial.id)
+        assert (failed.state, failed.error, failed.checkpoint) == (
+            TrialState.FAILED, f"error {attempt}", None)
+        current = claim(controller)
+        retry = current.trial
+        assert retry.decision == "retry"
+        assert (retry.member, retry.params, retry.start_step, retry.end_step,
+                retry.parent_id, retry.generation) == (
+            1, original.trial.params, original.trial.start_step, original.trial.end_step,
+            original.trial.parent_id, original.trial.generation)
+        assert controller.storage.get_members(controller.study.id)[1].failures == attempt
+    assert controller.tell_failure(current, "error 3")
+    member = controller.storage.get_members(controller.study.id)[1]
+    assert (member.state, member.failures) == (MemberState.FAILED, 3)
+    assert [t.member for t in queued(controller)] == [0]  # no fourth attempt
+    assert study_state(controller) == StudyState.RUNNING
+    run(controller, 2.0)  # member 0 finishes its budget
+    assert study_state(controller) == StudyState.COMPLETE
+
+
+def test_a_success_resets_the_failure_count(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, max_retries=1)
+    run(controller, 1.0)
+    assert controller.tell_failure(claim(controller), "flaky")
+    assert controller.storage.get_members(controller.study.id)[1].failures == 1
+    run(controller, 0.5)  # the retry of member 1 succeeds
+    member = controller.storage.get_members(controller.study.id)[1]
+    assert (member.failures, member.state) == (0, MemberState.ACTIVE)
+
+
+def test_every_first_trial_failing_fails_the_study(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=3, max_retries=3)
+    first_error = "Traceback ...\nValueError: lr 'x' is \"bad\"\n"
+    for i, error in enumerate([first_error, "second", "third"]):
+        assert study_state(controller) == StudyState.RUNNING
+        assert controller.tell_failure(claim(controller), error)
+        time.sleep(0.002)  # distinct finish times
+        if i < 2:
+            assert study_state(controller) == StudyState.RUNNING
+    record = controller.storage.get_study_by_id(controller.study.id)
+    assert record.state == StudyState.FAILED
+    assert "every member's first trial failed" in (record.error or "")
+    assert first_error in (record.error or "")
+    assert "second" not in (record.error or "")
+    assert controller.ask("w") is DONE
+
+
+def test_every_member_out_of_retries_fails_the_study(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, max_retries=0)
+    run(controller, 1.0)
+    assert controller.tell_failure(claim(controller), "diverged")
+    record = controller.storage.get_study_by_id(controller.study.id)
+    assert record.state == StudyState.FAILED
+    assert "more than max_retries" in (record.error or "")
+    assert "diverged" in (record.error or "")
+
+
+def test_interrupted_trials_are_retried_without_using_up_retries(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, max_retries=0)
+    for _ in range(3):
+        claimed = claim(controller)
+        assert controller.tell_failure(claimed, "interrupted", counts=False)
+        assert controller.storage.get_trial(claimed.trial.id).state == TrialState.FAILED
+    member = controller.storage.get_members(controller.study.id)[0]
+    assert (member.failures, member.state) == (0, MemberState.ACTIVE)
+    assert study_state(controller) == StudyState.RUNNING
+    assert [t.decision for t in queued(controller)] == ["retry"]
+    run(controller, 1.0)
+
+
+# -- lost trials -------------------------------------------------------------------------------
+
+
+def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, heartbeat_timeout=30.0)
+    lost = claim(controller, "dead-worker")
+    alive = claim(controller, "live-worker")
+    now = time.time()
+    assert controller.storage.heartbeat(alive.trial.id, alive.claim, now + 25)
+    assert controller.reap_stale(now) == 0
+    assert controller.reap_stale(now + 20) == 0  # younger than the timeout
+    assert controller.reap_stale(now + 31) == 1  # only the silent one
+    failed = controller.storage.get_trial(lost.trial.id)
+    assert failed.state == TrialState.FAILED
+    assert failed.error is not None and "lost" in failed.error and "dead-worker" in failed.error
+    assert controller.storage.get_trial(alive.trial.id).state == TrialState.RUNNING
+    [retry] = queued(controller)
+    assert (retry.member, retry.params, retry.decision) == (
+        lost.trial.member, lost.trial.params, "retry")
+    # the dead worker comes back late: its result is refused
+    assert controller.heartbeat(lost) is False
+    assert controller.tell(lost, {"acc": 1.0}, 1.0, None) is False
+    assert controller.storage.get_trial(lost.trial.id).state == TrialState.FAILED
+    assert controller.reap_stale(now + 31) == 0  # reaped once
+
+
+def test_fail_worker_fails_only_that_workers_trials(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=3)
+    gone = [claim(controller, "gone"), claim(controller, "gone")]
+    kept = claim(controller, "kept")
+    assert controller.fail_worker("gone", "process died") == 2
+    for c in gone:
+        trial = controller.storage.get_trial(c.trial.id)
+        assert (trial.state, trial.error) == (TrialState.FAILED, "process died")
+    assert controller.storage.get_trial(kept.trial.id).state == TrialState.RUNNING
+    assert len(queued(controller)) == 2
+
+
+# -- garbage collection -----------------------------------------------------------------------
+
+
+def _gc_scenario(controller: Controller, first_fitness: float) -> dict[str, FrozenTrial]:
+    """Two members; returns the trials by name. See the assertions for the lineage."""
+    a, b = claim(controller), claim(controller)
+    t0 = complete(controller, a, first_fitness)  # m0: continues -> t2 (parent t0)
+    t1 = complete(controller, b, 0.0)  # m1 loses to t0 -> t3 (parent t0)
+    c2 = claim(controller)
+    c3 = claim(controller)
+    assert (c2.trial.member, c2.trial.parent_id) == (0, t0.id)
+    assert (c3.trial.member, c3.trial.parent_id) == (1, t0.id)
+    t2 = complete(controller, c2, 2.0)  # t0 is no member's latest, but t3 runs from it
+    assert t0.checkpoint is not None and t0.checkpoint.is_dir()
+    assert controller.storage.get_trial(t0.id).checkpoint == t0.checkpoint
+    t3 = complete(controller, c3, 0.5)  # m1 loses to t2 -> t5 (parent t2)
+    assert children_of(controller, t3) == []
+    return {"t0": t0, "t1": t1, "t2": t2, "t3": t3}
+
+
+def test_garbage_collection_keeps_what_is_needed(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, keep_best=0)
+    t = _gc_scenario(controller, first_fitness=1.0)
+    for name in ("t0", "t1"):  # nobody refers to these any more
+        path = t[name].checkpoint
+        assert path is not None and not path.exists()
+        assert controller.storage.get_trial(t[name].id).checkpoint is None
+    for name in ("t2", "t3"):  # t2: parent of queued trials; t3: member 1's latest
+        path = t[name].checkpoint
+        assert path is not None and (path / "weights.txt").read_text() == str(t[name].id)
+        assert controller.storage.get_trial(t[name].id).checkpoint == path
+
+
+def test_garbage_collection_keeps_the_best(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, keep_best=1)
+    t = _gc_scenario(controller, first_fitness=10.0)
+    assert t["t0"].checkpoint is not None and t["t0"].checkpoint.is_dir()  # the best
+    assert controller.storage.get_trial(t["t0"].id).checkpoint is not None
+    assert t["t1"].checkpoint is not None and not t["t1"].checkpoint.exists()
+    assert controller.storage.get_trial(t["t1"].id).checkpoint is None
+
+
+def test_garbage_collection_keep_best_in_mode_min(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, keep_best=1, mode="min")
+    first = run(controller, 0.1)  # the best (lowest)
+    second = run(controller, 0.5)
+    third = run(controller, 0.9)
+    assert first.checkpoint is not None and first.checkpoint.is_dir()
+    assert second.checkpoint is not None and not second.checkpoint.exists()
+    assert third.checkpoint is not None and third.checkpoint.is_dir()  # latest
+
+
+def test_a_collected_parent_checkpoint_fails_the_child_clearly(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    first = run(controller, 1.0)
+    [child] = queued(controller)
+    controller.storage.write(controller.study.id,
+                             lambda tx: tx.forget_checkpoints([first.id]))
+    with pytest.raises(TrialFailedError, match=rf"parent trial {first.id} is gone"):
+        controller.parent_checkpoint(child)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+CONFIG = StudyConfig(space=SPACE, metric="acc", mode="max", population_size=2,
+                     steps_per_trial=10, max_steps=100)
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"acc": float("nan")}, r"metric 'acc' is nan; metrics must be finite"),
+        ({"acc": float("inf")}, r"metric 'acc' is inf; metrics must be finite"),
+        ({"acc": -float("inf")}, r"metrics must be finite"),
+        ({"acc": 0.5, "loss": float("nan")}, r"metric 'loss' is nan"),
+        ({"acc": np.float64("nan")}, r"metrics must be finite"),
+        ({"acc": None}, r"metric 'acc' is None; metrics must be numbers"),
+        ({"acc": "0.5"}, r"metric 'acc' is '0\.5'; metrics must be numbers"),
+        ({"acc": b"1"}, r"metrics must be numbers"),
+        ({"acc": True}, r"metric 'acc' is True; metrics must be numbers"),
+        ({"acc": [0.5]}, r"metrics must be numbers"),
+        ({"acc": {"top1": 0.5}}, r"metrics must be numbers"),
+        ({"loss": 0.1}, r"the returned metrics \['loss'\] lack the study's metric 'acc'"),
+        ({}, r"lack the study's metric 'acc'"),
+        (None, r"returned None; it must return a dict of metrics, e\.g\. \{'acc': 0\.93\}"),
+        (0.93, r"returned 0\.93; it must return a dict"),
+        ([("acc", 0.9)], r"must return a dict"),
+        ("acc", r"must return a dict"),
+    ],
+)
+def test_check_metrics_rejects_unusable_results(result: Any, message: str) -> None:
+    with pytest.raises(TrialFailedError, match=message):
+        check_metrics(result, CONFIG)
+
+
+def test_check_metrics_accepts_numbers_of_any_kind() -> None:
+    metrics, fitness = check_metrics(
+        {"acc": 1, "loss": np.float32(0.25), "n": np.int64(3)}, CONFIG)
+    assert metrics == {"acc": 1.0, "loss": 0.25, "n": 3.0}
+    assert all(type(v) is float for v in metrics.values())
+    assert fitness == 1.0 and type(fitness) is float
+
+
+def test_check_metrics_with_a_fitness_function() -> None:
+    config = StudyConfig(space=SPACE, metric=None, fitness=lambda m: m["acc"] - m["cost"],
+                         mode="max", population_size=2, steps_per_trial=10, max_steps=100)
+    assert check_metrics({"acc": 0.75, "cost": 0.25}, config) == (
+        {"acc": 0.75, "cost": 0.25}, 0.5)
+    with pytest.raises(TrialFailedError, match=r"the fitness function raised KeyError\('cost'\)"):
+        check_metrics({"acc": 0.9}, config)
+    nan_config = StudyConfig(space=SPACE, metric=None, fitness=lambda m: float("nan"),
+                             mode="max", population_size=2, steps_per_trial=10, max_steps=100)
+    with pytest.raises(TrialFailedError, match=r"fitness is nan; it must be a finite number"):
+        check_metrics({"acc": 0.9}, nan_config)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mode": "maximize"}, r"mode must be 'max' or 'min', got 'maximize'"),
+        ({"metric": None}, r"exactly one of metric="),
+        ({"metric": ""}, r"metric must be a non-empty string"),
+        ({"population_size": 0}, r"population_size must be an int >= 1, got 0"),
+        ({"population_size": 2.0}, r"population_size must be an int"),
+        ({"steps_per_trial": True}, r"steps_per_trial must be an int >= 1, got True"),
+        ({"steps_per_trial": 200}, r"steps_per_trial \(200\) must not exceed max_steps \(100\)"),
+        ({"max_retries": -1}, r"max_retries must be an int >= 0"),
+        ({"keep_best": -1}, r"keep_best must be an int >= 0"),
+        ({"seed": -1}, r"seed must be an int >= 0"),
+        ({"exploit": "tournament"}, r"exploit must be pbtune.Tournament\(\)"),
+        ({"explore": Tournament()}, r"explore must be pbtune.Perturb\(\)"),
+        ({"heartbeat_timeout": 0}, r"heartbeat_timeout must be a positive number"),
+        ({"heartbeat_timeout": float("inf")}, r"heartbeat_timeout must be a positive number"),
+        ({"trial_timeout": -5.0}, r"trial_timeout must be a positive number"),
+        ({"space": {}}, r"non-empty dict"),
+    ],
+)
+def test_bad_study_config_raises(changes: dict[str, Any], message: str) -> None:
+    settings = {"space": SPACE, "metric": "acc", "mode": "max", "population_size": 2,
+                "steps_per_trial": 10, "max_steps": 100, **changes}
+    with pytest.raises((ConfigError, SearchSpaceError), match=message):
+        StudyConfig(**settings)
+
+
+def test_study_config_round_trips() -> None:
+    config = StudyConfig(space=SPACE, metric="acc", mode="min", population_size=3,
+                         steps_per_trial=7, max_steps=70, exploit=Truncation(0.5),
+                         explore=Perturb(factors=(0.5, 2.0), resample_probability=0.1),
+                         seed=9, max_retries=1, keep_best=2, heartbeat_timeout=5.0,
+                         trial_timeout=100.0)
+    again = StudyConfig.from_dict(config.to_dict())
+    assert again == config
+    assert again.differences(config) == []
+    changed = StudyConfig.from_dict({**config.to_dict(), "seed": 10, "max_steps": 77})
+    assert sorted(changed.differences(config)) == ["max_steps", "seed"]
