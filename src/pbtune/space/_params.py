@@ -28,6 +28,17 @@ def _is_number(value: Any) -> bool:
     )
 
 
+def _check_flags(param: Any, *names: str) -> None:
+    # A truthy string such as "no" must not silently switch a flag on.
+    for name in names:
+        value = getattr(param, name)
+        if not isinstance(value, (bool, np.bool_)):
+            raise SearchSpaceError(
+                f"{type(param).__name__} {name} must be True or False, got {value!r}"
+            )
+        object.__setattr__(param, name, bool(value))
+
+
 @dataclass(frozen=True)
 class Float:
     """A real-valued parameter in ``[low, high]``.
@@ -41,6 +52,7 @@ class Float:
     mutable: bool = True
 
     def __post_init__(self) -> None:
+        _check_flags(self, "log", "mutable")
         for name in ("low", "high"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(float(value)):
@@ -95,9 +107,10 @@ class Int:
     mutable: bool = True
 
     def __post_init__(self) -> None:
+        _check_flags(self, "log", "mutable")
         for name in ("low", "high"):
             value = getattr(self, name)
-            if not _is_number(value) or float(value) != int(value):
+            if not _is_number(value) or not math.isfinite(value) or float(value) != int(value):
                 raise SearchSpaceError(f"Int {name} must be an integer, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.low >= self.high:
@@ -126,7 +139,8 @@ class Int:
         else:
             moved = round(current * factor)
         if moved == current and factor != 1.0:
-            moved = current + (1 if factor > 1.0 else -1)
+            # One step the way the multiplication goes: away from zero for factor > 1.
+            moved = current + (1 if (factor > 1.0) == (current >= 0) else -1)
         return self.clip(moved)
 
     def clip(self, value: float) -> int:
@@ -135,6 +149,7 @@ class Int:
     def contains(self, value: Any) -> bool:
         return (
             _is_number(value)
+            and math.isfinite(value)
             and float(value) == int(value)
             and self.low <= int(value) <= self.high
         )
@@ -157,6 +172,7 @@ class Choice:
     mutable: bool = True
 
     def __post_init__(self) -> None:
+        _check_flags(self, "ordered", "mutable")
         if isinstance(self.choices, (str, bytes)) or not isinstance(self.choices, Sequence):
             raise SearchSpaceError(
                 f"Choice needs a list of values, got {self.choices!r}"
