@@ -173,8 +173,14 @@ def test_killed_worker_costs_one_segment_and_the_study_finishes(tmp_path: Path) 
             return running[0] if len(completed) >= 4 and running else None
 
         for _ in range(2):
-            _wait_for(lambda: running_trial() is not None)
-            victim = running_trial()
+            seen: list[pbtune.FrozenTrial | None] = []
+
+            def found() -> bool:
+                seen.append(running_trial())  # noqa: B023
+                return seen[-1] is not None  # noqa: B023
+
+            _wait_for(found)
+            victim = seen[-1]
             assert victim is not None and victim.worker is not None
             pid = int(victim.worker.split(":")[1])
             os.kill(pid, signal.SIGKILL)
