@@ -471,3 +471,12 @@ def test_float_sample_is_not_biased_to_one_end() -> None:
     # log-uniform: half the mass lies below the geometric mean 1e-2
     assert 0.45 < float(np.mean([v < 1e-2 for v in log])) < 0.55
     assert all(math.isfinite(v) for v in lin + log)
+
+
+def test_ranges_that_cannot_be_sampled_are_refused_at_definition() -> None:
+    with pytest.raises(pbtune.SearchSpaceError, match="too wide"):
+        pbtune.Float(-1e308, 1e308)
+    with pytest.raises(pbtune.SearchSpaceError, match="64 bits"):
+        pbtune.Int(1, 2**70)
+    wide = pbtune.Float(1e-300, 1e300, log=True)
+    assert wide.contains(wide.sample(np.random.default_rng(0)))

@@ -22,6 +22,9 @@ JSONScalar = str | int | float | bool | None
 _ZERO_STEP_SHARE = 0.1
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
@@ -61,6 +64,11 @@ class Float:
         if self.low >= self.high:
             raise SearchSpaceError(
                 f"Float needs low < high, got low={self.low!r}, high={self.high!r}"
+            )
+        if not math.isfinite(self.high - self.low):
+            raise SearchSpaceError(
+                f"Float range [{self.low!r}, {self.high!r}] is too wide to sample; "
+                "use log=True or narrower bounds"
             )
         if self.log and self.low <= 0:
             raise SearchSpaceError(
@@ -116,6 +124,10 @@ class Int:
         if self.low >= self.high:
             raise SearchSpaceError(
                 f"Int needs low < high, got low={self.low!r}, high={self.high!r}"
+            )
+        if not (self.low >= _INT64_MIN and self.high < _INT64_MAX):
+            raise SearchSpaceError(
+                f"Int bounds must fit in 64 bits, got low={self.low!r}, high={self.high!r}"
             )
         if self.log and self.low <= 0:
             raise SearchSpaceError(
