@@ -78,6 +78,7 @@ trials = Table(
     # ask: the QUEUED trial with the smallest end_step; also RUNNING/stale scans.
     Index("ix_pbtune_trials_queue", "study_id", "state", "end_step", "number"),
     Index("ix_pbtune_trials_checkpoint", "study_id", "checkpoint"),
+    Index("ix_pbtune_trials_fitness", "study_id", "state", "fitness"),
     Index("ix_pbtune_trials_member", "study_id", "member", "number"),
 )
 

@@ -274,7 +274,10 @@ class Storage:
             counts[TrialState(state)] = int(count)
         return counts
 
-    def best_trial(self, study_id: int, mode: str) -> FrozenTrial | None:
+    def best_trial(
+        self, study_id: int, mode: str, *, min_end_step: int | None = None
+    ) -> FrozenTrial | None:
+        """The COMPLETE trial with the best fitness (ending at ``min_end_step`` or later)."""
         order = trials.c.fitness.desc() if mode == "max" else trials.c.fitness.asc()
         query = (
             select(trials)
@@ -282,6 +285,8 @@ class Storage:
             .order_by(order, trials.c.end_step.desc(), trials.c.number)
             .limit(1)
         )
+        if min_end_step is not None:
+            query = query.where(trials.c.end_step >= min_end_step)
         row = self.read(lambda c: c.execute(query).mappings().first())
         return row_to_trial(row) if row is not None else None
 

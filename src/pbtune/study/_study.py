@@ -118,8 +118,13 @@ class Study:
 
     @property
     def best_trial(self) -> FrozenTrial:
-        """The COMPLETE trial with the best fitness (ties: the later step)."""
-        best = self.storage.best_trial(self.id, self.config.mode)
+        """The best trial of the final population: the COMPLETE trial with the best fitness
+        among those that reached ``max_steps`` (before any has, the best so far). Ties go to
+        the later step, then the earlier trial. `trials()` holds every other, and ``keep_best`` of the best
+        anywhere in the study keep their checkpoints."""
+        best = self.storage.best_trial(
+            self.id, self.config.mode, min_end_step=self.config.max_steps
+        ) or self.storage.best_trial(self.id, self.config.mode)
         if best is None:
             raise ConfigError(f"study {self.name!r} has no COMPLETE trial yet")
         return best
