@@ -64,6 +64,7 @@ def test_study_runs_to_its_budget_with_processes(tmp_path: Path) -> None:
     study = make_study(tmp_path, population_size=5)
     study.optimize(f"{TRAINERS}:quadratic", workers=2, show_progress=False)
     assert_accounted_for(study)
+    assert study.best_trial.end_step == study.config.max_steps  # from the final population
     first = max(t.fitness or 0.0 for t in study.trials() if t.generation == 0)
     assert study.best_trial.fitness is not None and study.best_trial.fitness > first
     schedule = study.schedule()
