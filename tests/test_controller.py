@@ -549,3 +549,23 @@ def test_study_config_round_trips() -> None:
     assert again.differences(config) == []
     changed = StudyConfig.from_dict({**config.to_dict(), "seed": 10, "max_steps": 77})
     assert sorted(changed.differences(config)) == ["max_steps", "seed"]
+
+
+def test_a_repeated_tell_of_the_same_result_is_idempotent(tmp_path: Path) -> None:
+    # A write retried after its COMMIT went through (the reply was lost) tells twice.
+    controller = make_controller(tmp_path, population_size=1)
+    claimed = claim(controller)
+    path = write_checkpoint(controller, claimed)
+    assert controller.tell(claimed, {"acc": 1.0}, 1.0, path)
+    before = trials(controller)
+    assert controller.tell(claimed, {"acc": 1.0}, 1.0, path) is True
+    assert trials(controller) == before and path.is_dir()
+
+
+def test_a_lost_trial_revokes_the_claim_so_the_worker_is_refused(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    claimed = claim(controller)
+    assert controller.fail_lost(claimed.trial, "lost: no heartbeat")
+    assert controller.tell_failure(claimed, "lost: no heartbeat") is False
+    assert controller.tell(claimed, {"acc": 1.0}, 1.0, None) is False
+    assert controller.storage.get_trial(claimed.trial.id).claim is None

@@ -175,7 +175,11 @@ class Controller:
                 finished_at=now,
                 error=None,
             ):
-                return None
+                # A retried transaction whose first COMMIT went through (the connection
+                # dropped before the reply) finds its own result: that is success.
+                mine = self._recorded(tx, claimed, TrialState.COMPLETE)
+                same = mine is not None and (mine.fitness, mine.checkpoint) == (fitness, checkpoint)
+                return [] if same else None
             tx.set_member(trial.member, latest_complete_id=trial.id, failures=0)
             finished = tx.trial(trial.id)
             assert finished is not None
@@ -195,10 +199,14 @@ class Controller:
                 checkpoints.remove(old.checkpoint, self.study_dir)
         return True
 
-    def tell_failure(self, claimed: Claimed, error: str, *, counts: bool = True) -> bool:
+    def tell_failure(
+        self, claimed: Claimed, error: str, *, counts: bool = True, lost: bool = False
+    ) -> bool:
         """Record a FAILED trial; the member retries it (bounded) or stops.
 
         ``counts=False`` (an interrupted run) retries without using up ``max_retries``.
+        ``lost=True`` (failed on behalf of a dead or silent worker) also revokes the claim,
+        so that the worker, should it come back, has its late result refused.
         """
         def work(tx: Transaction) -> bool:
             now = time.time()
@@ -210,8 +218,10 @@ class Controller:
                 error=error,
                 finished_at=now,
                 checkpoint=None,
+                claim=None if lost else claimed.claim,
             ):
-                return False
+                mine = self._recorded(tx, claimed, TrialState.FAILED)
+                return mine is not None and mine.error == error
             self._after_failure(tx, claimed.trial, now, counts=counts)
             return True
 
@@ -220,6 +230,14 @@ class Controller:
             _log.warning("refused the failure of trial %s: no longer held by this worker",
                          claimed.trial.id)
         return told
+
+    @staticmethod
+    def _recorded(tx: Transaction, claimed: Claimed, state: TrialState) -> FrozenTrial | None:
+        """The trial, if this claim already recorded it in ``state``."""
+        current = tx.trial(claimed.trial.id)
+        if current is not None and current.state == state and current.claim == claimed.claim:
+            return current
+        return None
 
     def _enqueue_next(self, tx: Transaction, finished: FrozenTrial, now: float) -> None:
         config = self.config
@@ -336,7 +354,7 @@ class Controller:
     def fail_lost(self, trial: FrozenTrial, reason: str, *, counts: bool = True) -> bool:
         """Fail a RUNNING trial whose worker is gone; its member retries it."""
         assert trial.claim is not None
-        return self.tell_failure(Claimed(trial, trial.claim), reason, counts=counts)
+        return self.tell_failure(Claimed(trial, trial.claim), reason, counts=counts, lost=True)
 
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the RUNNING trials of a worker known to be dead."""

@@ -120,8 +120,8 @@ class Study:
     def best_trial(self) -> FrozenTrial:
         """The best trial of the final population: the COMPLETE trial with the best fitness
         among those that reached ``max_steps`` (before any has, the best so far). Ties go to
-        the later step, then the earlier trial. `trials()` holds every other, and ``keep_best`` of the best
-        anywhere in the study keep their checkpoints."""
+        the later step, then the earlier trial. The ``keep_best`` best trials anywhere in
+        the study keep their checkpoints too."""
         best = self.storage.best_trial(
             self.id, self.config.mode, min_end_step=self.config.max_steps
         ) or self.storage.best_trial(self.id, self.config.mode)
