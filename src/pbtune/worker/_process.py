@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from pbtune._errors import ConfigError
+from pbtune._errors import ConfigError, StorageError
 from pbtune.controller import Controller, import_object
 from pbtune.storages import Storage, StudyState
 from pbtune.trial import TrialState
@@ -152,15 +152,17 @@ def run_processes(
                     continue
                 reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
                 _log.warning(reason)
-                controller.fail_worker(worker, reason)
-                if storage.get_study_by_id(controller.study.id).state != StudyState.RUNNING:
-                    continue
-                if restarts_left > 0:
+                if _record_lost_worker(controller, worker, reason) and restarts_left > 0:
                     restarts_left -= 1
                     spawn()
-            _enforce_trial_timeout(controller, live)
-            if tick is not None:
-                tick()
+            try:
+                _enforce_trial_timeout(controller, live)
+                if tick is not None:
+                    tick()
+            except StorageError as error:
+                # The workers ride out a storage outage with their own retries; so does
+                # this loop, which only watches.
+                _log.warning("cannot read the study: %s", error)
     finally:
         for process in live.values():
             if process.is_alive():
@@ -171,6 +173,18 @@ def run_processes(
                 process.kill()
                 process.join()
             controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
+
+
+def _record_lost_worker(controller: Controller, worker: str, reason: str) -> bool:
+    """Fail a dead worker's trial; True if the study still runs (so replace the worker)."""
+    try:
+        controller.fail_worker(worker, reason)
+        state = controller.storage.get_study_by_id(controller.study.id).state
+    except StorageError as error:
+        # Its trial goes stale and is retried by the heartbeat check instead.
+        _log.warning("cannot record the lost worker %s yet: %s", worker, error)
+        return True
+    return state == StudyState.RUNNING
 
 
 def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess]) -> None:
