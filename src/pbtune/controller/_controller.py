@@ -298,8 +298,15 @@ class Controller:
                 ),
                 now,
             )
-        if tx.count_complete() == 0 and all(m.failures > 0 for m in tx.all_members()):
-            first = tx.first_failure()
+        # Broken training code fails the study at once; a lost trial (a killed or silent
+        # worker) says nothing about the code, so it costs a retry, never the study.
+        everyone = tx.all_members()
+        if (
+            tx.count_complete() == 0
+            and all(m.failures > 0 for m in everyone)
+            and tx.members_with_reported_failures() >= {m.member for m in everyone}
+        ):
+            first = tx.first_failure(reported=True)
             assert first is not None
             tx.set_study_state(
                 StudyState.FAILED,

@@ -160,20 +160,27 @@ class Transaction:
             ).scalar_one()
         )
 
-    def first_failure(self) -> FrozenTrial | None:
-        row = (
-            self._c.execute(
-                select(trials)
-                .where(
-                    trials.c.study_id == self.study_id, trials.c.state == TrialState.FAILED.value
-                )
-                .order_by(trials.c.finished_at, trials.c.number)
-                .limit(1)
-            )
-            .mappings()
-            .first()
+    def first_failure(self, *, reported: bool = False) -> FrozenTrial | None:
+        """The earliest FAILED trial; with ``reported``, the earliest that its own worker
+        reported (not one failed as lost, whose claim was revoked)."""
+        query = select(trials).where(
+            trials.c.study_id == self.study_id, trials.c.state == TrialState.FAILED.value
         )
+        if reported:
+            query = query.where(trials.c.claim.is_not(None))
+        query = query.order_by(trials.c.finished_at, trials.c.number).limit(1)
+        row = self._c.execute(query).mappings().first()
         return row_to_trial(row) if row is not None else None
+
+    def members_with_reported_failures(self) -> set[int]:
+        """Members with a FAILED trial that its own worker reported (the training code
+        failed), as opposed to one failed as lost on behalf of a dead or silent worker."""
+        query = select(trials.c.member).distinct().where(
+            trials.c.study_id == self.study_id,
+            trials.c.state == TrialState.FAILED.value,
+            trials.c.claim.is_not(None),
+        )
+        return {int(member) for member in self._c.execute(query).scalars()}
 
     # -- members and the population ---------------------------------------------------------
     def member(self, member: int) -> MemberRecord:
