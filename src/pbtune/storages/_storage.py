@@ -41,8 +41,11 @@ _log = logging.getLogger("pbtune.storage")
 T = TypeVar("T")
 
 # Transient errors (a locked SQLite file, a PostgreSQL restart or serialization failure)
-# are retried with bounded exponential backoff before they reach the user.
+# are retried with bounded exponential backoff before they reach the user: at least
+# RETRY_ATTEMPTS times and for at least RETRY_FOR_S, so a server restart or a failover
+# mid-study is ridden out. Opening a storage tries OPEN_ATTEMPTS times only.
 RETRY_ATTEMPTS = 8
+RETRY_FOR_S = 60.0
 RETRY_BASE_DELAY_S = 0.05
 RETRY_MAX_DELAY_S = 5.0
 OPEN_ATTEMPTS = 3
@@ -87,24 +90,33 @@ class Storage:
             if lock is not None:
                 lock.release()
 
-    def _retry(self, operation: Callable[[], T], attempts: int = RETRY_ATTEMPTS) -> T:
+    def _retry(self, operation: Callable[[], T], *, opening: bool = False) -> T:
         delay = RETRY_BASE_DELAY_S
-        for attempt in range(attempts):
+        attempts = OPEN_ATTEMPTS if opening else RETRY_ATTEMPTS
+        give_up_at = time.monotonic() + (0.0 if opening else RETRY_FOR_S)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return operation()
             except (OperationalError, DBAPIError) as error:
                 if isinstance(error, IntegrityError) or not _is_transient(error):
                     raise
-                if attempt == attempts - 1:
+                if attempt >= attempts and time.monotonic() >= give_up_at:
+                    if opening:
+                        raise StorageError(
+                            f"cannot open storage {self!r}: {_short(error)}"
+                        ) from error
                     raise StorageError(
-                        f"storage {self!r} kept failing after {attempts} attempts: "
+                        f"storage {self!r} kept failing after {attempt} attempts: "
                         f"{_short(error)}"
                     ) from error
-                _log.warning("storage busy or unreachable (%s); retrying in %.2fs",
-                             _short(error), delay)
+                # Opening fails fast with one clear error; retries are not news there.
+                _log.log(logging.DEBUG if opening else logging.WARNING,
+                         "storage busy or unreachable (%s); retrying in %.2fs",
+                         _short(error), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY_S)
-        raise AssertionError("unreachable")
 
     def write(self, study_id: int, work: Callable[[Transaction], T], *, lock: bool = True) -> T:
         """Run ``work`` in one write transaction on the study, retried on transient errors.
@@ -130,7 +142,7 @@ class Storage:
         try:
             # A storage that cannot be reached at start is an error at once, not after
             # the long backoff that rides out an outage mid-study.
-            self._retry(self._create_or_check_schema, attempts=OPEN_ATTEMPTS)
+            self._retry(self._create_or_check_schema, opening=True)
         except StorageError:
             raise
         except (OperationalError, DBAPIError) as error:
