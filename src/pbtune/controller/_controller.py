@@ -133,10 +133,7 @@ class Controller:
         trial = self.storage.claim(self.study.id, worker, claim)
         if trial is not None:
             return Claimed(trial, claim)
-        counts = self.storage.count_states(self.study.id)
-        if counts[TrialState.QUEUED] + counts[TrialState.RUNNING] == 0:
-            return DONE
-        return WAIT
+        return WAIT if self.storage.count_active(self.study.id) else DONE
 
     def parent_checkpoint(self, trial: FrozenTrial) -> Path | None:
         if trial.parent_id is None:

@@ -286,6 +286,10 @@ class Storage:
             counts[TrialState(state)] = int(count)
         return counts
 
+    def count_active(self, study_id: int) -> int:
+        """QUEUED plus RUNNING trials (an index range, however many trials have ended)."""
+        return self.read(lambda c: Transaction(c, study_id, lock_study=False).count_active())
+
     def best_trial(
         self, study_id: int, mode: str, *, min_end_step: int | None = None
     ) -> FrozenTrial | None:
