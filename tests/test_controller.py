@@ -3,6 +3,7 @@ the in-memory storage, without processes."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -364,7 +365,8 @@ def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None
     assert controller.storage.heartbeat(alive.trial.id, alive.claim, now + 25)
     assert controller.reap_stale(now) == 0
     assert controller.reap_stale(now + 20) == 0  # younger than the timeout
-    assert controller.reap_stale(now + 31) == 1  # only the silent one
+    assert controller.reap_stale(now + 31) == 0  # stale on a first look only
+    assert controller.reap_stale(now + 31 + 5) == 1  # still stale a heartbeat later
     failed = controller.storage.get_trial(lost.trial.id)
     assert failed.state == TrialState.FAILED
     assert failed.error is not None and "lost" in failed.error and "dead-worker" in failed.error
@@ -376,7 +378,7 @@ def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None
     assert controller.heartbeat(lost) is False
     assert controller.tell(lost, {"acc": 1.0}, 1.0, None) is False
     assert controller.storage.get_trial(lost.trial.id).state == TrialState.FAILED
-    assert controller.reap_stale(now + 31) == 0  # reaped once
+    assert controller.reap_stale(now + 31 + 10) == 0  # reaped once
 
 
 def test_fail_worker_fails_only_that_workers_trials(tmp_path: Path) -> None:
@@ -450,6 +452,18 @@ def test_a_collected_parent_checkpoint_fails_the_child_clearly(tmp_path: Path) -
     controller.storage.write(controller.study.id,
                              lambda tx: tx.forget_checkpoints([first.id]))
     with pytest.raises(TrialFailedError, match=rf"parent trial {first.id} is gone"):
+        controller.parent_checkpoint(child)
+
+
+def test_a_parent_checkpoint_missing_on_disk_fails_the_child_clearly(tmp_path: Path) -> None:
+    # A worker on a machine that does not share checkpoint_root, or a directory deleted
+    # by hand: the child must not silently train from scratch.
+    controller = make_controller(tmp_path, population_size=1)
+    first = run(controller, 1.0)
+    [child] = queued(controller)
+    assert first.checkpoint is not None
+    shutil.rmtree(first.checkpoint)
+    with pytest.raises(TrialFailedError, match="is not on this machine"):
         controller.parent_checkpoint(child)
 
 
@@ -569,3 +583,19 @@ def test_a_lost_trial_revokes_the_claim_so_the_worker_is_refused(tmp_path: Path)
     assert controller.tell_failure(claimed, "lost: no heartbeat") is False
     assert controller.tell(claimed, {"acc": 1.0}, 1.0, None) is False
     assert controller.storage.get_trial(claimed.trial.id).claim is None
+
+
+def test_a_storage_outage_does_not_reap_live_workers(tmp_path: Path) -> None:
+    # Every heartbeat stops while the storage is down; once it is back, a live worker
+    # beats again within an interval and keeps its trial, while a dead one is reaped.
+    controller = make_controller(tmp_path, population_size=2, heartbeat_timeout=30.0)
+    dead = claim(controller, "dead-worker")
+    live = claim(controller, "live-worker")
+    back = time.time() + 120  # the outage ends two minutes later
+    assert controller.reap_stale(back) == 0  # both look stale: suspects only
+    assert controller.storage.heartbeat(live.trial.id, live.claim, back + 2)
+    assert controller.reap_stale(back + 5) == 1
+    assert controller.storage.get_trial(dead.trial.id).state == TrialState.FAILED
+    assert controller.storage.get_trial(live.trial.id).state == TrialState.RUNNING
+    # a lost trial is not the member's fault: it does not use up max_retries
+    assert controller.storage.get_members(controller.study.id)[0].failures == 0

@@ -277,6 +277,20 @@ def test_decide_exploits_with_params_explored_from_the_parent() -> None:
     assert other.params == parent_params  # the parent's record is not touched
 
 
+@pytest.mark.parametrize("exploit", [Tournament(), Truncation(0.5)])
+def test_decide_never_copies_a_member_that_reached_max_steps(exploit: ExploitStrategy) -> None:
+    # Copying a finished member would give the copy a trial of zero steps.
+    me, finished = trial(0, 0.0, end_step=50), trial(1, 1.0, end_step=100)
+    settings_ = {**_DECIDE, "exploit": exploit}
+    for seed in range(20):
+        decision = decide(me, [me, finished], rng=rng(seed), **settings_)  # type: ignore[arg-type]
+        assert decision == Continue()
+    behind = trial(2, 1.0, end_step=40)
+    decisions = {type(decide(me, [me, finished, behind], rng=rng(seed),  # type: ignore[arg-type]
+                             **settings_)) for seed in range(20)}
+    assert Exploit in decisions
+
+
 @given(
     fitnesses=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=10),
     seed=st.integers(0, 2**32 - 1),

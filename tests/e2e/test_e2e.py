@@ -268,3 +268,34 @@ def test_workers_end_when_their_controller_is_killed(tmp_path: Path) -> None:
         _wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=15)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_workers_that_keep_dying_end_the_run_with_an_error(tmp_path: Path) -> None:
+    # max_retries is high, so the bound on replacement workers is what ends the run.
+    study = make_study(tmp_path, population_size=2, max_steps=8, max_retries=100)
+    with pytest.raises(pbtune.StudyFailedError, match="worker processes kept dying"):
+        study.optimize(f"{TRAINERS}:kills_its_process", workers=2, show_progress=False)
+    assert study.state == pbtune.StudyState.RUNNING  # unfinished, not wrongly COMPLETE
+    lost = study.trials([TrialState.FAILED])
+    assert lost and all("exit code 3" in (t.error or "") for t in lost)
+
+
+def test_sys_exit_in_training_code_fails_only_that_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBTUNE_TEST_MARKERS", str(tmp_path / "markers"))
+    study = make_study(tmp_path, population_size=2, max_steps=8)
+    study.optimize(f"{TRAINERS}:exits_once", workers=2, show_progress=False)
+    assert_accounted_for(study)
+    [failed] = study.trials([TrialState.FAILED])
+    assert "SystemExit" in (failed.error or "")
+
+
+def test_a_study_whose_members_all_failed_says_so_when_run_again(tmp_path: Path) -> None:
+    study = make_study(tmp_path, population_size=2, max_steps=8, max_retries=0)
+    with pytest.raises(pbtune.StudyFailedError):
+        study.optimize(f"{TRAINERS}:always_raises", workers=1, show_progress=False)
+    recorded = study.trials()
+    with pytest.raises(pbtune.StudyFailedError, match="nothing left to retry"):
+        study.optimize(f"{TRAINERS}:quadratic", workers=1, show_progress=False)
+    assert study.trials() == recorded and study.state == pbtune.StudyState.FAILED

@@ -60,3 +60,18 @@ def hangs_once(trial: pbtune.Trial) -> dict[str, float]:
         marker.touch()
         time.sleep(3600)
     return quadratic(trial)
+
+
+def kills_its_process(trial: pbtune.Trial) -> dict[str, float]:
+    """Training code that takes its whole process down, every time."""
+    os._exit(3)
+
+
+def exits_once(trial: pbtune.Trial) -> dict[str, float]:
+    """sys.exit() in training code: the first attempt of member 0's first trial."""
+    marker = Path(os.environ["PBTUNE_TEST_MARKERS"]) / "exited"
+    if trial.member == 0 and trial.start_step == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        raise SystemExit(0)
+    return quadratic(trial)

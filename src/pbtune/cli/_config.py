@@ -135,8 +135,7 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
         if key in data:
             options[key] = _strategy(key, data[key], parse)
     if data.get("checkpoint_root") is not None:
-        root = Path(str(data["checkpoint_root"])).expanduser()
-        options["checkpoint_root"] = root if root.is_absolute() else base / root
+        options["checkpoint_root"] = _checkpoint_root(data["checkpoint_root"], base)
     if data.get("fitness") is not None:
         options["fitness"] = import_fitness(data["fitness"], base)
     return RunConfig(path=path, name=name, storage=storage, options=options)
@@ -147,6 +146,17 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ConfigError(f"'{key}' must be a non-empty string, got {value!r}")
     return value
+
+
+def _checkpoint_root(value: Any, base: Path) -> Path:
+    """The file's ``checkpoint_root``; a relative one is relative to the file's folder."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"'checkpoint_root' must be a path to a directory, got {value!r}")
+    try:
+        root = Path(value).expanduser()
+    except RuntimeError as error:  # "~nobody/ckpt": no such user
+        raise ConfigError(f"'checkpoint_root' {value!r}: {error}") from None
+    return root if root.is_absolute() else base / root
 
 
 def _space_mapping(space: Any) -> Mapping[str, Any]:

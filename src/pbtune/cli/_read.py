@@ -18,6 +18,7 @@ from pbtune.cli._open import (
     select_study,
 )
 from pbtune.cli._options import console, emit, storage_option, study_option
+from pbtune.study import best_trial as study_best
 from pbtune.study import measure
 from pbtune.trial import TrialState
 
@@ -35,7 +36,7 @@ def status(storage_url: str, study_name: str | None, errors: bool) -> None:
         out.print(f"{storage!r} holds no study yet", markup=False)
         return
     for study in studies:
-        best = storage.best_trial(study.id, str(study.config["mode"]))
+        best = study_best(storage, study)
         out.print(fmt.study_table(study, measure(storage, study), best))
         failed = failed_trials(storage, study)
         if not failed:

@@ -13,8 +13,9 @@ import re
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
-from pbtune._errors import CheckpointError
+from pbtune._errors import CheckpointError, ConfigError
 
 STAGING = ".staging"
 
@@ -24,6 +25,33 @@ def study_dir_name(study_name: str, salt: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name).strip("._")[:48] or "study"
     digest = hashlib.sha256(f"{study_name}\0{salt}".encode()).hexdigest()[:8]
     return f"{slug}-{digest}"
+
+
+def resolve_root(root: Any) -> Path:
+    """``checkpoint_root`` as an absolute path, or a `ConfigError` that says why it is not."""
+    if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
+        raise ConfigError(f"checkpoint_root must be the path of a directory, got {root!r}")
+    try:
+        return Path(root).expanduser().resolve()
+    except (RuntimeError, ValueError, OSError) as error:  # "~nobody/x", a NUL byte
+        raise ConfigError(f"checkpoint_root {str(root)!r} is not a usable path: {error}") from None
+
+
+def check_root(root: Path) -> None:
+    """Refuse, before anything is recorded, a ``root`` no checkpoint could be written under."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(
+            f"checkpoint_root {str(root)!r} cannot be used: {str(existing)!r} is not a "
+            "directory; pass a directory (it is created if missing)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckpointError(
+            f"checkpoint_root {str(root)!r} is not writable: {str(existing)!r} is read-only "
+            "for this user; pass a writable directory"
+        )
 
 
 def final_dir(study_dir: Path, number: int) -> Path:

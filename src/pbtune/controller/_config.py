@@ -23,6 +23,12 @@ from pbtune.strategies import (
 
 FitnessFn = Callable[[Mapping[str, float]], float]
 
+# Steps, members and failure counts are 32-bit integer columns in the database; a seed is
+# stored as JSON, which other readers hold in 64 bits.
+_INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
+# The heartbeat thread waits this long at most between beats, however long the timeout.
+_MAX_HEARTBEAT_INTERVAL_S = 3600.0
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -61,15 +67,15 @@ class StudyConfig:
         if self.fitness is not None and self.fitness_ref is None:
             object.__setattr__(self, "fitness_ref", object_ref(self.fitness))
         for name in ("population_size", "steps_per_trial", "max_steps"):
-            _positive_int(name, getattr(self, name))
+            _positive_int(name, getattr(self, name), high=_INT32_MAX)
         if self.steps_per_trial > self.max_steps:
             raise ConfigError(
                 f"steps_per_trial ({self.steps_per_trial}) must not exceed max_steps "
                 f"({self.max_steps})"
             )
-        _positive_int("max_retries", self.max_retries, allow_zero=True)
-        _positive_int("keep_best", self.keep_best, allow_zero=True)
-        _positive_int("seed", self.seed, allow_zero=True)
+        _positive_int("max_retries", self.max_retries, allow_zero=True, high=_INT32_MAX - 1)
+        _positive_int("keep_best", self.keep_best, allow_zero=True, high=_INT32_MAX)
+        _positive_int("seed", self.seed, allow_zero=True, high=_INT64_MAX)
         if not isinstance(self.exploit, ExploitStrategy):
             raise ConfigError(
                 f"exploit must be pbtune.Tournament() or pbtune.Truncation(), got {self.exploit!r}"
@@ -82,7 +88,7 @@ class StudyConfig:
 
     @property
     def heartbeat_interval(self) -> float:
-        return max(0.05, self.heartbeat_timeout / 6.0)
+        return min(max(0.05, self.heartbeat_timeout / 6.0), _MAX_HEARTBEAT_INTERVAL_S)
 
     def fitness_of(self, metrics: Mapping[str, float]) -> float:
         if self.fitness is None and self.fitness_ref is not None:
@@ -129,10 +135,15 @@ class StudyConfig:
         return [key for key in mine if mine[key] != theirs.get(key)]
 
 
-def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
+def _positive_int(name: str, value: Any, *, high: int, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
+    # Python refuses to print the longest ints; their size says enough.
+    shown = f"an int of {value.bit_length()} bits" if (
+        isinstance(value, int) and value.bit_length() > 64) else repr(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+        raise ConfigError(f"{name} must be an int >= {low}, got {shown}")
+    if value > high:
+        raise ConfigError(f"{name} must be an int <= {high}, got {shown}")
 
 
 def _positive_float(name: str, value: Any) -> None:

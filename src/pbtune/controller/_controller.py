@@ -80,14 +80,18 @@ def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], f
         )
     metrics: dict[str, float] = {}
     for name, value in result.items():
-        if isinstance(value, bool) or not _is_real(value):
+        if not isinstance(name, str):  # 1 and "1" would be one metric once stored as JSON
+            raise TrialFailedError(
+                f"metric names must be strings, got {name!r} ({type(name).__name__})"
+            )
+        number = _as_number(value)
+        if number is None:
             raise TrialFailedError(
                 f"metric {name!r} is {value!r}; metrics must be numbers"
             )
-        number = float(value)
         if not math.isfinite(number):
             raise TrialFailedError(f"metric {name!r} is {number!r}; metrics must be finite")
-        metrics[str(name)] = number
+        metrics[name] = number
     if config.metric is not None and config.metric not in metrics:
         raise TrialFailedError(
             f"the returned metrics {sorted(metrics)} lack the study's metric {config.metric!r}"
@@ -101,12 +105,16 @@ def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], f
     return metrics, fitness
 
 
-def _is_real(value: Any) -> bool:
+def _as_number(value: Any) -> float | None:
+    """``value`` as a float; None for what is not one number (a bool, a string, an array)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or getattr(value, "ndim", 0) != 0:
+        return None
     try:
-        float(value)
+        return float(value)
+    except OverflowError:
+        return math.inf  # an int too large for a float
     except (TypeError, ValueError):
-        return False
-    return not isinstance(value, (str, bytes))
+        return None
 
 
 class Controller:
@@ -118,15 +126,13 @@ class Controller:
         self.config = config
         self.study_dir = Path(config.checkpoint_root) / study.checkpoint_dir
         self._next_reap = 0.0
+        self._suspects: dict[tuple[int, float | None], float] = {}
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(self, worker: str) -> Claimed | Wait | Done:
         """Claim the queued trial of the member furthest behind."""
-        now = time.time()
-        if now >= self._next_reap:
-            self.reap_stale(now)
-            self._next_reap = now + self.config.heartbeat_interval
-        state = self.storage.get_study_by_id(self.study.id).state
+        self.maybe_reap()
+        state = self.storage.get_study_state(self.study.id)
         if state != StudyState.RUNNING:
             return DONE
         claim = uuid.uuid4().hex
@@ -141,8 +147,12 @@ class Controller:
         parent = self.storage.get_trial(trial.parent_id)
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
         if parent.checkpoint is None:
+            raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
+        if not parent.checkpoint.is_dir():
             raise TrialFailedError(
-                f"the checkpoint of parent trial {parent.id} is gone; it was deleted by hand"
+                f"the checkpoint of parent trial {parent.id} ({parent.checkpoint}) is not on "
+                "this machine; every worker must see checkpoint_root at the same path "
+                "(a shared file system), and nothing else may delete it"
             )
         return parent.checkpoint
 
@@ -341,19 +351,43 @@ class Controller:
         return garbage
 
     # -- lost trials -------------------------------------------------------------------------
+    def maybe_reap(self) -> None:
+        """`reap_stale`, at most once per heartbeat interval."""
+        now = time.time()
+        if now >= self._next_reap:
+            self._next_reap = now + self.config.heartbeat_interval
+            self.reap_stale(now)
+
     def reap_stale(self, now: float | None = None) -> int:
-        """Fail RUNNING trials whose heartbeat is older than the timeout, and retry them."""
+        """Fail RUNNING trials whose worker went silent, and retry them.
+
+        A trial is reaped when its heartbeat is older than ``heartbeat_timeout`` on two
+        looks at least a heartbeat interval apart. A storage outage stops every heartbeat
+        at once; when it ends, live workers beat again within an interval and are spared,
+        while a dead worker's trial is reaped on the next look. A silent worker is not the
+        trial's fault, so this does not use up the member's ``max_retries``.
+        """
         now = time.time() if now is None else now
         deadline = now - self.config.heartbeat_timeout
-
-        def find(tx: Transaction) -> list[FrozenTrial]:
-            return tx.running(heartbeat_before=deadline)
-
-        stale = self.storage.write(self.study.id, find, lock=False)
+        study_id = self.study.id
+        stale = self.storage.read(
+            lambda c: Transaction(c, study_id, lock_study=False).running(
+                heartbeat_before=deadline
+            )
+        )
+        suspects: dict[tuple[int, float | None], float] = {}
+        reaped = 0
         for trial in stale:
-            age = now - (trial.heartbeat_at or now)
-            self.fail_lost(trial, f"lost: no heartbeat from worker {trial.worker} for {age:.0f}s")
-        return len(stale)
+            key = (trial.id, trial.heartbeat_at)
+            first_seen = self._suspects.get(key, now)
+            if now - first_seen >= self.config.heartbeat_interval:
+                age = now - (trial.heartbeat_at or now)
+                reason = f"lost: no heartbeat from worker {trial.worker} for {age:.0f}s"
+                reaped += self.fail_lost(trial, reason, counts=False)
+            else:
+                suspects[key] = first_seen
+        self._suspects = suspects
+        return reaped
 
     def fail_lost(self, trial: FrozenTrial, reason: str, *, counts: bool = True) -> bool:
         """Fail a RUNNING trial whose worker is gone; its member retries it."""
@@ -362,6 +396,6 @@ class Controller:
 
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the RUNNING trials of a worker known to be dead."""
-        running = self.storage.write(self.study.id, lambda tx: tx.running(), lock=False)
+        running = self.storage.get_trials(self.study.id, [TrialState.RUNNING])
         lost = [t for t in running if t.worker == worker]
         return sum(self.fail_lost(t, reason, counts=counts) for t in lost)

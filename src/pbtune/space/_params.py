@@ -31,6 +31,30 @@ def _is_number(value: Any) -> bool:
     )
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A number that is a finite float (an int too large for a float is not)."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _is_integral(value: Any) -> bool:
+    """An int of any size, or a finite float without a fraction."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return True
+    return _is_finite_number(value) and float(value).is_integer()
+
+
+def _shown(value: Any) -> str:
+    """``repr``, except for ints beyond 64 bits (Python refuses to print the longest)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
+
+
 def _check_flags(param: Any, *names: str) -> None:
     # A truthy string such as "no" must not silently switch a flag on.
     for name in names:
@@ -58,8 +82,10 @@ class Float:
         _check_flags(self, "log", "mutable")
         for name in ("low", "high"):
             value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(float(value)):
-                raise SearchSpaceError(f"Float {name} must be a finite number, got {value!r}")
+            if not _is_finite_number(value):
+                raise SearchSpaceError(
+                    f"Float {name} must be a finite number, got {_shown(value)}"
+                )
             object.__setattr__(self, name, float(value))
         if self.low >= self.high:
             raise SearchSpaceError(
@@ -95,7 +121,7 @@ class Float:
         return float(min(max(value, self.low), self.high))
 
     def contains(self, value: Any) -> bool:
-        return _is_number(value) and self.low <= float(value) <= self.high
+        return _is_finite_number(value) and self.low <= float(value) <= self.high
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "float", "low": self.low, "high": self.high, "log": self.log,
@@ -118,8 +144,8 @@ class Int:
         _check_flags(self, "log", "mutable")
         for name in ("low", "high"):
             value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or float(value) != int(value):
-                raise SearchSpaceError(f"Int {name} must be an integer, got {value!r}")
+            if not _is_integral(value):
+                raise SearchSpaceError(f"Int {name} must be an integer, got {_shown(value)}")
             object.__setattr__(self, name, int(value))
         if self.low >= self.high:
             raise SearchSpaceError(
@@ -127,7 +153,8 @@ class Int:
             )
         if not (self.low >= _INT64_MIN and self.high < _INT64_MAX):
             raise SearchSpaceError(
-                f"Int bounds must fit in 64 bits, got low={self.low!r}, high={self.high!r}"
+                f"Int bounds must fit in 64 bits, got low={_shown(self.low)}, "
+                f"high={_shown(self.high)}"
             )
         if self.log and self.low <= 0:
             raise SearchSpaceError(
@@ -159,12 +186,7 @@ class Int:
         return int(min(max(int(value), self.low), self.high))
 
     def contains(self, value: Any) -> bool:
-        return (
-            _is_number(value)
-            and math.isfinite(value)
-            and float(value) == int(value)
-            and self.low <= int(value) <= self.high
-        )
+        return _is_integral(value) and self.low <= int(value) <= self.high
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "int", "low": self.low, "high": self.high, "log": self.log,
@@ -200,6 +222,11 @@ class Choice:
                 )
             if isinstance(value, float) and not math.isfinite(value):
                 raise SearchSpaceError(f"Choice values must be finite, got {value!r}")
+            if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+                # JSON readers and databases hold 64-bit ints; so does Int.
+                raise SearchSpaceError(
+                    f"Choice int values must fit in 64 bits, got {_shown(value)}"
+                )
         keys = [_choice_key(v) for v in values]
         if len(set(keys)) != len(keys):
             raise SearchSpaceError(f"Choice values must be distinct, got {list(values)!r}")

@@ -94,6 +94,8 @@ class SearchSpace(Mapping[str, Param]):
             )
         params: dict[str, Param] = {}
         for name, spec in data.items():
+            if str(name) in params:  # YAML keys 1 and "1" are one name here
+                raise SearchSpaceError(f"parameter {str(name)!r} is defined twice")
             params[str(name)] = param_from_dict(str(name), spec)
         return cls(params)
 
@@ -107,7 +109,7 @@ def param_from_dict(name: str, spec: Any) -> Param:
         )
     fields = dict(spec)
     kind = fields.pop("type", None)
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise SearchSpaceError(
             f"parameter {name!r}: type must be one of {sorted(_KINDS)}, got {kind!r}"
         )

@@ -12,6 +12,7 @@ from sqlalchemy.pool import StaticPool
 from pbtune._errors import StorageError
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+_SQLITE_MAGIC = b"SQLite format 3\x00"  # how every SQLite database file begins
 
 _URL_HELP = (
     "use 'sqlite:///path/to/file.db' (a local file), "
@@ -52,6 +53,8 @@ def create_storage_engine(url: str | None) -> Engine:
                 f"storage {url!r} names no file; pass storage=None for an in-memory study "
                 "or 'sqlite:///study.db' for a file that workers can share"
             )
+        if str(parsed.query.get("uri", "")).lower() not in ("true", "1"):
+            _refuse_other_files(parsed.database, url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
@@ -60,7 +63,16 @@ def create_storage_engine(url: str | None) -> Engine:
                 "'postgresql://...' or 'postgresql+psycopg://...'"
             )
         kwargs["pool_pre_ping"] = True
-        kwargs["connect_args"] = {"connect_timeout": 10}
+        kwargs["connect_args"] = {
+            "connect_timeout": 10,
+            # A worker host that dies inside a transaction must not hold the study's row
+            # lock until TCP gives up (hours): the server ends such sessions.
+            "options": "-c idle_in_transaction_session_timeout=60000",
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
     else:
         raise StorageError(f"unsupported storage backend {backend!r} in {url!r}; {_URL_HELP}")
     try:
@@ -75,6 +87,20 @@ def create_storage_engine(url: str | None) -> Engine:
     if backend == "sqlite":
         _tune_sqlite(engine, wal=True)
     return engine
+
+
+def _refuse_other_files(path: str, url: str) -> None:
+    """Refuse a file that is not an SQLite database: SQLite would overwrite a short one."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return  # missing (SQLite creates it) or not a file (SQLite says why)
+    if head and head != _SQLITE_MAGIC:
+        raise StorageError(
+            f"storage {url!r}: {path!r} is not an SQLite database, and pbtune will not "
+            "overwrite it; name a new file or a pbtune database"
+        )
 
 
 def _tune_sqlite(engine: Engine, *, wal: bool) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, insert, inspect, select, update
@@ -235,6 +236,9 @@ class Storage:
             raise StudyNotFoundError(f"no study named {name!r} in {self!r}; {hint}")
         return _study(row)
 
+    def get_study_state(self, study_id: int) -> StudyState:
+        return self.read(lambda c: Transaction(c, study_id, lock_study=False).study_state())
+
     def get_study_by_id(self, study_id: int) -> StudyRecord:
         row = self.read(
             lambda c: c.execute(select(studies).where(studies.c.id == study_id)).mappings().one()
@@ -308,10 +312,17 @@ class Storage:
 
     # -- workers -----------------------------------------------------------------------------
     def claim(self, study_id: int, worker: str, claim: str) -> FrozenTrial | None:
-        """Atomically move the next QUEUED trial to RUNNING for ``worker``."""
+        """Atomically move the next QUEUED trial to RUNNING for ``worker``.
+
+        Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
+        lost) gets the trial it already holds rather than a second one.
+        """
 
         def work(tx: Transaction) -> FrozenTrial | None:
             now = time.time()
+            held = [t for t in tx.running() if t.claim == claim]
+            if held:
+                return held[0]
             queued = tx.next_queued()
             if queued is None:
                 return None
@@ -324,7 +335,10 @@ class Storage:
                 started_at=now,
                 heartbeat_at=now,
             )
-            return tx.trial(queued.id) if taken else None
+            if not taken:
+                return None
+            return replace(queued, state=TrialState.RUNNING, worker=worker, claim=claim,
+                           started_at=now, heartbeat_at=now)
 
         return self.write(study_id, work, lock=False)
 

@@ -34,7 +34,10 @@ def decide(
     """
     if finished.end_step >= max_steps:
         return Stop("reached max_steps")
-    parent = exploit.select(finished, population, mode, rng)
+    # A member that reached max_steps has nothing left to train: copying it would give a
+    # trial of zero steps.
+    candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
+    parent = exploit.select(finished, candidates, mode, rng)
     if parent.id == finished.id:
         return Continue()
     params = space.validate(explore.explore(parent.params, space, rng))

@@ -1,6 +1,6 @@
 """The study API: create, load, optimize, read results, replay a schedule."""
 
-from pbtune.study._progress import ProgressDisplay, StudyProgress, measure
+from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.study._replay import ReplayResult, load_schedule, replay
 from pbtune.study._study import DEFAULT_STORAGE, Study, create_study, load_study, open_storage
 
@@ -10,6 +10,7 @@ __all__ = [
     "ReplayResult",
     "Study",
     "StudyProgress",
+    "best_trial",
     "create_study",
     "load_schedule",
     "load_study",

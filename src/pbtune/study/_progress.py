@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.text import Text
 
 from pbtune.storages import MemberState, Storage, StudyRecord
-from pbtune.trial import TrialState
+from pbtune.trial import FrozenTrial, TrialState
 
 REFRESH_S = 0.5
 
@@ -38,6 +38,14 @@ class StudyProgress:
         return self.steps_done / self.steps_total if self.steps_total else 1.0
 
 
+def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
+    """The best of the final population: the COMPLETE trial with the best fitness among
+    those that reached ``max_steps``; before any has, the best so far."""
+    mode = str(study.config["mode"])
+    final = storage.best_trial(study.id, mode, min_end_step=int(study.config["max_steps"]))
+    return final or storage.best_trial(study.id, mode)
+
+
 def measure(storage: Storage, study: StudyRecord) -> StudyProgress:
     config = study.config
     max_steps = int(config["max_steps"])
@@ -48,7 +56,7 @@ def measure(storage: Storage, study: StudyRecord) -> StudyProgress:
             done += max_steps  # finished, or given up on: nothing left to train
         else:
             done += min(latest.get(member.member, 0), max_steps)
-    best = storage.best_trial(study.id, config["mode"])
+    best = best_trial(storage, study)
     return StudyProgress(
         steps_done=done,
         steps_total=max_steps * int(config["population_size"]),

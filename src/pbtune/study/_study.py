@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
 from pbtune.controller import Controller, StudyConfig, initial_trials
 from pbtune.controller import _checkpoints as checkpoints
 from pbtune.space import Param, SearchSpace
-from pbtune.storages import Storage, StudyRecord, StudyState
+from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
-from pbtune.study._progress import ProgressDisplay, StudyProgress, measure
+from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.trial import FrozenTrial, Segment, TrialState
 from pbtune.worker._loop import TrainFn
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 
 DEFAULT_STORAGE = "sqlite:///pbtune.db"
+_log = logging.getLogger("pbtune.study")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's preemption) stops a run as Ctrl-C does: workers are stopped
+    and their trials retried on the next run without using up ``max_retries``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 StorageLike = Storage | str | None
 
 
@@ -81,13 +105,20 @@ class Study:
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
-        if self.state == StudyState.FAILED:
+        record = self.storage.get_study_by_id(self.id)
+        if record.state == StudyState.FAILED:
+            if not self.storage.count_active(self.id):
+                raise StudyFailedError(
+                    f"study {self.name!r} failed and has nothing left to retry: {record.error}"
+                )
             # The user fixed the cause and runs again: the queued retries go on.
             self.storage.set_study_state(self.id, StudyState.RUNNING)
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
         fitness = self.config.fitness
-        with ProgressDisplay(self.storage, self._record, enabled=show_progress) as display:
+        with _sigterm_as_interrupt(), ProgressDisplay(
+            self.storage, self._record, enabled=show_progress
+        ) as display:
             if self.storage.url is None:
                 run_threads(self.storage, controller, fn, workers, fitness=fitness,
                             tick=display.update)
@@ -97,8 +128,16 @@ class Study:
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
-        if record.state == StudyState.COMPLETE:
-            self._sweep_checkpoints()
+        if record.state == StudyState.RUNNING:
+            raise StudyFailedError(
+                f"the workers stopped before study {self.name!r} was done; run again to continue"
+            )
+        self._sweep_checkpoints()
+        failed = [m.member for m in self.storage.get_members(self.id)
+                  if m.state == MemberState.FAILED]
+        if failed:
+            _log.warning("members %s stopped after more than max_retries=%d failures in a "
+                         "row; see `pbtune status --errors`", failed, self.config.max_retries)
 
     def _sweep_checkpoints(self) -> None:
         keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
@@ -122,9 +161,7 @@ class Study:
         among those that reached ``max_steps`` (before any has, the best so far). Ties go to
         the later step, then the earlier trial. The ``keep_best`` best trials anywhere in
         the study keep their checkpoints too."""
-        best = self.storage.best_trial(
-            self.id, self.config.mode, min_end_step=self.config.max_steps
-        ) or self.storage.best_trial(self.id, self.config.mode)
+        best = best_trial(self.storage, self._record)
         if best is None:
             raise ConfigError(f"study {self.name!r} has no COMPLETE trial yet")
         return best
@@ -150,6 +187,9 @@ class Study:
 
     def progress(self) -> StudyProgress:
         return measure(self.storage, self.storage.get_study_by_id(self.id))
+
+
+MAX_STUDY_NAME_LENGTH = 512  # the storage's study name column
 
 
 def create_study(
@@ -189,6 +229,11 @@ def create_study(
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"study name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_STUDY_NAME_LENGTH:
+        raise ConfigError(
+            f"study name is {len(name)} characters long; at most {MAX_STUDY_NAME_LENGTH} fit "
+            "in the storage"
+        )
     config = StudyConfig(
         space=SearchSpace(space),
         metric=metric,
@@ -199,13 +244,14 @@ def create_study(
         max_steps=max_steps,
         exploit=exploit if exploit is not None else Tournament(),
         explore=explore if explore is not None else Perturb(),
-        checkpoint_root=str(Path(checkpoint_root).expanduser().resolve()),
+        checkpoint_root=str(checkpoints.resolve_root(checkpoint_root)),
         seed=seed,
         max_retries=max_retries,
         keep_best=keep_best,
         heartbeat_timeout=heartbeat_timeout,
         trial_timeout=trial_timeout,
     )
+    checkpoints.check_root(Path(config.checkpoint_root))
     store = open_storage(storage)
     directory = checkpoints.study_dir_name(name, uuid.uuid4().hex)
     try:

@@ -7,6 +7,7 @@ scheduler started on another machine.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import socket
@@ -15,9 +16,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from pbtune._errors import PbtuneError
+from pbtune._errors import PbtuneError, StorageError
 from pbtune.controller import (
     Claimed,
     Controller,
@@ -75,12 +75,22 @@ def run_worker(
 
 
 def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
-    """Train one claimed trial and tell the result; True if it completed."""
-    trial = claimed.trial
-    storage = controller.storage
-    staging = None
+    """Train one claimed trial and tell the result; True if it completed.
+
+    The heartbeat runs until the result is told, so a slow checkpoint commit on a network
+    file system does not make a live trial look lost.
+    """
     beat = _Heartbeat(controller, claimed)
     beat.start()
+    try:
+        return _train_and_tell(controller, claimed, train)
+    finally:
+        beat.stop()
+
+
+def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
+    trial = claimed.trial
+    staging = None
     try:
         staging = checkpoints.make_staging_dir(controller.study_dir, trial.number, claimed.claim)
         handle = Trial(
@@ -95,30 +105,50 @@ def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
             checkpoint_dir=staging,
             study_name=controller.study.name,
             seed=controller.config.seed,
-            report_sink=lambda step, values: storage.add_report(trial.id, step, values),
+            report_sink=_report_sink(controller.storage, trial.id),
         )
         result = train(handle)
         metrics, fitness = check_metrics(result, controller.config)
-    except Exception as error:
-        beat.stop()
+    except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        text = error_text(error)
-        _log.warning("trial %s failed: %s", trial.id, text.strip().splitlines()[-1])
-        controller.tell_failure(claimed, text)
-        return False
-    beat.stop()
+        return _fail(controller, claimed, error)
     final = checkpoints.final_dir(controller.study_dir, trial.number)
     try:
         checkpoints.commit(staging, final)
-    except OSError as error:
+        told = controller.tell(claimed, metrics, fitness, final)
+    except StorageError:
+        raise  # the storage stayed down past its retries: this worker stops; the trial is
+        # failed as lost and retried, and the directory is swept at the end of the run
+    except Exception as error:  # e.g. a user's strategy that explores out of bounds
         shutil.rmtree(staging, ignore_errors=True)
-        controller.tell_failure(claimed, f"committing the checkpoint failed: {error}")
-        return False
-    if not controller.tell(claimed, metrics, fitness, final):
         checkpoints.remove(final, controller.study_dir)
-        return False
-    return True
+        return _fail(controller, claimed, error)
+    if not told:
+        checkpoints.remove(final, controller.study_dir)
+    return told
+
+
+def _fail(controller: Controller, claimed: Claimed, error: BaseException) -> bool:
+    text = error_text(error)
+    _log.warning("trial %s failed: %s", claimed.trial.id, text.strip().splitlines()[-1])
+    controller.tell_failure(claimed, text)
+    return False
+
+
+def _report_sink(storage: Storage, trial_id: int) -> Callable[[int, dict[str, float]], None]:
+    """Intermediate metrics go to the storage; they are optional, so a value JSON cannot
+    hold becomes null and a storage hiccup costs the report, never the trial."""
+
+    def sink(step: int, values: dict[str, float]) -> None:
+        clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+        try:
+            storage.add_report(trial_id, step, clean)  # type: ignore[arg-type]
+        except StorageError as error:
+            _log.warning("report of trial %s at step %s was not stored: %s", trial_id, step,
+                         error)
+
+    return sink
 
 
 def error_text(error: BaseException) -> str:
@@ -157,7 +187,3 @@ class _Heartbeat:
                     return
             except Exception as error:  # a storage outage must not kill the trial
                 _log.warning("heartbeat for trial %s failed: %s", self._claimed.trial.id, error)
-
-
-def describe_callable(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)

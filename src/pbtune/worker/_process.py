@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from pbtune._errors import ConfigError, StorageError
+from pbtune._errors import ConfigError, StorageError, StudyFailedError
 from pbtune.controller import Controller, import_object
 from pbtune.storages import Storage, StudyState
 from pbtune.trial import TrialState
@@ -105,7 +105,9 @@ def fail_dead_local_workers(controller: Controller) -> int:
         parts = (trial.worker or "").split(":")
         local = len(parts) >= 3 and parts[0] == host and parts[1].isdigit()
         if local and not pid_alive(int(parts[1])):
-            lost += controller.fail_lost(trial, f"lost: worker {trial.worker} is no longer running")
+            lost += controller.fail_lost(
+                trial, f"lost: worker {trial.worker} is no longer running", counts=False
+            )
     return lost
 
 
@@ -123,8 +125,13 @@ def run_processes(
     assert storage.url is not None
     _check_picklable(train, fitness)
     context = mp.get_context("spawn")
-    restarts_left = max_restarts if max_restarts is not None else 10 * workers
+    # Replacements are bounded by deaths in a row without a trial completing in between,
+    # so a run that loses workers now and then goes on, and a crash loop ends.
+    budget = max_restarts if max_restarts is not None else 2 * workers + 2
+    restarts_left = budget
+    completed_at_last_death = -1
     live: dict[str, BaseProcess] = {}
+    deaths: list[str] = []
     storage.dispose()
 
     def spawn() -> None:
@@ -148,14 +155,20 @@ def run_processes(
                 if process.is_alive():
                     continue
                 del live[worker]
+                reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
+                running = _record_lost_worker(controller, worker, reason)
                 if process.exitcode == 0:
                     continue
-                reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
                 _log.warning(reason)
-                if _record_lost_worker(controller, worker, reason) and restarts_left > 0:
+                deaths.append(reason)
+                completed = _count_complete(controller)
+                if completed != completed_at_last_death:
+                    completed_at_last_death, restarts_left = completed, budget
+                if running and restarts_left > 0:
                     restarts_left -= 1
                     spawn()
             try:
+                controller.maybe_reap()
                 _enforce_trial_timeout(controller, live)
                 if tick is not None:
                     tick()
@@ -173,6 +186,19 @@ def run_processes(
                 process.kill()
                 process.join()
             controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
+    if deaths and storage.get_study_state(controller.study.id) == StudyState.RUNNING:
+        raise StudyFailedError(
+            f"worker processes kept dying ({len(deaths)} times; the last: "
+            f"{deaths[-1].removeprefix('lost: ')}); see their output above. The study is "
+            "unfinished: fix the cause and run again to continue it."
+        )
+
+
+def _count_complete(controller: Controller) -> int:
+    try:
+        return controller.storage.count_states(controller.study.id)[TrialState.COMPLETE]
+    except StorageError:
+        return -1
 
 
 def _record_lost_worker(controller: Controller, worker: str, reason: str) -> bool:
@@ -196,9 +222,11 @@ def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess])
         process = live.get(trial.worker or "")
         if process is None or trial.started_at is None or now - trial.started_at <= limit:
             continue
-        process.kill()
-        process.join()
-        controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s")
+        # Fail first: only if that still finds the trial running is its worker killed, so
+        # a worker that just moved on to another trial is left alone.
+        if controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s"):
+            process.kill()
+            process.join()
 
 
 def run_threads(
