@@ -63,11 +63,15 @@ def create_storage_engine(url: str | None) -> Engine:
                 "'postgresql://...' or 'postgresql+psycopg://...'"
             )
         kwargs["pool_pre_ping"] = True
+        # A worker host that dies inside a transaction must not hold the study's row
+        # lock until TCP gives up (hours): the server ends such sessions. Options in the
+        # URL (``?options=-csearch_path%3Dmyschema``) are kept, and win where they overlap.
+        options = "-c idle_in_transaction_session_timeout=60000"
+        for given in _query_values(parsed.query.get("options")):
+            options = f"{options} {given}"
         kwargs["connect_args"] = {
             "connect_timeout": 10,
-            # A worker host that dies inside a transaction must not hold the study's row
-            # lock until TCP gives up (hours): the server ends such sessions.
-            "options": "-c idle_in_transaction_session_timeout=60000",
+            "options": options,
             "keepalives": 1,
             "keepalives_idle": 30,
             "keepalives_interval": 10,
@@ -87,6 +91,12 @@ def create_storage_engine(url: str | None) -> Engine:
     if backend == "sqlite":
         _tune_sqlite(engine, wal=True)
     return engine
+
+
+def _query_values(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _refuse_other_files(path: str, url: str) -> None:
