@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -13,6 +14,7 @@ from pbtune._errors import StorageError
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"  # how every SQLite database file begins
+_SQLITE_MIN_PAGE_SIZE = 512
 
 _URL_HELP = (
     "use 'sqlite:///path/to/file.db' (a local file), "
@@ -100,13 +102,26 @@ def _query_values(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _refuse_other_files(path: str, url: str) -> None:
-    """Refuse a file that is not an SQLite database: SQLite would overwrite a short one."""
+    """Refuse a file that is not an SQLite database: SQLite would overwrite a short one.
+
+    Only a file shorter than the smallest database page is opened here. Closing any
+    descriptor of a file drops every POSIX lock this process holds on it, SQLite's too:
+    reading a database that this process already has open (a second `Storage` on it)
+    would let other processes checkpoint under its readers and corrupt what they read.
+    SQLite itself refuses longer files that are not databases.
+    """
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return  # missing (SQLite creates it) or not a file (SQLite says why)
+    if not 0 < size < _SQLITE_MIN_PAGE_SIZE:
+        return
     try:
         with open(path, "rb") as file:
             head = file.read(len(_SQLITE_MAGIC))
     except OSError:
-        return  # missing (SQLite creates it) or not a file (SQLite says why)
-    if head and head != _SQLITE_MAGIC:
+        return
+    if head != _SQLITE_MAGIC:
         raise StorageError(
             f"storage {url!r}: {path!r} is not an SQLite database, and pbtune will not "
             "overwrite it; name a new file or a pbtune database"
