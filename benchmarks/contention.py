@@ -1,7 +1,9 @@
 """Contention benchmark: N worker processes on one study of near-zero-work trials.
 
     python benchmarks/contention.py --storage sqlite --workers 16 --duration 30
-    python benchmarks/contention.py --storage postgresql://postgres@127.0.0.1:5432/test
+    python benchmarks/contention.py --storage postgresql://postgres@127.0.0.1:5432/bench
+
+(On PostgreSQL, give it a database of its own: the test suites drop pbtune's tables.)
 
 It runs a study (``study.optimize(..., workers=N)`` in a separate process, as a user would)
 in which the workers contend for at least ``--duration`` seconds: a short first study
