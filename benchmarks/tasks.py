@@ -1,0 +1,175 @@
+"""The tasks of the quality benchmark (benchmarks/quality.py).
+
+Every task is one pbtune training function (``train(trial) -> metrics``) plus its search space
+and its budget. The same function runs under every method: pbtune's strategies call it
+directly, and the Ray Tune trainable in quality.py wraps it (one Ray iteration = one call =
+``steps_per_trial`` steps), so the models, the data and the checkpoints are identical.
+
+- ``toy``: Jaderberg et al.'s toy quadratic, examples/toy_quadratic.py's ``train``.
+- ``triangle``: the "triangle learning rate" toy of Ray Tune's PBT example
+  (ray/python/ray/tune/examples/pbt_function.py), defined below.
+- ``digits``: the NumPy MLP on scikit-learn's digits, examples/digits_mlp.py's ``train``,
+  with a smaller budget.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+if str(EXAMPLES) not in sys.path:  # worker processes inherit sys.path (spawn)
+    sys.path.insert(0, str(EXAMPLES))
+
+import digits_mlp  # noqa: E402
+import toy_quadratic  # noqa: E402
+
+import pbtune  # noqa: E402
+from pbtune.trial import FrozenTrial  # noqa: E402
+
+# -- the triangle learning-rate toy -----------------------------------------------------------
+# Source: Ray, python/ray/tune/examples/pbt_function.py, ``pbt_function(config)`` (the same
+# dynamics in the Ray 1.x and 2.x versions of the file; Syne Tune's and Katib's PBT examples
+# port it). Its loop body, per step, with ``lr = config["lr"]``:
+#
+#     if accuracy < midpoint:
+#         optimal_lr = 0.01 * accuracy / midpoint
+#     else:
+#         optimal_lr = 0.01 - 0.01 * (accuracy - midpoint) / midpoint
+#     optimal_lr = min(0.01, max(0.001, optimal_lr))
+#     q_err = max(lr, optimal_lr) / min(lr, optimal_lr)
+#     if q_err < q_tolerance:
+#         accuracy += (1.0 / q_err) * random.random()
+#     elif lr > optimal_lr:
+#         accuracy -= (q_err - q_tolerance) * random.random()
+#     accuracy += noise_level * np.random.normal()
+#     accuracy = max(0, accuracy)
+#
+# with midpoint = 100, q_tolerance = 3, noise_level = 2, accuracy = 0.0 at the start, and the
+# search space ``"lr": tune.uniform(0.0001, 0.02)``. Differences here, all the same for every
+# method: the random numbers come from a NumPy generator seeded by (study seed, member, step)
+# rather than the global ``random`` / ``np.random`` (same distributions: U[0, 1) and N(0, 1));
+# the run has a fixed budget of steps (Ray's example also stops early at accuracy > 200); the
+# initial lr is drawn from the space (Ray's example starts every member at 0.0001); the
+# example's dummy "some_other_factor" is left out.
+TRIANGLE_MIDPOINT = 100.0  # lr starts decreasing after accuracy > midpoint
+TRIANGLE_Q_TOLERANCE = 3.0  # penalise exceeding the optimal lr by more than this multiple
+TRIANGLE_NOISE_LEVEL = 2.0  # Gaussian noise added to the accuracy at every step
+TRIANGLE_FILE = "triangle.json"
+
+
+def triangle_optimal_lr(accuracy: float) -> float:
+    """The lr at which accuracy grows fastest: 0.001 -> 0.01 (accuracy 100) -> 0.001."""
+    midpoint = TRIANGLE_MIDPOINT
+    if accuracy < midpoint:
+        optimal = 0.01 * accuracy / midpoint
+    else:
+        optimal = 0.01 - 0.01 * (accuracy - midpoint) / midpoint
+    return min(0.01, max(0.001, optimal))
+
+
+def triangle_step(accuracy: float, lr: float, rng: np.random.Generator) -> float:
+    """One step of pbt_function.py's loop body."""
+    optimal = triangle_optimal_lr(accuracy)
+    q_err = max(lr, optimal) / min(lr, optimal)
+    if q_err < TRIANGLE_Q_TOLERANCE:
+        accuracy += (1.0 / q_err) * rng.random()
+    elif lr > optimal:
+        accuracy -= (q_err - TRIANGLE_Q_TOLERANCE) * rng.random()
+    accuracy += TRIANGLE_NOISE_LEVEL * rng.normal()
+    return max(0.0, accuracy)
+
+
+def triangle_train(trial: pbtune.Trial) -> dict[str, float]:
+    """One segment of the triangle toy, from ``start_step`` to ``end_step``."""
+    accuracy = 0.0
+    if trial.parent_checkpoint is not None:
+        state = json.loads((Path(trial.parent_checkpoint) / TRIANGLE_FILE).read_text())
+        if state["step"] != trial.start_step:
+            raise RuntimeError(
+                f"checkpoint is at step {state['step']}, trial starts at {trial.start_step}"
+            )
+        accuracy = float(state["accuracy"])
+    lr = float(trial.params["lr"])
+    for step in range(trial.start_step, trial.end_step):
+        # The member's own noise stream: independent of the lineage it copied.
+        rng = np.random.default_rng([trial.seed, trial.member, step])
+        accuracy = triangle_step(accuracy, lr, rng)
+    state = {"accuracy": accuracy, "step": trial.end_step}
+    (Path(trial.checkpoint_dir) / TRIANGLE_FILE).write_text(json.dumps(state))
+    return {"accuracy": accuracy, "optimal_lr": triangle_optimal_lr(accuracy)}
+
+
+# -- random search as an exploit strategy ------------------------------------------------------
+class NoExploit(pbtune.ExploitStrategy):
+    """Never copy: every member trains its initial params for the whole budget.
+
+    Random search over the same initial population, run by the same machinery as PBT.
+    Stored as "tasks:NoExploit", so worker processes import it from this module.
+    """
+
+    def select(
+        self,
+        finished: FrozenTrial,
+        population: Sequence[FrozenTrial],
+        mode: Any,
+        rng: np.random.Generator,
+    ) -> FrozenTrial:
+        return finished
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": f"{__name__}:NoExploit"}
+
+
+# -- the tasks ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    train: Callable[[pbtune.Trial], Mapping[str, float]]
+    space: Mapping[str, pbtune.Float]
+    metric: str  # maximised
+    population: int
+    steps_per_trial: int
+    max_steps: int
+
+
+TASKS: dict[str, Task] = {
+    "toy": Task(
+        name="toy",
+        title="Toy quadratic (Jaderberg et al. 2017, Fig. 2): Q = 1.2 - |theta|^2, max 1.2",
+        train=toy_quadratic.train,
+        space={"h0": pbtune.Float(0.0, 1.0), "h1": pbtune.Float(0.0, 1.0)},
+        metric="q",
+        population=4,
+        steps_per_trial=4,
+        max_steps=200,
+    ),
+    "triangle": Task(
+        name="triangle",
+        title="Triangle lr toy (Ray Tune pbt_function.py): accuracy after 300 steps",
+        train=triangle_train,
+        space={"lr": pbtune.Float(0.0001, 0.02)},
+        metric="accuracy",
+        population=4,
+        steps_per_trial=5,
+        max_steps=300,
+    ),
+    "digits": Task(
+        name="digits",
+        title="NumPy MLP on digits: validation accuracy after 600 minibatch steps",
+        train=digits_mlp.train,
+        space=dict(digits_mlp.SPACE),
+        metric="accuracy",
+        population=8,
+        steps_per_trial=50,
+        max_steps=600,
+    ),
+}
