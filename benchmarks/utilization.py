@@ -1,0 +1,249 @@
+"""Utilization benchmark: how busy the workers are when each trial sleeps 0.2 s.
+
+    python benchmarks/utilization.py [--segments 25] [--methods pbtune-sqlite,pbtune-memory,ray]
+
+A population of 8, 2 workers; every member trains ``--segments`` segments; a segment is
+0.2 s of "training" (a sleep) plus a tiny JSON checkpoint. pbtune runs one trial per segment
+(``steps_per_trial=1``), so it decides exploit/explore after every segment; Ray Tune PBT gets
+the same decision frequency (``perturbation_interval=1``, a checkpoint every iteration).
+
+busy = the sum of segment durations measured inside the training function (entry to return
+for pbtune; the work of one iteration for Ray, without ``tune.report``).
+
+- utilization (span): busy / (workers x span), span = first segment start to last segment end.
+  **The 0.97 target applies to this one**: it is what the framework costs between trials.
+- utilization (total): busy / (workers x total), total = from before the study is created (before
+  ``ray.init``) until the run returned: startup and shutdown included.
+Writes results/utilization.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+POPULATION = 8
+WORKERS = 2
+SLEEP_S = 0.2
+LOG_ENV = "PBTUNE_BENCH_SEGMENT_LOG"
+METHODS = ("pbtune-sqlite", "pbtune-memory", "ray")
+TARGET = 0.97
+
+
+def _log_segment(start: float, end: float, member: Any) -> None:
+    line = f"{start:.6f} {end:.6f} {member}\n".encode()
+    fd = os.open(os.environ[LOG_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+# -- pbtune -------------------------------------------------------------------------------
+def train(trial: Any) -> dict[str, float]:
+    start = time.time()
+    value = 0.0
+    if trial.parent_checkpoint is not None:
+        value = json.loads((trial.parent_checkpoint / "state.json").read_text())["x"]
+    time.sleep(SLEEP_S)
+    value += trial.params["lr"]
+    (trial.checkpoint_dir / "state.json").write_text(json.dumps({"x": value}))
+    _log_segment(start, time.time(), trial.member)
+    return {"score": value}
+
+
+def run_pbtune(memory: bool, segments: int, tmp: str) -> float:
+    import pbtune
+
+    started = time.time()
+    study = pbtune.create_study(
+        name="utilization",
+        storage=None if memory else f"sqlite:///{tmp}/utilization.db",
+        space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
+        metric="score", mode="max",
+        population_size=POPULATION, steps_per_trial=1, max_steps=segments,
+        exploit=pbtune.Truncation(fraction=0.25),
+        checkpoint_root=f"{tmp}/checkpoints", seed=0,
+    )
+    study.optimize(train, workers=WORKERS, show_progress=False)
+    ended = time.time()
+    study.storage.dispose()
+    return ended - started
+
+
+# -- Ray Tune -----------------------------------------------------------------------------
+def ray_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    value, iteration = 0.0, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = json.loads((Path(directory) / "state.json").read_text())
+        value, iteration = state["x"], state["iteration"]
+    name = tune.get_context().get_trial_name()
+    while True:
+        start = time.time()
+        time.sleep(SLEEP_S)
+        value += config["lr"]
+        iteration += 1
+        directory = tempfile.mkdtemp()
+        state = {"x": value, "iteration": iteration}
+        (Path(directory) / "state.json").write_text(json.dumps(state))
+        _log_segment(start, time.time(), name)
+        tune.report({"score": value}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def run_ray(segments: int, tmp: str) -> float:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    started = time.time()
+    ray.init(num_cpus=WORKERS, log_to_driver=False)
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration", perturbation_interval=1,
+        hyperparam_mutations={"lr": tune.loguniform(1e-4, 1e-1)}, quantile_fraction=0.25,
+    )
+    tuner = tune.Tuner(
+        ray_trainable,
+        param_space={"lr": tune.loguniform(1e-4, 1e-1)},
+        tune_config=tune.TuneConfig(scheduler=pbt, metric="score", mode="max",
+                                    num_samples=POPULATION, max_concurrent_trials=WORKERS),
+        run_config=tune.RunConfig(storage_path=tmp, name="utilization",
+                                  stop={"training_iteration": segments}, verbose=0),
+    )
+    tuner.fit()
+    ended = time.time()
+    ray.shutdown()
+    return ended - started
+
+
+def child(method: str, segments: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-utilization-") as tmp:
+        log = Path(tmp) / "segments.log"
+        os.environ[LOG_ENV] = str(log)
+        if method == "ray":
+            total = run_ray(segments, tmp)
+        else:
+            total = run_pbtune(method == "pbtune-memory", segments, tmp)
+        rows = [line.split() for line in log.read_text().splitlines()]
+    starts = [float(r[0]) for r in rows]
+    ends = [float(r[1]) for r in rows]
+    busy = sum(e - s for s, e in zip(starts, ends, strict=True))
+    span = max(ends) - min(starts)
+    print(json.dumps({
+        "segments_run": len(rows), "busy_s": busy, "span_s": span, "total_s": total,
+        "utilization_span": busy / (WORKERS * span),
+        "utilization_total": busy / (WORKERS * total),
+        "timeline": [[s, e, r[2]] for s, e, r in zip(starts, ends, rows, strict=True)],
+    }), flush=True)
+
+
+# -- driver -------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segments", type=int, default=25, help="segments per member")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.segments)
+        return 0
+    methods = args.methods.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for repeat in range(args.repeats):
+        for method in methods:
+            result = common.run_json([__file__, "--child", method,
+                                      "--segments", str(args.segments)], timeout=3600)
+            runs[method].append(result)
+            print(f"repeat {repeat + 1}/{args.repeats} {method:14s} "
+                  f"span {result['span_s']:6.2f} s  total {result['total_s']:6.2f} s  "
+                  f"util(span) {result['utilization_span']:.4f}  "
+                  f"util(total) {result['utilization_total']:.4f}", flush=True)
+    summary = {
+        method: {
+            key: common.median([r[key] for r in results])
+            for key in ("segments_run", "busy_s", "span_s", "total_s", "process_s",
+                        "utilization_span", "utilization_total")
+        }
+        for method, results in runs.items()
+    }
+    for figures in summary.values():
+        figures["utilization_process"] = figures["busy_s"] / (WORKERS * figures["process_s"])
+    target = {m: summary[m]["utilization_span"] >= TARGET for m in summary
+              if m.startswith("pbtune")}
+    env = common.environment()
+    rows = [[m, int(f["segments_run"]), f"{f['busy_s']:.1f}", f"{f['span_s']:.2f}",
+             f"{f['total_s']:.2f}", f"{f['utilization_span']:.4f}",
+             f"{f['utilization_total']:.4f}", f"{f['utilization_process']:.4f}"]
+            for m, f in summary.items()]
+    markdown = "\n".join([
+        "### Utilization: trials of 0.2 s",
+        "",
+        f"Population {POPULATION}, {WORKERS} workers, {args.segments} segments of "
+        f"{SLEEP_S} s per member, a decision after every segment (Ray: "
+        "`perturbation_interval=1`). busy = sum of segment durations measured inside the "
+        "training function. Utilization = busy / (workers x wall) where wall is the *span* "
+        "(first segment start to last segment end; the target uses this one), the *total* "
+        "(study creation or `ray.init` to the end of the run) or the whole *process*"
+        + (f"; median of {args.repeats} interleaved runs." if args.repeats > 1 else "."),
+        "",
+        common.table(["method", "segments", "busy (s)", "span (s)", "total (s)",
+                      "util. span", "util. total", "util. process"], rows),
+        "",
+        f"Target: pbtune utilization (span) >= {TARGET}: "
+        + ", ".join(f"{m} {'met' if ok else 'MISSED'}" for m, ok in target.items()) + ".",
+        "",
+        common.env_line(env),
+    ])
+    data = {"benchmark": "utilization",
+            "setup": {"population": POPULATION, "workers": WORKERS, "sleep_s": SLEEP_S,
+                      "segments_per_member": args.segments, "repeats": args.repeats},
+            "summary": summary, "target": f"pbtune utilization (span) >= {TARGET}",
+            "target_met": target, "runs": runs, "environment": env}
+    common.write_results("utilization", data, markdown)
+    plot({m: results[0]["timeline"] for m, results in runs.items()})
+    print(json.dumps({"summary": summary, "target_met": target}, indent=2))
+    print(markdown)
+    return 0
+
+
+def plot(timelines: dict[str, list[list[Any]]]) -> None:
+    """One Gantt strip per method: which worker lane is busy when (lanes assigned greedily)."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(len(timelines), 1, figsize=(8, 1.3 + 1.1 * len(timelines)),
+                             squeeze=False)
+    for ax, (method, timeline) in zip(axes[:, 0], timelines.items(), strict=True):
+        t0 = min(s for s, _, _ in timeline)
+        lanes: list[float] = []
+        for start, end, _ in sorted(timeline):
+            lane = next((i for i, free in enumerate(lanes) if free <= start + 1e-3), None)
+            if lane is None:
+                lanes.append(end)
+                lane = len(lanes) - 1
+            lanes[lane] = end
+            ax.broken_barh([(start - t0, end - start)], (lane - 0.4, 0.8),
+                           color="#3a7" if method.startswith("pbtune") else "#c84")
+        ax.set_yticks(range(len(lanes)))
+        ax.set_ylabel("slot")
+        ax.set_title(method, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("seconds since the first segment started (gaps: framework time)")
+    fig.tight_layout()
+    fig.savefig(common.RESULTS / "utilization.png", dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
