@@ -216,7 +216,7 @@ def main() -> int:
 
 def plot(summary: dict[str, dict[str, float]]) -> None:
     plt = common.pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
     names = list(summary)
     walls = [summary[m]["wall_s"] for m in names]
     bars = ax.barh(names, walls, color=["#3a7" if m.startswith("pbtune") else "#c84"
@@ -225,7 +225,7 @@ def plot(summary: dict[str, dict[str, float]]) -> None:
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {wall:.2f} s",
                 va="center")
     ax.set_xlabel("wall time (s), median; lower is better")
-    ax.set_title("PBT overhead: 4 members x 200 near-zero steps, 2 workers")
+    ax.set_title("PBT overhead: 4 members x 200 near-zero steps, 2 workers", fontsize=10)
     ax.invert_yaxis()
     ax.set_xlim(0, max(walls) * 1.25)
     fig.tight_layout()

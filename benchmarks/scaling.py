@@ -240,15 +240,18 @@ def main() -> int:
     parser.add_argument("--postgres", default=common.DEFAULT_POSTGRES,
                         help="a PostgreSQL URL whose server may get databases <db>_scale_<N>; "
                         "'' to skip PostgreSQL")
+    parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--output", default="scaling")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict[int, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="pbtune-scaling-") as tmp:
         root = Path(tmp)
-        urls = {n: f"sqlite:///{root}/scale-{n}.db" for n in sizes}
-        results["sqlite"] = measure("sqlite", urls, root, args.pairs, args.rounds)
-        if args.postgres:
+        backends = args.backends.split(",")
+        if "sqlite" in backends:
+            urls = {n: f"sqlite:///{root}/scale-{n}.db" for n in sizes}
+            results["sqlite"] = measure("sqlite", urls, root, args.pairs, args.rounds)
+        if args.postgres and "postgresql" in backends:
             urls = {n: postgres_database(args.postgres, n) for n in sizes}
             results["postgresql"] = measure("postgresql", urls, root, args.pairs, args.rounds)
     base = min(sizes)

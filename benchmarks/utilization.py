@@ -154,6 +154,9 @@ def child(method: str, segments: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=25, help="segments per member")
+    parser.add_argument("--ray-segments", type=int, default=None,
+                        help="segments per member for Ray (default: --segments); Ray takes "
+                        "seconds per segment on a small machine, and utilization is a ratio")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
@@ -165,8 +168,12 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for repeat in range(args.repeats):
         for method in methods:
+            segments = args.segments
+            if method == "ray" and args.ray_segments:
+                segments = args.ray_segments
             result = common.run_json([__file__, "--child", method,
-                                      "--segments", str(args.segments)], timeout=3600)
+                                      "--segments", str(segments)], timeout=3600)
+            result["segments_per_member"] = segments
             runs[method].append(result)
             print(f"repeat {repeat + 1}/{args.repeats} {method:14s} "
                   f"span {result['span_s']:6.2f} s  total {result['total_s']:6.2f} s  "
@@ -193,7 +200,9 @@ def main() -> int:
         "### Utilization: trials of 0.2 s",
         "",
         f"Population {POPULATION}, {WORKERS} workers, {args.segments} segments of "
-        f"{SLEEP_S} s per member, a decision after every segment (Ray: "
+        f"{SLEEP_S} s per member"
+        + (f" ({args.ray_segments} for Ray)" if args.ray_segments else "")
+        + ", a decision after every segment (Ray: "
         "`perturbation_interval=1`). busy = sum of segment durations measured inside the "
         "training function. Utilization = busy / (workers x wall) where wall is the *span* "
         "(first segment start to last segment end; the target uses this one), the *total* "
@@ -210,7 +219,9 @@ def main() -> int:
     ])
     data = {"benchmark": "utilization",
             "setup": {"population": POPULATION, "workers": WORKERS, "sleep_s": SLEEP_S,
-                      "segments_per_member": args.segments, "repeats": args.repeats},
+                      "segments_per_member": args.segments,
+                      "ray_segments_per_member": args.ray_segments or args.segments,
+                      "repeats": args.repeats},
             "summary": summary, "target": f"pbtune utilization (span) >= {TARGET}",
             "target_met": target, "runs": runs, "environment": env}
     common.write_results("utilization", data, markdown)
