@@ -14,9 +14,9 @@ from pbtune.cli import _format as fmt
 from pbtune.cli._config import load_config
 from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
-from pbtune.controller import import_object
 from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
 from pbtune.trial import Segment, TrialState
+from pbtune.worker._process import Entry
 
 ENTRY_HELP = "ENTRY is the training function: path/to/script.py:train or module:train."
 
@@ -81,15 +81,7 @@ def _summary(study: Study) -> None:
 def load_entry(entry: str) -> Any:
     """Import the training function here first, so a typo is one clear error rather than
     a worker process dying again and again."""
-    try:
-        fn = import_object(entry, "training function")
-    except PbtuneError:
-        raise
-    except Exception as error:  # the module raised while being imported
-        raise ConfigError(f"cannot import training function {entry!r}: {error!r}") from None
-    if not callable(fn):
-        raise ConfigError(f"training function {entry!r} is not callable")
-    return fn
+    return Entry(entry).load()
 
 
 @click.command(name="replay", epilog=ENTRY_HELP)

@@ -1,6 +1,7 @@
 """The controller: ask, tell and heartbeat over the storage, and checkpoint handling."""
 
-from pbtune.controller._config import StudyConfig, import_object, object_ref
+from pbtune._imports import import_object, object_ref
+from pbtune.controller._config import StudyConfig
 from pbtune.controller._controller import (
     DONE,
     WAIT,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from pbtune._errors import ConfigError
+from pbtune._imports import import_object
 from pbtune.space import SearchSpace
 from pbtune.strategies._decision import Continue, Decision, Exploit, Stop
 from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation
@@ -79,13 +79,7 @@ def _import_strategy(fields: dict[str, Any], base: type[Any], what: str, known: 
         raise ConfigError(
             f"{what} type must be one of {known}, or 'module:Class' for your own, got {kind!r}"
         )
-    module_name, _, qualname = kind.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except Exception as error:  # the user's module may fail in any way while importing
-        raise ConfigError(f"cannot import {what} strategy {kind!r}: {error!r}") from None
+    target = import_object(kind, f"{what} strategy")
     if not (isinstance(target, type) and issubclass(target, base)):
         raise ConfigError(f"{kind!r} is not a subclass of {base.__name__}")
     try:
