@@ -10,7 +10,6 @@ from typing import Any
 class Continue:
     """Train on from the finished trial's own checkpoint with the same params."""
 
-    kind = "continue"
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,6 @@ class Exploit:
 
     parent_id: int
     params: dict[str, Any]
-    kind = "exploit"
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,6 @@ class Stop:
     """The member is done (budget reached)."""
 
     reason: str
-    kind = "stop"
 
 
 Decision = Continue | Exploit | Stop

@@ -10,6 +10,3 @@ class TrialState(str, enum.Enum):
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"
-
-    def is_finished(self) -> bool:
-        return self in (TrialState.COMPLETE, TrialState.FAILED)
