@@ -11,7 +11,6 @@ class Continue:
     """Train on from the finished trial's own checkpoint with the same params."""
 
 
-
 @dataclass(frozen=True)
 class Exploit:
     """Copy ``parent_id``'s checkpoint and train on with explored ``params``."""
