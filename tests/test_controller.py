@@ -4,6 +4,7 @@ the in-memory storage, without processes."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -599,3 +600,84 @@ def test_a_storage_outage_does_not_reap_live_workers(tmp_path: Path) -> None:
     assert controller.storage.get_trial(live.trial.id).state == TrialState.RUNNING
     # a lost trial is not the member's fault: it does not use up max_retries
     assert controller.storage.get_members(controller.study.id)[0].failures == 0
+
+
+# -- tell and claim the next trial in one transaction ------------------------------------------
+def test_tell_and_ask_claims_the_next_trial_with_its_parent(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2)
+    first = claim(controller, "w1")
+    path = write_checkpoint(controller, first)
+    told, following = controller.tell_and_ask(first, {"acc": 1.0}, 1.0, path, "w1")
+    assert told and following is not None
+    # The member furthest behind comes first: the other member's first trial.
+    assert following.trial.member != first.trial.member and following.trial.parent_id is None
+    stored = controller.storage.get_trial(following.trial.id)
+    assert stored.state == TrialState.RUNNING and stored.worker == "w1"
+    assert stored.claim == following.claim
+    path = write_checkpoint(controller, following)
+    told, third = controller.tell_and_ask(following, {"acc": 2.0}, 2.0, path, "w1")
+    assert told and third is not None and third.trial.parent_id is not None
+    # The parent was read in the claiming transaction: no further read is needed.
+    assert third.parent is not None and third.parent.id == third.trial.parent_id
+    assert controller.parent_checkpoint(third) == third.parent.checkpoint
+
+
+def test_tell_and_ask_without_a_worker_claims_nothing(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path)
+    first = claim(controller)
+    told, following = controller.tell_and_ask(first, {"acc": 1.0}, 1.0, None, None)
+    assert told and following is None
+    assert controller.storage.count_states(controller.study.id)[TrialState.RUNNING] == 0
+
+
+def test_a_refused_tell_claims_nothing(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path)
+    first = claim(controller)
+    assert controller.fail_lost(controller.storage.get_trial(first.trial.id), "lost: test")
+    told, following = controller.tell_and_ask(first, {"acc": 1.0}, 1.0, None, "w")
+    assert not told and following is None
+    assert controller.storage.count_states(controller.study.id)[TrialState.RUNNING] == 0
+
+
+def test_tell_and_ask_claims_nothing_once_the_study_is_done(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, steps_per_trial=10,
+                                 max_steps=10)
+    only = claim(controller)
+    told, following = controller.tell_and_ask(only, {"acc": 1.0}, 1.0, None, "w")
+    assert told and following is None
+    assert controller.storage.get_study_state(controller.study.id) == StudyState.COMPLETE
+
+
+def test_release_gives_a_claimed_trial_back_to_the_queue(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path)
+    held = claim(controller, "w1")
+    assert controller.release(held)
+    back = controller.storage.get_trial(held.trial.id)
+    assert back.state == TrialState.QUEUED and back.worker is None and back.claim is None
+    again = claim(controller, "w2")
+    assert again.trial.id == held.trial.id and again.claim != held.claim
+    assert not controller.release(held)  # the old claim no longer holds it
+
+
+def test_a_worker_that_stops_early_leaves_no_trial_claimed(tmp_path: Path) -> None:
+    from pbtune.worker import run_worker
+
+    controller = make_controller(tmp_path, population_size=3)
+
+    def train(trial: Any) -> dict[str, float]:
+        return {"acc": float(trial.end_step)}
+
+    assert run_worker(controller.storage, "study", train, max_trials=4) == 4
+    counts = controller.storage.count_states(controller.study.id)
+    assert counts[TrialState.COMPLETE] == 4 and counts[TrialState.RUNNING] == 0
+    stop = threading.Event()
+    done: list[int] = []
+
+    def stopping_train(trial: Any) -> dict[str, float]:
+        if len(done) == 2:
+            stop.set()  # asked to stop while a trial runs: the next one is given back
+        done.append(trial.id)
+        return {"acc": 1.0}
+
+    assert run_worker(controller.storage, "study", stopping_train, stop=stop) == 3
+    assert controller.storage.count_states(controller.study.id)[TrialState.RUNNING] == 0

@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from pbtune._errors import TrialFailedError
 from pbtune.controller import _checkpoints as checkpoints
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import (
+    Holder,
     MemberState,
     NewTrial,
     Storage,
@@ -29,7 +30,7 @@ from pbtune.storages import (
     StudyState,
     Transaction,
 )
-from pbtune.strategies import Continue, Exploit, Stop, decide, score
+from pbtune.strategies import Continue, Exploit, Stop, decide
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.controller")
@@ -46,10 +47,20 @@ class Done:
 WAIT, DONE = Wait(), Done()
 
 
+_UNREAD: Any = object()
+
+
 @dataclass(frozen=True)
 class Claimed:
+    """A trial held by one worker, under a claim token that fences its writes.
+
+    ``parent`` is the parent trial as read in the claiming transaction (None for a first
+    trial); left out, it is read when needed.
+    """
+
     trial: FrozenTrial
     claim: str
+    parent: FrozenTrial | None = field(default=_UNREAD, repr=False, compare=False)
 
 
 def initial_trials(config: StudyConfig) -> list[NewTrial]:
@@ -130,21 +141,41 @@ class Controller:
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(self, worker: str) -> Claimed | Wait | Done:
-        """Claim the queued trial of the member furthest behind."""
+        """Claim the queued trial of the member furthest behind (one transaction)."""
         self.maybe_reap()
-        state = self.storage.get_study_state(self.study.id)
-        if state != StudyState.RUNNING:
-            return DONE
-        claim = uuid.uuid4().hex
-        trial = self.storage.claim(self.study.id, worker, claim)
-        if trial is not None:
-            return Claimed(trial, claim)
-        return WAIT if self.storage.count_active(self.study.id) else DONE
+        token = uuid.uuid4().hex
 
-    def parent_checkpoint(self, trial: FrozenTrial) -> Path | None:
+        def work(tx: Transaction) -> Claimed | Wait | Done:
+            if tx.study_state() != StudyState.RUNNING:
+                return DONE
+            claimed = self._claim(tx, worker, token)
+            if claimed is not None:
+                return claimed
+            return WAIT if tx.count_active() else DONE
+
+        # Claims lock single trial rows (SKIP LOCKED), never the study: they do not wait
+        # for decisions.
+        return self.storage.write(self.study.id, work, lock=False)
+
+    @staticmethod
+    def _claim(tx: Transaction, worker: str, token: str) -> Claimed | None:
+        trial = tx.claim_next(worker, token, time.time())
+        if trial is None:
+            return None
+        parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
+        return Claimed(trial, token, parent)
+
+    def parent_checkpoint(self, trial: FrozenTrial | Claimed) -> Path | None:
+        """The directory the trial warm-starts from; TrialFailedError if it is gone."""
+        parent: FrozenTrial | None = None
+        if isinstance(trial, Claimed):
+            if trial.parent is not _UNREAD:
+                parent = trial.parent
+            trial = trial.trial
         if trial.parent_id is None:
             return None
-        parent = self.storage.get_trial(trial.parent_id)
+        if parent is None:
+            parent = self.storage.get_trial(trial.parent_id)
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
         if parent.checkpoint is None:
             raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
@@ -159,7 +190,7 @@ class Controller:
     def heartbeat(self, claimed: Claimed) -> bool:
         return self.storage.heartbeat(claimed.trial.id, claimed.claim, time.time())
 
-    # -- tell --------------------------------------------------------------------------------
+    # -- tell ------------------------------------------------------------------------------
     def tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
              checkpoint: Path | None) -> bool:
         """Record a COMPLETE trial and enqueue its member's next trial.
@@ -167,9 +198,25 @@ class Controller:
         Returns False (and changes nothing) when the trial is no longer this claim's: it
         was failed as lost and retried elsewhere, so a late result must not overwrite it.
         """
-        trial = claimed.trial
+        return self.tell_and_ask(claimed, metrics, fitness, checkpoint, None)[0]
 
-        def work(tx: Transaction) -> list[FrozenTrial] | None:
+    def tell_and_ask(
+        self,
+        claimed: Claimed,
+        metrics: dict[str, float],
+        fitness: float,
+        checkpoint: Path | None,
+        worker: str | None,
+    ) -> tuple[bool, Claimed | None]:
+        """`tell`, then, in the same transaction, claim the next trial for ``worker``.
+
+        Returns (told, the next claimed trial or None). A worker that goes straight on
+        saves a transaction per trial; None means: ask again (nothing queued, or done).
+        """
+        trial = claimed.trial
+        token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
+
+        def work(tx: Transaction) -> tuple[list[Holder] | None, Claimed | None]:
             now = time.time()  # inside: the transaction may have waited for the lock
             if not tx.update_trial(
                 trial.id,
@@ -185,26 +232,33 @@ class Controller:
                 # A retried transaction whose first COMMIT went through (the connection
                 # dropped before the reply) finds its own result: that is success.
                 mine = self._recorded(tx, claimed, TrialState.COMPLETE)
-                same = mine is not None and (mine.fitness, mine.checkpoint) == (fitness, checkpoint)
-                return [] if same else None
+                if mine is None or (mine.fitness, mine.checkpoint) != (fitness, checkpoint):
+                    return None, None
+                held = tx.held_by(token) if worker is not None else None
+                return [], Claimed(held, token) if held is not None else None
             tx.set_member(trial.member, latest_complete_id=trial.id, failures=0)
-            finished = tx.trial(trial.id)
-            assert finished is not None
-            self._enqueue_next(tx, finished, now)
-            garbage = self._collect_garbage(tx)
-            self._maybe_finish_study(tx)
-            return garbage
+            finished = replace(
+                trial, state=TrialState.COMPLETE, metrics=dict(metrics), fitness=fitness,
+                checkpoint=checkpoint, finished_at=now, error=None,
+            )
+            population = tx.population()
+            if not self._enqueue_next(tx, finished, population, now):
+                self._maybe_finish_study(tx)
+            garbage = self._collect_garbage(tx, population)
+            following = None
+            if worker is not None and tx.study_state() == StudyState.RUNNING:
+                following = self._claim(tx, worker, token)
+            return garbage, following
 
-        garbage = self.storage.write(self.study.id, work)
+        garbage, following = self.storage.write(self.study.id, work)
         if garbage is None:
             _log.warning(
                 "refused the result of trial %s: it is no longer held by this worker "
                 "(it was failed as lost and retried)", trial.id)
-            return False
+            return False, None
         for old in garbage:
-            if old.checkpoint is not None:
-                checkpoints.remove(old.checkpoint, self.study_dir)
-        return True
+            checkpoints.remove(old.checkpoint, self.study_dir)
+        return True, following
 
     def tell_failure(
         self, claimed: Claimed, error: str, *, counts: bool = True, lost: bool = False
@@ -238,6 +292,18 @@ class Controller:
                          claimed.trial.id)
         return told
 
+    def release(self, claimed: Claimed) -> bool:
+        """Give a claimed trial that was never started back to the queue."""
+
+        def work(tx: Transaction) -> bool:
+            return tx.update_trial(
+                claimed.trial.id, expect_state=TrialState.RUNNING, expect_claim=claimed.claim,
+                state=TrialState.QUEUED, worker=None, claim=None, started_at=None,
+                heartbeat_at=None,
+            )
+
+        return self.storage.write(self.study.id, work, lock=False)
+
     @staticmethod
     def _recorded(tx: Transaction, claimed: Claimed, state: TrialState) -> FrozenTrial | None:
         """The trial, if this claim already recorded it in ``state``."""
@@ -246,11 +312,14 @@ class Controller:
             return current
         return None
 
-    def _enqueue_next(self, tx: Transaction, finished: FrozenTrial, now: float) -> None:
+    def _enqueue_next(
+        self, tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], now: float
+    ) -> bool:
+        """Decide and enqueue the member's next trial; False if the member is done."""
         config = self.config
         decision = decide(
             finished,
-            tx.population(),
+            population,
             space=config.space,
             exploit=config.exploit,
             explore=config.explore,
@@ -260,12 +329,15 @@ class Controller:
         )
         if isinstance(decision, Stop):
             tx.set_member(finished.member, state=MemberState.DONE)
-            return
+            return False
         parent, params, kind = finished, finished.params, "continue"
         if isinstance(decision, Exploit):
-            chosen = tx.trial(decision.parent_id, lock=True)
-            # The parent's checkpoint may have been collected since the snapshot was read
-            # (another member moved on); then the member continues from its own.
+            # Decisions of one study are serialized, so the snapshot read in this
+            # transaction is current; a parent without a checkpoint (none was written)
+            # cannot be copied, and the member continues from its own.
+            chosen = next((t for t in population if t.id == decision.parent_id), None)
+            if chosen is None:
+                chosen = tx.trial(decision.parent_id)
             if chosen is not None and chosen.checkpoint is not None:
                 parent, params, kind = chosen, decision.params, "exploit"
         else:
@@ -283,6 +355,7 @@ class Controller:
             ),
             now,
         )
+        return True
 
     def _after_failure(
         self, tx: Transaction, failed: FrozenTrial, now: float, *, counts: bool = True
@@ -336,14 +409,19 @@ class Controller:
         else:
             tx.set_study_state(StudyState.COMPLETE)
 
-    def _collect_garbage(self, tx: Transaction) -> list[FrozenTrial]:
-        """Forget the checkpoints nobody needs; the caller deletes them after commit."""
+    def _collect_garbage(self, tx: Transaction, population: list[FrozenTrial]) -> list[Holder]:
+        """Forget the checkpoints nobody needs; the caller deletes them after commit.
+
+        Kept: parents of queued and running trials, each member's latest COMPLETE trial
+        (``population``, read in this transaction) and the ``keep_best`` best.
+        """
         holders = tx.checkpoint_holders()
         keep = tx.pending_parent_ids()
-        keep.update(m.latest_complete_id for m in tx.all_members() if m.latest_complete_id)
+        keep.update(t.id for t in population)
+        sign = -1.0 if self.config.mode == "max" else 1.0
         best = sorted(
             (t for t in holders if t.fitness is not None),
-            key=lambda t: (-score(t, self.config.mode), t.number),
+            key=lambda t: (sign * t.fitness, t.number),  # type: ignore[operator]
         )[: self.config.keep_best]
         keep.update(t.id for t in best)
         garbage = [t for t in holders if t.id not in keep]

@@ -8,9 +8,10 @@ from pbtune.storages._records import (
     StudyState,
 )
 from pbtune.storages._storage import Storage
-from pbtune.storages._txn import Transaction
+from pbtune.storages._txn import Holder, Transaction
 
 __all__ = [
+    "Holder",
     "MemberRecord",
     "MemberState",
     "NewTrial",

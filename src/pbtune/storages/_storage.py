@@ -7,18 +7,19 @@ SQLite file (the embedded default) and PostgreSQL; SQLAlchemy Core keeps them on
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
 from pbtune.storages._engine import create_storage_engine, normalize_url
+from pbtune.storages._gate import WriteGate
 from pbtune.storages._records import (
     MemberRecord,
     MemberState,
@@ -61,6 +62,7 @@ class Storage:
         self._engine = create_storage_engine(self.url)
         # One shared connection serves an in-memory database: threads take turns.
         self._lock: threading.RLock | None = threading.RLock() if self.url is None else None
+        self._gate = _write_gate(self._engine)
         self._prepare_schema()
 
     def __repr__(self) -> str:
@@ -74,15 +76,20 @@ class Storage:
     def dispose(self) -> None:
         """Close pooled connections (before forking, or when done)."""
         self._engine.dispose()
+        if self._gate is not None:
+            self._gate.close()
 
     # -- transactions ------------------------------------------------------------------------
     @contextmanager
-    def _connect(self, *, write: bool) -> Iterator[Connection]:
+    def _connect(self, *, write: bool, gate: bool = True) -> Iterator[Connection]:
         lock = self._lock
         if lock is not None:
             lock.acquire()
         try:
-            with self._engine.connect() as connection:
+            # Opening and creating a study skip the gate: it is for the busy trial path,
+            # and no file is written beside a database that pbtune refuses to open.
+            gated = self._gate.held() if write and gate and self._gate else nullcontext()
+            with gated, self._engine.connect() as connection:
                 if write:
                     connection = connection.execution_options(pbtune_write=True)
                 with connection.begin():
@@ -150,7 +157,7 @@ class Storage:
             raise StorageError(f"cannot open storage {self!r}: {_short(error)}") from None
 
     def _create_or_check_schema(self) -> None:
-        with self._connect(write=True) as connection:
+        with self._connect(write=True, gate=False) as connection:
             names = set(inspect(connection).get_table_names())
             if meta.name not in names:
                 if names & {t.name for t in metadata.sorted_tables}:
@@ -188,7 +195,7 @@ class Storage:
         """Create a study and enqueue its first trials, in one transaction."""
 
         def attempt() -> int:
-            with self._connect(write=True) as connection:
+            with self._connect(write=True, gate=False) as connection:
                 exists = connection.execute(
                     select(studies.c.id).where(studies.c.name == name)
                 ).first()
@@ -319,26 +326,7 @@ class Storage:
         """
 
         def work(tx: Transaction) -> FrozenTrial | None:
-            now = time.time()
-            held = [t for t in tx.running() if t.claim == claim]
-            if held:
-                return held[0]
-            queued = tx.next_queued()
-            if queued is None:
-                return None
-            taken = tx.update_trial(
-                queued.id,
-                expect_state=TrialState.QUEUED,
-                state=TrialState.RUNNING,
-                worker=worker,
-                claim=claim,
-                started_at=now,
-                heartbeat_at=now,
-            )
-            if not taken:
-                return None
-            return replace(queued, state=TrialState.RUNNING, worker=worker, claim=claim,
-                           started_at=now, heartbeat_at=now)
+            return tx.claim_next(worker, claim, time.time())
 
         return self.write(study_id, work, lock=False)
 
@@ -418,3 +406,13 @@ def _short(error: BaseException) -> str:
     orig = getattr(error, "orig", None)
     text = str(orig if orig is not None else error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def _write_gate(engine: Engine) -> WriteGate | None:
+    """The write gate of an SQLite file (see `WriteGate`); None for other databases."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    if str(url.query.get("uri", "")).lower() in ("true", "1"):
+        return None  # a URI names the file in its own syntax: SQLite's locking alone
+    return WriteGate(os.path.abspath(url.database))

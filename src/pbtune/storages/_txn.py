@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, RowMapping, and_, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    RowMapping,
+    bindparam,
+    func,
+    select,
+    update,
+)
 
 from pbtune.storages._records import MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._schema import members, studies, trials
@@ -41,6 +51,65 @@ def row_to_trial(row: RowMapping) -> FrozenTrial:
     )
 
 
+# The statements of the ask/tell path, built once: a statement object is reused with new
+# parameters (SQLAlchemy caches its compiled form), which saves building the expression
+# for every trial. Bound names start with "b_" so they never clash with a column that an
+# UPDATE sets from the parameters.
+_STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
+_TRIAL_BY_ID = select(trials).where(trials.c.id == bindparam("b_id"), trials.c.study_id == _STUDY)
+_NEXT_QUEUED = (
+    select(trials)
+    .where(trials.c.study_id == _STUDY, trials.c.state == TrialState.QUEUED.value)
+    .order_by(trials.c.end_step, trials.c.number)
+    .limit(1)
+)
+_NEXT_QUEUED_SKIP_LOCKED = _NEXT_QUEUED.with_for_update(skip_locked=True)
+_HELD_BY = select(trials).where(
+    trials.c.study_id == _STUDY,
+    trials.c.claim == bindparam("b_claim"),
+    trials.c.state == TrialState.RUNNING.value,
+)
+_UPDATE_IF_STATE = update(trials).where(
+    trials.c.id == bindparam("b_id"), trials.c.state == bindparam("b_state")
+)
+_UPDATE_IF_CLAIM = _UPDATE_IF_STATE.where(trials.c.claim == bindparam("b_claim"))
+_NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
+    trials.c.study_id == _STUDY
+)
+_INSERT_TRIAL = trials.insert()
+_COUNT_ACTIVE = select(func.count()).where(
+    trials.c.study_id == _STUDY, trials.c.state.in_(_ACTIVE)
+)
+_UPDATE_MEMBER = update(members).where(
+    members.c.study_id == _STUDY, members.c.member == bindparam("b_member")
+)
+_POPULATION = (
+    select(trials)
+    .join(members, trials.c.id == members.c.latest_complete_id)
+    .where(members.c.study_id == _STUDY)
+    .order_by(trials.c.member)
+)
+_CHECKPOINT_HOLDERS = select(
+    trials.c.id, trials.c.number, trials.c.fitness, trials.c.checkpoint
+).where(trials.c.study_id == _STUDY, trials.c.checkpoint.is_not(None))
+_PENDING_PARENTS = select(trials.c.parent_id).where(
+    trials.c.study_id == _STUDY,
+    trials.c.state.in_(_ACTIVE),
+    trials.c.parent_id.is_not(None),
+)
+_STUDY_STATE = select(studies.c.state).where(studies.c.id == _STUDY)
+_LOCK_STUDY = select(studies.c.id).where(studies.c.id == _STUDY).with_for_update()
+
+
+class Holder(NamedTuple):
+    """A trial that holds a checkpoint: what garbage collection needs of it."""
+
+    id: int
+    number: int
+    fitness: float | None
+    checkpoint: Path
+
+
 class Transaction:
     """One write transaction scoped to one study.
 
@@ -53,29 +122,51 @@ class Transaction:
         self._c = connection
         self.study_id = study_id
         self._postgres = connection.dialect.name == "postgresql"
+        self._study = {"b_study": study_id}
         if lock_study and self._postgres:
-            self._c.execute(select(studies.c.id).where(studies.c.id == study_id).with_for_update())
+            self._c.execute(_LOCK_STUDY, self._study)
 
     # -- trials ---------------------------------------------------------------------------
-    def trial(self, trial_id: int, *, lock: bool = False) -> FrozenTrial | None:
-        query = select(trials).where(trials.c.id == trial_id, trials.c.study_id == self.study_id)
-        if lock and self._postgres:
-            query = query.with_for_update()
-        row = self._c.execute(query).mappings().first()
+    def trial(self, trial_id: int) -> FrozenTrial | None:
+        row = self._c.execute(_TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return row_to_trial(row) if row is not None else None
 
     def next_queued(self) -> FrozenTrial | None:
         """The QUEUED trial with the smallest end_step (the member furthest behind)."""
-        query = (
-            select(trials)
-            .where(trials.c.study_id == self.study_id, trials.c.state == TrialState.QUEUED.value)
-            .order_by(trials.c.end_step, trials.c.number)
-            .limit(1)
-        )
-        if self._postgres:
-            query = query.with_for_update(skip_locked=True)
-        row = self._c.execute(query).mappings().first()
+        query = _NEXT_QUEUED_SKIP_LOCKED if self._postgres else _NEXT_QUEUED
+        row = self._c.execute(query, self._study).mappings().first()
         return row_to_trial(row) if row is not None else None
+
+    def held_by(self, claim: str) -> FrozenTrial | None:
+        """The RUNNING trial that ``claim`` holds, if any."""
+        row = self._c.execute(_HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
+        return row_to_trial(row) if row is not None else None
+
+    def claim_next(self, worker: str, claim: str, now: float) -> FrozenTrial | None:
+        """Move the QUEUED trial of the member furthest behind to RUNNING for ``worker``.
+
+        Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
+        lost) gets the trial it already holds rather than a second one.
+        """
+        held = self.held_by(claim)
+        if held is not None:
+            return held
+        queued = self.next_queued()
+        if queued is None:
+            return None
+        taken = self.update_trial(
+            queued.id,
+            expect_state=TrialState.QUEUED,
+            state=TrialState.RUNNING,
+            worker=worker,
+            claim=claim,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        if not taken:
+            return None
+        return replace(queued, state=TrialState.RUNNING, worker=worker, claim=claim,
+                       started_at=now, heartbeat_at=now)
 
     def update_trial(
         self,
@@ -87,22 +178,19 @@ class Transaction:
     ) -> bool:
         """Compare-and-set: update only if the trial is still in ``expect_state`` (and held
         by ``expect_claim``). Returns False when someone else got there first."""
-        conditions = [trials.c.id == trial_id, trials.c.state == expect_state.value]
-        if expect_claim is not None:
-            conditions.append(trials.c.claim == expect_claim)
         if "state" in values:
             values["state"] = TrialState(values["state"]).value
         if "checkpoint" in values and values["checkpoint"] is not None:
             values["checkpoint"] = str(values["checkpoint"])
-        result = self._c.execute(update(trials).where(and_(*conditions)).values(**values))
+        values.update(b_id=trial_id, b_state=expect_state.value)
+        if expect_claim is None:
+            result = self._c.execute(_UPDATE_IF_STATE, values)
+        else:
+            result = self._c.execute(_UPDATE_IF_CLAIM, {"b_claim": expect_claim, **values})
         return result.rowcount == 1
 
     def add_trial(self, new: NewTrial, now: float) -> FrozenTrial:
-        number = self._c.execute(
-            select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
-                trials.c.study_id == self.study_id
-            )
-        ).scalar_one()
+        number = self._c.execute(_NEXT_NUMBER, self._study).scalar_one()
         values: dict[str, Any] = {
             "study_id": self.study_id,
             "number": number,
@@ -116,7 +204,7 @@ class Transaction:
             "decision": new.decision,
             "created_at": now,
         }
-        key = self._c.execute(trials.insert().values(**values)).inserted_primary_key
+        key = self._c.execute(_INSERT_TRIAL, values).inserted_primary_key
         assert key is not None
         return FrozenTrial(
             id=int(key[0]),
@@ -142,13 +230,7 @@ class Transaction:
         return [row_to_trial(r) for r in self._c.execute(query).mappings()]
 
     def count_active(self) -> int:
-        return int(
-            self._c.execute(
-                select(func.count()).where(
-                    trials.c.study_id == self.study_id, trials.c.state.in_(_ACTIVE)
-                )
-            ).scalar_one()
-        )
+        return int(self._c.execute(_COUNT_ACTIVE, self._study).scalar_one())
 
     def count_complete(self) -> int:
         return int(
@@ -204,37 +286,23 @@ class Transaction:
     def set_member(self, member: int, **values: Any) -> None:
         if "state" in values:
             values["state"] = MemberState(values["state"]).value
-        self._c.execute(
-            update(members)
-            .where(members.c.study_id == self.study_id, members.c.member == member)
-            .values(**values)
-        )
+        self._c.execute(_UPDATE_MEMBER, {"b_member": member, **self._study, **values})
 
     def population(self) -> list[FrozenTrial]:
         """Each member's latest COMPLETE trial."""
-        query = (
-            select(trials)
-            .join(members, trials.c.id == members.c.latest_complete_id)
-            .where(members.c.study_id == self.study_id)
-            .order_by(trials.c.member)
-        )
-        return [row_to_trial(r) for r in self._c.execute(query).mappings()]
+        return [row_to_trial(r) for r in self._c.execute(_POPULATION, self._study).mappings()]
 
     # -- checkpoints -------------------------------------------------------------------------
-    def checkpoint_holders(self) -> list[FrozenTrial]:
-        """COMPLETE trials whose checkpoint is still on disk."""
-        query = select(trials).where(
-            trials.c.study_id == self.study_id, trials.c.checkpoint.is_not(None)
-        )
-        return [row_to_trial(r) for r in self._c.execute(query).mappings()]
+    def checkpoint_holders(self) -> list[Holder]:
+        """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
+        return [
+            Holder(id=r.id, number=r.number, fitness=r.fitness, checkpoint=Path(r.checkpoint))
+            for r in self._c.execute(_CHECKPOINT_HOLDERS, self._study)
+        ]
 
     def pending_parent_ids(self) -> set[int]:
-        query = select(trials.c.parent_id).where(
-            trials.c.study_id == self.study_id,
-            trials.c.state.in_(_ACTIVE),
-            trials.c.parent_id.is_not(None),
-        )
-        return {int(pid) for pid in self._c.execute(query).scalars()}
+        """Parents of QUEUED and RUNNING trials (their checkpoints are still needed)."""
+        return {int(pid) for pid in self._c.execute(_PENDING_PARENTS, self._study).scalars()}
 
     def forget_checkpoints(self, trial_ids: Iterable[int]) -> None:
         ids = list(trial_ids)
@@ -250,11 +318,7 @@ class Transaction:
         )
 
     def study_state(self) -> StudyState:
-        value = self._c.execute(
-            select(studies.c.state).where(studies.c.id == self.study_id)
-        ).scalar_one()
-        return StudyState(value)
-
+        return StudyState(self._c.execute(_STUDY_STATE, self._study).scalar_one())
 
 def _member(row: RowMapping) -> MemberRecord:
     return MemberRecord(

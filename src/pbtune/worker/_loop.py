@@ -51,44 +51,63 @@ def run_worker(
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count."""
+    """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count.
+
+    A completed trial's tell also claims the worker's next trial in the same transaction,
+    so a busy worker costs the storage one transaction per trial.
+    """
     worker_id = worker_id or new_worker_id()
     study = storage.get_study(study_name)
     config = StudyConfig.from_dict(study.config, fitness=fitness)
     controller = Controller(storage, study, config)
     done = 0
     idle = POLL_INTERVAL_S
-    while max_trials is None or done < max_trials:
-        if stop is not None and stop.is_set():
-            break
-        asked = controller.ask(worker_id)
-        if isinstance(asked, Done):
-            break
-        if not isinstance(asked, Claimed):
-            time.sleep(idle)
-            idle = min(idle * 2, POLL_INTERVAL_MAX_S)
-            continue
-        idle = POLL_INTERVAL_S
-        run_trial(controller, asked, train)
-        done += 1
+    following: Claimed | None = None
+    with Heartbeat(controller) as beat:
+        while max_trials is None or done < max_trials:
+            if stop is not None and stop.is_set():
+                break
+            claimed = following
+            if claimed is None:
+                asked = controller.ask(worker_id)
+                if isinstance(asked, Done):
+                    break
+                if not isinstance(asked, Claimed):
+                    time.sleep(idle)
+                    idle = min(idle * 2, POLL_INTERVAL_MAX_S)
+                    continue
+                claimed, idle = asked, POLL_INTERVAL_S
+            done += 1
+            go_on = (max_trials is None or done < max_trials) and not (stop and stop.is_set())
+            following = _run(controller, claimed, train, beat, worker_id if go_on else None)[1]
+    if following is not None:  # stopped between claiming a trial and starting it
+        controller.release(following)
     return done
 
 
 def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
-    """Train one claimed trial and tell the result; True if it completed.
+    """Train one claimed trial and tell the result; True if it completed."""
+    with Heartbeat(controller) as beat:
+        return _run(controller, claimed, train, beat, None)[0]
+
+
+def _run(controller: Controller, claimed: Claimed, train: TrainFn, beat: Heartbeat,
+         worker: str | None) -> tuple[bool, Claimed | None]:
+    """Train one claimed trial and tell the result: (completed, the next trial claimed
+    for ``worker`` in the same transaction, if any).
 
     The heartbeat runs until the result is told, so a slow checkpoint commit on a network
     file system does not make a live trial look lost.
     """
-    beat = _Heartbeat(controller, claimed)
-    beat.start()
+    beat.hold(claimed)
     try:
-        return _train_and_tell(controller, claimed, train)
+        return _train_and_tell(controller, claimed, train, worker)
     finally:
-        beat.stop()
+        beat.release(claimed)
 
 
-def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
+def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
+                    worker: str | None) -> tuple[bool, Claimed | None]:
     trial = claimed.trial
     staging = None
     try:
@@ -101,7 +120,7 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn) ->
             params=trial.params,
             start_step=trial.start_step,
             end_step=trial.end_step,
-            parent_checkpoint=controller.parent_checkpoint(trial),
+            parent_checkpoint=controller.parent_checkpoint(claimed),
             checkpoint_dir=staging,
             study_name=controller.study.name,
             seed=controller.config.seed,
@@ -112,21 +131,23 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn) ->
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        return _fail(controller, claimed, error)
+        _fail(controller, claimed, error)
+        return False, None
     final = checkpoints.final_dir(controller.study_dir, trial.number)
     try:
         checkpoints.commit(staging, final)
-        told = controller.tell(claimed, metrics, fitness, final)
+        told, following = controller.tell_and_ask(claimed, metrics, fitness, final, worker)
     except StorageError:
         raise  # the storage stayed down past its retries: this worker stops; the trial is
         # failed as lost and retried, and the directory is swept at the end of the run
     except Exception as error:  # e.g. a user's strategy that explores out of bounds
         shutil.rmtree(staging, ignore_errors=True)
         checkpoints.remove(final, controller.study_dir)
-        return _fail(controller, claimed, error)
+        _fail(controller, claimed, error)
+        return False, None
     if not told:
         checkpoints.remove(final, controller.study_dir)
-    return told
+    return told, following
 
 
 def _fail(controller: Controller, claimed: Claimed, error: BaseException) -> bool:
@@ -160,30 +181,44 @@ def error_text(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))
 
 
-class _Heartbeat:
-    """A daemon thread that keeps a RUNNING trial's heartbeat fresh."""
+class Heartbeat:
+    """One daemon thread per worker that keeps the trial it holds fresh in the storage."""
 
-    def __init__(self, controller: Controller, claimed: Claimed) -> None:
+    def __init__(self, controller: Controller) -> None:
         self._controller = controller
-        self._claimed = claimed
+        self._held: Claimed | None = None
+        self._lock = threading.Lock()  # never held across a storage call
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pbtune-heartbeat", daemon=True)
 
-    def start(self) -> None:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
+        return self
 
-    def stop(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stopped.set()
         self._thread.join()
+
+    def hold(self, claimed: Claimed) -> None:
+        with self._lock:
+            self._held = claimed
+
+    def release(self, claimed: Claimed) -> None:
+        with self._lock:
+            if self._held is claimed:
+                self._held = None
 
     def _run(self) -> None:
         interval = self._controller.config.heartbeat_interval
         while not self._stopped.wait(interval):
+            claimed = self._held
+            if claimed is None:
+                continue
             try:
-                if not self._controller.heartbeat(self._claimed):
-                    _log.warning(
-                        "trial %s is no longer held by this worker (failed as lost); "
-                        "its result will be refused", self._claimed.trial.id)
-                    return
+                if not self._controller.heartbeat(claimed):
+                    # Failed as lost, or told just now (this beat raced the tell). The tell
+                    # says which: it refuses a lost trial's result with a warning.
+                    _log.debug("trial %s no longer holds its claim", claimed.trial.id)
+                    self.release(claimed)
             except Exception as error:  # a storage outage must not kill the trial
-                _log.warning("heartbeat for trial %s failed: %s", self._claimed.trial.id, error)
+                _log.warning("heartbeat for trial %s failed: %s", claimed.trial.id, error)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -150,7 +151,8 @@ def run_processes(
         spawn()
     try:
         while live:
-            time.sleep(MONITOR_INTERVAL_S)
+            # Wakes as soon as a worker exits, so the end of a run is not a poll away.
+            wait([process.sentinel for process in live.values()], timeout=MONITOR_INTERVAL_S)
             for worker, process in list(live.items()):
                 if process.is_alive():
                     continue
