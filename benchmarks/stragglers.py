@@ -13,6 +13,8 @@ is shared. Methods:
 - Ray Tune PBT ``synch=True``: a barrier at every perturbation (``perturbation_interval=1``):
   every trial waits for the slowest before exploit/explore.
 - Ray Tune PBT ``synch=False`` (its default), for reference.
+- ``-reuse``: the same two with ``reuse_actors=True`` (Ray's default is False: every pause
+  and resume of a trial starts a new actor).
 
 Two ideals from the draws alone (no framework cost): *asynchronous* = the longest member's
 sum of durations, and *barrier* = the sum over segments of the slowest member's duration.
@@ -44,7 +46,7 @@ SIGMA = 1.0
 CAP_S = 4.0
 LOG_ENV = "PBTUNE_BENCH_SEGMENT_LOG"
 SEED_ENV = "PBTUNE_BENCH_SEED"
-METHODS = ("pbtune", "ray-synch", "ray-async")
+METHODS = ("pbtune", "ray-synch", "ray-async", "ray-synch-reuse", "ray-async-reuse")
 
 
 def duration(member: int, segment: int, seed: int) -> float:
@@ -114,7 +116,7 @@ def ray_trainable(config: dict[str, Any]) -> None:
         tune.report({"score": value}, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def run_ray(segments: int, tmp: str, synch: bool) -> float:
+def run_ray(segments: int, tmp: str, synch: bool, reuse: bool) -> float:
     import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
@@ -129,7 +131,8 @@ def run_ray(segments: int, tmp: str, synch: bool) -> float:
         ray_trainable,
         param_space={"lr": tune.loguniform(1e-4, 1e-1)},
         tune_config=tune.TuneConfig(scheduler=pbt, metric="score", mode="max",
-                                    num_samples=POPULATION, max_concurrent_trials=WORKERS),
+                                    num_samples=POPULATION, max_concurrent_trials=WORKERS,
+                                    reuse_actors=reuse),
         run_config=tune.RunConfig(storage_path=tmp, name="stragglers",
                                   stop={"training_iteration": segments}, verbose=0),
     )
@@ -146,7 +149,8 @@ def child(method: str, segments: int) -> None:
         if method == "pbtune":
             total = run_pbtune(segments, tmp)
         else:
-            total = run_ray(segments, tmp, synch=method == "ray-synch")
+            total = run_ray(segments, tmp, synch=method.startswith("ray-synch"),
+                            reuse=method.endswith("-reuse"))
         rows = [line.split() for line in log.read_text().splitlines()]
     starts = [float(r[0]) for r in rows]
     ends = [float(r[1]) for r in rows]

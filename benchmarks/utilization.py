@@ -5,7 +5,8 @@
 A population of 8, 2 workers; every member trains ``--segments`` segments; a segment is
 0.2 s of "training" (a sleep) plus a tiny JSON checkpoint. pbtune runs one trial per segment
 (``steps_per_trial=1``), so it decides exploit/explore after every segment; Ray Tune PBT gets
-the same decision frequency (``perturbation_interval=1``, a checkpoint every iteration).
+the same decision frequency (``perturbation_interval=1``, a checkpoint every iteration):
+``ray`` with Ray's default ``reuse_actors=False``, ``ray-reuse`` with ``reuse_actors=True``.
 
 busy = the sum of segment durations measured inside the training function (entry to return
 for pbtune; the work of one iteration for Ray, without ``tune.report``).
@@ -36,7 +37,7 @@ POPULATION = 8
 WORKERS = 2
 SLEEP_S = 0.2
 LOG_ENV = "PBTUNE_BENCH_SEGMENT_LOG"
-METHODS = ("pbtune-sqlite", "pbtune-memory", "ray")
+METHODS = ("pbtune-sqlite", "pbtune-memory", "ray", "ray-reuse")
 TARGET = 0.97
 
 
@@ -104,7 +105,7 @@ def ray_trainable(config: dict[str, Any]) -> None:
         tune.report({"score": value}, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def run_ray(segments: int, tmp: str) -> float:
+def run_ray(segments: int, tmp: str, reuse: bool) -> float:
     import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
@@ -119,7 +120,8 @@ def run_ray(segments: int, tmp: str) -> float:
         ray_trainable,
         param_space={"lr": tune.loguniform(1e-4, 1e-1)},
         tune_config=tune.TuneConfig(scheduler=pbt, metric="score", mode="max",
-                                    num_samples=POPULATION, max_concurrent_trials=WORKERS),
+                                    num_samples=POPULATION, max_concurrent_trials=WORKERS,
+                                    reuse_actors=reuse),
         run_config=tune.RunConfig(storage_path=tmp, name="utilization",
                                   stop={"training_iteration": segments}, verbose=0),
     )
@@ -133,8 +135,8 @@ def child(method: str, segments: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-utilization-") as tmp:
         log = Path(tmp) / "segments.log"
         os.environ[LOG_ENV] = str(log)
-        if method == "ray":
-            total = run_ray(segments, tmp)
+        if method.startswith("ray"):
+            total = run_ray(segments, tmp, reuse=method == "ray-reuse")
         else:
             total = run_pbtune(method == "pbtune-memory", segments, tmp)
         rows = [line.split() for line in log.read_text().splitlines()]
@@ -169,7 +171,7 @@ def main() -> int:
     for repeat in range(args.repeats):
         for method in methods:
             segments = args.segments
-            if method == "ray" and args.ray_segments:
+            if method.startswith("ray") and args.ray_segments:
                 segments = args.ray_segments
             result = common.run_json([__file__, "--child", method,
                                       "--segments", str(segments)], timeout=3600)

@@ -141,8 +141,20 @@ class Controller:
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(self, worker: str) -> Claimed | Wait | Done:
-        """Claim the queued trial of the member furthest behind (one transaction)."""
+        """Claim the queued trial of the member furthest behind.
+
+        A look that only reads comes first, so idle workers polling a busy study do not
+        queue for the write lock.
+        """
         self.maybe_reap()
+        study_id = self.study.id
+        state, queued, active = self.storage.read(
+            lambda c: Transaction(c, study_id, lock_study=False).queue_state()
+        )
+        if state != StudyState.RUNNING:
+            return DONE
+        if not queued:
+            return WAIT if active else DONE
         token = uuid.uuid4().hex
 
         def work(tx: Transaction) -> Claimed | Wait | Done:

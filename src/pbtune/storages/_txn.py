@@ -80,6 +80,11 @@ _INSERT_TRIAL = trials.insert()
 _COUNT_ACTIVE = select(func.count()).where(
     trials.c.study_id == _STUDY, trials.c.state.in_(_ACTIVE)
 )
+_ACTIVE_BY_STATE = (
+    select(trials.c.state, func.count())
+    .where(trials.c.study_id == _STUDY, trials.c.state.in_(_ACTIVE))
+    .group_by(trials.c.state)
+)
 _UPDATE_MEMBER = update(members).where(
     members.c.study_id == _STUDY, members.c.member == bindparam("b_member")
 )
@@ -231,6 +236,12 @@ class Transaction:
 
     def count_active(self) -> int:
         return int(self._c.execute(_COUNT_ACTIVE, self._study).scalar_one())
+
+    def queue_state(self) -> tuple[StudyState, int, int]:
+        """The study's state, and its QUEUED and its active (QUEUED or RUNNING) trials."""
+        rows = self._c.execute(_ACTIVE_BY_STATE, self._study).all()
+        queued = sum(n for state, n in rows if state == TrialState.QUEUED.value)
+        return self.study_state(), queued, sum(n for _, n in rows)
 
     def count_complete(self) -> int:
         return int(

@@ -5,21 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from types import TracebackType
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from pbtune.storages import MemberState, Storage, StudyRecord
 from pbtune.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:  # rich is imported when a display is made: worker processes never need it
+    from rich.console import Console
+    from rich.live import Live
 
 REFRESH_S = 0.5
 
@@ -70,6 +63,17 @@ class ProgressDisplay:
 
     def __init__(self, storage: Storage, study: StudyRecord, *, enabled: bool | None = None,
                  console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
         self._storage = storage
         self._study = study
         self._console = console or Console(stderr=True)
@@ -91,6 +95,9 @@ class ProgressDisplay:
 
     def __enter__(self) -> ProgressDisplay:
         if self.enabled:
+            from rich.console import Group
+            from rich.live import Live
+
             self._live = Live(Group(self._progress, self._status), console=self._console,
                               refresh_per_second=4, transient=False)
             self._live.__enter__()

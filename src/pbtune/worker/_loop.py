@@ -33,7 +33,7 @@ _log = logging.getLogger("pbtune.worker")
 
 TrainFn = Callable[[Trial], Mapping[str, float]]
 POLL_INTERVAL_S = 0.05
-POLL_INTERVAL_MAX_S = 1.0
+POLL_INTERVAL_MAX_S = 0.25
 
 
 def new_worker_id() -> str:
