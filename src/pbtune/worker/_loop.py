@@ -16,6 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from pbtune._errors import PbtuneError, StorageError
 from pbtune.controller import (
@@ -32,6 +33,15 @@ from pbtune.trial import Trial
 _log = logging.getLogger("pbtune.worker")
 
 TrainFn = Callable[[Trial], Mapping[str, float]]
+
+
+class Wake(Protocol):
+    """A `threading.Event` or a `multiprocessing.Event`."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
 POLL_INTERVAL_S = 0.05
 POLL_INTERVAL_MAX_S = 0.25
 
@@ -50,11 +60,15 @@ def run_worker(
     max_trials: int | None = None,
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     stop: threading.Event | None = None,
+    wake: Wake | None = None,
 ) -> int:
     """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count.
 
     A completed trial's tell also claims the worker's next trial in the same transaction,
-    so a busy worker costs the storage one transaction per trial.
+    so a busy worker costs the storage one transaction per trial. A worker with nothing to
+    claim polls with backoff; ``wake``, an event shared by the workers of one run, cuts
+    the wait short when another worker tells a result (which may have queued a trial or
+    ended the study).
     """
     worker_id = worker_id or new_worker_id()
     study = storage.get_study(study_name)
@@ -73,13 +87,19 @@ def run_worker(
                 if isinstance(asked, Done):
                     break
                 if not isinstance(asked, Claimed):
-                    time.sleep(idle)
+                    if wake is None:
+                        time.sleep(idle)
+                    else:
+                        wake.wait(idle)
+                        wake.clear()
                     idle = min(idle * 2, POLL_INTERVAL_MAX_S)
                     continue
                 claimed, idle = asked, POLL_INTERVAL_S
             done += 1
             go_on = (max_trials is None or done < max_trials) and not (stop and stop.is_set())
             following = _run(controller, claimed, train, beat, worker_id if go_on else None)[1]
+            if wake is not None:
+                wake.set()
     if following is not None:  # stopped between claiming a trial and starting it
         controller.release(following)
     return done
