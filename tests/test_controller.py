@@ -681,3 +681,22 @@ def test_a_worker_that_stops_early_leaves_no_trial_claimed(tmp_path: Path) -> No
 
     assert run_worker(controller.storage, "study", stopping_train, stop=stop) == 3
     assert controller.storage.count_states(controller.study.id)[TrialState.RUNNING] == 0
+
+
+def test_collected_checkpoints_are_deleted_by_the_time_the_worker_returns(
+    tmp_path: Path,
+) -> None:
+    from pbtune.worker import run_worker
+
+    controller = make_controller(tmp_path, population_size=3, steps_per_trial=10,
+                                 max_steps=60, keep_best=1)
+
+    def train(trial: Any) -> dict[str, float]:
+        (trial.checkpoint_dir / "w.txt").write_text(str(trial.id))
+        return {"acc": float(trial.end_step + trial.member)}
+
+    run_worker(controller.storage, "study", train)
+    referenced = {t.checkpoint for t in controller.storage.get_trials(controller.study.id)
+                  if t.checkpoint is not None}
+    on_disk = {p for p in controller.study_dir.iterdir() if p.name.startswith("trial-")}
+    assert on_disk == referenced and len(referenced) < 18  # GC ran, in the background

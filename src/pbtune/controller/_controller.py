@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,14 @@ class Controller:
         self.config = config
         self.study_dir = Path(config.checkpoint_root) / study.checkpoint_dir
         self._next_reap = 0.0
+        # Deletes a collected checkpoint after the commit that forgot it; a worker hands
+        # this to a background thread (a directory left by a crash is swept at the end).
+        self.discard: Callable[[Path], None] = self.remove_checkpoint
         self._suspects: dict[tuple[int, float | None], float] = {}
+
+    def remove_checkpoint(self, path: Path) -> None:
+        """Delete a checkpoint directory of this study (never anything outside it)."""
+        checkpoints.remove(path, self.study_dir)
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(self, worker: str) -> Claimed | Wait | Done:
@@ -269,7 +276,7 @@ class Controller:
                 "(it was failed as lost and retried)", trial.id)
             return False, None
         for old in garbage:
-            checkpoints.remove(old.checkpoint, self.study_dir)
+            self.discard(old.checkpoint)
         return True, following
 
     def tell_failure(

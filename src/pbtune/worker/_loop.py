@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import shutil
 import socket
 import threading
@@ -16,6 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from pbtune._errors import PbtuneError, StorageError
@@ -77,7 +79,7 @@ def run_worker(
     done = 0
     idle = POLL_INTERVAL_S
     following: Claimed | None = None
-    with Heartbeat(controller) as beat:
+    with Heartbeat(controller) as beat, _Discarder(controller):
         while max_trials is None or done < max_trials:
             if stop is not None and stop.is_set():
                 break
@@ -242,3 +244,33 @@ class Heartbeat:
                     self.release(claimed)
             except Exception as error:  # a storage outage must not kill the trial
                 _log.warning("heartbeat for trial %s failed: %s", claimed.trial.id, error)
+
+
+class _Discarder:
+    """Deletes collected checkpoints in a background thread, off the trial's path.
+
+    Deleting is not urgent: the database already forgot them, and whatever a killed
+    worker leaves behind is swept at the end of the run. On exit, the queue is drained.
+    """
+
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+        self._queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="pbtune-discard", daemon=True)
+
+    def __enter__(self) -> _Discarder:
+        self._thread.start()
+        self._controller.discard = self._queue.put
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.discard = self._controller.remove_checkpoint
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (path := self._queue.get()) is not None:
+            try:
+                self._controller.remove_checkpoint(path)
+            except Exception as error:  # never fatal: the end-of-run sweep retries
+                _log.warning("could not delete checkpoint %s: %s", path, error)
