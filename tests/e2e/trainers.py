@@ -75,3 +75,19 @@ def exits_once(trial: pbtune.Trial) -> dict[str, float]:
         marker.touch()
         raise SystemExit(0)
     return quadratic(trial)
+
+
+def train_without_score(trial: pbtune.Trial) -> dict[str, float]:
+    """Trains like `quadratic` but reports only a loss: the score comes from `evaluate_q`."""
+    q = quadratic(trial)["q"]
+    return {"loss": 1.2 - q}
+
+
+def evaluate_q(trial: pbtune.Trial) -> dict[str, float]:
+    """Scores the checkpoint training just wrote, rounded (a non-differentiable metric)."""
+    theta = json.loads((trial.checkpoint_dir / "theta.json").read_text())["theta"]
+    return {"q": round(1.2 - (theta[0] ** 2 + theta[1] ** 2), 4), "evaluated": 1.0}
+
+
+def evaluate_raises(trial: pbtune.Trial) -> dict[str, float]:
+    raise RuntimeError(f"the external scorer is down (trial {trial.id})")

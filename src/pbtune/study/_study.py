@@ -19,7 +19,8 @@ from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
-from pbtune.trial import FrozenTrial, Segment, TrialState
+from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
+from pbtune.worker._evaluate import TrainThenEvaluate
 from pbtune.worker._loop import TrainFn
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 
@@ -87,6 +88,7 @@ class Study:
         train: TrainFn | str,
         workers: int = 1,
         *,
+        evaluate: Callable[[Trial], Mapping[str, float]] | str | None = None,
         show_progress: bool | None = None,
     ) -> None:
         """Run the study until its budget is spent, with ``workers`` in parallel.
@@ -96,15 +98,23 @@ class Study:
         where it was when this is called again. Raises `StudyFailedError` if the study
         cannot go on (e.g. every member's first trial failed).
 
+        ``evaluate`` (a function or ``"file.py:name"``), when given, runs in the worker
+        right after training, on the checkpoint training wrote; its metrics are merged
+        over training's and the study's metric or fitness reads them, so fitness can be
+        a score training never computes. See `pbtune.worker._evaluate`.
+
         Example::
 
             study.optimize(train, workers=2)
+            study.optimize(train, workers=2, evaluate=bleu_on_dev_set)
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+        if evaluate is not None:
+            fn = TrainThenEvaluate(train, evaluate)
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             if not self.storage.count_active(self.id):
