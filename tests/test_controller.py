@@ -700,3 +700,88 @@ def test_collected_checkpoints_are_deleted_by_the_time_the_worker_returns(
                   if t.checkpoint is not None}
     on_disk = {p for p in controller.study_dir.iterdir() if p.name.startswith("trial-")}
     assert on_disk == referenced and len(referenced) < 18  # GC ran, in the background
+
+
+# -- evaluation apart from training ------------------------------------------------------------
+def score_from_checkpoint(trial: Any) -> dict[str, float]:
+    return {"acc": float((trial.checkpoint_dir / "weights.txt").read_text())}
+
+
+def test_an_evaluated_trial_waits_trained_until_an_evaluator_scores_it(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, evaluate=score_from_checkpoint)
+    trained = claim(controller, "trainer")
+    assert isinstance(controller.ask("evaluator", "evaluate"), type(WAIT))  # nothing trained
+    path = write_checkpoint(controller, trained)
+    told, following = controller.tell_trained(trained, {"loss": 0.5}, path, "trainer", "train")
+    assert told and following is None  # a trainer does not evaluate; nothing else queued
+    stored = controller.storage.get_trial(trained.trial.id)
+    assert stored.state == TrialState.TRAINED and stored.fitness is None
+    assert isinstance(controller.ask("trainer", "train"), type(WAIT))  # the member waits
+    evaluation = claim_as(controller, "evaluator", "evaluate")
+    assert evaluation.trial.id == trained.trial.id
+    assert evaluation.trial.state == TrialState.EVALUATING
+    merged = {**(evaluation.trial.metrics or {}), "acc": 7.0}
+    told, _ = controller.tell_and_ask(evaluation, merged, 7.0, path, None)
+    done = controller.storage.get_trial(trained.trial.id)
+    assert told and done.state == TrialState.COMPLETE and done.fitness == 7.0
+    assert done.metrics == {"loss": 0.5, "acc": 7.0}
+    nxt = claim(controller, "trainer")  # now the member's next trial is decided
+    assert nxt.trial.parent_id == trained.trial.id
+
+
+def claim_as(controller: Controller, worker: str, role: Any) -> Claimed:
+    asked = controller.ask(worker, role)
+    assert isinstance(asked, Claimed), asked
+    return asked
+
+
+def test_a_lost_evaluator_costs_only_the_evaluation(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, evaluate=score_from_checkpoint)
+    trained = claim(controller)
+    path = write_checkpoint(controller, trained)
+    controller.tell_trained(trained, {"loss": 0.5}, path, None)
+    first = claim_as(controller, "evaluator-1", "evaluate")
+    lost = controller.storage.get_trial(first.trial.id)
+    assert controller.fail_lost(lost, "lost: evaluator died")
+    back = controller.storage.get_trial(first.trial.id)
+    assert back.state == TrialState.TRAINED and back.claim is None and back.checkpoint == path
+    second = claim_as(controller, "evaluator-2", "evaluate")
+    assert second.trial.id == first.trial.id and second.claim != first.claim
+    # the first evaluator's late result is refused; the second one's counts
+    assert controller.tell_and_ask(first, {"acc": 1.0}, 1.0, path, None)[0] is False
+    assert controller.tell_and_ask(second, {"acc": 2.0}, 2.0, path, None)[0] is True
+    assert controller.storage.get_trial(first.trial.id).fitness == 2.0
+    # the training ran once: no retry was queued
+    assert [t.decision for t in controller.storage.get_trials(controller.study.id)].count(
+        "retry") == 0
+
+
+def test_a_worker_doing_both_evaluates_its_own_trial_at_once(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, evaluate=score_from_checkpoint)
+    trained = claim(controller)
+    path = write_checkpoint(controller, trained)
+    told, following = controller.tell_trained(trained, {"loss": 0.1}, path, "w")
+    assert told and following is not None
+    assert following.trial.id == trained.trial.id
+    assert following.trial.state == TrialState.EVALUATING
+    assert controller.storage.get_trial(trained.trial.id).claim == following.claim
+
+
+def test_checkpoints_waiting_for_evaluation_are_not_collected(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, keep_best=0,
+                                 evaluate=score_from_checkpoint)
+    slow = claim(controller, "a")
+    slow_path = write_checkpoint(controller, slow)
+    controller.tell_trained(slow, {}, slow_path, None)
+    held = claim_as(controller, "slow-evaluator", "evaluate")  # a long evaluation
+    assert held.trial.id == slow.trial.id
+    for _ in range(4):  # meanwhile the other member trains and is evaluated again and again
+        other = claim_as(controller, "b", "train")
+        path = write_checkpoint(controller, other)
+        controller.tell_trained(other, {}, path, None)
+        evaluation = claim_as(controller, "b", "evaluate")
+        assert evaluation.trial.id == other.trial.id
+        controller.tell_and_ask(evaluation, {"acc": 1.0}, 1.0, path, None)
+    assert controller.storage.get_trial(slow.trial.id).checkpoint == slow_path
+    assert slow_path.is_dir()
+    assert controller.storage.get_study_state(controller.study.id) == StudyState.RUNNING

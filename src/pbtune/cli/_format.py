@@ -18,6 +18,8 @@ from pbtune.trial import FrozenTrial, Segment, TrialState
 _STATE_STYLE = {
     TrialState.QUEUED: "dim",
     TrialState.RUNNING: "cyan",
+    TrialState.TRAINED: "yellow",
+    TrialState.EVALUATING: "magenta",
     TrialState.COMPLETE: "green",
     TrialState.FAILED: "red",
 }

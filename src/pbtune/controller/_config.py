@@ -21,6 +21,7 @@ from pbtune.strategies import (
 )
 
 FitnessFn = Callable[[Mapping[str, float]], float]
+EvaluateFn = Callable[[Any], Mapping[str, Any]]  # (pbtune.Trial) -> metrics
 
 # Steps, members and failure counts are 32-bit integer columns in the database; a seed is
 # stored as JSON, which other readers hold in 64 bits.
@@ -47,6 +48,8 @@ class StudyConfig:
     trial_timeout: float | None = None
     fitness: FitnessFn | None = field(default=None, compare=False)
     fitness_ref: str | None = None
+    evaluate: EvaluateFn | str | None = field(default=None, compare=False)
+    evaluate_ref: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
@@ -65,6 +68,21 @@ class StudyConfig:
             raise ConfigError(f"fitness must be callable(metrics) -> float, got {self.fitness!r}")
         if self.fitness is not None and self.fitness_ref is None:
             object.__setattr__(self, "fitness_ref", object_ref(self.fitness))
+        if isinstance(self.evaluate, str):
+            object.__setattr__(self, "evaluate_ref", self.evaluate)
+            object.__setattr__(self, "evaluate", None)
+        if self.evaluate is not None and not callable(self.evaluate):
+            raise ConfigError(
+                f"evaluate must be a function of a pbtune.Trial (or 'file.py:name'), "
+                f"got {self.evaluate!r}"
+            )
+        if self.evaluate is not None and self.evaluate_ref is None:
+            object.__setattr__(self, "evaluate_ref", object_ref(self.evaluate))
+        if self.evaluate_ref is not None and ":" not in str(self.evaluate_ref):
+            raise ConfigError(
+                f"evaluate must be a function or 'module:name' / 'file.py:name', "
+                f"got {self.evaluate_ref!r}"
+            )
         for name in ("population_size", "steps_per_trial", "max_steps"):
             _positive_int(name, getattr(self, name), high=_INT32_MAX)
         if self.steps_per_trial > self.max_steps:
@@ -98,7 +116,24 @@ class StudyConfig:
         assert self.metric is not None
         return float(metrics[self.metric])
 
+    @property
+    def evaluated(self) -> bool:
+        """True if trials are scored by an evaluate function after training."""
+        return self.evaluate is not None or self.evaluate_ref is not None
+
+    def evaluate_fn(self) -> EvaluateFn:
+        """The evaluate function, imported from its reference where this process lacks it."""
+        if self.evaluate is None:
+            assert self.evaluate_ref is not None, "only for evaluated studies"
+            fn = import_object(self.evaluate_ref, "evaluate function")
+            if not callable(fn):
+                raise ConfigError(f"evaluate {self.evaluate_ref!r} is not callable")
+            object.__setattr__(self, "evaluate", fn)
+        assert callable(self.evaluate)
+        return self.evaluate
+
     def to_dict(self) -> dict[str, Any]:
+        extra = {"evaluate": self.evaluate_ref} if self.evaluate_ref is not None else {}
         return {
             "space": self.space.to_dict(),
             "metric": self.metric,
@@ -115,10 +150,16 @@ class StudyConfig:
             "keep_best": self.keep_best,
             "heartbeat_timeout": self.heartbeat_timeout,
             "trial_timeout": self.trial_timeout,
+            **extra,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], fitness: FitnessFn | None = None) -> StudyConfig:
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        fitness: FitnessFn | None = None,
+        evaluate: EvaluateFn | None = None,
+    ) -> StudyConfig:
         fields = dict(data)
         fields["space"] = SearchSpace.from_dict(fields["space"])
         fields["exploit"] = exploit_from_dict(fields.get("exploit", "tournament"))
@@ -126,6 +167,9 @@ class StudyConfig:
         fields["fitness_ref"] = fields.pop("fitness", None)
         if fitness is not None:
             fields["fitness"] = fitness
+        fields["evaluate_ref"] = fields.pop("evaluate", None)
+        if evaluate is not None:
+            fields["evaluate"] = evaluate
         return cls(**fields)
 
     def differences(self, other: StudyConfig) -> list[str]:

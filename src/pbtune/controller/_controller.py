@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +34,11 @@ from pbtune.strategies import Continue, Exploit, Stop, decide
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.controller")
+
+
+Role = Literal["both", "train", "evaluate"]
+"""What a worker claims: "both" (evaluations first, then training), "train" or "evaluate"
+(dedicated evaluators). Without an evaluate function, every worker trains."""
 
 
 class Wait:
@@ -84,9 +89,15 @@ def initial_trials(config: StudyConfig) -> list[NewTrial]:
 
 def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], float]:
     """The metrics a training function returned, and their fitness; or TrialFailedError."""
+    return fitness_of(clean_metrics(result, config), config)
+
+
+def clean_metrics(result: Any, config: StudyConfig, source: str = "the training function"
+                  ) -> dict[str, float]:
+    """``result`` checked to be a dict of finite numbers by name; or TrialFailedError."""
     if not isinstance(result, Mapping):
         raise TrialFailedError(
-            f"the training function returned {result!r}; it must return a dict of metrics, "
+            f"{source} returned {result!r}; it must return a dict of metrics, "
             f"e.g. {{{config.metric or 'accuracy'!r}: 0.93}}"
         )
     metrics: dict[str, float] = {}
@@ -103,6 +114,11 @@ def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], f
         if not math.isfinite(number):
             raise TrialFailedError(f"metric {name!r} is {number!r}; metrics must be finite")
         metrics[name] = number
+    return metrics
+
+
+def fitness_of(metrics: dict[str, float], config: StudyConfig) -> tuple[dict[str, float], float]:
+    """The fitness of checked metrics (the study's metric, or its fitness function)."""
     if config.metric is not None and config.metric not in metrics:
         raise TrialFailedError(
             f"the returned metrics {sorted(metrics)} lack the study's metric {config.metric!r}"
@@ -147,27 +163,27 @@ class Controller:
         checkpoints.remove(path, self.study_dir)
 
     # -- ask ---------------------------------------------------------------------------------
-    def ask(self, worker: str) -> Claimed | Wait | Done:
-        """Claim the queued trial of the member furthest behind.
+    def ask(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:
+        """Claim work for ``worker``: a trial to evaluate or to train (see `Role`).
 
         A look that only reads comes first, so idle workers polling a busy study do not
         queue for the write lock.
         """
         self.maybe_reap()
         study_id = self.study.id
-        state, queued, active = self.storage.read(
+        state, counts = self.storage.read(
             lambda c: Transaction(c, study_id, lock_study=False).queue_state()
         )
         if state != StudyState.RUNNING:
             return DONE
-        if not queued:
-            return WAIT if active else DONE
+        if not any(counts[s] for s in self._claimable(role)):
+            return WAIT if any(counts.values()) else DONE
         token = uuid.uuid4().hex
 
         def work(tx: Transaction) -> Claimed | Wait | Done:
             if tx.study_state() != StudyState.RUNNING:
                 return DONE
-            claimed = self._claim(tx, worker, token)
+            claimed = self._claim(tx, worker, token, role)
             if claimed is not None:
                 return claimed
             return WAIT if tx.count_active() else DONE
@@ -176,13 +192,28 @@ class Controller:
         # for decisions.
         return self.storage.write(self.study.id, work, lock=False)
 
-    @staticmethod
-    def _claim(tx: Transaction, worker: str, token: str) -> Claimed | None:
-        trial = tx.claim_next(worker, token, time.time())
-        if trial is None:
-            return None
-        parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
-        return Claimed(trial, token, parent)
+    def _claimable(self, role: Role) -> tuple[TrialState, ...]:
+        """The states this role claims from, in order of preference: evaluations first,
+        since a member waits for its evaluation before its next trial is decided."""
+        if not self.config.evaluated:
+            return (TrialState.QUEUED,)
+        return {"both": (TrialState.TRAINED, TrialState.QUEUED),
+                "train": (TrialState.QUEUED,),
+                "evaluate": (TrialState.TRAINED,)}[role]
+
+    def _claim(self, tx: Transaction, worker: str, token: str, role: Role) -> Claimed | None:
+        now = time.time()
+        for state in self._claimable(role):
+            if state == TrialState.TRAINED:
+                trial = tx.claim_next_evaluation(worker, token, now)
+                if trial is not None:
+                    return Claimed(trial, token, None)
+            else:
+                trial = tx.claim_next(worker, token, now)
+                if trial is not None:
+                    parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
+                    return Claimed(trial, token, parent)
+        return None
 
     def parent_checkpoint(self, trial: FrozenTrial | Claimed) -> Path | None:
         """The directory the trial warm-starts from; TrialFailedError if it is gone."""
@@ -226,20 +257,28 @@ class Controller:
         fitness: float,
         checkpoint: Path | None,
         worker: str | None,
+        role: Role = "both",
     ) -> tuple[bool, Claimed | None]:
-        """`tell`, then, in the same transaction, claim the next trial for ``worker``.
+        """`tell`, then, in the same transaction, claim the next work for ``worker``.
 
         Returns (told, the next claimed trial or None). A worker that goes straight on
         saves a transaction per trial; None means: ask again (nothing queued, or done).
+        In an evaluated study this records an evaluation (the claimed trial is
+        EVALUATING; ``metrics`` are training's and evaluation's, merged); a training
+        result goes to `tell_trained`.
         """
         trial = claimed.trial
         token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
+        if self.config.evaluated and trial.state != TrialState.EVALUATING:
+            raise TrialFailedError(
+                f"trial {trial.id} must be evaluated before its result is told"
+            )
 
         def work(tx: Transaction) -> tuple[list[Holder] | None, Claimed | None]:
             now = time.time()  # inside: the transaction may have waited for the lock
             if not tx.update_trial(
                 trial.id,
-                expect_state=TrialState.RUNNING,
+                expect_state=trial.state,
                 expect_claim=claimed.claim,
                 state=TrialState.COMPLETE,
                 metrics=metrics,
@@ -254,7 +293,7 @@ class Controller:
                 if mine is None or (mine.fitness, mine.checkpoint) != (fitness, checkpoint):
                     return None, None
                 held = tx.held_by(token) if worker is not None else None
-                return [], Claimed(held, token) if held is not None else None
+                return [], self._reclaimed(tx, held, token)
             tx.set_member(trial.member, latest_complete_id=trial.id, failures=0)
             finished = replace(
                 trial, state=TrialState.COMPLETE, metrics=dict(metrics), fitness=fitness,
@@ -266,7 +305,7 @@ class Controller:
             garbage = self._collect_garbage(tx, population)
             following = None
             if worker is not None and tx.study_state() == StudyState.RUNNING:
-                following = self._claim(tx, worker, token)
+                following = self._claim(tx, worker, token, role)
             return garbage, following
 
         garbage, following = self.storage.write(self.study.id, work)
@@ -278,6 +317,69 @@ class Controller:
         for old in garbage:
             self.discard(old.checkpoint)
         return True, following
+
+    def tell_trained(
+        self,
+        claimed: Claimed,
+        metrics: dict[str, float],
+        checkpoint: Path | None,
+        worker: str | None,
+        role: Role = "both",
+    ) -> tuple[bool, Claimed | None]:
+        """Record that a trial of an evaluated study is trained: its checkpoint waits for
+        an evaluator (TRAINED). Nothing is decided until it is evaluated.
+
+        A ``worker`` that evaluates (role "both") takes the evaluation at once, in the
+        same transaction (the trial becomes EVALUATING under a new claim); a trainer
+        (role "train") claims its next trial to train instead. Returns (told, the next
+        claimed work or None); False when the trial is no longer this claim's.
+        """
+        trial = claimed.trial
+        token = uuid.uuid4().hex
+        evaluate_now = worker is not None and role == "both"
+
+        def work(tx: Transaction) -> tuple[bool, Claimed | None]:
+            now = time.time()
+            values: dict[str, Any] = {"metrics": metrics, "checkpoint": checkpoint,
+                                      "error": None}
+            if evaluate_now:
+                values.update(state=TrialState.EVALUATING, claim=token, heartbeat_at=now)
+            else:
+                values.update(state=TrialState.TRAINED)
+            if not tx.update_trial(trial.id, expect_state=TrialState.RUNNING,
+                                   expect_claim=claimed.claim, **values):
+                current = tx.trial(trial.id)
+                if current is not None and current.checkpoint == checkpoint and (
+                    current.claim in (claimed.claim, token)
+                ):  # a retried transaction that finds its own result
+                    held = tx.held_by(token) if worker is not None else None
+                    return True, self._reclaimed(tx, held, token)
+                return False, None
+            if evaluate_now:
+                assert worker is not None
+                mine = replace(trial, state=TrialState.EVALUATING, metrics=dict(metrics),
+                               checkpoint=checkpoint, claim=token, heartbeat_at=now)
+                return True, Claimed(mine, token, None)
+            following = None
+            if worker is not None and tx.study_state() == StudyState.RUNNING:
+                following = self._claim(tx, worker, token, role)
+            return True, following
+
+        told, following = self.storage.write(self.study.id, work)
+        if not told:
+            _log.warning("refused the training result of trial %s: it is no longer held by "
+                         "this worker (it was failed as lost and retried)", trial.id)
+        return told, following
+
+    @staticmethod
+    def _reclaimed(tx: Transaction, held: FrozenTrial | None, token: str) -> Claimed | None:
+        """The work a retried transaction had already claimed under ``token``."""
+        if held is None:
+            return None
+        if held.state == TrialState.EVALUATING:
+            return Claimed(held, token, None)
+        parent = tx.trial(held.parent_id) if held.parent_id is not None else None
+        return Claimed(held, token, parent)
 
     def tell_failure(
         self, claimed: Claimed, error: str, *, counts: bool = True, lost: bool = False
@@ -292,7 +394,7 @@ class Controller:
             now = time.time()
             if not tx.update_trial(
                 claimed.trial.id,
-                expect_state=TrialState.RUNNING,
+                expect_state=claimed.trial.state,
                 expect_claim=claimed.claim,
                 state=TrialState.FAILED,
                 error=error,
@@ -309,6 +411,8 @@ class Controller:
         if not told:
             _log.warning("refused the failure of trial %s: no longer held by this worker",
                          claimed.trial.id)
+        elif claimed.trial.checkpoint is not None:
+            self.discard(claimed.trial.checkpoint)  # trained, then its evaluation failed
         return told
 
     def release(self, claimed: Claimed) -> bool:
@@ -432,11 +536,14 @@ class Controller:
         """Forget the checkpoints nobody needs; the caller deletes them after commit.
 
         Kept: parents of queued and running trials, each member's latest COMPLETE trial
-        (``population``, read in this transaction) and the ``keep_best`` best.
+        (``population``, read in this transaction), trials waiting for their evaluation
+        and the ``keep_best`` best.
         """
         holders = tx.checkpoint_holders()
         keep = tx.pending_parent_ids()
         keep.update(t.id for t in population)
+        if self.config.evaluated:
+            keep.update(tx.awaiting_evaluation())
         sign = -1.0 if self.config.mode == "max" else 1.0
         best = sorted(
             (t for t in holders if t.fitness is not None),
@@ -487,12 +594,28 @@ class Controller:
         return reaped
 
     def fail_lost(self, trial: FrozenTrial, reason: str, *, counts: bool = True) -> bool:
-        """Fail a RUNNING trial whose worker is gone; its member retries it."""
+        """Fail a RUNNING trial whose worker is gone; its member retries it. An
+        EVALUATING trial whose evaluator is gone goes back to TRAINED (its training is
+        kept), and its claim is revoked so the evaluator's late result is refused."""
         assert trial.claim is not None
+        if trial.state == TrialState.EVALUATING:
+            return self._requeue_evaluation(trial, reason)
         return self.tell_failure(Claimed(trial, trial.claim), reason, counts=counts, lost=True)
+
+    def _requeue_evaluation(self, trial: FrozenTrial, reason: str) -> bool:
+        def work(tx: Transaction) -> bool:
+            return tx.update_trial(trial.id, expect_state=TrialState.EVALUATING,
+                                   expect_claim=trial.claim, state=TrialState.TRAINED,
+                                   claim=None, heartbeat_at=None)
+
+        requeued = self.storage.write(self.study.id, work)
+        if requeued:
+            _log.warning("evaluation of trial %s goes back to the queue: %s", trial.id, reason)
+        return requeued
 
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the RUNNING trials of a worker known to be dead."""
-        running = self.storage.get_trials(self.study.id, [TrialState.RUNNING])
-        lost = [t for t in running if t.worker == worker]
+        held = self.storage.get_trials(self.study.id,
+                                       [TrialState.RUNNING, TrialState.EVALUATING])
+        lost = [t for t in held if t.worker == worker]
         return sum(self.fail_lost(t, reason, counts=counts) for t in lost)

@@ -337,7 +337,7 @@ class Storage:
             .where(
                 trials.c.id == trial_id,
                 trials.c.claim == claim,
-                trials.c.state == TrialState.RUNNING.value,
+                trials.c.state.in_((TrialState.RUNNING.value, TrialState.EVALUATING.value)),
             )
             .values(heartbeat_at=now)
         )

@@ -22,7 +22,8 @@ from pbtune.storages._records import MemberRecord, MemberState, NewTrial, StudyS
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
 
-_ACTIVE = (TrialState.QUEUED.value, TrialState.RUNNING.value)
+_ACTIVE = tuple(s.value for s in TrialState if s.is_active)
+_HELD = tuple(s.value for s in TrialState if s.is_held)
 
 
 def row_to_trial(row: RowMapping) -> FrozenTrial:
@@ -67,7 +68,18 @@ _NEXT_QUEUED_SKIP_LOCKED = _NEXT_QUEUED.with_for_update(skip_locked=True)
 _HELD_BY = select(trials).where(
     trials.c.study_id == _STUDY,
     trials.c.claim == bindparam("b_claim"),
-    trials.c.state == TrialState.RUNNING.value,
+    trials.c.state.in_(_HELD),
+)
+_NEXT_TRAINED = (
+    select(trials)
+    .where(trials.c.study_id == _STUDY, trials.c.state == TrialState.TRAINED.value)
+    .order_by(trials.c.end_step, trials.c.number)
+    .limit(1)
+)
+_NEXT_TRAINED_SKIP_LOCKED = _NEXT_TRAINED.with_for_update(skip_locked=True)
+_AWAITING_EVALUATION = select(trials.c.id).where(
+    trials.c.study_id == _STUDY,
+    trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
 )
 _UPDATE_IF_STATE = update(trials).where(
     trials.c.id == bindparam("b_id"), trials.c.state == bindparam("b_state")
@@ -143,7 +155,7 @@ class Transaction:
         return row_to_trial(row) if row is not None else None
 
     def held_by(self, claim: str) -> FrozenTrial | None:
-        """The RUNNING trial that ``claim`` holds, if any."""
+        """The RUNNING or EVALUATING trial that ``claim`` holds, if any."""
         row = self._c.execute(_HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
         return row_to_trial(row) if row is not None else None
 
@@ -172,6 +184,28 @@ class Transaction:
             return None
         return replace(queued, state=TrialState.RUNNING, worker=worker, claim=claim,
                        started_at=now, heartbeat_at=now)
+
+    def claim_next_evaluation(self, worker: str, claim: str, now: float) -> FrozenTrial | None:
+        """Move the oldest TRAINED trial to EVALUATING for ``worker`` (idempotent per claim)."""
+        held = self.held_by(claim)
+        if held is not None:
+            return held
+        query = _NEXT_TRAINED_SKIP_LOCKED if self._postgres else _NEXT_TRAINED
+        row = self._c.execute(query, self._study).mappings().first()
+        if row is None:
+            return None
+        trained = row_to_trial(row)
+        if not self.update_trial(
+            trained.id, expect_state=TrialState.TRAINED, state=TrialState.EVALUATING,
+            worker=worker, claim=claim, heartbeat_at=now,
+        ):
+            return None
+        return replace(trained, state=TrialState.EVALUATING, worker=worker, claim=claim,
+                       heartbeat_at=now)
+
+    def awaiting_evaluation(self) -> set[int]:
+        """TRAINED and EVALUATING trials: their checkpoints wait for an evaluator."""
+        return {int(i) for i in self._c.execute(_AWAITING_EVALUATION, self._study).scalars()}
 
     def update_trial(
         self,
@@ -227,8 +261,9 @@ class Transaction:
         )
 
     def running(self, *, heartbeat_before: float | None = None) -> list[FrozenTrial]:
+        """Trials held by a worker (RUNNING or EVALUATING); optionally only stale ones."""
         query = select(trials).where(
-            trials.c.study_id == self.study_id, trials.c.state == TrialState.RUNNING.value
+            trials.c.study_id == self.study_id, trials.c.state.in_(_HELD)
         )
         if heartbeat_before is not None:
             query = query.where(trials.c.heartbeat_at < heartbeat_before)
@@ -237,11 +272,12 @@ class Transaction:
     def count_active(self) -> int:
         return int(self._c.execute(_COUNT_ACTIVE, self._study).scalar_one())
 
-    def queue_state(self) -> tuple[StudyState, int, int]:
-        """The study's state, and its QUEUED and its active (QUEUED or RUNNING) trials."""
-        rows = self._c.execute(_ACTIVE_BY_STATE, self._study).all()
-        queued = sum(n for state, n in rows if state == TrialState.QUEUED.value)
-        return self.study_state(), queued, sum(n for _, n in rows)
+    def queue_state(self) -> tuple[StudyState, dict[TrialState, int]]:
+        """The study's state, and how many of its trials are in each active state."""
+        counts = {state: 0 for state in TrialState if state.is_active}
+        for state, n in self._c.execute(_ACTIVE_BY_STATE, self._study):
+            counts[TrialState(state)] = int(n)
+        return self.study_state(), counts
 
     def count_complete(self) -> int:
         return int(

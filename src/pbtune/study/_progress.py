@@ -121,9 +121,11 @@ class ProgressDisplay:
         state = measure(self._storage, self._study)
         best = "-" if state.best_fitness is None else f"{state.best_fitness:.6g}"
         counts = state.counts
+        evaluating = counts[TrialState.TRAINED] + counts[TrialState.EVALUATING]
         self._status.plain = (
             f"  best {best} | running {counts[TrialState.RUNNING]} "
-            f"queued {counts[TrialState.QUEUED]} complete {counts[TrialState.COMPLETE]} "
+            + (f"to evaluate {evaluating} " if evaluating else "")
+            + f"queued {counts[TrialState.QUEUED]} complete {counts[TrialState.COMPLETE]} "
             f"failed {counts[TrialState.FAILED]}"
         )
         self._progress.update(self._task, total=state.steps_total, completed=state.steps_done)

@@ -20,7 +20,6 @@ from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
-from pbtune.worker._evaluate import TrainThenEvaluate
 from pbtune.worker._loop import TrainFn
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 
@@ -88,7 +87,7 @@ class Study:
         train: TrainFn | str,
         workers: int = 1,
         *,
-        evaluate: Callable[[Trial], Mapping[str, float]] | str | None = None,
+        evaluators: int = 0,
         show_progress: bool | None = None,
     ) -> None:
         """Run the study until its budget is spent, with ``workers`` in parallel.
@@ -98,23 +97,27 @@ class Study:
         where it was when this is called again. Raises `StudyFailedError` if the study
         cannot go on (e.g. every member's first trial failed).
 
-        ``evaluate`` (a function or ``"file.py:name"``), when given, runs in the worker
-        right after training, on the checkpoint training wrote; its metrics are merged
-        over training's and the study's metric or fitness reads them, so fitness can be
-        a score training never computes. See `pbtune.worker._evaluate`.
+        In a study with an ``evaluate`` function (see `create_study`), every worker
+        evaluates trained trials before it trains new ones; ``evaluators=K`` instead
+        starts K more workers that only evaluate, and the ``workers`` only train.
 
         Example::
 
             study.optimize(train, workers=2)
-            study.optimize(train, workers=2, evaluate=bleu_on_dev_set)
+            study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
-        if evaluate is not None:
-            fn = TrainThenEvaluate(train, evaluate)
+        if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
+            raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
+        if evaluators and not self.config.evaluated:
+            raise ConfigError(
+                "evaluators= needs a study with an evaluate function: "
+                "create_study(..., evaluate=score)"
+            )
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             if not self.storage.count_active(self.id):
@@ -131,10 +134,10 @@ class Study:
         ) as display:
             if self.storage.url is None:
                 run_threads(self.storage, controller, fn, workers, fitness=fitness,
-                            tick=display.update)
+                            tick=display.update, evaluators=evaluators)
             else:
                 run_processes(self.storage, controller, fn, workers, fitness=fitness,
-                              tick=display.update)
+                              tick=display.update, evaluators=evaluators)
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
@@ -210,6 +213,7 @@ def create_study(
     metric: str | None = None,
     mode: Mode = "max",
     fitness: Callable[[Mapping[str, float]], float] | None = None,
+    evaluate: Callable[[Trial], Mapping[str, float]] | str | None = None,
     population_size: int = 8,
     steps_per_trial: int = 100,
     max_steps: int = 1000,
@@ -228,6 +232,14 @@ def create_study(
     Every member trains to ``max_steps`` in segments of ``steps_per_trial``; compute is
     ``population_size * max_steps`` steps. ``storage`` is a URL (``sqlite:///file.db``,
     ``postgresql://...``), a `Storage`, or None for an in-memory study.
+
+    ``evaluate`` (a module-level function or ``"file.py:name"``) scores each trial after
+    its training, as Li et al.'s and FIRE-PBT's separate evaluators do: a trained trial
+    waits (TRAINED) until a worker runs ``evaluate(trial)`` on its committed checkpoint
+    (``trial.checkpoint_dir``, read-only); those metrics, merged over training's, give
+    the fitness, so it can be a score training never computes (BLEU, an external
+    program's verdict). Any worker evaluates, or dedicated ones
+    (``optimize(..., evaluators=K)``); an evaluator that dies costs only the evaluation.
 
     Example::
 
@@ -249,6 +261,7 @@ def create_study(
         metric=metric,
         mode=mode,
         fitness=fitness,
+        evaluate=evaluate,
         population_size=population_size,
         steps_per_trial=steps_per_trial,
         max_steps=max_steps,
@@ -274,7 +287,8 @@ def create_study(
                 f"a study named {name!r} exists in {store!r}; pass load_if_exists=True to "
                 "continue it, or choose another name"
             ) from None
-        study = load_study(name, storage=store, fitness=fitness)
+        study = load_study(name, storage=store, fitness=fitness,
+                           evaluate=evaluate if callable(evaluate) else None)
         changed = study.config.differences(config)
         if changed:
             raise ConfigError(
@@ -290,11 +304,15 @@ def load_study(
     *,
     storage: StorageLike = DEFAULT_STORAGE,
     fitness: Callable[[Mapping[str, float]], float] | None = None,
+    evaluate: Callable[[Trial], Mapping[str, float]] | None = None,
 ) -> Study:
-    """Open an existing study, e.g. to read its results or continue it after a crash."""
+    """Open an existing study, e.g. to read its results or continue it after a crash.
+
+    ``fitness`` and ``evaluate``: the functions the study was created with, where they
+    cannot be imported by their recorded names (e.g. defined in a notebook)."""
     store = open_storage(storage)
     record = store.get_study(name)
-    config = StudyConfig.from_dict(record.config, fitness=fitness)
+    config = StudyConfig.from_dict(record.config, fitness=fitness, evaluate=evaluate)
     return Study(store, record, config)
 
 

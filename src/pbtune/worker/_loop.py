@@ -20,17 +20,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from pbtune._errors import PbtuneError, StorageError
+from pbtune._errors import PbtuneError, StorageError, TrialFailedError
 from pbtune.controller import (
     Claimed,
     Controller,
     Done,
+    Role,
     StudyConfig,
     check_metrics,
+    clean_metrics,
+    fitness_of,
 )
 from pbtune.controller import _checkpoints as checkpoints
 from pbtune.storages import Storage
-from pbtune.trial import Trial
+from pbtune.trial import Trial, TrialState
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -63,6 +66,7 @@ def run_worker(
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     stop: threading.Event | None = None,
     wake: Wake | None = None,
+    role: Role = "both",
 ) -> int:
     """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count.
 
@@ -70,7 +74,8 @@ def run_worker(
     so a busy worker costs the storage one transaction per trial. A worker with nothing to
     claim polls with backoff; ``wake``, an event shared by the workers of one run, cuts
     the wait short when another worker tells a result (which may have queued a trial or
-    ended the study).
+    ended the study). ``role``: what this worker claims in a study with an evaluate
+    function (see `pbtune.controller.Role`); "evaluate" makes a dedicated evaluator.
     """
     worker_id = worker_id or new_worker_id()
     study = storage.get_study(study_name)
@@ -85,7 +90,7 @@ def run_worker(
                 break
             claimed = following
             if claimed is None:
-                asked = controller.ask(worker_id)
+                asked = controller.ask(worker_id, role)
                 if isinstance(asked, Done):
                     break
                 if not isinstance(asked, Claimed):
@@ -99,7 +104,8 @@ def run_worker(
                 claimed, idle = asked, POLL_INTERVAL_S
             done += 1
             go_on = (max_trials is None or done < max_trials) and not (stop and stop.is_set())
-            following = _run(controller, claimed, train, beat, worker_id if go_on else None)[1]
+            following = _run(controller, claimed, train, beat, worker_id if go_on else None,
+                             role)[1]
             if wake is not None:
                 wake.set()
     if following is not None:  # stopped between claiming a trial and starting it
@@ -108,28 +114,30 @@ def run_worker(
 
 
 def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
-    """Train one claimed trial and tell the result; True if it completed."""
+    """Train (or evaluate) one claimed trial and tell the result; True if it was told."""
     with Heartbeat(controller) as beat:
         return _run(controller, claimed, train, beat, None)[0]
 
 
 def _run(controller: Controller, claimed: Claimed, train: TrainFn, beat: Heartbeat,
-         worker: str | None) -> tuple[bool, Claimed | None]:
-    """Train one claimed trial and tell the result: (completed, the next trial claimed
-    for ``worker`` in the same transaction, if any).
+         worker: str | None, role: Role = "both") -> tuple[bool, Claimed | None]:
+    """Train or evaluate one claimed trial and tell the result: (told, the next work
+    claimed for ``worker`` in the same transaction, if any).
 
     The heartbeat runs until the result is told, so a slow checkpoint commit on a network
     file system does not make a live trial look lost.
     """
     beat.hold(claimed)
     try:
-        return _train_and_tell(controller, claimed, train, worker)
+        if claimed.trial.state == TrialState.EVALUATING:
+            return _evaluate_and_tell(controller, claimed, worker, role)
+        return _train_and_tell(controller, claimed, train, worker, role)
     finally:
         beat.release(claimed)
 
 
 def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
-                    worker: str | None) -> tuple[bool, Claimed | None]:
+                    worker: str | None, role: Role) -> tuple[bool, Claimed | None]:
     trial = claimed.trial
     staging = None
     try:
@@ -149,7 +157,10 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
             report_sink=_report_sink(controller.storage, trial.id),
         )
         result = train(handle)
-        metrics, fitness = check_metrics(result, controller.config)
+        if controller.config.evaluated:  # the fitness comes from the evaluation
+            metrics, fitness = clean_metrics(result, controller.config), math.nan
+        else:
+            metrics, fitness = check_metrics(result, controller.config)
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -158,7 +169,11 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
     final = checkpoints.final_dir(controller.study_dir, trial.number)
     try:
         checkpoints.commit(staging, final)
-        told, following = controller.tell_and_ask(claimed, metrics, fitness, final, worker)
+        if controller.config.evaluated:
+            told, following = controller.tell_trained(claimed, metrics, final, worker, role)
+        else:
+            told, following = controller.tell_and_ask(claimed, metrics, fitness, final,
+                                                      worker, role)
     except StorageError:
         raise  # the storage stayed down past its retries: this worker stops; the trial is
         # failed as lost and retried, and the directory is swept at the end of the run
@@ -170,6 +185,49 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
     if not told:
         checkpoints.remove(final, controller.study_dir)
     return told, following
+
+
+def _evaluate_and_tell(controller: Controller, claimed: Claimed, worker: str | None,
+                       role: Role) -> tuple[bool, Claimed | None]:
+    """Run the study's evaluate function on a trained trial's committed checkpoint.
+
+    Its metrics are merged over training's (evaluation wins on a clash) and give the
+    fitness; the tell then decides the member's next trial.
+    """
+    trial = claimed.trial
+    config = controller.config
+    try:
+        if trial.checkpoint is None or not trial.checkpoint.is_dir():
+            raise TrialFailedError(
+                f"the checkpoint of trial {trial.id} to evaluate is missing "
+                f"({trial.checkpoint}); every worker must see checkpoint_root at the same path"
+            )
+        handle = Trial(
+            id=trial.id, number=trial.number, member=trial.member,
+            generation=trial.generation, params=trial.params, start_step=trial.start_step,
+            end_step=trial.end_step, parent_checkpoint=None,
+            checkpoint_dir=trial.checkpoint,  # read-only: committed
+            study_name=controller.study.name, seed=config.seed,
+            report_sink=_report_sink(controller.storage, trial.id),
+        )
+        try:
+            result = config.evaluate_fn()(handle)
+        except (TrialFailedError, PbtuneError):
+            raise
+        except (Exception, SystemExit) as error:
+            raise TrialFailedError(f"the evaluate function raised {error!r}") from error
+        scored = clean_metrics(result, config, "the evaluate function")
+        metrics, fitness = fitness_of({**(trial.metrics or {}), **scored}, config)
+    except (Exception, SystemExit) as error:
+        _fail(controller, claimed, error)
+        return False, None
+    try:
+        return controller.tell_and_ask(claimed, metrics, fitness, trial.checkpoint, worker, role)
+    except StorageError:
+        raise
+    except Exception as error:  # e.g. a user's strategy that explores out of bounds
+        _fail(controller, claimed, error)
+        return False, None
 
 
 def _fail(controller: Controller, claimed: Claimed, error: BaseException) -> bool:

@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pbtune._errors import ConfigError, StorageError, StudyFailedError
-from pbtune.controller import Controller, import_object
+from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage, StudyState
 from pbtune.trial import TrialState
 from pbtune.worker._loop import TrainFn, Wake, new_worker_id, run_worker
@@ -53,6 +53,7 @@ def _worker_main(
     fitness: Callable[[Mapping[str, float]], float] | None,
     tag: str,
     wake: Wake | None = None,
+    role: Role = "both",
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     _exit_with_parent()
@@ -60,7 +61,7 @@ def _worker_main(
     storage = Storage(url)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
-               fitness=fitness, wake=wake)
+               fitness=fitness, wake=wake, role=role)
     storage.dispose()
     # The run waits for its workers to exit. The interpreter's last garbage collection
     # over numpy's and SQLAlchemy's objects takes about 0.1 s, and frees nothing that
@@ -108,8 +109,9 @@ def fail_dead_local_workers(controller: Controller) -> int:
     without waiting for their heartbeat to go stale."""
     host = socket.gethostname()
     lost = 0
-    running = controller.storage.get_trials(controller.study.id, [TrialState.RUNNING])
-    for trial in running:
+    held = controller.storage.get_trials(controller.study.id,
+                                         [TrialState.RUNNING, TrialState.EVALUATING])
+    for trial in held:
         parts = (trial.worker or "").split(":")
         local = len(parts) >= 3 and parts[0] == host and parts[1].isdigit()
         if local and not pid_alive(int(parts[1])):
@@ -128,8 +130,12 @@ def run_processes(
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     tick: Tick | None = None,
     max_restarts: int | None = None,
+    evaluators: int = 0,
 ) -> None:
-    """Run ``workers`` worker processes until the study is done; replace dead ones."""
+    """Run ``workers`` worker processes until the study is done; replace dead ones.
+
+    With ``evaluators``, that many more processes only evaluate and the others only train.
+    """
     assert storage.url is not None
     _check_picklable(train, fitness)
     context = mp.get_context("spawn")
@@ -139,24 +145,26 @@ def run_processes(
     restarts_left = budget
     completed_at_last_death = -1
     live: dict[str, BaseProcess] = {}
+    roles: dict[str, Role] = {}
     deaths: list[str] = []
     storage.dispose()
     wake = context.Event()
 
-    def spawn() -> None:
+    def spawn(role: Role) -> None:
         tag = uuid.uuid4().hex[:8]
         process = context.Process(
             target=_worker_main,
-            args=(storage.url, controller.study.name, train, fitness, tag, wake),
+            args=(storage.url, controller.study.name, train, fitness, tag, wake, role),
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )
         process.start()
         assert process.pid is not None
         live[worker_id_for(process.pid, tag)] = process
+        roles[worker_id_for(process.pid, tag)] = role
 
-    for _ in range(workers):
-        spawn()
+    for role in _roles(workers, evaluators):
+        spawn(role)
     try:
         while live:
             # Wakes as soon as a worker exits, so the end of a run is not a poll away.
@@ -176,7 +184,7 @@ def run_processes(
                     completed_at_last_death, restarts_left = completed, budget
                 if running and restarts_left > 0:
                     restarts_left -= 1
-                    spawn()
+                    spawn(roles[worker])
             try:
                 controller.maybe_reap()
                 _enforce_trial_timeout(controller, live)
@@ -247,22 +255,25 @@ def run_threads(
     *,
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     tick: Tick | None = None,
+    evaluators: int = 0,
 ) -> None:
-    """Run the worker loop in ``workers`` threads (for in-memory storage)."""
+    """Run the worker loop in ``workers`` threads (for in-memory storage), plus
+    ``evaluators`` threads that only evaluate."""
     fn = train.load() if isinstance(train, Entry) else train
     stop, wake = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def target() -> None:
+    def target(role: Role) -> None:
         try:
             run_worker(storage, controller.study.name, fn, worker_id=new_worker_id(),
-                       fitness=fitness, stop=stop, wake=wake)
+                       fitness=fitness, stop=stop, wake=wake, role=role)
         except BaseException as error:
             errors.append(error)
             stop.set()
 
-    threads = [threading.Thread(target=target, name=f"pbtune-worker-{i}", daemon=True)
-               for i in range(workers)]
+    threads = [threading.Thread(target=target, args=(role,), name=f"pbtune-worker-{i}",
+                                daemon=True)
+               for i, role in enumerate(_roles(workers, evaluators))]
     for thread in threads:
         thread.start()
     try:
@@ -277,6 +288,16 @@ def run_threads(
             thread.join()
     if errors:
         raise errors[0]
+
+
+def _roles(workers: int, evaluators: int) -> list[Role]:
+    """Dedicated evaluators make the other workers trainers; else every worker does both."""
+    both: list[Role] = ["both"]
+    if not evaluators:
+        return both * workers
+    trainer: list[Role] = ["train"]
+    evaluator: list[Role] = ["evaluate"]
+    return trainer * workers + evaluator * evaluators
 
 
 def _check_picklable(*objects: Any) -> None:
