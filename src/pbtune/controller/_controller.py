@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from pbtune._errors import TrialFailedError
-from pbtune.controller import _checkpoints as checkpoints
+from pbtune._location import Location
 from pbtune.controller._config import StudyConfig
+from pbtune.controller._store import CheckpointStore, open_store
 from pbtune.storages import (
     Holder,
     MemberState,
@@ -135,7 +136,7 @@ class Controller:
         self.storage = storage
         self.study = study
         self.config = config
-        self.study_dir = Path(config.checkpoint_root) / study.checkpoint_dir
+        self.store: CheckpointStore = open_store(config.checkpoint_root, study.checkpoint_dir)
         self._next_reap = 0.0
         self._suspects: dict[tuple[int, float | None], float] = {}
 
@@ -177,8 +178,14 @@ class Controller:
         parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
         return Claimed(trial, token, parent)
 
+    @property
+    def study_dir(self) -> Location:
+        """The study's checkpoint directory (a `Path`) or URL prefix (a `str`)."""
+        return self.store.location
+
     def parent_checkpoint(self, trial: FrozenTrial | Claimed) -> Path | None:
-        """The directory the trial warm-starts from; TrialFailedError if it is gone."""
+        """The local directory the trial warm-starts from (a remote parent is downloaded
+        and verified first); TrialFailedError or CheckpointError if it cannot be read."""
         parent: FrozenTrial | None = None
         if isinstance(trial, Claimed):
             if trial.parent is not _UNREAD:
@@ -191,20 +198,14 @@ class Controller:
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
         if parent.checkpoint is None:
             raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
-        if not parent.checkpoint.is_dir():
-            raise TrialFailedError(
-                f"the checkpoint of parent trial {parent.id} ({parent.checkpoint}) is not on "
-                "this machine; every worker must see checkpoint_root at the same path "
-                "(a shared file system), and nothing else may delete it"
-            )
-        return parent.checkpoint
+        return self.store.open(parent.checkpoint, parent.id)
 
     def heartbeat(self, claimed: Claimed) -> bool:
         return self.storage.heartbeat(claimed.trial.id, claimed.claim, time.time())
 
     # -- tell ------------------------------------------------------------------------------
     def tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
-             checkpoint: Path | None) -> bool:
+             checkpoint: Location | None) -> bool:
         """Record a COMPLETE trial and enqueue its member's next trial.
 
         Returns False (and changes nothing) when the trial is no longer this claim's: it
@@ -217,7 +218,7 @@ class Controller:
         claimed: Claimed,
         metrics: dict[str, float],
         fitness: float,
-        checkpoint: Path | None,
+        checkpoint: Location | None,
         worker: str | None,
     ) -> tuple[bool, Claimed | None]:
         """`tell`, then, in the same transaction, claim the next trial for ``worker``.
@@ -269,7 +270,7 @@ class Controller:
                 "(it was failed as lost and retried)", trial.id)
             return False, None
         for old in garbage:
-            checkpoints.remove(old.checkpoint, self.study_dir)
+            self.store.remove(old.checkpoint)
         return True, following
 
     def tell_failure(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import socket
 import threading
 import time
@@ -26,7 +25,6 @@ from pbtune.controller import (
     StudyConfig,
     check_metrics,
 )
-from pbtune.controller import _checkpoints as checkpoints
 from pbtune.storages import Storage
 from pbtune.trial import Trial
 
@@ -74,6 +72,17 @@ def run_worker(
     study = storage.get_study(study_name)
     config = StudyConfig.from_dict(study.config, fitness=fitness)
     controller = Controller(storage, study, config)
+    try:
+        done, following = _loop(controller, train, worker_id, max_trials, stop, wake)
+    finally:
+        controller.store.close()  # a remote store's download cache
+    if following is not None:  # stopped between claiming a trial and starting it
+        controller.release(following)
+    return done
+
+
+def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: int | None,
+          stop: threading.Event | None, wake: Wake | None) -> tuple[int, Claimed | None]:
     done = 0
     idle = POLL_INTERVAL_S
     following: Claimed | None = None
@@ -100,9 +109,7 @@ def run_worker(
             following = _run(controller, claimed, train, beat, worker_id if go_on else None)[1]
             if wake is not None:
                 wake.set()
-    if following is not None:  # stopped between claiming a trial and starting it
-        controller.release(following)
-    return done
+    return done, following
 
 
 def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
@@ -129,9 +136,10 @@ def _run(controller: Controller, claimed: Claimed, train: TrainFn, beat: Heartbe
 def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
                     worker: str | None) -> tuple[bool, Claimed | None]:
     trial = claimed.trial
+    store = controller.store
     staging = None
     try:
-        staging = checkpoints.make_staging_dir(controller.study_dir, trial.number, claimed.claim)
+        staging = store.stage(trial.number, claimed.claim)
         handle = Trial(
             id=trial.id,
             number=trial.number,
@@ -149,24 +157,25 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
         result = train(handle)
         metrics, fitness = check_metrics(result, controller.config)
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        store.discard(staging)
         _fail(controller, claimed, error)
         return False, None
-    final = checkpoints.final_dir(controller.study_dir, trial.number)
+    final = store.final(trial.number)
     try:
-        checkpoints.commit(staging, final)
+        # A remote store uploads the files, then the manifest; the tell that records the
+        # reference is the commit point either way.
+        final = store.commit(staging, trial.number)
         told, following = controller.tell_and_ask(claimed, metrics, fitness, final, worker)
     except StorageError:
         raise  # the storage stayed down past its retries: this worker stops; the trial is
         # failed as lost and retried, and the directory is swept at the end of the run
     except Exception as error:  # e.g. a user's strategy that explores out of bounds
-        shutil.rmtree(staging, ignore_errors=True)
-        checkpoints.remove(final, controller.study_dir)
+        store.discard(staging)
+        store.remove(final)
         _fail(controller, claimed, error)
         return False, None
     if not told:
-        checkpoints.remove(final, controller.study_dir)
+        store.remove(final)
     return told, following
 
 
