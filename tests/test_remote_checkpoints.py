@@ -73,6 +73,13 @@ def test_an_unknown_protocol_is_refused_before_anything_is_recorded(tmp_path: Pa
         pbtune.load_study("s", storage=url)
 
 
+def test_a_run_file_keeps_a_url_root_as_it_is(tmp_path: Path) -> None:
+    from pbtune.cli._config import _checkpoint_root
+
+    assert _checkpoint_root("s3://bucket/runs", tmp_path) == "s3://bucket/runs"
+    assert _checkpoint_root("ckpt", tmp_path) == tmp_path / "ckpt"
+
+
 # -- the store on fsspec's memory file system (no server) -------------------------------------
 
 
