@@ -91,3 +91,20 @@ def evaluate_q(trial: pbtune.Trial) -> dict[str, float]:
 
 def evaluate_raises(trial: pbtune.Trial) -> dict[str, float]:
     raise RuntimeError(f"the external scorer is down (trial {trial.id})")
+
+
+def warm_started(trial: pbtune.Trial) -> dict[str, float]:
+    """`quadratic`, checking that it sees local directories and that its parent's checkpoint
+    carries the step it resumes from (what a remote store must deliver intact)."""
+    assert isinstance(trial.checkpoint_dir, Path) and trial.checkpoint_dir.is_dir()
+    if trial.parent_checkpoint is not None:
+        assert isinstance(trial.parent_checkpoint, Path) and trial.parent_checkpoint.is_dir()
+        carried = json.loads((trial.parent_checkpoint / "theta.json").read_text())
+        if carried["end_step"] != trial.start_step:
+            raise RuntimeError(
+                f"parent checkpoint ends at step {carried['end_step']}, the trial starts at "
+                f"{trial.start_step}"
+            )
+        (trial.checkpoint_dir / "nested").mkdir()
+        (trial.checkpoint_dir / "nested" / "parent.txt").write_text(str(trial.parent_checkpoint))
+    return quadratic(trial)

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from pbtune._errors import ConfigError, PbtuneError
+from pbtune._location import is_url
 from pbtune.controller import import_object
 from pbtune.space import SearchSpace
 from pbtune.strategies import exploit_from_dict, explore_from_dict
@@ -148,10 +149,13 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def _checkpoint_root(value: Any, base: Path) -> Path:
-    """The file's ``checkpoint_root``; a relative one is relative to the file's folder."""
+def _checkpoint_root(value: Any, base: Path) -> Path | str:
+    """The file's ``checkpoint_root``; a relative one is relative to the file's folder, a
+    URL (``s3://bucket/prefix``) is kept as it is."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"'checkpoint_root' must be a path to a directory, got {value!r}")
+    if is_url(value.strip()):
+        return value.strip()
     try:
         root = Path(value).expanduser()
     except RuntimeError as error:  # "~nobody/ckpt": no such user

@@ -19,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from pbtune._errors import TrialFailedError
-from pbtune.controller import _checkpoints as checkpoints
+from pbtune._location import Location
 from pbtune.controller._config import StudyConfig
+from pbtune.controller._store import CheckpointStore, open_store
 from pbtune.storages import (
     Holder,
     MemberState,
@@ -151,16 +152,16 @@ class Controller:
         self.storage = storage
         self.study = study
         self.config = config
-        self.study_dir = Path(config.checkpoint_root) / study.checkpoint_dir
+        self.store: CheckpointStore = open_store(config.checkpoint_root, study.checkpoint_dir)
         self._next_reap = 0.0
         # Deletes a collected checkpoint after the commit that forgot it; a worker hands
         # this to a background thread (a directory left by a crash is swept at the end).
-        self.discard: Callable[[Path], None] = self.remove_checkpoint
+        self.discard: Callable[[Location], None] = self.remove_checkpoint
         self._suspects: dict[tuple[int, float | None], float] = {}
 
-    def remove_checkpoint(self, path: Path) -> None:
-        """Delete a checkpoint directory of this study (never anything outside it)."""
-        checkpoints.remove(path, self.study_dir)
+    def remove_checkpoint(self, reference: Location) -> None:
+        """Delete a checkpoint of this study (never anything outside it)."""
+        self.store.remove(reference)
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:
@@ -215,8 +216,14 @@ class Controller:
                     return Claimed(trial, token, parent)
         return None
 
+    @property
+    def study_dir(self) -> Location:
+        """The study's checkpoint directory (a `Path`) or URL prefix (a `str`)."""
+        return self.store.location
+
     def parent_checkpoint(self, trial: FrozenTrial | Claimed) -> Path | None:
-        """The directory the trial warm-starts from; TrialFailedError if it is gone."""
+        """The local directory the trial warm-starts from (a remote parent is downloaded
+        and verified first); TrialFailedError or CheckpointError if it cannot be read."""
         parent: FrozenTrial | None = None
         if isinstance(trial, Claimed):
             if trial.parent is not _UNREAD:
@@ -229,20 +236,14 @@ class Controller:
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
         if parent.checkpoint is None:
             raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
-        if not parent.checkpoint.is_dir():
-            raise TrialFailedError(
-                f"the checkpoint of parent trial {parent.id} ({parent.checkpoint}) is not on "
-                "this machine; every worker must see checkpoint_root at the same path "
-                "(a shared file system), and nothing else may delete it"
-            )
-        return parent.checkpoint
+        return self.store.open(parent.checkpoint, parent.id)
 
     def heartbeat(self, claimed: Claimed) -> bool:
         return self.storage.heartbeat(claimed.trial.id, claimed.claim, time.time())
 
     # -- tell ------------------------------------------------------------------------------
     def tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
-             checkpoint: Path | None) -> bool:
+             checkpoint: Location | None) -> bool:
         """Record a COMPLETE trial and enqueue its member's next trial.
 
         Returns False (and changes nothing) when the trial is no longer this claim's: it
@@ -255,7 +256,7 @@ class Controller:
         claimed: Claimed,
         metrics: dict[str, float],
         fitness: float,
-        checkpoint: Path | None,
+        checkpoint: Location | None,
         worker: str | None,
         role: Role = "both",
     ) -> tuple[bool, Claimed | None]:
@@ -322,7 +323,7 @@ class Controller:
         self,
         claimed: Claimed,
         metrics: dict[str, float],
-        checkpoint: Path | None,
+        checkpoint: Location | None,
         worker: str | None,
         role: Role = "both",
     ) -> tuple[bool, Claimed | None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -18,6 +17,7 @@ from sqlalchemy import (
     update,
 )
 
+from pbtune._location import Location, as_location
 from pbtune.storages._records import MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
@@ -39,7 +39,7 @@ def row_to_trial(row: RowMapping) -> FrozenTrial:
         state=TrialState(row["state"]),
         metrics=dict(row["metrics"]) if row["metrics"] is not None else None,
         fitness=row["fitness"],
-        checkpoint=Path(row["checkpoint"]) if row["checkpoint"] else None,
+        checkpoint=as_location(row["checkpoint"]) if row["checkpoint"] else None,
         error=row["error"],
         decision=row["decision"],
         worker=row["worker"],
@@ -124,7 +124,7 @@ class Holder(NamedTuple):
     id: int
     number: int
     fitness: float | None
-    checkpoint: Path
+    checkpoint: Location
 
 
 class Transaction:
@@ -343,7 +343,8 @@ class Transaction:
     def checkpoint_holders(self) -> list[Holder]:
         """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
         return [
-            Holder(id=r.id, number=r.number, fitness=r.fitness, checkpoint=Path(r.checkpoint))
+            Holder(id=r.id, number=r.number, fitness=r.fitness,
+                   checkpoint=as_location(r.checkpoint))
             for r in self._c.execute(_CHECKPOINT_HOLDERS, self._study)
         ]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
-from pbtune.controller import Controller, StudyConfig, initial_trials
+from pbtune._location import Location
+from pbtune.controller import Controller, StudyConfig, _store, initial_trials
 from pbtune.controller import _checkpoints as checkpoints
 from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
@@ -75,8 +76,9 @@ class Study:
         return self.storage.get_study_by_id(self.id).error
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.config.checkpoint_root) / self._record.checkpoint_dir
+    def checkpoint_dir(self) -> Location:
+        """The study's checkpoint directory (a `Path`), or its URL prefix (a `str`)."""
+        return _store.open_store(self.config.checkpoint_root, self._record.checkpoint_dir).location
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, storage={self.storage!r})"
@@ -154,7 +156,11 @@ class Study:
 
     def _sweep_checkpoints(self) -> None:
         keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
-        checkpoints.sweep(self.checkpoint_dir, keep)
+        store = _store.open_store(self.config.checkpoint_root, self._record.checkpoint_dir)
+        try:
+            store.sweep(keep)
+        finally:
+            store.close()
 
     # -- reading -----------------------------------------------------------------------------
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
@@ -267,14 +273,14 @@ def create_study(
         max_steps=max_steps,
         exploit=exploit if exploit is not None else Tournament(),
         explore=explore if explore is not None else Perturb(),
-        checkpoint_root=str(checkpoints.resolve_root(checkpoint_root)),
+        checkpoint_root=_store.resolve_root(checkpoint_root),
         seed=seed,
         max_retries=max_retries,
         keep_best=keep_best,
         heartbeat_timeout=heartbeat_timeout,
         trial_timeout=trial_timeout,
     )
-    checkpoints.check_root(Path(config.checkpoint_root))
+    _store.check_root(config.checkpoint_root)
     store = open_storage(storage)
     directory = checkpoints.study_dir_name(name, uuid.uuid4().hex)
     try:

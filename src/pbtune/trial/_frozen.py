@@ -14,8 +14,9 @@ class FrozenTrial:
     """One trial as stored: a segment of training for one member.
 
     ``parent_id`` names the trial whose checkpoint it warm-started from (None for a
-    member's first trial); ``checkpoint`` is its committed checkpoint directory, or None
-    when it has none (not finished, failed, or garbage-collected).
+    member's first trial); ``checkpoint`` is its committed checkpoint: a `Path` for a local
+    directory, a `str` URL (``s3://bucket/prefix/...``) for a remote one, or None when it
+    has none (not finished, failed, or garbage-collected).
     """
 
     id: int
@@ -29,7 +30,7 @@ class FrozenTrial:
     state: TrialState
     metrics: dict[str, float] | None = None
     fitness: float | None = None
-    checkpoint: Path | None = None
+    checkpoint: Path | str | None = None
     error: str | None = None
     decision: str = "initial"
     worker: str | None = None

@@ -13,9 +13,11 @@ class Trial:
     """What a training function sees: params, the steps to train and where checkpoints are.
 
     Train from ``start_step`` to ``end_step``; warm-start from ``parent_checkpoint``
-    (read-only, None for a member's first trial); write this trial's checkpoint into
-    ``checkpoint_dir``; return the metrics at ``end_step``. ``seed`` is the study's seed,
-    for code that must build the same initial model in every member and in a replay.
+    (a local, read-only directory, None for a member's first trial; with a remote
+    ``checkpoint_root`` it is a verified download); write this trial's checkpoint into the
+    local directory ``checkpoint_dir``; return the metrics at ``end_step``. ``seed`` is the
+    study's seed, for code that must build the same initial model in every member and in a
+    replay.
 
     Example::
 

@@ -10,17 +10,16 @@ import logging
 import math
 import os
 import queue
-import shutil
 import socket
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Protocol
 
 from pbtune._errors import PbtuneError, StorageError, TrialFailedError
+from pbtune._location import Location
 from pbtune.controller import (
     Claimed,
     Controller,
@@ -31,7 +30,6 @@ from pbtune.controller import (
     clean_metrics,
     fitness_of,
 )
-from pbtune.controller import _checkpoints as checkpoints
 from pbtune.storages import Storage
 from pbtune.trial import Trial, TrialState
 
@@ -81,6 +79,18 @@ def run_worker(
     study = storage.get_study(study_name)
     config = StudyConfig.from_dict(study.config, fitness=fitness)
     controller = Controller(storage, study, config)
+    try:
+        done, following = _loop(controller, train, worker_id, max_trials, stop, wake, role)
+    finally:
+        controller.store.close()  # a remote store's download cache
+    if following is not None:  # stopped between claiming a trial and starting it
+        controller.release(following)
+    return done
+
+
+def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: int | None,
+          stop: threading.Event | None, wake: Wake | None, role: Role
+          ) -> tuple[int, Claimed | None]:
     done = 0
     idle = POLL_INTERVAL_S
     following: Claimed | None = None
@@ -108,9 +118,7 @@ def run_worker(
                              role)[1]
             if wake is not None:
                 wake.set()
-    if following is not None:  # stopped between claiming a trial and starting it
-        controller.release(following)
-    return done
+    return done, following
 
 
 def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
@@ -139,9 +147,10 @@ def _run(controller: Controller, claimed: Claimed, train: TrainFn, beat: Heartbe
 def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
                     worker: str | None, role: Role) -> tuple[bool, Claimed | None]:
     trial = claimed.trial
+    store = controller.store
     staging = None
     try:
-        staging = checkpoints.make_staging_dir(controller.study_dir, trial.number, claimed.claim)
+        staging = store.stage(trial.number, claimed.claim)
         handle = Trial(
             id=trial.id,
             number=trial.number,
@@ -162,13 +171,14 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
         else:
             metrics, fitness = check_metrics(result, controller.config)
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        store.discard(staging)
         _fail(controller, claimed, error)
         return False, None
-    final = checkpoints.final_dir(controller.study_dir, trial.number)
+    final = store.final(trial.number)
     try:
-        checkpoints.commit(staging, final)
+        # A remote store uploads the files, then the manifest; the tell that records the
+        # reference is the commit point either way.
+        final = store.commit(staging, trial.number)
         if controller.config.evaluated:
             told, following = controller.tell_trained(claimed, metrics, final, worker, role)
         else:
@@ -178,12 +188,12 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
         raise  # the storage stayed down past its retries: this worker stops; the trial is
         # failed as lost and retried, and the directory is swept at the end of the run
     except Exception as error:  # e.g. a user's strategy that explores out of bounds
-        shutil.rmtree(staging, ignore_errors=True)
-        checkpoints.remove(final, controller.study_dir)
+        store.discard(staging)
+        store.remove(final)
         _fail(controller, claimed, error)
         return False, None
     if not told:
-        checkpoints.remove(final, controller.study_dir)
+        store.remove(final)
     return told, following
 
 
@@ -197,16 +207,14 @@ def _evaluate_and_tell(controller: Controller, claimed: Claimed, worker: str | N
     trial = claimed.trial
     config = controller.config
     try:
-        if trial.checkpoint is None or not trial.checkpoint.is_dir():
-            raise TrialFailedError(
-                f"the checkpoint of trial {trial.id} to evaluate is missing "
-                f"({trial.checkpoint}); every worker must see checkpoint_root at the same path"
-            )
+        if trial.checkpoint is None:
+            raise TrialFailedError(f"trial {trial.id} to evaluate has no checkpoint")
+        local = controller.store.open(trial.checkpoint, trial.id)  # verified, read-only
         handle = Trial(
             id=trial.id, number=trial.number, member=trial.member,
             generation=trial.generation, params=trial.params, start_step=trial.start_step,
             end_step=trial.end_step, parent_checkpoint=None,
-            checkpoint_dir=trial.checkpoint,  # read-only: committed
+            checkpoint_dir=local,  # the committed checkpoint: read-only
             study_name=controller.study.name, seed=config.seed,
             report_sink=_report_sink(controller.storage, trial.id),
         )
@@ -313,7 +321,7 @@ class _Discarder:
 
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
-        self._queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Location | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="pbtune-discard", daemon=True)
 
     def __enter__(self) -> _Discarder:
