@@ -386,7 +386,7 @@ def test_count_states_and_filtered_reads(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10, 10, 10, 10])
     assert storage.count_states(study_id) == {
         TrialState.QUEUED: 4, TrialState.RUNNING: 0, TrialState.COMPLETE: 0,
-        TrialState.FAILED: 0}
+        TrialState.FAILED: 0, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
     a = claim(storage, study_id, "a")
     b = claim(storage, study_id, "b")
     c = claim(storage, study_id, "c")
@@ -397,14 +397,14 @@ def test_count_states_and_filtered_reads(storage: Storage) -> None:
         error="boom"))
     assert storage.count_states(study_id) == {
         TrialState.QUEUED: 1, TrialState.RUNNING: 1, TrialState.COMPLETE: 1,
-        TrialState.FAILED: 1}
+        TrialState.FAILED: 1, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
     assert [t.id for t in storage.get_trials(study_id, [TrialState.FAILED])] == [b.id]
     assert storage.get_trial(b.id).error == "boom"
     assert {t.id for t in storage.get_trials(study_id, [TrialState.RUNNING,
                                                         TrialState.COMPLETE])} == {a.id, c.id}
     assert storage.count_states(make_study(storage, "other", end_steps=[10])) == {
         TrialState.QUEUED: 1, TrialState.RUNNING: 0, TrialState.COMPLETE: 0,
-        TrialState.FAILED: 0}
+        TrialState.FAILED: 0, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
     assert storage.count_states(987654) == {state: 0 for state in TrialState}
 
 
