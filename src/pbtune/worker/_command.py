@@ -97,9 +97,9 @@ class Command:
                 preexec_fn=_die_with_parent(),
             )
         except OSError as error:  # not found, not executable, bad cwd
+            what = f"{error.strerror}: {error.filename!r}" if error.filename else str(error)
             raise TrialFailedError(
-                f"command {shlex.join(self.args)!r} cannot be started: "
-                f"{error.strerror or error}"
+                f"command {shlex.join(self.args)!r} cannot be started: {what}"
                 + (f" (cwd {self.cwd!r})" if self.cwd else "")
             ) from None
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
