@@ -3,6 +3,7 @@ and a SQLite file; and a command dies with the run that started it."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -94,23 +95,52 @@ def test_a_killed_run_takes_its_commands_with_it(tmp_path: Path) -> None:
     config = tmp_path / "study.yaml"
     config.write_text((EXAMPLE / "study.yaml").read_text())
     pids = tmp_path / "pids"
-    command = f"sh -c 'echo $$ >> {pids}; sleep 600'"
+    command = f"sh -c 'echo $$ >> {pids}; exec sleep 600'"
     run = pbtune_cli("run", "--config", str(config), "--command", command, "--workers", "2",
                      "--storage", f"sqlite:///{tmp_path / 'kill.db'}", "--no-progress",
                      cwd=tmp_path, start_new_session=True)
     try:
-        for _ in range(1200):  # the commands start once the workers have started
-            if pids.exists() and len(pids.read_text().split()) == 2:
-                break
-            time.sleep(0.05)
-        started = [int(pid) for pid in pids.read_text().split()]
-        assert len(started) == 2
+        started = wait_for_pids(pids, 2)
     finally:
         os.killpg(run.pid, signal.SIGKILL)  # the run and its workers; the commands are
         run.communicate()  # in sessions of their own
     for pid in started:
-        for _ in range(400):
-            if not pid_alive(pid):
-                break
-            time.sleep(0.05)
-        assert not pid_alive(pid), f"command {pid} outlived the run that started it"
+        assert wait_gone(pid), f"command {pid} outlived the run that started it"
+
+def test_an_interrupted_run_kills_everything_its_commands_started(tmp_path: Path) -> None:
+    config = tmp_path / "study.yaml"
+    config.write_text((EXAMPLE / "study.yaml").read_text())
+    pids = tmp_path / "pids"
+    command = f"sh -c 'sleep 600 & echo $! >> {pids}; wait'"  # a grandchild of the worker
+    run = pbtune_cli("run", "--config", str(config), "--command", command, "--workers", "2",
+                     "--storage", f"sqlite:///{tmp_path / 'int.db'}", "--no-progress",
+                     cwd=tmp_path, start_new_session=True)
+    try:
+        started = wait_for_pids(pids, 2)
+        run.send_signal(signal.SIGINT)  # Ctrl-C: the run stops its workers with SIGTERM
+        assert run.wait(timeout=120) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+    for pid in started:
+        assert wait_gone(pid), f"{pid}, started by a command, outlived the run"
+
+
+def wait_for_pids(path: Path, count: int) -> list[int]:
+    for _ in range(1200):  # the commands start once the workers have started
+        if path.exists() and len(path.read_text().split()) >= count:
+            break
+        time.sleep(0.05)
+    started = [int(pid) for pid in path.read_text().split()]
+    assert len(started) >= count
+    return started
+
+
+def wait_gone(pid: int) -> bool:
+    """SIGKILL is delivered asynchronously: give the kernel a moment to end ``pid``."""
+    for _ in range(400):
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,7 +71,11 @@ class Command:
         return f"Command({shlex.join(self.args)!r})"
 
     def __call__(self, trial: Trial) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix=f"pbtune-trial-{trial.id}-") as scratch:
+        # Beside the checkpoint's staging folder, which the end of a run sweeps, so the
+        # files of a worker killed mid-trial do not pile up in /tmp.
+        staging = Path(trial.checkpoint_dir)
+        with tempfile.TemporaryDirectory(prefix=f"{staging.name}.command-",
+                                         dir=staging.parent) as scratch:
             metrics_file = Path(scratch) / "metrics.json"
             trial_file = Path(scratch) / "trial.json"
             info = trial_info(trial, metrics_file)
@@ -107,7 +111,8 @@ class Command:
         readers = [_copy_lines(process.stdout, None), _copy_lines(process.stderr, tail)]
         reason = None
         try:
-            process.wait(timeout=self.timeout)
+            with _kill_group_on_sigterm(process.pid):
+                process.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             reason = f"timed out after {self.timeout:g} s and was killed"
         finally:  # also on KeyboardInterrupt: nothing the command started is left running
@@ -211,6 +216,32 @@ def _kill_group(pid: int) -> None:
     """SIGKILL the command's process group: whatever it left running goes with it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _kill_group_on_sigterm(pid: int) -> Iterator[None]:
+    """While the command runs, a SIGTERM to the worker (how a run stops its workers) kills
+    the command's process group first, then ends the worker as it would have anyway.
+
+    Only the main thread can set signal handlers; in a thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # set outside Python
+        previous = signal.SIG_DFL
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        _kill_group(pid)
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _signal_name(number: int) -> str:
