@@ -94,8 +94,8 @@ class Study:
         ``train`` is a function (module level, so worker processes can import it),
         ``"path/to/script.py:train"``, or a `pbtune.Command` that runs any program. A
         study stopped by a crash or Ctrl-C continues where it was when this is called
-        again. Raises `StudyFailedError` if the study
-        cannot go on (e.g. every member's first trial failed).
+        again. Raises `StudyFailedError` if the study cannot go on (e.g. every member's
+        first trial failed).
 
         Example::
 
