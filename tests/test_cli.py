@@ -280,6 +280,49 @@ def test_bad_entries_and_missing_file(tmp_path: Path) -> None:
     assert_one_line_error(no_colon, "'module:name' or 'file.py:name'")
 
 
+def test_entry_and_command_are_one_or_the_other(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(STUDY_YAML)
+    config = str(tmp_path / "study.yaml")
+    db = tmp_path / "e.db"
+    both = invoke(["run", "train.py:train", "--command", "sh train.sh", "--config", config,
+                   "--storage", f"sqlite:///{db}"])
+    assert_one_line_error(both, "either ENTRY or --command, not both", code=2)
+    neither = invoke(["run", "--config", config, "--storage", f"sqlite:///{db}"])
+    assert_one_line_error(neither, "give the training function as ENTRY", "--command", code=2)
+    unbalanced = invoke(["run", "--command", "sh 'train.sh", "--config", config,
+                         "--storage", f"sqlite:///{db}"])
+    assert_one_line_error(unbalanced, "No closing quotation", code=2)
+    assert not db.exists()
+
+
+def test_the_study_file_may_name_the_command(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY_YAML + "command: python train.py --fast\n")
+    assert load_config(path).command == "python train.py --fast"
+    path.write_text(STUDY_YAML + "command: [python, train.py]\n")
+    assert load_config(path).command == ["python", "train.py"]
+    path.write_text(STUDY_YAML + "command: 3\n")
+    result = invoke(["run", "--config", str(path)])
+    assert_one_line_error(result, "'command' must be a string", code=1)
+
+
+def test_run_with_a_command_from_the_study_file(tmp_path: Path) -> None:
+    write = (
+        "import json, os\n"
+        "json.dump({'score': float(os.environ['PBTUNE_END_STEP'])},"
+        " open(os.environ['PBTUNE_METRICS_FILE'], 'w'))\n"
+    )
+    (tmp_path / "prog.py").write_text(write)
+    path = tmp_path / "study.yaml"
+    command = json.dumps([sys.executable, str(tmp_path / "prog.py")])
+    path.write_text(STUDY_YAML.replace("name: tiny", "name: cmd") + f"command: {command}\n")
+    db = tmp_path / "cmd.db"
+    result = invoke(["run", "--config", str(path), "--storage", f"sqlite:///{db}",
+                     "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "study 'cmd' COMPLETE" in result.stdout
+
+
 def test_read_errors(ran: Ran, tmp_path: Path) -> None:
     assert_one_line_error(invoke(["status", "--storage", ran.url, "--study", "nope"]),
                           "no study named 'nope'", "'tiny'", code=1)

@@ -40,12 +40,14 @@ from pbtune.strategies import (
 )
 from pbtune.study import ReplayResult, Study, create_study, load_schedule, load_study, replay
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
+from pbtune.worker import Command
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
     "Choice",
+    "Command",
     "ConfigError",
     "DuplicatedStudyError",
     "ExploitStrategy",

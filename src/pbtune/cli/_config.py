@@ -15,6 +15,7 @@ Example ``study.yaml``::
     exploit: {type: truncation, fraction: 0.2}
     explore: {type: perturb, factors: [0.8, 1.25], resample_probability: 0.25}
     checkpoint_root: checkpoints    # relative to this file's folder
+    command: python train.py        # optional: what `pbtune run` runs for each trial
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ ALLOWED_KEYS = (
     "explore",
     "checkpoint_root",
     "fitness",
+    "command",
 )
 
 
@@ -68,6 +70,7 @@ class RunConfig:
     name: str | None
     storage: str | None
     options: dict[str, Any] = field(default_factory=dict)
+    command: str | list[str] | None = None
 
 
 class _Loader(yaml.SafeLoader):
@@ -139,7 +142,21 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
         options["checkpoint_root"] = _checkpoint_root(data["checkpoint_root"], base)
     if data.get("fitness") is not None:
         options["fitness"] = import_fitness(data["fitness"], base)
-    return RunConfig(path=path, name=name, storage=storage, options=options)
+    return RunConfig(path=path, name=name, storage=storage, options=options,
+                     command=_command(data.get("command")))
+
+
+def _command(value: Any) -> str | list[str] | None:
+    """The file's ``command``: a string (split like a shell) or a list of arguments."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(
+        f"'command' must be a string like 'python train.py' or a list of strings, got {value!r}"
+    )
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:

@@ -16,46 +16,78 @@ from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
 from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
 from pbtune.trial import Segment, TrialState
+from pbtune.worker._command import Command
 from pbtune.worker._process import Entry
 
 ENTRY_HELP = "ENTRY is the training function: path/to/script.py:train or module:train."
 
 
-@click.command(epilog=ENTRY_HELP)
-@click.argument("entry")
+RUN_HELP = (
+    "ENTRY is the training function: path/to/script.py:train or module:train. Or give "
+    "--command 'python train.py' (or 'command:' in the study file) to run any program "
+    "for each trial; see the README, 'Command trials'."
+)
+
+
+@click.command(epilog=RUN_HELP)
+@click.argument("entry", required=False)
 @click.option(
     "--config", "config_path", required=True, metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path),
     help="YAML file of the study's settings (create_study arguments).",
 )
+@click.option("--command", "command_line", metavar="TEXT",
+              help="Run this program for each trial instead of a Python ENTRY.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes training in parallel.")
 @click.option("--storage", "storage_url", metavar="URL", help="Overrides the file's storage.")
 @click.option("--study", "study_name", metavar="NAME", help="Overrides the file's name.")
 @click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")
-def run(entry: str, config_path: Path, workers: int, storage_url: str | None,
-        study_name: str | None, no_progress: bool) -> None:
+def run(entry: str | None, config_path: Path, command_line: str | None, workers: int,
+        storage_url: str | None, study_name: str | None, no_progress: bool) -> None:
     """Run (or continue) the study described by --config until its budget is spent.
 
     Running the same command again after a crash or Ctrl-C continues the study.
     """
+    if entry is not None and command_line is not None:
+        raise click.UsageError("give either ENTRY or --command, not both")
     config = load_config(config_path)
     name = study_name or config.name
     if name is None:
         raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
     url = storage_url or config.storage or DEFAULT_STORAGE
-    add_cwd_to_path()
-    load_entry(entry)
+    train = _training_function(entry, command_line, config.command)
     try:
         study = create_study(name, storage=url, load_if_exists=True, **config.options)
     except (ConfigError, SearchSpaceError) as error:
         raise type(error)(f"{config_path}: {error}") from None
     try:
-        study.optimize(entry, workers=workers, show_progress=False if no_progress else None)
+        study.optimize(train, workers=workers, show_progress=False if no_progress else None)
     except KeyboardInterrupt:
         click.echo("Interrupted; run the same command again to continue the study.", err=True)
         raise click.exceptions.Exit(130) from None
     _summary(study)
+
+
+def _training_function(entry: str | None, command_line: str | None,
+                       file_command: str | list[str] | None) -> str | Command:
+    """ENTRY, --command, or else the study file's ``command``; exactly one is used."""
+    if entry is not None:
+        add_cwd_to_path()
+        load_entry(entry)
+        return entry
+    if command_line is None and file_command is None:
+        raise click.UsageError(
+            "give the training function as ENTRY (path/to/script.py:train), or a program "
+            "to run for each trial with --command 'python train.py' (or 'command:' in the "
+            "study file)"
+        )
+    line = command_line if command_line is not None else file_command
+    assert line is not None
+    try:
+        return Command(line)
+    except ValueError as error:  # shlex: "No closing quotation"
+        raise click.UsageError(f"--command {line!r}: {error}") from None
 
 
 def _summary(study: Study) -> None:

@@ -94,10 +94,11 @@ class Study:
     ) -> None:
         """Run the study until its budget is spent, with ``workers`` in parallel.
 
-        ``train`` is a function (module level, so worker processes can import it) or
-        ``"path/to/script.py:train"``. A study stopped by a crash or Ctrl-C continues
-        where it was when this is called again. Raises `StudyFailedError` if the study
-        cannot go on (e.g. every member's first trial failed).
+        ``train`` is a function (module level, so worker processes can import it),
+        ``"path/to/script.py:train"``, or a `pbtune.Command` that runs any program. A
+        study stopped by a crash or Ctrl-C continues where it was when this is called
+        again. Raises `StudyFailedError` if the study cannot go on (e.g. every member's
+        first trial failed).
 
         In a study with an ``evaluate`` function (see `create_study`), every worker
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
