@@ -246,14 +246,15 @@ def table(data: StudyData, study: StudyRecord, *, offset: int = 0, limit: int = 
         rows = [t for t in rows if t.state == wanted]
 
     def key(trial: FrozenTrial) -> tuple[Any, ...]:
-        value = getattr(trial, sort)
-        if sort == "state":
-            value = trial.state.value
-        if sort == "fitness":
-            value = _num(value)
-        return (value is None, value if value is not None else 0, trial.id)
+        value = trial.state.value if sort == "state" else getattr(trial, sort)
+        return (value, trial.id)
 
-    ordered = sorted(rows, key=key, reverse=descending)
+    # Trials without a value (no fitness yet) come last in either order.
+    missing = [t for t in rows if key(t)[0] is None
+               or (sort == "fitness" and _num(t.fitness) is None)]
+    gone = {t.id for t in missing}
+    present = [t for t in rows if t.id not in gone]
+    ordered = sorted(present, key=key, reverse=descending) + missing
     limit = max(1, min(limit, MAX_PAGE))
     page = ordered[max(0, offset): max(0, offset) + limit]
     return {"total": len(rows), "offset": offset, "limit": limit,
