@@ -14,7 +14,11 @@ from dashboard.toy import SCRIPT_PARAM, STUDY, Response, call
 from pbtune.dashboard import DashboardApp
 from pbtune.dashboard._app import CSP
 
-BASE = "/api/studies/" + quote(STUDY, safe="")
+
+def at(view: str) -> str:
+    """The URL of a view of the toy study, e.g. ``at("trials?limit=10")``."""
+    name, _, query = view.partition("?")
+    return f"/api/{name}?study={quote(STUDY, safe='')}" + (f"&{query}" if query else "")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def test_study_list(app: DashboardApp, toy: pbtune.Study) -> None:
 
 
 def test_plot_has_every_member_and_exploit_jumps(app: DashboardApp, toy: pbtune.Study) -> None:
-    plot = get(app, BASE + "/plot").json()
+    plot = get(app, at("plot")).json()
     complete = toy.trials([pbtune.TrialState.COMPLETE])
     assert sorted(m["member"] for m in plot["members"]) == [0, 1, 2, 3]
     assert sum(len(m["points"]) for m in plot["members"]) == len(complete)
@@ -60,17 +64,17 @@ def test_plot_has_every_member_and_exploit_jumps(app: DashboardApp, toy: pbtune.
 
 
 def test_lineage_of_a_given_trial_and_of_the_best(app: DashboardApp, toy: pbtune.Study) -> None:
-    best = get(app, BASE + "/lineage").json()
+    best = get(app, at("lineage")).json()
     assert best["trial"] == toy.best_trial.id
     assert [n["id"] for n in best["nodes"]] == [t.id for t in toy.lineage()]
     some = toy.trials([pbtune.TrialState.COMPLETE])[10]
-    chosen = get(app, f"{BASE}/lineage?trial={some.id}").json()
+    chosen = get(app, at(f"lineage?trial={some.id}")).json()
     assert [n["id"] for n in chosen["nodes"]] == [t.id for t in toy.lineage(some.id)]
     assert [n["generation"] for n in chosen["nodes"]] == list(range(some.generation + 1))
 
 
 def test_schedules_view(app: DashboardApp, toy: pbtune.Study) -> None:
-    data = get(app, BASE + "/schedules").json()
+    data = get(app, at("schedules")).json()
     names = [p["name"] for p in data["params"]]
     assert names == ["h0", SCRIPT_PARAM, "opt"]
     segments = toy.schedule()
@@ -84,36 +88,36 @@ def test_schedules_view(app: DashboardApp, toy: pbtune.Study) -> None:
 
 def test_schedule_exports(app: DashboardApp, toy: pbtune.Study) -> None:
     segments = toy.schedule()
-    as_json = get(app, BASE + "/schedule.json")
+    as_json = get(app, at("schedule.json"))
     assert as_json.headers["content-type"] == "application/json"
     assert "attachment" in as_json.headers["content-disposition"]
     assert as_json.json() == [s.to_dict() for s in segments]
-    as_csv = get(app, BASE + "/schedule.csv")
+    as_csv = get(app, at("schedule.csv"))
     assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.body.decode())))
     assert [int(r["trial_id"]) for r in rows] == [s.trial_id for s in segments]
     assert [float(r[SCRIPT_PARAM]) for r in rows] == [s.params[SCRIPT_PARAM] for s in segments]
     some = toy.trials([pbtune.TrialState.COMPLETE])[5]
-    given = get(app, f"{BASE}/schedule.json?trial={some.id}").json()
+    given = get(app, at(f"schedule.json?trial={some.id}")).json()
     assert given == [s.to_dict() for s in toy.schedule(some.id)]
 
 
 def test_table_pages_sorts_and_filters(app: DashboardApp, toy: pbtune.Study) -> None:
     everything = toy.trials()
-    first = get(app, BASE + "/trials?limit=10").json()
-    second = get(app, BASE + "/trials?limit=10&offset=10").json()
+    first = get(app, at("trials?limit=10")).json()
+    second = get(app, at("trials?limit=10&offset=10")).json()
     assert first["total"] == second["total"] == len(everything)
     assert [r["id"] for r in first["rows"] + second["rows"]] == [t.id for t in everything[:20]]
-    failed = get(app, BASE + "/trials?state=FAILED").json()
+    failed = get(app, at("trials?state=FAILED")).json()
     assert failed["total"] == 1
     assert "boom <img src=x onerror=alert(2)>" in failed["rows"][0]["error"]
-    best = get(app, BASE + "/trials?sort=fitness&desc=1&limit=1").json()
+    best = get(app, at("trials?sort=fitness&desc=1&limit=1")).json()
     assert best["rows"][0]["fitness"] == max(t.fitness for t in everything if t.fitness)
-    assert get(app, BASE + "/trials?limit=100000").json()["limit"] <= 500
+    assert get(app, at("trials?limit=100000")).json()["limit"] <= 500
 
 
 @pytest.mark.parametrize("path", [
-    "/api/studies/nope/plot", BASE + "/lineage?trial=999999", BASE + "/schedule.csv?trial=99999",
+    "/api/plot?study=nope", at("lineage?trial=999999"), at("schedule.csv?trial=99999"),
     "/api/nothing", "/static/../_app.py", "/static/secret.py",
 ])
 def test_unknown_things_are_404(app: DashboardApp, path: str) -> None:
@@ -123,15 +127,15 @@ def test_unknown_things_are_404(app: DashboardApp, path: str) -> None:
     assert "error" in response.json()
 
 
-@pytest.mark.parametrize("path", [BASE + "/trials?offset=x", BASE + "/trials?sort=params",
-                                  BASE + "/trials?state=DONE"])
+@pytest.mark.parametrize("path", ["/api/plot", at("trials?offset=x"), at("trials?sort=params"),
+                                  at("trials?state=DONE")])
 def test_bad_queries_are_400(app: DashboardApp, path: str) -> None:
     assert call(app, path).code == 400
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_writes_are_refused(app: DashboardApp, method: str) -> None:
-    for path in ("/api/studies", BASE + "/trials", "/"):
+    for path in ("/api/studies", at("trials"), "/"):
         response = call(app, path, method)
         assert response.code == 405
         assert response.headers["allow"] == "GET, HEAD"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from pbtune.cli import _format as fmt
 from pbtune.dashboard import _data as data
@@ -22,10 +22,10 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-STATIC_FILES = ("index.html", "app.js", "plots.js", "app.css")
+STATIC_FILES = ("index.html", "app.js", "plots.js", "app.css", "favicon.svg")
 StartResponse = Callable[..., Any]
-_ROUTE = re.compile(r"^/api/studies/([^/]+)/(summary|plot|lineage|schedules|trials|"
-                    r"schedule\.json|schedule\.csv)$")
+# The study is a query parameter: a name may hold any character, "/" included.
+VIEWS = ("summary", "plot", "lineage", "schedules", "trials", "schedule.json", "schedule.csv")
 
 
 class _HttpError(Exception):
@@ -88,10 +88,12 @@ class DashboardApp:
             return self._json(self._studies())
         if path == "/api/config":
             return self._json({"study": self.study})
-        match = _ROUTE.match(path)
-        if match is None:
+        view = path[len("/api/"):]
+        if not path.startswith("/api/") or view not in VIEWS:
             raise _HttpError("404 Not Found", f"no such page: {path}")
-        name, view = unquote(match.group(1)), match.group(2)
+        name = query.get("study", [""])[0]
+        if not name:
+            raise _HttpError("400 Bad Request", "pass the study's name as ?study=NAME")
         try:
             return self._view(name, view, query)
         except data.NotFound as error:

@@ -18,9 +18,8 @@ function api(path) {
 }
 
 function studyPath(view, params) {
-  const q = new URLSearchParams(params || {});
-  const qs = q.toString();
-  return "/api/studies/" + encodeURIComponent(state.study) + "/" + view + (qs ? "?" + qs : "");
+  const q = new URLSearchParams(Object.assign({ study: state.study }, params || {}));
+  return "/api/" + view + "?" + q.toString();
 }
 
 function cell(tr, text, cls) {

@@ -110,7 +110,7 @@ function drawLineage(svg, nodes, onClick) {
   const w = Number(svg.getAttribute("width")), h = Number(svg.getAttribute("height"));
   const members = Array.from(new Set(nodes.map((n) => n.member))).sort((a, b) => a - b);
   const g0 = nodes[0].generation, g1 = nodes[nodes.length - 1].generation;
-  const x = scale(g0, Math.max(g1, g0 + 1), MARGIN.left, w - MARGIN.right, false);
+  const x = scale(g0, Math.max(g1, g0 + 1), MARGIN.left + 30, w - MARGIN.right, false);
   const gap = members.length > 1 ? Math.min(40, (h - 70) / (members.length - 1)) : 0;
   const lane = (m) => MARGIN.top + 10 + members.indexOf(m) * gap;
   members.forEach((m) => svgText(svg, 4, lane(m) + 4, "member " + m, { fill: memberColor(m) }));
