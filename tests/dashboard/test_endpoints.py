@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 import pbtune
-from dashboard.toy import SCRIPT_PARAM, STUDY, Response, call
+from dashboard.toy import SCRIPT_PARAM, STUDY, Response, call, train
 from pbtune.dashboard import DashboardApp
 from pbtune.dashboard._app import CSP
 
@@ -157,3 +158,25 @@ def test_only_the_chosen_study_is_listed(toy: pbtune.Study) -> None:
     assert get(app, "/api/config").json() == {"study": STUDY}
     assert [s["name"] for s in get(app, "/api/studies").json()] == [STUDY]
     assert json.loads(get(DashboardApp(toy.storage), "/api/config").body) == {"study": None}
+
+
+def test_views_follow_a_study_as_it_runs(tmp_path: Path) -> None:
+    """Before any result every view answers, empty; the same app then sees the results."""
+    storage = pbtune.Storage(None)
+    study = pbtune.create_study(
+        "fresh", storage=storage, metric="q", space={"h0": pbtune.Float(0.0, 1.0),
+                                                      SCRIPT_PARAM: pbtune.Float(0.0, 1.0)},
+        population_size=2, steps_per_trial=2, max_steps=6, checkpoint_root=tmp_path,
+    )
+    app = DashboardApp(storage)
+    before = call(app, "/api/plot?study=fresh").json()
+    assert before["members"] == [] and before["jumps"] == []
+    assert call(app, "/api/lineage?study=fresh").json() == {"trial": None, "nodes": []}
+    assert call(app, "/api/trials?study=fresh").json()["total"] == 2
+    assert call(app, "/api/summary?study=fresh").json()["steps_done"] == 0
+    study.optimize(train, workers=1, show_progress=False)
+    after = call(app, "/api/plot?study=fresh").json()
+    assert sum(len(m["points"]) for m in after["members"]) == len(
+        study.trials([pbtune.TrialState.COMPLETE]))
+    assert call(app, "/api/summary?study=fresh").json()["steps_done"] == 12
+    storage.dispose()
