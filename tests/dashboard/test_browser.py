@@ -138,15 +138,22 @@ def test_a_script_param_name_is_text(page: Any) -> None:
 
 def test_clicking_a_trial_shows_its_lineage(page: Any, toy: pbtune.Study) -> None:
     best = toy.best_trial.id
-    other = next(t for t in toy.trials([pbtune.TrialState.COMPLETE])
-                 if t.generation >= 3 and t.id != best)
+    done = [t for t in toy.trials([pbtune.TrialState.COMPLETE]) if t.id != best]
+    # Points may overlap; the last member's points are drawn last, so nothing covers them.
+    top = max(t.member for t in done)
+    other = next(t for t in reversed(done) if t.member == top and t.generation >= 3)
     page.locator(f"#pbt-plot circle[data-trial='{other.id}']").click()
     expect(page.locator("#lineage-trial")).to_have_text(str(other.id))
     nodes = page.locator("#lineage-plot circle.node")
-    assert nodes.count() == len(toy.lineage(other.id))
+    expect(nodes).to_have_count(len(toy.lineage(other.id)))
     assert nodes.last.get_attribute("data-trial") == str(other.id)
     href = page.locator("#export-csv").get_attribute("href")
     assert href.startswith("/api/schedule.csv?") and href.endswith(f"&trial={other.id}")
+    # A row of the trial table does the same.
+    row = next(t for t in done if t.generation >= 2 and t.id != other.id)
+    page.locator(f"#trials tbody tr[data-trial='{row.id}']").click()
+    expect(page.locator("#lineage-trial")).to_have_text(str(row.id))
+    expect(nodes).to_have_count(len(toy.lineage(row.id)))
     assert page.problems == []
 
 

@@ -201,12 +201,11 @@ def schedules(data: StudyData, study: StudyRecord, trial_id: int | None) -> dict
     """Each param against step along one lineage, over a sample of the population's values.
 
     A lineage segment is ``[start_step, end_step, value]``; the population is the values of
-    at most `MAX_POPULATION_POINTS` trials per param (one per step bucket and member band)."""
+    at most `MAX_POPULATION_POINTS` trials, sampled evenly over steps and members."""
     chain = lineage(data, study, trial_id)
     snap = data.trials(study)
     started = [t for t in snap.trials if t.state != TrialState.QUEUED]
-    max_step = max((t.end_step for t in started), default=1)
-    sample = _buckets_many(started, MAX_POPULATION_POINTS, max_step)
+    sample = _even_sample(started, MAX_POPULATION_POINTS)
     out = []
     for name in param_names(study):
         choices, log = _scale(study, name)
@@ -219,7 +218,7 @@ def schedules(data: StudyData, study: StudyRecord, trial_id: int | None) -> dict
     return {"trial": chain[-1].id if chain else None, "params": out}
 
 
-def _buckets_many(items: Sequence[FrozenTrial], limit: int, max_step: int) -> list[FrozenTrial]:
+def _even_sample(items: Sequence[FrozenTrial], limit: int) -> list[FrozenTrial]:
     """An even sample of at most ``limit`` trials spread over steps and members."""
     if len(items) <= limit:
         return list(items)

@@ -28,6 +28,11 @@ def _pyplot() -> Any:
     return plt
 
 
+def _text(name: str) -> str:
+    """A user's name as literal text: matplotlib would read "$...$" as math."""
+    return name.replace("$", r"\$")
+
+
 def _color(member: int) -> Any:
     import colorsys
 
@@ -62,7 +67,7 @@ def _pbt(plt: Any, plot: dict[str, Any], study: StudyRecord, path: Path) -> None
                 run.append(point)
         ax.scatter([p[0] for p in member["points"]], [p[1] for p in member["points"]],
                    color=color, s=8, label=f"member {member['member']}")
-    ax.set(xlabel="step", ylabel="fitness", title=f"{study.name}: fitness of every trial")
+    ax.set(xlabel="step", ylabel="fitness", title=f"{_text(study.name)}: fitness of every trial")
     if 0 < len(plot["members"]) <= 12:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -82,7 +87,8 @@ def _lineage(plt: Any, nodes: list[dict[str, Any]], study: StudyRecord, path: Pa
             ax.annotate(f"#{node['id']}", (node["generation"], node["member"]), fontsize=7,
                         textcoords="offset points", xytext=(0, 7), ha="center")
     last = nodes[-1]["id"] if nodes else "-"
-    ax.set(xlabel="generation", ylabel="member", title=f"{study.name}: lineage of trial {last}")
+    ax.set(xlabel="generation", ylabel="member",
+           title=f"{_text(study.name)}: lineage of trial {last}")
     ax.set_yticks(sorted(set(ys)))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -97,14 +103,18 @@ def _schedules(plt: Any, sched: dict[str, Any], nodes: list[dict[str, Any]], pat
     for ax, param in zip(axes[:, 0], params, strict=True):
         cloud = param["population"]
         ax.scatter([(p[0] + p[1]) / 2 for p in cloud], [p[2] for p in cloud], color="0.75", s=5)
+        xs: list[float] = []
+        ys: list[float] = []
         for start, end, value in param["lineage"]:
             if value is not None:
-                ax.plot([start, end], [value, value], color=color, lw=2.5)
+                xs += [start, end]
+                ys += [value, value]
+        ax.plot(xs, ys, color=color, lw=2.5)
         if param["choices"] is not None:
             ax.set_yticks(range(len(param["choices"])), [str(c) for c in param["choices"]])
         elif param["log"]:
             ax.set_yscale("log")
-        ax.set_ylabel(param["name"])
+        ax.set_ylabel(_text(param["name"]))
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
