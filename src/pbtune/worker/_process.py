@@ -18,11 +18,12 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from pbtune._errors import ConfigError, StorageError, StudyFailedError
+from pbtune._errors import ConfigError
 from pbtune.controller import Controller, import_object
-from pbtune.storages import Storage, StudyState
+from pbtune.storages import Storage
 from pbtune.trial import TrialState
 from pbtune.worker._loop import TrainFn, Wake, new_worker_id, run_worker
+from pbtune.worker._restarts import Restarts, watch_study
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -53,6 +54,7 @@ def _worker_main(
     fitness: Callable[[Mapping[str, float]], float] | None,
     tag: str,
     wake: Wake | None = None,
+    max_trials: int | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     _exit_with_parent()
@@ -60,7 +62,7 @@ def _worker_main(
     storage = Storage(url)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
-               fitness=fitness, wake=wake)
+               fitness=fitness, wake=wake, max_trials=max_trials)
     storage.dispose()
     # The run waits for its workers to exit. The interpreter's last garbage collection
     # over numpy's and SQLAlchemy's objects takes about 0.1 s, and frees nothing that
@@ -128,18 +130,17 @@ def run_processes(
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     tick: Tick | None = None,
     max_restarts: int | None = None,
+    max_trials: int | None = None,
 ) -> None:
-    """Run ``workers`` worker processes until the study is done; replace dead ones."""
+    """Run ``workers`` worker processes until the study is done; replace dead ones.
+
+    With ``max_trials``, each process stops after that many trials (`pbtune worker`).
+    """
     assert storage.url is not None
     _check_picklable(train, fitness)
     context = mp.get_context("spawn")
-    # Replacements are bounded by deaths in a row without a trial completing in between,
-    # so a run that loses workers now and then goes on, and a crash loop ends.
-    budget = max_restarts if max_restarts is not None else 2 * workers + 2
-    restarts_left = budget
-    completed_at_last_death = -1
+    restarts = Restarts(controller, workers, max_restarts)
     live: dict[str, BaseProcess] = {}
-    deaths: list[str] = []
     storage.dispose()
     wake = context.Event()
 
@@ -147,13 +148,16 @@ def run_processes(
         tag = uuid.uuid4().hex[:8]
         process = context.Process(
             target=_worker_main,
-            args=(storage.url, controller.study.name, train, fitness, tag, wake),
+            args=(storage.url, controller.study.name, train, fitness, tag, wake, max_trials),
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )
         process.start()
         assert process.pid is not None
         live[worker_id_for(process.pid, tag)] = process
+
+    def enforce_timeout() -> None:
+        _enforce_trial_timeout(controller, live)
 
     for _ in range(workers):
         spawn()
@@ -166,26 +170,9 @@ def run_processes(
                     continue
                 del live[worker]
                 reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
-                running = _record_lost_worker(controller, worker, reason)
-                if process.exitcode == 0:
-                    continue
-                _log.warning(reason)
-                deaths.append(reason)
-                completed = _count_complete(controller)
-                if completed != completed_at_last_death:
-                    completed_at_last_death, restarts_left = completed, budget
-                if running and restarts_left > 0:
-                    restarts_left -= 1
+                if restarts.exited(worker, reason, crashed=process.exitcode != 0):
                     spawn()
-            try:
-                controller.maybe_reap()
-                _enforce_trial_timeout(controller, live)
-                if tick is not None:
-                    tick()
-            except StorageError as error:
-                # The workers ride out a storage outage with their own retries; so does
-                # this loop, which only watches.
-                _log.warning("cannot read the study: %s", error)
+            watch_study(controller, enforce_timeout, tick)
     finally:
         for process in live.values():
             if process.is_alive():
@@ -195,32 +182,8 @@ def run_processes(
             if process.is_alive():
                 process.kill()
                 process.join()
-            controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
-    if deaths and storage.get_study_state(controller.study.id) == StudyState.RUNNING:
-        raise StudyFailedError(
-            f"worker processes kept dying ({len(deaths)} times; the last: "
-            f"{deaths[-1].removeprefix('lost: ')}); see their output above. The study is "
-            "unfinished: fix the cause and run again to continue it."
-        )
-
-
-def _count_complete(controller: Controller) -> int:
-    try:
-        return controller.storage.count_states(controller.study.id)[TrialState.COMPLETE]
-    except StorageError:
-        return -1
-
-
-def _record_lost_worker(controller: Controller, worker: str, reason: str) -> bool:
-    """Fail a dead worker's trial; True if the study still runs (so replace the worker)."""
-    try:
-        controller.fail_worker(worker, reason)
-        state = controller.storage.get_study_by_id(controller.study.id).state
-    except StorageError as error:
-        # Its trial goes stale and is retried by the heartbeat check instead.
-        _log.warning("cannot record the lost worker %s yet: %s", worker, error)
-        return True
-    return state == StudyState.RUNNING
+            restarts.interrupted(worker)
+    restarts.check()
 
 
 def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess]) -> None:
