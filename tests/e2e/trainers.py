@@ -75,3 +75,13 @@ def exits_once(trial: pbtune.Trial) -> dict[str, float]:
         marker.touch()
         raise SystemExit(0)
     return quadratic(trial)
+
+
+def dies_once(trial: pbtune.Trial) -> dict[str, float]:
+    """The first attempt of member 0's first trial takes its whole process down."""
+    marker = Path(os.environ["PBTUNE_TEST_MARKERS"]) / "died"
+    if trial.member == 0 and trial.start_step == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        os._exit(3)
+    return quadratic(trial)

@@ -39,23 +39,30 @@ def run(entry: str, config_path: Path, workers: int, storage_url: str | None,
 
     Running the same command again after a crash or Ctrl-C continues the study.
     """
-    config = load_config(config_path)
-    name = study_name or config.name
-    if name is None:
-        raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
-    url = storage_url or config.storage or DEFAULT_STORAGE
     add_cwd_to_path()
     load_entry(entry)
-    try:
-        study = create_study(name, storage=url, load_if_exists=True, **config.options)
-    except (ConfigError, SearchSpaceError) as error:
-        raise type(error)(f"{config_path}: {error}") from None
+    study = create_from_config(config_path, storage_url, study_name)
     try:
         study.optimize(entry, workers=workers, show_progress=False if no_progress else None)
     except KeyboardInterrupt:
         click.echo("Interrupted; run the same command again to continue the study.", err=True)
         raise click.exceptions.Exit(130) from None
     _summary(study)
+
+
+def create_from_config(config_path: Path, storage_url: str | None,
+                       study_name: str | None) -> Study:
+    """Create the study a YAML file describes, or load it if it exists with the same
+    settings; ``storage_url`` and ``study_name`` override the file's."""
+    config = load_config(config_path)
+    name = study_name or config.name
+    if name is None:
+        raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
+    url = storage_url or config.storage or DEFAULT_STORAGE
+    try:
+        return create_study(name, storage=url, load_if_exists=True, **config.options)
+    except (ConfigError, SearchSpaceError) as error:
+        raise type(error)(f"{config_path}: {error}") from None
 
 
 def _summary(study: Study) -> None:

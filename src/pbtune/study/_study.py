@@ -30,7 +30,7 @@ _log = logging.getLogger("pbtune.study")
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler's preemption) stops a run as Ctrl-C does: workers are stopped
     and their trials retried on the next run without using up ``max_retries``."""
     if threading.current_thread() is not threading.main_thread():
@@ -124,7 +124,7 @@ class Study:
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
         fitness = self.config.fitness
-        with _sigterm_as_interrupt(), ProgressDisplay(
+        with sigterm_as_interrupt(), ProgressDisplay(
             self.storage, self._record, enabled=show_progress
         ) as display:
             run(self.storage, controller, fn, workers, fitness=fitness, tick=display.update)
