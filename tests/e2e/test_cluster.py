@@ -179,8 +179,39 @@ def test_a_dead_ray_worker_is_replaced_and_its_trial_retried(
     backend = pbtune.RayBackend(
         runtime_env={"env_vars": {"PBTUNE_TEST_MARKERS": str(tmp_path / "markers")}}
     )
-    study.optimize(f"{TRAINERS}:dies_once", workers=2, backend=backend, show_progress=False)
+    # One worker: only its replacement can finish the study.
+    study.optimize(f"{TRAINERS}:dies_once", workers=1, backend=backend, show_progress=False)
     assert_accounted_for(study)
     lost = study.trials([TrialState.FAILED])
     assert len(lost) == 1 and lost[0].member == 0 and lost[0].start_step == 0
     assert (lost[0].error or "").startswith("lost: Ray worker ray:")
+    assert len({t.worker for t in study.trials()}) == 2
+
+
+def test_interrupting_a_ray_run_stops_its_workers_and_requeues_their_trials(
+    tmp_path: Path, local_ray: Any
+) -> None:
+    from pbtune.controller import Controller
+    from pbtune.worker._process import Entry
+    from pbtune.worker._ray import run_ray
+
+    study = pbtune.create_study(
+        "ray-stop", storage=f"sqlite:///{tmp_path / 'study.db'}", space=SPACE, metric="q",
+        population_size=2, steps_per_trial=5, max_steps=15, checkpoint_root=tmp_path / "ckpt",
+    )
+    backend = pbtune.RayBackend(
+        runtime_env={"env_vars": {"PBTUNE_TEST_MARKERS": str(tmp_path / "markers")}}
+    )
+
+    def ctrl_c_once_hung() -> None:  # the trial that hangs is running: stop the run
+        if any(t.member == 0 and t.start_step == 0 for t in study.trials([TrialState.RUNNING])):
+            raise KeyboardInterrupt
+
+    controller = Controller(study.storage, study.storage.get_study("ray-stop"), study.config)
+    with pytest.raises(KeyboardInterrupt):
+        run_ray(study.storage, controller, Entry(f"{TRAINERS}:hangs_once"), 1, backend,
+                tick=ctrl_c_once_hung)
+    assert not study.trials([TrialState.RUNNING])
+    failed = study.trials([TrialState.FAILED])
+    assert [t.error for t in failed] == ["lost: the run was interrupted"]
+    assert study.state == pbtune.StudyState.RUNNING  # a later run continues it
