@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from pbtune._errors import ConfigError, PbtuneError, SearchSpaceError
 from pbtune.cli import _format as fmt
-from pbtune.cli._config import load_config
+from pbtune.cli._config import RunConfig, load_config
 from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
 from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
@@ -39,9 +39,10 @@ def run(entry: str, config_path: Path, workers: int, storage_url: str | None,
 
     Running the same command again after a crash or Ctrl-C continues the study.
     """
+    settings = study_settings(config_path, storage_url, study_name)
     add_cwd_to_path()
     load_entry(entry)
-    study = create_from_config(config_path, storage_url, study_name)
+    study = create_from_settings(*settings)
     try:
         study.optimize(entry, workers=workers, show_progress=False if no_progress else None)
     except KeyboardInterrupt:
@@ -54,15 +55,24 @@ def create_from_config(config_path: Path, storage_url: str | None,
                        study_name: str | None) -> Study:
     """Create the study a YAML file describes, or load it if it exists with the same
     settings; ``storage_url`` and ``study_name`` override the file's."""
+    return create_from_settings(*study_settings(config_path, storage_url, study_name))
+
+
+def study_settings(config_path: Path, storage_url: str | None,
+                   study_name: str | None) -> tuple[RunConfig, str, str]:
+    """The parsed file, the study's name and its storage URL (the options win)."""
     config = load_config(config_path)
     name = study_name or config.name
     if name is None:
         raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
-    url = storage_url or config.storage or DEFAULT_STORAGE
+    return config, name, storage_url or config.storage or DEFAULT_STORAGE
+
+
+def create_from_settings(config: RunConfig, name: str, url: str) -> Study:
     try:
         return create_study(name, storage=url, load_if_exists=True, **config.options)
     except (ConfigError, SearchSpaceError) as error:
-        raise type(error)(f"{config_path}: {error}") from None
+        raise type(error)(f"{config.path}: {error}") from None
 
 
 def _summary(study: Study) -> None:
