@@ -102,7 +102,9 @@ def test_three_cli_workers_join_a_created_study(tmp_path: Path, pg_url: str) -> 
     assert created.returncode == 0, created.stderr
     assert "'joined'" in created.stdout and "postgresql" in created.stdout
 
-    workers = [start_worker(pg_url, "joined", tmp_path, delay="0.3") for _ in range(3)]
+    # 36 trials; at most 14 each, so each of the three runs some however late it starts.
+    workers = [start_worker(pg_url, "joined", tmp_path, "--max-trials", "14", delay="0.1")
+               for _ in range(3)]
     outputs = [finish(w) for w in workers]
 
     study = pbtune.load_study("joined", storage=pg_url)
@@ -157,7 +159,8 @@ def test_ray_backend_with_a_joining_cli_worker(tmp_path: Path, pg_url: str,
         "on-ray", storage=pg_url, space=SPACE, metric="q", population_size=4,
         steps_per_trial=5, max_steps=30, checkpoint_root=tmp_path / "ckpt",
     )
-    joining = start_worker(pg_url, "on-ray", tmp_path)
+    # At most two trials: however slowly the Ray workers start, they run the rest.
+    joining = start_worker(pg_url, "on-ray", tmp_path, "--max-trials", "2")
     backend = pbtune.RayBackend(runtime_env={"env_vars": {"PBTUNE_TEST_DELAY": "0.1"}})
     study.optimize(f"{TRAINERS}:quadratic", workers=2, backend=backend, show_progress=False)
     finish(joining)
