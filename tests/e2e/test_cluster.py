@@ -218,3 +218,20 @@ def test_interrupting_a_ray_run_stops_its_workers_and_requeues_their_trials(
     failed = study.trials([TrialState.FAILED])
     assert [t.error for t in failed] == ["lost: the run was interrupted"]
     assert study.state == pbtune.StudyState.RUNNING  # a later run continues it
+
+
+def test_a_ray_worker_past_trial_timeout_is_killed_and_replaced(
+    tmp_path: Path, local_ray: Any
+) -> None:
+    study = pbtune.create_study(
+        "ray-hangs", storage=f"sqlite:///{tmp_path / 'study.db'}", space=SPACE, metric="q",
+        population_size=2, steps_per_trial=5, max_steps=10, checkpoint_root=tmp_path / "ckpt",
+        trial_timeout=2.0,
+    )
+    backend = pbtune.RayBackend(
+        runtime_env={"env_vars": {"PBTUNE_TEST_MARKERS": str(tmp_path / "markers")}}
+    )
+    study.optimize(f"{TRAINERS}:hangs_once", workers=1, backend=backend, show_progress=False)
+    assert_accounted_for(study)
+    failed = study.trials([TrialState.FAILED])
+    assert [t.error for t in failed] == ["timed out: ran longer than trial_timeout=2.0s"]

@@ -23,7 +23,7 @@ from pbtune.controller import Controller, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrialState
 from pbtune.worker._loop import TrainFn, Wake, new_worker_id, run_worker
-from pbtune.worker._restarts import Restarts, watch_study
+from pbtune.worker._restarts import Restarts, enforce_trial_timeout, watch_study
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -156,8 +156,12 @@ def run_processes(
         assert process.pid is not None
         live[worker_id_for(process.pid, tag)] = process
 
+    def kill(worker: str) -> None:
+        live[worker].kill()
+        live[worker].join()
+
     def enforce_timeout() -> None:
-        _enforce_trial_timeout(controller, live)
+        enforce_trial_timeout(controller, live, kill)
 
     for _ in range(workers):
         spawn()
@@ -184,22 +188,6 @@ def run_processes(
                 process.join()
             restarts.interrupted(worker)
     restarts.check()
-
-
-def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess]) -> None:
-    limit = controller.config.trial_timeout
-    if limit is None:
-        return
-    now = time.time()
-    for trial in controller.storage.get_trials(controller.study.id, [TrialState.RUNNING]):
-        process = live.get(trial.worker or "")
-        if process is None or trial.started_at is None or now - trial.started_at <= limit:
-            continue
-        # Fail first: only if that still finds the trial running is its worker killed, so
-        # a worker that just moved on to another trial is left alone.
-        if controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s"):
-            process.kill()
-            process.join()
 
 
 def run_threads(

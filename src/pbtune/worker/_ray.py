@@ -20,7 +20,7 @@ from pbtune.controller import Controller
 from pbtune.storages import Storage
 from pbtune.worker._loop import TrainFn, run_worker
 from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick
-from pbtune.worker._restarts import Restarts, watch_study
+from pbtune.worker._restarts import Restarts, enforce_trial_timeout, watch_study
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -120,12 +120,17 @@ def run_ray(
         actor_class = ray.remote(**options)(_Worker)
         restarts = Restarts(controller, workers, max_restarts, what="Ray workers")
         live: dict[Any, tuple[str, Any]] = {}  # the run's result ref -> (worker id, actor)
+        actors: dict[str, Any] = {}  # worker id -> actor, for the trial timeout
+
+        def enforce_timeout() -> None:
+            enforce_trial_timeout(controller, actors, lambda worker: ray.kill(actors[worker]))
 
         def spawn() -> None:
             worker = f"ray:{uuid.uuid4().hex[:12]}"  # known here, so its trials can be failed
             actor = actor_class.remote()
             ref = actor.run.remote(url, controller.study.name, train, fitness, worker)
             live[ref] = (worker, actor)
+            actors[worker] = actor
 
         for _ in range(workers):
             spawn()
@@ -135,13 +140,14 @@ def run_ray(
                                     timeout=MONITOR_INTERVAL_S)
                 for ref in ready:
                     worker, actor = live.pop(ref)
+                    del actors[worker]
                     crash = _outcome(ray, ref)
                     ray.kill(actor)
                     reason = f"lost: Ray worker {worker} died ({crash})" if crash else ""
                     if restarts.exited(worker, reason or f"lost: {worker} ended",
                                        crashed=crash is not None):
                         spawn()
-                watch_study(controller, tick)
+                watch_study(controller, enforce_timeout, tick)
         finally:
             for worker, actor in live.values():
                 ray.kill(actor)

@@ -4,7 +4,8 @@ trials as lost, and decide whether to start a replacement."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Container
 
 from pbtune._errors import StorageError, StudyFailedError
 from pbtune.controller import Controller
@@ -98,3 +99,21 @@ def watch_study(controller: Controller, *steps: Callable[[], None] | None) -> No
         # The workers ride out a storage outage with their own retries; so does the
         # monitor, which only watches.
         _log.warning("cannot read the study: %s", error)
+
+
+def enforce_trial_timeout(controller: Controller, live: Container[str],
+                          kill: Callable[[str], None]) -> None:
+    """Fail the trials of the ``live`` workers that ran past ``trial_timeout``, and
+    ``kill`` those workers (the monitor replaces them as it would any dead worker)."""
+    limit = controller.config.trial_timeout
+    if limit is None:
+        return
+    now = time.time()
+    for trial in controller.storage.get_trials(controller.study.id, [TrialState.RUNNING]):
+        worker = trial.worker or ""
+        if worker not in live or trial.started_at is None or now - trial.started_at <= limit:
+            continue
+        # Fail first: only if that still finds the trial running is its worker killed, so
+        # a worker that just moved on to another trial is left alone.
+        if controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s"):
+            kill(worker)
