@@ -235,3 +235,14 @@ def test_a_ray_worker_past_trial_timeout_is_killed_and_replaced(
     assert_accounted_for(study)
     failed = study.trials([TrialState.FAILED])
     assert [t.error for t in failed] == ["timed out: ran longer than trial_timeout=2.0s"]
+
+
+def test_ray_backend_ships_a_function_object(tmp_path: Path, local_ray: Any) -> None:
+    from e2e import trainers
+
+    study = pbtune.create_study(
+        "ray-fn", storage=f"sqlite:///{tmp_path / 'study.db'}", space=SPACE, metric="q",
+        population_size=2, steps_per_trial=5, max_steps=10, checkpoint_root=tmp_path / "ckpt",
+    )
+    study.optimize(trainers.quadratic, workers=2, backend="ray", show_progress=False)
+    assert_accounted_for(study)

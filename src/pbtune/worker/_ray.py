@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,15 +78,47 @@ def _import_ray() -> Any:
     return ray
 
 
+@dataclass(frozen=True)
+class _ByValue:
+    """A training function pickled with its module's code, for workers that cannot
+    import that module (a script's folder or a test folder is not on their path)."""
+
+    data: bytes
+
+    def load(self) -> TrainFn:
+        import ray
+
+        return ray.cloudpickle.loads(self.data)  # type: ignore[no-any-return]
+
+
+def _ship(ray: Any, train: TrainFn | Entry) -> TrainFn | Entry | _ByValue:
+    """How ``train`` travels: an `Entry` by name; a function of an installed package
+    (or of ``__main__``, which cloudpickle sends whole) as it is; any other function
+    with its module's code."""
+    if isinstance(train, Entry):
+        return _absolute_entry(train)
+    module = sys.modules.get(getattr(train, "__module__", None) or "")
+    source = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or any(
+        part in source for part in ("site-packages", "dist-packages")
+    ):
+        return train
+    ray.cloudpickle.register_pickle_by_value(module)
+    try:
+        return _ByValue(ray.cloudpickle.dumps(train))
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
+
+
 class _Worker:
     """The body of one Ray actor: a worker loop against the study's storage."""
 
-    def run(self, url: str, study_name: str, train: TrainFn | Entry,
+    def run(self, url: str, study_name: str, train: TrainFn | Entry | _ByValue,
             fitness: Callable[[Mapping[str, float]], float] | None, worker_id: str) -> int:
         logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
         storage = Storage(url)
         try:
-            fn = train.load() if isinstance(train, Entry) else train
+            fn = train.load() if isinstance(train, (Entry, _ByValue)) else train
             return run_worker(storage, study_name, fn, worker_id=worker_id, fitness=fitness)
         finally:
             storage.dispose()
@@ -112,7 +145,7 @@ def run_ray(
     ray = _import_ray()
     options = backend.actor_options()
     url = absolute_sqlite_url(storage.url)
-    train = _absolute_entry(train)
+    shipped = _ship(ray, train)
     started = not ray.is_initialized()
     if started:
         ray.init(address=backend.address, **dict(backend.init_kwargs))
@@ -128,7 +161,7 @@ def run_ray(
         def spawn() -> None:
             worker = f"ray:{uuid.uuid4().hex[:12]}"  # known here, so its trials can be failed
             actor = actor_class.remote()
-            ref = actor.run.remote(url, controller.study.name, train, fitness, worker)
+            ref = actor.run.remote(url, controller.study.name, shipped, fitness, worker)
             live[ref] = (worker, actor)
             actors[worker] = actor
 
