@@ -40,7 +40,7 @@ from pbtune.strategies import (
 )
 from pbtune.study import ReplayResult, Study, create_study, load_schedule, load_study, replay
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
-from pbtune.worker import Command
+from pbtune.worker import Command, RayBackend
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "Int",
     "PbtuneError",
     "Perturb",
+    "RayBackend",
     "ReplayResult",
     "Resample",
     "SearchSpace",

@@ -108,3 +108,13 @@ def warm_started(trial: pbtune.Trial) -> dict[str, float]:
         (trial.checkpoint_dir / "nested").mkdir()
         (trial.checkpoint_dir / "nested" / "parent.txt").write_text(str(trial.parent_checkpoint))
     return quadratic(trial)
+
+
+def dies_once(trial: pbtune.Trial) -> dict[str, float]:
+    """The first attempt of member 0's first trial takes its whole process down."""
+    marker = Path(os.environ["PBTUNE_TEST_MARKERS"]) / "died"
+    if trial.member == 0 and trial.start_step == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        os._exit(3)
+    return quadratic(trial)

@@ -10,6 +10,7 @@ import click
 
 from pbtune import __version__
 from pbtune._errors import PbtuneError
+from pbtune.cli._cluster import create, worker
 from pbtune.cli._dashboard import dashboard, plot
 from pbtune.cli._read import best, schedule_command, status, trials
 from pbtune.cli._run import replay_command, run
@@ -59,11 +60,13 @@ def cli() -> None:
 
     Run a study from a YAML file with `pbtune run`, then read it with `status`,
     `trials`, `best` and `schedule`, see it with `dashboard` or `plot`, and retrain the
-    winning schedule with `replay`.
+    winning schedule with `replay`. On a cluster, `create` the study and start
+    `pbtune worker`s that join it.
     """
 
 
-for command in (run, status, trials, best, schedule_command, replay_command, dashboard, plot):
+for command in (run, create, worker, status, trials, best, schedule_command, replay_command,
+                dashboard, plot):
     cli.add_command(command)
 
 

@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from pbtune._errors import ConfigError, PbtuneError, SearchSpaceError
 from pbtune.cli import _format as fmt
-from pbtune.cli._config import load_config
+from pbtune.cli._config import RunConfig, load_config
 from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
 from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
@@ -51,16 +51,9 @@ def run(entry: str | None, config_path: Path, command_line: str | None, workers:
     """
     if entry is not None and command_line is not None:
         raise click.UsageError("give either ENTRY or --command, not both")
-    config = load_config(config_path)
-    name = study_name or config.name
-    if name is None:
-        raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
-    url = storage_url or config.storage or DEFAULT_STORAGE
-    train = _training_function(entry, command_line, config.command)
-    try:
-        study = create_study(name, storage=url, load_if_exists=True, **config.options)
-    except (ConfigError, SearchSpaceError) as error:
-        raise type(error)(f"{config_path}: {error}") from None
+    settings = study_settings(config_path, storage_url, study_name)
+    train = _training_function(entry, command_line, settings[0].command)
+    study = create_from_settings(*settings)
     try:
         study.optimize(train, workers=workers, show_progress=False if no_progress else None)
     except KeyboardInterrupt:
@@ -88,6 +81,30 @@ def _training_function(entry: str | None, command_line: str | None,
         return Command(line)
     except ValueError as error:  # shlex: "No closing quotation"
         raise click.UsageError(f"--command {line!r}: {error}") from None
+
+
+def create_from_config(config_path: Path, storage_url: str | None,
+                       study_name: str | None) -> Study:
+    """Create the study a YAML file describes, or load it if it exists with the same
+    settings; ``storage_url`` and ``study_name`` override the file's."""
+    return create_from_settings(*study_settings(config_path, storage_url, study_name))
+
+
+def study_settings(config_path: Path, storage_url: str | None,
+                   study_name: str | None) -> tuple[RunConfig, str, str]:
+    """The parsed file, the study's name and its storage URL (the options win)."""
+    config = load_config(config_path)
+    name = study_name or config.name
+    if name is None:
+        raise ConfigError(f"{config_path}: name the study ('name: ...') or pass --study NAME")
+    return config, name, storage_url or config.storage or DEFAULT_STORAGE
+
+
+def create_from_settings(config: RunConfig, name: str, url: str) -> Study:
+    try:
+        return create_study(name, storage=url, load_if_exists=True, **config.options)
+    except (ConfigError, SearchSpaceError) as error:
+        raise type(error)(f"{config.path}: {error}") from None
 
 
 def _summary(study: Study) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -23,13 +24,14 @@ from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, m
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
 from pbtune.worker._loop import TrainFn
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
+from pbtune.worker._ray import RayBackend, run_ray
 
 DEFAULT_STORAGE = "sqlite:///pbtune.db"
 _log = logging.getLogger("pbtune.study")
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler's preemption) stops a run as Ctrl-C does: workers are stopped
     and their trials retried on the next run without using up ``max_retries``."""
     if threading.current_thread() is not threading.main_thread():
@@ -90,15 +92,19 @@ class Study:
         workers: int = 1,
         *,
         evaluators: int = 0,
+        backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
     ) -> None:
         """Run the study until its budget is spent, with ``workers`` in parallel.
 
         ``train`` is a function (module level, so worker processes can import it),
-        ``"path/to/script.py:train"``, or a `pbtune.Command` that runs any program. A
-        study stopped by a crash or Ctrl-C continues where it was when this is called
-        again. Raises `StudyFailedError` if the study cannot go on (e.g. every member's
-        first trial failed).
+        ``"path/to/script.py:train"``, or a `pbtune.Command` that runs any program.
+        ``backend`` is where the workers run: ``"process"`` (local processes; the
+        default for a database), ``"thread"`` (the default, and the only choice, for an
+        in-memory study), ``"ray"`` or a `RayBackend` (Ray actors). A study stopped by a
+        crash or Ctrl-C continues where it was when this is called again. Raises
+        `StudyFailedError` if the study cannot go on (e.g. every member's first trial
+        failed).
 
         In a study with an ``evaluate`` function (see `create_study`), every worker
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
@@ -108,9 +114,11 @@ class Study:
 
             study.optimize(train, workers=2)
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
+            study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
+        run = self._backend(backend)
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
@@ -132,15 +140,11 @@ class Study:
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
         fitness = self.config.fitness
-        with _sigterm_as_interrupt(), ProgressDisplay(
+        with sigterm_as_interrupt(), ProgressDisplay(
             self.storage, self._record, enabled=show_progress
         ) as display:
-            if self.storage.url is None:
-                run_threads(self.storage, controller, fn, workers, fitness=fitness,
-                            tick=display.update, evaluators=evaluators)
-            else:
-                run_processes(self.storage, controller, fn, workers, fitness=fitness,
-                              tick=display.update, evaluators=evaluators)
+            run(self.storage, controller, fn, workers, fitness=fitness, tick=display.update,
+                evaluators=evaluators)
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
@@ -154,6 +158,33 @@ class Study:
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
+
+    def _backend(self, backend: str | RayBackend | None) -> Callable[..., None]:
+        """The function that runs the workers for ``backend``, checked up front."""
+        if backend is None:
+            backend = "thread" if self.storage.url is None else "process"
+        if backend == "ray":
+            backend = RayBackend()
+        if isinstance(backend, RayBackend):
+            if self.storage.url is None:
+                raise ConfigError(
+                    "backend='ray' needs a storage the Ray workers can reach "
+                    "(postgresql://... or sqlite:///a/shared/file.db); an in-memory study "
+                    "lives in this process only"
+                )
+            return functools.partial(run_ray, backend=backend)
+        if backend == "process":
+            if self.storage.url is None:
+                raise ConfigError(
+                    "backend='process' needs a database storage (sqlite:///file.db or "
+                    "postgresql://...); an in-memory study runs in threads (backend='thread')"
+                )
+            return run_processes
+        if backend == "thread":
+            return run_threads
+        raise ConfigError(
+            f"backend must be 'process', 'thread', 'ray' or a pbtune.RayBackend, got {backend!r}"
+        )
 
     def _sweep_checkpoints(self) -> None:
         keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}

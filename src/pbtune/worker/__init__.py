@@ -1,6 +1,7 @@
-"""Workers: the ask -> train -> tell loop and the local process backend."""
+"""Workers: the ask -> train -> tell loop, the local process backend and the Ray backend."""
 
 from pbtune.worker._command import Command
 from pbtune.worker._loop import TrainFn, new_worker_id, run_trial, run_worker
+from pbtune.worker._ray import RayBackend
 
-__all__ = ["Command", "TrainFn", "new_worker_id", "run_trial", "run_worker"]
+__all__ = ["Command", "RayBackend", "TrainFn", "new_worker_id", "run_trial", "run_worker"]

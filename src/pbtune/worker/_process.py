@@ -18,11 +18,12 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from pbtune._errors import ConfigError, StorageError, StudyFailedError
+from pbtune._errors import ConfigError
 from pbtune.controller import Controller, Role, import_object
-from pbtune.storages import Storage, StudyState
+from pbtune.storages import Storage
 from pbtune.trial import TrialState
 from pbtune.worker._loop import TrainFn, Wake, new_worker_id, run_worker
+from pbtune.worker._restarts import Restarts, enforce_trial_timeout, watch_study
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -53,6 +54,7 @@ def _worker_main(
     fitness: Callable[[Mapping[str, float]], float] | None,
     tag: str,
     wake: Wake | None = None,
+    max_trials: int | None = None,
     role: Role = "both",
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -61,7 +63,7 @@ def _worker_main(
     storage = Storage(url)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
-               fitness=fitness, wake=wake, role=role)
+               fitness=fitness, wake=wake, max_trials=max_trials, role=role)
     storage.dispose()
     # The run waits for its workers to exit. The interpreter's last garbage collection
     # over numpy's and SQLAlchemy's objects takes about 0.1 s, and frees nothing that
@@ -130,23 +132,22 @@ def run_processes(
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     tick: Tick | None = None,
     max_restarts: int | None = None,
+    max_trials: int | None = None,
     evaluators: int = 0,
+    role: Role | None = None,
 ) -> None:
     """Run ``workers`` worker processes until the study is done; replace dead ones.
 
-    With ``evaluators``, that many more processes only evaluate and the others only train.
+    With ``max_trials``, each process stops after that many trials (`pbtune worker`).
+    With ``evaluators``, that many more processes only evaluate and the others only train;
+    ``role`` gives every process one role instead (`pbtune worker --role`).
     """
     assert storage.url is not None
     _check_picklable(train, fitness)
     context = mp.get_context("spawn")
-    # Replacements are bounded by deaths in a row without a trial completing in between,
-    # so a run that loses workers now and then goes on, and a crash loop ends.
-    budget = max_restarts if max_restarts is not None else 2 * workers + 2
-    restarts_left = budget
-    completed_at_last_death = -1
+    restarts = Restarts(controller, workers, max_restarts)
     live: dict[str, BaseProcess] = {}
     roles: dict[str, Role] = {}
-    deaths: list[str] = []
     storage.dispose()
     wake = context.Event()
 
@@ -154,7 +155,8 @@ def run_processes(
         tag = uuid.uuid4().hex[:8]
         process = context.Process(
             target=_worker_main,
-            args=(storage.url, controller.study.name, train, fitness, tag, wake, role),
+            args=(storage.url, controller.study.name, train, fitness, tag, wake, max_trials,
+                  role),
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )
@@ -163,8 +165,15 @@ def run_processes(
         live[worker_id_for(process.pid, tag)] = process
         roles[worker_id_for(process.pid, tag)] = role
 
-    for role in _roles(workers, evaluators):
-        spawn(role)
+    def kill(worker: str) -> None:
+        live[worker].kill()
+        live[worker].join()
+
+    def enforce_timeout() -> None:
+        enforce_trial_timeout(controller, live, kill)
+
+    for each in [role] * workers if role is not None else worker_roles(workers, evaluators):
+        spawn(each)
     try:
         while live:
             # Wakes as soon as a worker exits, so the end of a run is not a poll away.
@@ -174,26 +183,9 @@ def run_processes(
                     continue
                 del live[worker]
                 reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
-                running = _record_lost_worker(controller, worker, reason)
-                if process.exitcode == 0:
-                    continue
-                _log.warning(reason)
-                deaths.append(reason)
-                completed = _count_complete(controller)
-                if completed != completed_at_last_death:
-                    completed_at_last_death, restarts_left = completed, budget
-                if running and restarts_left > 0:
-                    restarts_left -= 1
+                if restarts.exited(worker, reason, crashed=process.exitcode != 0):
                     spawn(roles[worker])
-            try:
-                controller.maybe_reap()
-                _enforce_trial_timeout(controller, live)
-                if tick is not None:
-                    tick()
-            except StorageError as error:
-                # The workers ride out a storage outage with their own retries; so does
-                # this loop, which only watches.
-                _log.warning("cannot read the study: %s", error)
+            watch_study(controller, enforce_timeout, tick)
     finally:
         for process in live.values():
             if process.is_alive():
@@ -203,48 +195,8 @@ def run_processes(
             if process.is_alive():
                 process.kill()
                 process.join()
-            controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
-    if deaths and storage.get_study_state(controller.study.id) == StudyState.RUNNING:
-        raise StudyFailedError(
-            f"worker processes kept dying ({len(deaths)} times; the last: "
-            f"{deaths[-1].removeprefix('lost: ')}); see their output above. The study is "
-            "unfinished: fix the cause and run again to continue it."
-        )
-
-
-def _count_complete(controller: Controller) -> int:
-    try:
-        return controller.storage.count_states(controller.study.id)[TrialState.COMPLETE]
-    except StorageError:
-        return -1
-
-
-def _record_lost_worker(controller: Controller, worker: str, reason: str) -> bool:
-    """Fail a dead worker's trial; True if the study still runs (so replace the worker)."""
-    try:
-        controller.fail_worker(worker, reason)
-        state = controller.storage.get_study_by_id(controller.study.id).state
-    except StorageError as error:
-        # Its trial goes stale and is retried by the heartbeat check instead.
-        _log.warning("cannot record the lost worker %s yet: %s", worker, error)
-        return True
-    return state == StudyState.RUNNING
-
-
-def _enforce_trial_timeout(controller: Controller, live: dict[str, BaseProcess]) -> None:
-    limit = controller.config.trial_timeout
-    if limit is None:
-        return
-    now = time.time()
-    for trial in controller.storage.get_trials(controller.study.id, [TrialState.RUNNING]):
-        process = live.get(trial.worker or "")
-        if process is None or trial.started_at is None or now - trial.started_at <= limit:
-            continue
-        # Fail first: only if that still finds the trial running is its worker killed, so
-        # a worker that just moved on to another trial is left alone.
-        if controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s"):
-            process.kill()
-            process.join()
+            restarts.interrupted(worker)
+    restarts.check()
 
 
 def run_threads(
@@ -273,7 +225,7 @@ def run_threads(
 
     threads = [threading.Thread(target=target, args=(role,), name=f"pbtune-worker-{i}",
                                 daemon=True)
-               for i, role in enumerate(_roles(workers, evaluators))]
+               for i, role in enumerate(worker_roles(workers, evaluators))]
     for thread in threads:
         thread.start()
     try:
@@ -290,7 +242,7 @@ def run_threads(
         raise errors[0]
 
 
-def _roles(workers: int, evaluators: int) -> list[Role]:
+def worker_roles(workers: int, evaluators: int) -> list[Role]:
     """Dedicated evaluators make the other workers trainers; else every worker does both."""
     both: list[Role] = ["both"]
     if not evaluators:

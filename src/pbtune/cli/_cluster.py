@@ -1,0 +1,98 @@
+"""Commands for running a study on many machines: `pbtune create` makes the study,
+`pbtune worker` (started by SLURM, Kubernetes, or by hand) joins it and runs trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pbtune.cli._open import open_existing
+from pbtune.cli._options import add_cwd_to_path, console
+from pbtune.cli._run import ENTRY_HELP, create_from_config, load_entry
+from pbtune.controller import Controller, Role
+from pbtune.storages import Storage, StudyState
+from pbtune.study import load_study
+from pbtune.study._study import sigterm_as_interrupt
+from pbtune.trial import Trial
+from pbtune.worker import TrainFn, new_worker_id, run_worker
+from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes
+
+
+@click.command()
+@click.option(
+    "--config", "config_path", required=True, metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of the study's settings (as for `pbtune run`).",
+)
+@click.option("--storage", "storage_url", metavar="URL", help="Overrides the file's storage.")
+@click.option("--study", "study_name", metavar="NAME", help="Overrides the file's name.")
+def create(config_path: Path, storage_url: str | None, study_name: str | None) -> None:
+    """Create the study described by --config without running it, for `pbtune worker`s
+    to join. Creating a study that exists with the same settings does nothing."""
+    study = create_from_config(config_path, storage_url, study_name)
+    console().print(f"study {study.name!r} in {study.storage!r}", markup=False)
+
+
+@click.command(epilog=ENTRY_HELP.replace("ENTRY", "--entry"))
+@click.option("--storage", "storage_url", required=True, metavar="URL",
+              help="Database of the study: postgresql://user@host/db or sqlite:///file.db.")
+@click.option("--study", "study_name", required=True, metavar="NAME", help="Study to join.")
+@click.option("--entry", metavar="FILE.py:NAME|MODULE:NAME",
+              help="The training function (not needed with --role evaluate).")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Stop after K trials (per worker process) [default: when the study is done].")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine.")
+@click.option("--role", type=click.Choice(["both", "train", "evaluate"]), default="both",
+              show_default=True,
+              help="In a study with an evaluate function: evaluate and train, only train, or "
+                   "only evaluate (an evaluator on its own resources).")
+def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int | None,
+           workers: int, role: Role) -> None:
+    """Join a study and run its trials until it is done (or --max-trials are run).
+
+    Start as many as you like, on any machine that reaches the storage and the study's
+    checkpoint_root; the study is created first with `pbtune create`.
+    """
+    storage = open_existing(storage_url)
+    study = load_study(study_name, storage=storage)
+    if role == "evaluate" and not study.config.evaluated:
+        raise click.UsageError(f"study {study_name!r} has no evaluate function to run")
+    if entry is None and role != "evaluate":
+        raise click.UsageError("give the training function with --entry FILE.py:NAME")
+    add_cwd_to_path()
+    fn = load_entry(entry) if entry is not None else _no_training
+    controller = Controller(storage, storage.get_study(study_name), study.config)
+    fail_dead_local_workers(controller)
+    with sigterm_as_interrupt():
+        if workers > 1:
+            train = Entry(entry) if entry is not None else _no_training
+            run_processes(storage, controller, train, workers, max_trials=max_trials,
+                          role=role)
+            done = None
+        else:
+            done = _run_here(storage, controller, fn, study_name, max_trials, role)
+    state = storage.get_study_by_id(study.id).state
+    ran = "" if done is None else f"ran {done} trial(s); "
+    click.echo(f"{ran}study {study_name!r} is {state.value}", err=True)
+    if state == StudyState.FAILED:
+        raise click.ClickException(f"study {study_name!r} failed: {study.error}")
+
+
+def _run_here(storage: Storage, controller: Controller, fn: TrainFn, study_name: str,
+              max_trials: int | None, role: Role) -> int:
+    """One worker loop in this process (so its worker id carries this process's pid)."""
+    worker_id = new_worker_id()
+    try:
+        return run_worker(storage, study_name, fn, worker_id=worker_id, max_trials=max_trials,
+                          role=role)
+    except KeyboardInterrupt:
+        # Another worker retries the trial; a stopped worker is not the trial's fault.
+        controller.fail_worker(worker_id, "lost: the worker was interrupted", counts=False)
+        raise
+
+
+def _no_training(trial: Trial) -> dict[str, float]:
+    """The training function of a dedicated evaluator, which never trains."""
+    raise AssertionError(f"an evaluator was given trial {trial.id} to train")

@@ -1,0 +1,119 @@
+"""What every backend's monitor does when one of its workers dies: fail the worker's
+trials as lost, and decide whether to start a replacement."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Container
+
+from pbtune._errors import StorageError, StudyFailedError
+from pbtune.controller import Controller
+from pbtune.storages import StudyState
+from pbtune.trial import TrialState
+
+_log = logging.getLogger("pbtune.worker")
+
+
+class Restarts:
+    """The bounded-restart policy shared by the process and Ray backends.
+
+    Replacements are bounded by deaths in a row without a trial completing in between,
+    so a run that loses workers now and then goes on, and a crash loop ends.
+    """
+
+    def __init__(self, controller: Controller, workers: int, max_restarts: int | None,
+                 what: str = "worker processes") -> None:
+        self._controller = controller
+        self._budget = max_restarts if max_restarts is not None else 2 * workers + 2
+        self._left = self._budget
+        self._completed_at_last_death = -1
+        self._what = what
+        self.deaths: list[str] = []
+
+    def exited(self, worker: str, reason: str, *, crashed: bool) -> bool:
+        """Record that ``worker`` is gone; True if a replacement should start.
+
+        A worker that ended by itself (``crashed=False``: the study is done, or it ran
+        its ``max_trials``) still has its trials failed, in case it left one behind.
+        """
+        running = record_lost_worker(self._controller, worker, reason)
+        if not crashed:
+            return False
+        _log.warning(reason)
+        self.deaths.append(reason)
+        completed = _count_complete(self._controller)
+        if completed != self._completed_at_last_death:
+            self._completed_at_last_death, self._left = completed, self._budget
+        if running and self._left > 0:
+            self._left -= 1
+            return True
+        return False
+
+    def interrupted(self, worker: str) -> None:
+        """The run was stopped (Ctrl-C, SIGTERM): retry the worker's trials without
+        using up their members' ``max_retries``."""
+        self._controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
+
+    def check(self) -> None:
+        """Raise `StudyFailedError` if workers died and the study is left unfinished."""
+        controller = self._controller
+        if self.deaths and controller.storage.get_study_state(controller.study.id) == (
+            StudyState.RUNNING
+        ):
+            raise StudyFailedError(
+                f"{self._what} kept dying ({len(self.deaths)} times; the last: "
+                f"{self.deaths[-1].removeprefix('lost: ')}); see their output above. The "
+                "study is unfinished: fix the cause and run again to continue it."
+            )
+
+
+def _count_complete(controller: Controller) -> int:
+    try:
+        return controller.storage.count_states(controller.study.id)[TrialState.COMPLETE]
+    except StorageError:
+        return -1
+
+
+def record_lost_worker(controller: Controller, worker: str, reason: str) -> bool:
+    """Fail a dead worker's trial; True if the study still runs (so replace the worker)."""
+    try:
+        controller.fail_worker(worker, reason)
+        state = controller.storage.get_study_by_id(controller.study.id).state
+    except StorageError as error:
+        # Its trial goes stale and is retried by the heartbeat check instead.
+        _log.warning("cannot record the lost worker %s yet: %s", worker, error)
+        return True
+    return state == StudyState.RUNNING
+
+
+def watch_study(controller: Controller, *steps: Callable[[], None] | None) -> None:
+    """The monitor's periodic work: reap silent workers' trials, then ``steps`` (enforce
+    the trial timeout, refresh the display)."""
+    try:
+        controller.maybe_reap()
+        for step in steps:
+            if step is not None:
+                step()
+    except StorageError as error:
+        # The workers ride out a storage outage with their own retries; so does the
+        # monitor, which only watches.
+        _log.warning("cannot read the study: %s", error)
+
+
+def enforce_trial_timeout(controller: Controller, live: Container[str],
+                          kill: Callable[[str], None]) -> None:
+    """Fail the trials of the ``live`` workers that ran past ``trial_timeout``, and
+    ``kill`` those workers (the monitor replaces them as it would any dead worker)."""
+    limit = controller.config.trial_timeout
+    if limit is None:
+        return
+    now = time.time()
+    for trial in controller.storage.get_trials(controller.study.id, [TrialState.RUNNING]):
+        worker = trial.worker or ""
+        if worker not in live or trial.started_at is None or now - trial.started_at <= limit:
+            continue
+        # Fail first: only if that still finds the trial running is its worker killed, so
+        # a worker that just moved on to another trial is left alone.
+        if controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s"):
+            kill(worker)
