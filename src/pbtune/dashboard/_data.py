@@ -83,7 +83,7 @@ def param_names(study: StudyRecord) -> list[str]:
 def summary(data: StudyData, study: StudyRecord) -> dict[str, Any]:
     """State, progress, best fitness and active workers of one study."""
     progress = measure(data.storage, study)
-    running = data.storage.get_trials(study.id, [TrialState.RUNNING])
+    running = data.storage.get_trials(study.id, [TrialState.RUNNING, TrialState.EVALUATING])
     best = best_trial(data.storage, study)
     return {
         "name": study.name,
