@@ -10,12 +10,18 @@ directly, and the Ray Tune trainable in quality.py wraps it (one Ray iteration =
   (ray/python/ray/tune/examples/pbt_function.py), defined below.
 - ``digits``: the NumPy MLP on scikit-learn's digits, examples/digits_mlp.py's ``train``,
   with a smaller budget.
+- ``torch``: a small PyTorch convolutional net on the same digits split, defined below
+  (``torch_train``). Registered only when torch is installed (the optional ``torch`` extra,
+  ``pip install -e ".[bench,torch]"``); torch is imported inside the training function, so
+  the other tasks never load it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +60,15 @@ from pbtune.trial import FrozenTrial  # noqa: E402
 #
 # with midpoint = 100, q_tolerance = 3, noise_level = 2, accuracy = 0.0 at the start, and the
 # search space ``"lr": tune.uniform(0.0001, 0.02)``. Differences here, all the same for every
-# method: the random numbers come from a NumPy generator seeded by (study seed, member, step)
-# rather than the global ``random`` / ``np.random`` (same distributions: U[0, 1) and N(0, 1));
+# method: the random numbers come from a NumPy generator seeded by (study seed, member, trial
+# number, step) rather than the global ``random`` / ``np.random`` (same distributions: U[0, 1)
+# and N(0, 1)). The trial number (unique per trial; per Ray iteration in quality.py) makes a
+# segment that is trained again, after a copy from a parent that is behind, draw fresh noise,
+# as the example's global generators do. Seeded by (seed, member, step) alone, every retry of
+# the same steps replayed the same noise, and a trial that was reset to its donor's checkpoint
+# and was unlucky on those steps got the same bad luck on each retry: Ray Tune PBT, which
+# retrains often, then spent most of its steps re-running one segment (seen in a run here:
+# 240 results within the budget, all at step 25 or earlier);
 # the run has a fixed budget of steps (Ray's example also stops early at accuracy > 200); the
 # initial lr is drawn from the space (Ray's example starts every member at 0.0001); the
 # example's dummy "some_other_factor" is left out.
@@ -99,12 +112,102 @@ def triangle_train(trial: pbtune.Trial) -> dict[str, float]:
         accuracy = float(state["accuracy"])
     lr = float(trial.params["lr"])
     for step in range(trial.start_step, trial.end_step):
-        # The member's own noise stream: independent of the lineage it copied.
-        rng = np.random.default_rng([trial.seed, trial.member, step])
+        # The trial's own noise stream: independent of the lineage it copied, fresh on a retry.
+        rng = np.random.default_rng([trial.seed, trial.member, trial.number, step])
         accuracy = triangle_step(accuracy, lr, rng)
     state = {"accuracy": accuracy, "step": trial.end_step}
     (Path(trial.checkpoint_dir) / TRIANGLE_FILE).write_text(json.dumps(state))
     return {"accuracy": accuracy, "optimal_lr": triangle_optimal_lr(accuracy)}
+
+
+# -- a small PyTorch convolutional net on digits ------------------------------------------------
+# The 8x8 digits of scikit-learn, split and standardised exactly as examples/digits_mlp.py
+# does (digits_mlp.load_data: 1257 training and 540 validation images), reshaped to 1x8x8.
+# Model: conv 3x3 (1 -> 8 channels, padding 1), ReLU, 2x2 max-pool, conv 3x3 (8 -> 16,
+# padding 1), ReLU, 2x2 max-pool, linear 64 -> 10; softmax cross-entropy; torch.optim.SGD
+# with momentum 0.9 and the member's lr and weight_decay. One step is one minibatch of 32.
+# Every member starts from the same weights, drawn from the study seed only. The minibatches
+# of a segment come from a generator seeded by (study seed, member, trial number, start_step),
+# so a trial is deterministic given its checkpoint, and a segment trained again (a retry after
+# a copy) sees fresh minibatches, as with an ordinary shuffling data loader. The checkpoint
+# is ``torch.save`` of the model's and the optimizer's state_dicts (the momentum buffers) and
+# the step, loaded back with ``weights_only=True``. Fitness is the validation accuracy (0 if
+# the weights diverged).
+TORCH_FILE = "state.pt"
+TORCH_BATCH = 32
+TORCH_MOMENTUM = 0.9
+TORCH_SPACE = {
+    "lr": pbtune.Float(1e-3, 1.0, log=True),
+    "weight_decay": pbtune.Float(1e-6, 1e-2, log=True),
+}
+
+
+def torch_available() -> bool:
+    """Whether torch is installed (checked without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_model(seed: int) -> Any:
+    """The initial net, from the study seed only (the global torch RNG is left as it was)."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(f"torch-digits-{seed}".encode()))
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
+        )
+
+
+def torch_train(trial: pbtune.Trial) -> dict[str, float]:
+    """One segment of SGD on the conv net, from ``start_step`` to ``end_step``."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(1)  # 2 workers on 2 cores
+    x_train, y_train, x_val, y_val = digits_mlp.load_data()
+    xt = torch.from_numpy(x_train.astype(np.float32)).reshape(-1, 1, 8, 8)
+    yt = torch.from_numpy(y_train)
+    xv = torch.from_numpy(x_val.astype(np.float32)).reshape(-1, 1, 8, 8)
+    yv = torch.from_numpy(y_val)
+    model = torch_model(trial.seed)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=float(trial.params["lr"]), momentum=TORCH_MOMENTUM,
+        weight_decay=float(trial.params["weight_decay"]),
+    )
+    if trial.parent_checkpoint is not None:
+        state = torch.load(Path(trial.parent_checkpoint) / TORCH_FILE, weights_only=True)
+        if state["step"] != trial.start_step:
+            raise RuntimeError(
+                f"checkpoint is at step {state['step']}, trial starts at {trial.start_step}"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # the member's own params, not the parent's
+            group["lr"] = float(trial.params["lr"])
+            group["weight_decay"] = float(trial.params["weight_decay"])
+    rng = np.random.default_rng([trial.seed, trial.member, trial.number, trial.start_step, 7])
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(trial.start_step, trial.end_step):
+        batch = torch.from_numpy(rng.choice(len(yt), size=TORCH_BATCH, replace=False))
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xt[batch]), yt[batch])
+        loss.backward()
+        optimizer.step()
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+         "step": trial.end_step},
+        Path(trial.checkpoint_dir) / TORCH_FILE,
+    )
+    model.eval()
+    with torch.no_grad():
+        logits = model(xv)
+    if not bool(torch.isfinite(logits).all()):
+        return {"accuracy": 0.0}  # diverged: a too-large lr is a result, not an error
+    return {"accuracy": float((logits.argmax(dim=1) == yv).double().mean())}
 
 
 # -- random search as an exploit strategy ------------------------------------------------------
@@ -173,3 +276,14 @@ TASKS: dict[str, Task] = {
         max_steps=600,
     ),
 }
+if torch_available():
+    TASKS["torch"] = Task(
+        name="torch",
+        title="PyTorch conv net on digits: validation accuracy after 600 minibatch steps",
+        train=torch_train,
+        space=dict(TORCH_SPACE),
+        metric="accuracy",
+        population=8,
+        steps_per_trial=50,
+        max_steps=600,
+    )
