@@ -742,7 +742,7 @@ def test_a_lost_evaluator_costs_only_the_evaluation(tmp_path: Path) -> None:
     controller.tell_trained(trained, {"loss": 0.5}, path, None)
     first = claim_as(controller, "evaluator-1", "evaluate")
     lost = controller.storage.get_trial(first.trial.id)
-    assert controller.fail_lost(lost, "lost: evaluator died")
+    assert controller.fail_lost(lost, "lost: no heartbeat", counts=False)  # went silent
     back = controller.storage.get_trial(first.trial.id)
     assert back.state == TrialState.TRAINED and back.claim is None and back.checkpoint == path
     second = claim_as(controller, "evaluator-2", "evaluate")
@@ -785,3 +785,41 @@ def test_checkpoints_waiting_for_evaluation_are_not_collected(tmp_path: Path) ->
     assert controller.storage.get_trial(slow.trial.id).checkpoint == slow_path
     assert slow_path.is_dir()
     assert controller.storage.get_study_state(controller.study.id) == StudyState.RUNNING
+
+
+def test_an_evaluation_that_crashes_its_worker_fails_the_trial(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, max_retries=1,
+                                 evaluate=score_from_checkpoint)
+    for attempt in range(2):
+        trained = claim(controller)
+        path = write_checkpoint(controller, trained)
+        controller.tell_trained(trained, {"loss": 0.5}, path, None)
+        evaluation = claim_as(controller, f"evaluator-{attempt}", "evaluate")
+        # the evaluator's process died (a crash counts): the trial fails, and is retried
+        assert controller.fail_worker(f"evaluator-{attempt}", "lost: exit code -11") == 1
+        assert controller.storage.get_trial(evaluation.trial.id).state == TrialState.FAILED
+    # a crash loop ends after max_retries
+    assert controller.storage.get_members(controller.study.id)[0].state == MemberState.FAILED
+
+
+def test_release_gives_an_unstarted_evaluation_back(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, evaluate=score_from_checkpoint)
+    trained = claim(controller)
+    path = write_checkpoint(controller, trained)
+    _, evaluation = controller.tell_trained(trained, {}, path, "w")
+    assert evaluation is not None and controller.release(evaluation)
+    back = controller.storage.get_trial(trained.trial.id)
+    assert back.state == TrialState.TRAINED and back.claim is None
+
+
+def test_a_retried_training_tell_finds_its_own_result_after_an_evaluator_took_it(
+    tmp_path: Path,
+) -> None:
+    controller = make_controller(tmp_path, population_size=2, evaluate=score_from_checkpoint)
+    trained = claim(controller, "trainer")
+    path = write_checkpoint(controller, trained)
+    assert controller.tell_trained(trained, {}, path, None)[0]
+    claim_as(controller, "evaluator", "evaluate")  # moved on to EVALUATING
+    # the same tell again (a retry whose first COMMIT went through) is a success
+    assert controller.tell_trained(trained, {}, path, None)[0]
+    assert controller.storage.get_trial(trained.trial.id).state == TrialState.EVALUATING

@@ -72,3 +72,22 @@ def test_bad_evaluate_settings_are_refused(tmp_path: Path) -> None:
                                 metric="q", checkpoint_root=tmp_path / "ckpt")
     with pytest.raises(pbtune.ConfigError, match="evaluators= needs"):
         plain.optimize(f"{TRAINERS}:quadratic", evaluators=1, show_progress=False)
+
+
+def test_an_evaluate_defined_in_a_function_works_in_threads_and_is_refused_for_processes(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    def score(trial: pbtune.Trial) -> dict[str, float]:  # not importable by name
+        theta = json.loads((trial.checkpoint_dir / "theta.json").read_text())["theta"]
+        return {"q": round(1.2 - (theta[0] ** 2 + theta[1] ** 2), 4), "evaluated": 1.0}
+
+    in_memory = make_study(None, tmp_path, evaluate=score)
+    in_memory.optimize(f"{TRAINERS}:train_without_score", workers=2, show_progress=False)
+    assert_evaluated(in_memory)
+    on_disk = make_study(f"sqlite:///{tmp_path / 'study.db'}", tmp_path, evaluate=score,
+                         name="on-disk")
+    with pytest.raises(pbtune.ConfigError, match="import the evaluate function by name"):
+        on_disk.optimize(f"{TRAINERS}:train_without_score", show_progress=False)
+    assert not on_disk.trials([TrialState.RUNNING, TrialState.FAILED])  # nothing was run

@@ -74,6 +74,10 @@ def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int
         else:
             done = _run_here(storage, controller, fn, study_name, max_trials, role)
     state = storage.get_study_by_id(study.id).state
+    if state == StudyState.COMPLETE:
+        # Nothing is running any more: the last worker out deletes what crashed workers
+        # and failed deletes left behind (each worker that sees the end does; it is safe).
+        study.sweep_checkpoints()
     ran = "" if done is None else f"ran {done} trial(s); "
     click.echo(f"{ran}study {study_name!r} is {state.value}", err=True)
     if state == StudyState.FAILED:

@@ -57,6 +57,7 @@ ALLOWED_KEYS = (
     "explore",
     "checkpoint_root",
     "fitness",
+    "evaluate",
     "command",
 )
 
@@ -142,6 +143,8 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
         options["checkpoint_root"] = _checkpoint_root(data["checkpoint_root"], base)
     if data.get("fitness") is not None:
         options["fitness"] = import_fitness(data["fitness"], base)
+    if data.get("evaluate") is not None:
+        options["evaluate"] = _evaluate_ref(data["evaluate"], base)
     return RunConfig(path=path, name=name, storage=storage, options=options,
                      command=_command(data.get("command")))
 
@@ -225,3 +228,14 @@ def import_fitness(ref: Any, base: Path) -> Callable[..., float]:
     if not callable(fn):
         raise ConfigError(f"fitness {ref!r} is not callable")
     return fn  # type: ignore[no-any-return]
+
+
+def _evaluate_ref(value: Any, base: Path) -> str:
+    """``evaluate: file.py:name`` (relative to the study file) or ``module:name``, kept as a
+    reference that every worker imports for itself."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"evaluate must be 'file.py:name' or 'module:name', got {value!r}")
+    target, _, name = value.rpartition(":")
+    if target.endswith(".py") and not Path(target).is_absolute():
+        target = str((base / target).resolve())
+    return f"{target}:{name}"

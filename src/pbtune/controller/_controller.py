@@ -351,8 +351,10 @@ class Controller:
                                    expect_claim=claimed.claim, **values):
                 current = tx.trial(trial.id)
                 if current is not None and current.checkpoint == checkpoint and (
-                    current.claim in (claimed.claim, token)
-                ):  # a retried transaction that finds its own result
+                    current.state in (TrialState.TRAINED, TrialState.EVALUATING,
+                                      TrialState.COMPLETE)
+                ):  # a retried transaction that finds its own result (the checkpoint is
+                    # this trial's own), even if an evaluator has moved it on since
                     held = tx.held_by(token) if worker is not None else None
                     return True, self._reclaimed(tx, held, token)
                 return False, None
@@ -417,9 +419,16 @@ class Controller:
         return told
 
     def release(self, claimed: Claimed) -> bool:
-        """Give a claimed trial that was never started back to the queue."""
+        """Give claimed work that was never started back: a trial to train to the queue,
+        an evaluation to the trained trials waiting for one."""
 
         def work(tx: Transaction) -> bool:
+            if claimed.trial.state == TrialState.EVALUATING:
+                return tx.update_trial(
+                    claimed.trial.id, expect_state=TrialState.EVALUATING,
+                    expect_claim=claimed.claim, state=TrialState.TRAINED, claim=None,
+                    heartbeat_at=None,
+                )
             return tx.update_trial(
                 claimed.trial.id, expect_state=TrialState.RUNNING, expect_claim=claimed.claim,
                 state=TrialState.QUEUED, worker=None, claim=None, started_at=None,
@@ -595,11 +604,16 @@ class Controller:
         return reaped
 
     def fail_lost(self, trial: FrozenTrial, reason: str, *, counts: bool = True) -> bool:
-        """Fail a RUNNING trial whose worker is gone; its member retries it. An
-        EVALUATING trial whose evaluator is gone goes back to TRAINED (its training is
-        kept), and its claim is revoked so the evaluator's late result is refused."""
+        """Fail a RUNNING trial whose worker is gone; its member retries it.
+
+        An EVALUATING trial whose evaluator went silent or was interrupted
+        (``counts=False``) goes back to TRAINED: its training is kept, and its claim is
+        revoked so the evaluator's late result is refused. One whose evaluator crashed or
+        timed out (``counts=True``) fails like a training, using up a retry, so an
+        evaluation that kills its worker every time ends instead of looping.
+        """
         assert trial.claim is not None
-        if trial.state == TrialState.EVALUATING:
+        if trial.state == TrialState.EVALUATING and not counts:
             return self._requeue_evaluation(trial, reason)
         return self.tell_failure(Claimed(trial, trial.claim), reason, counts=counts, lost=True)
 

@@ -15,7 +15,11 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+# 2: trials may be TRAINED or EVALUATING (studies with an evaluate function). The tables
+# are those of 1, so a database at 1 is moved to 2 when opened; an older pbtune then
+# refuses it with a clear message instead of failing on a state it does not know.
+SCHEMA_VERSION = 2
+UPGRADABLE_VERSIONS = ("1",)
 
 metadata = MetaData()
 

@@ -29,6 +29,7 @@ from pbtune.storages._records import (
 )
 from pbtune.storages._schema import (
     SCHEMA_VERSION,
+    UPGRADABLE_VERSIONS,
     members,
     meta,
     metadata,
@@ -176,6 +177,12 @@ class Storage:
             version = connection.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")
             ).scalar_one_or_none()
+            if version in UPGRADABLE_VERSIONS:
+                connection.execute(
+                    update(meta).where(meta.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
+                return
         if version != str(SCHEMA_VERSION):
             raise StorageError(
                 f"storage {self!r} has pbtune schema version {version!r}; this pbtune reads "

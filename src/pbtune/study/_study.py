@@ -15,7 +15,7 @@ from typing import Any
 
 from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
 from pbtune._location import Location
-from pbtune.controller import Controller, StudyConfig, _store, initial_trials
+from pbtune.controller import Controller, StudyConfig, _store, import_object, initial_trials
 from pbtune.controller import _checkpoints as checkpoints
 from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
@@ -129,6 +129,8 @@ class Study:
                 "evaluators= needs a study with an evaluate function: "
                 "create_study(..., evaluate=score)"
             )
+        if self.config.evaluated and self.storage.url is not None:
+            self._check_evaluate_importable()
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             if not self.storage.count_active(self.id):
@@ -152,7 +154,7 @@ class Study:
             raise StudyFailedError(
                 f"the workers stopped before study {self.name!r} was done; run again to continue"
             )
-        self._sweep_checkpoints()
+        self.sweep_checkpoints()
         failed = [m.member for m in self.storage.get_members(self.id)
                   if m.state == MemberState.FAILED]
         if failed:
@@ -186,7 +188,21 @@ class Study:
             f"backend must be 'process', 'thread', 'ray' or a pbtune.RayBackend, got {backend!r}"
         )
 
-    def _sweep_checkpoints(self) -> None:
+    def _check_evaluate_importable(self) -> None:
+        """Worker processes import the evaluate function by its recorded name: check
+        now that it can be, rather than fail every evaluation."""
+        ref = self.config.evaluate_ref
+        try:
+            import_object(str(ref), "evaluate function")
+        except ConfigError as error:
+            raise ConfigError(
+                f"{error}. Worker processes import the evaluate function by name: define it "
+                "at the top level of a module, or pass 'path/to/file.py:name'"
+            ) from None
+
+    def sweep_checkpoints(self) -> None:
+        """Delete checkpoints and staging folders that no trial refers to (a finished
+        study's leftovers from crashed workers); `optimize` does it at the end of a run."""
         keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
         store = _store.open_store(self.config.checkpoint_root, self._record.checkpoint_dir)
         try:

@@ -65,6 +65,7 @@ def run_worker(
     stop: threading.Event | None = None,
     wake: Wake | None = None,
     role: Role = "both",
+    evaluate: Callable[[Trial], Mapping[str, float]] | None = None,
 ) -> int:
     """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count.
 
@@ -74,10 +75,12 @@ def run_worker(
     the wait short when another worker tells a result (which may have queued a trial or
     ended the study). ``role``: what this worker claims in a study with an evaluate
     function (see `pbtune.controller.Role`); "evaluate" makes a dedicated evaluator.
+    ``fitness`` and ``evaluate``: the study's functions where this process cannot import
+    them by their recorded names (threads of the process that created the study).
     """
     worker_id = worker_id or new_worker_id()
     study = storage.get_study(study_name)
-    config = StudyConfig.from_dict(study.config, fitness=fitness)
+    config = StudyConfig.from_dict(study.config, fitness=fitness, evaluate=evaluate)
     controller = Controller(storage, study, config)
     try:
         done, following = _loop(controller, train, worker_id, max_trials, stop, wake, role)

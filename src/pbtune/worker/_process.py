@@ -23,7 +23,7 @@ from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrialState
 from pbtune.worker._loop import TrainFn, Wake, new_worker_id, run_worker
-from pbtune.worker._restarts import Restarts, enforce_trial_timeout, watch_study
+from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -145,7 +145,7 @@ def run_processes(
     assert storage.url is not None
     _check_picklable(train, fitness)
     context = mp.get_context("spawn")
-    restarts = Restarts(controller, workers, max_restarts)
+    restarts = Restarts(controller, workers + evaluators, max_restarts)
     live: dict[str, BaseProcess] = {}
     roles: dict[str, Role] = {}
     storage.dispose()
@@ -185,6 +185,10 @@ def run_processes(
                 reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
                 if restarts.exited(worker, reason, crashed=process.exitcode != 0):
                     spawn(roles[worker])
+            if role is None and restarts.deaths and not roles_can_finish(
+                (roles[w] for w in live), controller.config.evaluated
+            ):
+                break  # the run's trainers or evaluators are all gone for good
             watch_study(controller, enforce_timeout, tick)
     finally:
         for process in live.values():
@@ -212,13 +216,16 @@ def run_threads(
     """Run the worker loop in ``workers`` threads (for in-memory storage), plus
     ``evaluators`` threads that only evaluate."""
     fn = train.load() if isinstance(train, Entry) else train
+    given = controller.config.evaluate
+    evaluate = given if callable(given) else None  # the threads share this process
     stop, wake = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def target(role: Role) -> None:
         try:
             run_worker(storage, controller.study.name, fn, worker_id=new_worker_id(),
-                       fitness=fitness, stop=stop, wake=wake, role=role)
+                       fitness=fitness, stop=stop, wake=wake, role=role,
+                       evaluate=evaluate)
         except BaseException as error:
             errors.append(error)
             stop.set()

@@ -21,7 +21,7 @@ from pbtune.controller import Controller, Role
 from pbtune.storages import Storage
 from pbtune.worker._loop import TrainFn, run_worker
 from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
-from pbtune.worker._restarts import Restarts, enforce_trial_timeout, watch_study
+from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -191,6 +191,10 @@ def run_ray(
                     if restarts.exited(worker, reason or f"lost: {worker} ended",
                                        crashed=crash is not None):
                         spawn(role_of[worker])
+                if restarts.deaths and not roles_can_finish(
+                    (role_of[w] for w, _ in live.values()), controller.config.evaluated
+                ):
+                    break  # the trainers or the evaluators are all gone for good
                 watch_study(controller, enforce_timeout, tick)
         finally:
             for worker, actor in live.values():

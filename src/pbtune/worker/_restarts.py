@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 
 from pbtune._errors import StorageError, StudyFailedError
-from pbtune.controller import Controller
+from pbtune.controller import Controller, Role
 from pbtune.storages import StudyState
 from pbtune.trial import TrialState
 
 _log = logging.getLogger("pbtune.worker")
+
+
+def roles_can_finish(roles: Iterable[Role], evaluated: bool) -> bool:
+    """Whether live workers of these roles can still finish a study: someone trains
+    and, in a study with an evaluate function, someone evaluates. Without both, the
+    others would wait for each other forever."""
+    alive = set(roles)
+    trains = bool(alive & {"both", "train"})
+    evaluates = bool(alive & {"both", "evaluate"}) or not evaluated
+    return trains and evaluates
 
 
 class Restarts:
