@@ -48,6 +48,7 @@ from pbtune import (
 from pbtune.cli import cli
 from pbtune.cli._config import load_config
 from pbtune.space import param_from_dict
+from pbtune.storages._schema import SCHEMA_VERSION
 from pbtune.worker import run_worker
 
 from . import bad_input_workload as workload
@@ -753,13 +754,13 @@ def make_database(folder: Path, version: str) -> str:
     return url
 
 
-@pytest.mark.parametrize("version", ["2", "0", "1.0", "", "99999999999999999999", "abc'"])
+@pytest.mark.parametrize("version", ["3", "0", "1.0", "", "99999999999999999999", "abc'"])
 def test_an_unknown_schema_version_is_refused_and_left_untouched(
     tmp_path: Path, version: str
 ) -> None:
     url = make_database(tmp_path, version)
     before = folder_digest(tmp_path)
-    message = f"schema version {version!r}; this pbtune reads version 1"
+    message = f"schema version {version!r}; this pbtune reads version {SCHEMA_VERSION}"
     attempts: list[Any] = [
         lambda: pbtune.Storage(url),
         lambda: pbtune.load_study("kept", storage=url),
