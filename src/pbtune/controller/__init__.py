@@ -1,20 +1,10 @@
 """The controller: ask, tell and heartbeat over the storage, and checkpoint handling."""
 
 from pbtune._imports import import_object, object_ref
+from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Role, Wait
 from pbtune.controller._config import StudyConfig
-from pbtune.controller._controller import (
-    DONE,
-    WAIT,
-    Claimed,
-    Controller,
-    Done,
-    Role,
-    Wait,
-    check_metrics,
-    clean_metrics,
-    fitness_of,
-    initial_trials,
-)
+from pbtune.controller._controller import Controller, initial_trials
+from pbtune.controller._metrics import check_metrics, clean_metrics, fitness_of
 
 __all__ = [
     "DONE",

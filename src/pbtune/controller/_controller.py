@@ -8,18 +8,18 @@ study exactly where it was.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from pbtune._errors import TrialFailedError
 from pbtune._location import Location
+from pbtune.controller._claims import _UNREAD, DONE, WAIT, Claimed, Done, Role, Wait
 from pbtune.controller._config import StudyConfig
 from pbtune.controller._store import CheckpointStore, open_store
 from pbtune.storages import (
@@ -35,38 +35,6 @@ from pbtune.strategies import Continue, Exploit, Stop, decide
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.controller")
-
-
-Role = Literal["both", "train", "evaluate"]
-"""What a worker claims: "both" (evaluations first, then training), "train" or "evaluate"
-(dedicated evaluators). Without an evaluate function, every worker trains."""
-
-
-class Wait:
-    """ask: nothing is queued now, but trials are running; ask again shortly."""
-
-
-class Done:
-    """ask: the study has nothing left to run."""
-
-
-WAIT, DONE = Wait(), Done()
-
-
-_UNREAD: Any = object()
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A trial held by one worker, under a claim token that fences its writes.
-
-    ``parent`` is the parent trial as read in the claiming transaction (None for a first
-    trial); left out, it is read when needed.
-    """
-
-    trial: FrozenTrial
-    claim: str
-    parent: FrozenTrial | None = field(default=_UNREAD, repr=False, compare=False)
 
 
 def initial_trials(config: StudyConfig) -> list[NewTrial]:
@@ -86,63 +54,6 @@ def initial_trials(config: StudyConfig) -> list[NewTrial]:
             )
         )
     return first
-
-
-def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], float]:
-    """The metrics a training function returned, and their fitness; or TrialFailedError."""
-    return fitness_of(clean_metrics(result, config), config)
-
-
-def clean_metrics(result: Any, config: StudyConfig, source: str = "the training function"
-                  ) -> dict[str, float]:
-    """``result`` checked to be a dict of finite numbers by name; or TrialFailedError."""
-    if not isinstance(result, Mapping):
-        raise TrialFailedError(
-            f"{source} returned {result!r}; it must return a dict of metrics, "
-            f"e.g. {{{config.metric or 'accuracy'!r}: 0.93}}"
-        )
-    metrics: dict[str, float] = {}
-    for name, value in result.items():
-        if not isinstance(name, str):  # 1 and "1" would be one metric once stored as JSON
-            raise TrialFailedError(
-                f"metric names must be strings, got {name!r} ({type(name).__name__})"
-            )
-        number = _as_number(value)
-        if number is None:
-            raise TrialFailedError(
-                f"metric {name!r} is {value!r}; metrics must be numbers"
-            )
-        if not math.isfinite(number):
-            raise TrialFailedError(f"metric {name!r} is {number!r}; metrics must be finite")
-        metrics[name] = number
-    return metrics
-
-
-def fitness_of(metrics: dict[str, float], config: StudyConfig) -> tuple[dict[str, float], float]:
-    """The fitness of checked metrics (the study's metric, or its fitness function)."""
-    if config.metric is not None and config.metric not in metrics:
-        raise TrialFailedError(
-            f"the returned metrics {sorted(metrics)} lack the study's metric {config.metric!r}"
-        )
-    try:
-        fitness = config.fitness_of(metrics)
-    except Exception as error:
-        raise TrialFailedError(f"the fitness function raised {error!r}") from error
-    if not math.isfinite(fitness):
-        raise TrialFailedError(f"fitness is {fitness!r}; it must be a finite number")
-    return metrics, fitness
-
-
-def _as_number(value: Any) -> float | None:
-    """``value`` as a float; None for what is not one number (a bool, a string, an array)."""
-    if isinstance(value, (bool, np.bool_, str, bytes)) or getattr(value, "ndim", 0) != 0:
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf  # an int too large for a float
-    except (TypeError, ValueError):
-        return None
 
 
 class Controller:
