@@ -66,7 +66,7 @@ def test_commit_syncs_everything_before_the_final_name_appears(
     staging = staged(tmp_path)
     final = checkpoints.final_dir(tmp_path, 1)
     synced: list[Path] = []
-    real_sync_file = checkpoints._fsync_file
+    real_sync_file = checkpoints._seal_file
 
     def sync_file(path: Path) -> None:
         assert not final.exists(), "the final directory appeared before its files were synced"
@@ -80,7 +80,7 @@ def test_commit_syncs_everything_before_the_final_name_appears(
         synced_dirs.append((path, final.exists()))
         real_sync_dir(path)
 
-    monkeypatch.setattr(checkpoints, "_fsync_file", sync_file)
+    monkeypatch.setattr(checkpoints, "_seal_file", sync_file)
     monkeypatch.setattr(checkpoints, "_fsync_dir", sync_dir)
     checkpoints.commit(staging, final)
     assert sorted(p.name for p in synced) == ["model.bin", "state.json"]

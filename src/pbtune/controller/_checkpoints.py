@@ -79,9 +79,7 @@ def commit(staging: Path, final: Path) -> Path:
         raise CheckpointError(f"checkpoint {str(final)!r} exists already; refusing to replace it")
     for root, dirs, files in os.walk(staging):
         for name in files:
-            path = Path(root) / name
-            _fsync_file(path)
-            _make_read_only(path)
+            _seal_file(Path(root) / name)
         for name in dirs:
             _fsync_dir(Path(root) / name)
     _fsync_dir(staging)
@@ -115,19 +113,18 @@ def sweep(study_dir: Path, keep: set[Path]) -> int:
     return removed
 
 
-def _make_read_only(path: Path) -> None:
-    # Children read a committed checkpoint in place; clearing the write bits keeps a
-    # careless child from changing its parent's files.
-    if not path.is_symlink():
-        mode = path.stat().st_mode
-        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _fsync_file(path: Path) -> None:
-    if path.is_symlink():
-        return
-    fd = os.open(path, os.O_RDONLY)
+def _seal_file(path: Path) -> None:
+    """fsync a checkpoint file and clear its write bits: children read a committed
+    checkpoint in place, and a careless child must not change its parent's files."""
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # a symlink: nothing of ours to make durable
+        if path.is_symlink():
+            return
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        os.fchmod(fd, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
         os.fsync(fd)
     finally:
         os.close(fd)

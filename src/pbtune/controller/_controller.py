@@ -90,6 +90,10 @@ class Controller:
             return DONE
         if not any(counts[s] for s in self._claimable(role)):
             return WAIT if any(counts.values()) else DONE
+        return self.claim(worker, role)
+
+    def claim(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:
+        """`ask` without the look first: for a busy worker that expects work queued."""
         token = uuid.uuid4().hex
 
         def work(tx: Transaction) -> Claimed | Wait | Done:

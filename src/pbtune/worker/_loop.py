@@ -16,6 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from pbtune._errors import PbtuneError, StorageError, TrialFailedError
@@ -26,6 +27,7 @@ from pbtune.controller import (
     Done,
     Role,
     StudyConfig,
+    Wait,
     check_metrics,
     clean_metrics,
     fitness_of,
@@ -47,6 +49,9 @@ class Wake(Protocol):
 
 POLL_INTERVAL_S = 0.05
 POLL_INTERVAL_MAX_S = 0.25
+# A trial that trained at least this many times as long as a tell takes is told in the
+# background while the worker's next trial trains (see `_Teller`).
+PIPELINE_RATIO = 20.0
 
 
 def new_worker_id() -> str:
@@ -70,7 +75,10 @@ def run_worker(
     """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count.
 
     A completed trial's tell also claims the worker's next trial in the same transaction,
-    so a busy worker costs the storage one transaction per trial. A worker with nothing to
+    so a busy worker costs the storage one transaction per trial. When training takes much
+    longer than a tell, the worker claims its next trial as soon as the checkpoint is
+    committed and tells the result in the background while that trial trains, so the
+    accelerator does not wait for the database (see `_Teller`). A worker with nothing to
     claim polls with backoff; ``wake``, an event shared by the workers of one run, cuts
     the wait short when another worker tells a result (which may have queued a trial or
     ended the study). ``role``: what this worker claims in a study with an evaluate
@@ -97,8 +105,10 @@ def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: in
     done = 0
     idle = POLL_INTERVAL_S
     following: Claimed | None = None
-    with Heartbeat(controller) as beat, _Discarder(controller):
+    with Heartbeat(controller) as beat, _Discarder(controller), \
+            _Teller(controller, beat, wake) as teller:
         while max_trials is None or done < max_trials:
+            teller.check()  # a storage outage in a background tell stops this worker
             if stop is not None and stop.is_set():
                 break
             claimed = following
@@ -118,9 +128,10 @@ def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: in
             done += 1
             go_on = (max_trials is None or done < max_trials) and not (stop and stop.is_set())
             following = _run(controller, claimed, train, beat, worker_id if go_on else None,
-                             role)[1]
+                             role, teller)[1]
             if wake is not None:
                 wake.set()
+        teller.wait()
     return done, following
 
 
@@ -131,24 +142,31 @@ def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
 
 
 def _run(controller: Controller, claimed: Claimed, train: TrainFn, beat: Heartbeat,
-         worker: str | None, role: Role = "both") -> tuple[bool, Claimed | None]:
+         worker: str | None, role: Role = "both", teller: _Teller | None = None
+         ) -> tuple[bool, Claimed | None]:
     """Train or evaluate one claimed trial and tell the result: (told, the next work
-    claimed for ``worker`` in the same transaction, if any).
+    claimed for ``worker``, if any). A result handed to ``teller`` counts as told.
 
     The heartbeat runs until the result is told, so a slow checkpoint commit on a network
     file system does not make a live trial look lost.
     """
     beat.hold(claimed)
+    handed = False
     try:
         if claimed.trial.state == TrialState.EVALUATING:
             return _evaluate_and_tell(controller, claimed, worker, role)
-        return _train_and_tell(controller, claimed, train, worker, role)
+        told, following, handed = _train_and_tell(controller, claimed, train, worker, role,
+                                                   teller)
+        return told, following
     finally:
-        beat.release(claimed)
+        if not handed:  # the teller lets go of it once the result is told
+            beat.release(claimed)
 
 
 def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
-                    worker: str | None, role: Role) -> tuple[bool, Claimed | None]:
+                    worker: str | None, role: Role, teller: _Teller | None
+                    ) -> tuple[bool, Claimed | None, bool]:
+    """(told, the next claimed trial, whether the tell was handed to ``teller``)."""
     trial = claimed.trial
     store = controller.store
     staging = None
@@ -168,7 +186,9 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
             seed=controller.config.seed,
             report_sink=_report_sink(controller.storage, trial.id),
         )
+        began = time.perf_counter()
         result = train(handle)
+        trained_s = time.perf_counter() - began
         if controller.config.evaluated:  # the fitness comes from the evaluation
             metrics, fitness = clean_metrics(result, controller.config), math.nan
         else:
@@ -176,17 +196,33 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
         store.discard(staging)
         _fail(controller, claimed, error)
-        return False, None
+        return False, None, False
     final = store.final(trial.number)
+    # Training dominates: claim the next trial while the checkpoint is committed, start it,
+    # and tell this result in the background (see `_Teller`).
+    asking = None
+    if (worker is not None and teller is not None and not controller.config.evaluated
+            and teller.worth_it(trained_s)):
+        teller.check()  # the last background tell met a storage outage: stop here
+        asking = teller.claim(worker, role)
     try:
         # A remote store uploads the files, then the manifest; the tell that records the
         # reference is the commit point either way.
         final = store.commit(staging, trial.number)
+        if asking is not None:
+            asked, asking = asking.result(), None
+            if isinstance(asked, Claimed):
+                assert teller is not None
+                teller.submit(claimed, metrics, fitness, final)
+                return True, asked, True
         if controller.config.evaluated:
             told, following = controller.tell_trained(claimed, metrics, final, worker, role)
         else:
+            began = time.perf_counter()
             told, following = controller.tell_and_ask(claimed, metrics, fitness, final,
                                                       worker, role)
+            if teller is not None:
+                teller.observe(time.perf_counter() - began)
     except StorageError:
         raise  # the storage stayed down past its retries: this worker stops; the trial is
         # failed as lost and retried, and the directory is swept at the end of the run
@@ -194,10 +230,12 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
         store.discard(staging)
         store.remove(final)
         _fail(controller, claimed, error)
-        return False, None
+        # A trial claimed meanwhile is this worker's next one.
+        late = asking.result() if asking is not None else None
+        return False, late if isinstance(late, Claimed) else None, False
     if not told:
         store.remove(final)
-    return told, following
+    return told, following, False
 
 
 def _evaluate_and_tell(controller: Controller, claimed: Claimed, worker: str | None,
@@ -273,11 +311,12 @@ def error_text(error: BaseException) -> str:
 
 
 class Heartbeat:
-    """One daemon thread per worker that keeps the trial it holds fresh in the storage."""
+    """One daemon thread per worker that keeps the trials it holds fresh in the storage:
+    the one training, and the one whose result is being told in the background."""
 
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
-        self._held: Claimed | None = None
+        self._held: dict[int, Claimed] = {}
         self._lock = threading.Lock()  # never held across a storage call
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pbtune-heartbeat", daemon=True)
@@ -292,27 +331,109 @@ class Heartbeat:
 
     def hold(self, claimed: Claimed) -> None:
         with self._lock:
-            self._held = claimed
+            self._held[id(claimed)] = claimed
 
     def release(self, claimed: Claimed) -> None:
         with self._lock:
-            if self._held is claimed:
-                self._held = None
+            self._held.pop(id(claimed), None)
 
     def _run(self) -> None:
         interval = self._controller.config.heartbeat_interval
         while not self._stopped.wait(interval):
-            claimed = self._held
-            if claimed is None:
-                continue
+            with self._lock:
+                held = list(self._held.values())
+            for claimed in held:
+                try:
+                    if not self._controller.heartbeat(claimed):
+                        # Failed as lost, or told just now (this beat raced the tell). The
+                        # tell says which: it refuses a lost trial's result with a warning.
+                        _log.debug("trial %s no longer holds its claim", claimed.trial.id)
+                        self.release(claimed)
+                except Exception as error:  # a storage outage must not kill the trial
+                    _log.warning("heartbeat for trial %s failed: %s", claimed.trial.id,
+                                 error)
+
+
+class _Teller:
+    """Claims and tells in background threads, for trials that train much longer than a
+    tell takes (at least `PIPELINE_RATIO` times as long).
+
+    Once such a trial has trained, the worker claims its next trial while the checkpoint
+    is committed (durable before anything records it), starts that trial at once and tells
+    the result in the background: the time between two trials is a commit, not a commit
+    and a transaction. One tell is in flight at a time. A worker killed meanwhile loses
+    that result, as it would have in a synchronous tell, and the few milliseconds its new
+    trial had run; both are failed as lost and retried. Shorter trials are told as before,
+    in the transaction that also claims the next one (fewer transactions, nothing to hide).
+    """
+
+    def __init__(self, controller: Controller, beat: Heartbeat, wake: Wake | None) -> None:
+        self._controller = controller
+        self._beat = beat
+        self._wake = wake
+        self._pool: ThreadPoolExecutor | None = None
+        self._telling: Future[None] | None = None
+        self._error: StorageError | None = None
+        self._tell_s: float | None = None  # a moving average of how long a tell takes
+
+    def __enter__(self) -> _Teller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def observe(self, seconds: float) -> None:
+        self._tell_s = seconds if self._tell_s is None else 0.8 * self._tell_s + 0.2 * seconds
+
+    def worth_it(self, trained_s: float) -> bool:
+        return self._tell_s is not None and trained_s >= PIPELINE_RATIO * self._tell_s
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:  # a claim and a tell may overlap
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pbtune-tell")
+        return self._pool
+
+    def claim(self, worker: str, role: Role) -> Future[Claimed | Wait | Done]:
+        return self._threads().submit(self._controller.claim, worker, role)
+
+    def submit(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
+               final: Location) -> None:
+        self.wait()
+        self._telling = self._threads().submit(self._tell, claimed, metrics, fitness, final)
+
+    def wait(self) -> None:
+        """Wait for the tell in flight; raise the StorageError it met, if any."""
+        if self._telling is not None:
+            self._telling.result()
+            self._telling = None
+        self.check()
+
+    def check(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
+              final: Location) -> None:
+        controller = self._controller
+        began = time.perf_counter()
+        try:
+            if not controller.tell(claimed, metrics, fitness, final):
+                controller.store.remove(final)
+        except StorageError as error:  # the worker stops, as after a synchronous tell
+            self._error = error
+        except Exception as error:  # e.g. a user's strategy that explores out of bounds
             try:
-                if not self._controller.heartbeat(claimed):
-                    # Failed as lost, or told just now (this beat raced the tell). The tell
-                    # says which: it refuses a lost trial's result with a warning.
-                    _log.debug("trial %s no longer holds its claim", claimed.trial.id)
-                    self.release(claimed)
-            except Exception as error:  # a storage outage must not kill the trial
-                _log.warning("heartbeat for trial %s failed: %s", claimed.trial.id, error)
+                controller.store.remove(final)
+                _fail(controller, claimed, error)
+            except StorageError as failed:
+                self._error = failed
+        finally:
+            self._beat.release(claimed)
+            self.observe(time.perf_counter() - began)
+            if self._wake is not None:
+                self._wake.set()
 
 
 class _Discarder:
