@@ -209,6 +209,19 @@ def test_exploit_copies_the_opponent_and_explores_its_params(tmp_path: Path) -> 
     assert controller.parent_checkpoint(child) == winner.checkpoint
 
 
+def test_on_a_plateau_a_member_explores_from_its_own_checkpoint(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, exploit=Tournament())
+    a, b = claim(controller), claim(controller)
+    first = complete(controller, a, 0.0)  # alone in the population: continues
+    assert children_of(controller, first)[0].decision == "continue"
+    tied = complete(controller, b, 0.0)  # both at 0: nobody is fitter
+    [child] = [t for t in queued(controller) if t.member == tied.member]
+    assert child.decision == "explore"
+    assert child.parent_id == tied.id and child.start_step == tied.end_step
+    assert child.params["lr"] == min(tied.params["lr"] * 2.0, 1.0)
+    assert controller.parent_checkpoint(child) == tied.checkpoint
+
+
 def test_exploit_warm_starts_at_the_parents_step(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=2)
     slow = claim(controller)  # member 0, steps 0 -> 10, still running below

@@ -309,14 +309,17 @@ def test_decide_explored_params_stay_inside_bounds(
         decision = decide(finished, population, rng=rng(seed), **kwargs)  # type: ignore[arg-type]
         again = decide(finished, population, rng=rng(seed), **kwargs)  # type: ignore[arg-type]
         assert decision == again
+        flat = len(population) >= 2 and len(set(fitnesses)) == 1
         if isinstance(decision, Exploit):
             assert SPACE.validate(decision.params) == decision.params
             parent = next(t for t in population if t.id == decision.parent_id)
-            assert parent.member != finished.member
-            sign = 1 if mode == "max" else -1
-            assert sign * parent.fitness > sign * finished.fitness  # type: ignore[operator]
+            if parent.member == finished.member:  # explores in place: only on a plateau
+                assert flat and parent is finished
+            else:
+                sign = 1 if mode == "max" else -1
+                assert sign * parent.fitness > sign * finished.fitness  # type: ignore[operator]
         else:
-            assert isinstance(decision, Continue)
+            assert isinstance(decision, Continue) and not flat
 
 
 def test_decide_keeps_immutable_params() -> None:
@@ -441,3 +444,28 @@ def test_short_names() -> None:
 def test_bad_strategy_configs_raise_config_error(make: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize("exploit", [Tournament(), Truncation(0.25), Truncation(0.5)])
+def test_on_a_plateau_every_member_explores_in_place(exploit: Any) -> None:
+    # Every member at accuracy 0 (say, every lr far too high): nobody is fitter, so nobody
+    # copies; each member explores its own params from its own checkpoint.
+    population = [trial(m, 0.0, end_step=20, params=SPACE.sample(rng(m))) for m in range(4)]
+    for finished in population:
+        for seed in range(10):
+            decision = decide(finished, population, rng=rng(seed),  # type: ignore[arg-type]
+                              **{**_DECIDE, "exploit": exploit})
+            assert isinstance(decision, Exploit) and decision.parent_id == finished.id
+            assert SPACE.validate(decision.params) == decision.params
+
+
+def test_one_fitter_member_ends_the_plateau_rule() -> None:
+    # Three tied at 0 and one ahead: the tied initiator that meets another tied member
+    # continues (the tie rule), and meeting the fitter one copies it.
+    population = [trial(m, 0.0, end_step=20) for m in range(3)] + [trial(3, 1.0, end_step=20)]
+    me = population[0]
+    decisions = [decide(me, population, rng=rng(seed),  # type: ignore[arg-type]
+                        **{**_DECIDE, "exploit": Tournament()}) for seed in range(40)]
+    assert Continue() in decisions
+    copies = {d.parent_id for d in decisions if isinstance(d, Exploit)}
+    assert copies == {population[3].id}

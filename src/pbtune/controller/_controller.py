@@ -387,7 +387,9 @@ class Controller:
             if chosen is None:
                 chosen = tx.trial(decision.parent_id)
             if chosen is not None and chosen.checkpoint is not None:
-                parent, params, kind = chosen, decision.params, "exploit"
+                # "explore": new params on the member's own checkpoint (on a plateau)
+                kind = "explore" if chosen.id == finished.id else "exploit"
+                parent, params = chosen, decision.params
         else:
             assert isinstance(decision, Continue)
         start = parent.end_step

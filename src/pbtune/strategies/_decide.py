@@ -29,6 +29,8 @@ def decide(
 ) -> Decision:
     """What the member of ``finished`` does next.
 
+    Continue, or copy the parent that ``exploit`` chose and explore its params; on a
+    plateau (every member's fitness equal) a member explores its own params in place.
     ``population`` holds each member's latest COMPLETE trial (``finished`` among them).
     The result depends only on the arguments, so a restarted controller decides the same.
     """
@@ -38,10 +40,19 @@ def decide(
     # trial of zero steps.
     candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
     parent = exploit.select(finished, candidates, mode, rng)
-    if parent.id == finished.id:
+    if parent.id == finished.id and not _flat(finished, candidates):
         return Continue()
+    # Copy the chosen parent and explore its params. When every member scores the same
+    # (a plateau, e.g. every member at accuracy 0 while its lr is far too high), selection
+    # has nothing to go on and nobody would ever copy: standing still would never leave
+    # the plateau, so the member explores in place, from its own checkpoint.
     params = space.validate(explore.explore(parent.params, space, rng))
     return Exploit(parent_id=parent.id, params=params)
+
+
+def _flat(finished: FrozenTrial, population: Sequence[FrozenTrial]) -> bool:
+    """Whether at least two members have results and they all score exactly the same."""
+    return len(population) >= 2 and all(t.fitness == finished.fitness for t in population)
 
 
 def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
