@@ -52,6 +52,7 @@ POLL_INTERVAL_MAX_S = 0.25
 # A trial that trained at least this many times as long as a tell takes is told in the
 # background while the worker's next trial trains (see `_Teller`).
 PIPELINE_RATIO = 20.0
+NEXT_TRIAL_START_WAIT_S = 0.5
 
 
 def new_worker_id() -> str:
@@ -186,6 +187,8 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
             seed=controller.config.seed,
             report_sink=_report_sink(controller.storage, trial.id),
         )
+        if teller is not None:
+            teller.started()  # a tell waiting in the background may go now
         began = time.perf_counter()
         result = train(handle)
         trained_s = time.perf_counter() - began
@@ -194,6 +197,8 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
         else:
             metrics, fitness = check_metrics(result, controller.config)
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
+        if teller is not None:
+            teller.started()  # the set-up is over either way
         store.discard(staging)
         _fail(controller, claimed, error)
         return False, None, False
@@ -203,7 +208,9 @@ def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
     asking = None
     if (worker is not None and teller is not None and not controller.config.evaluated
             and teller.worth_it(trained_s)):
-        teller.check()  # the last background tell met a storage outage: stop here
+        # The last tell is done by now (a whole trial ago); a storage outage it met stops
+        # this worker here, before it claims anything more.
+        teller.wait()
         asking = teller.claim(worker, role)
     try:
         # A remote store uploads the files, then the manifest; the tell that records the
@@ -375,6 +382,9 @@ class _Teller:
         self._telling: Future[None] | None = None
         self._error: StorageError | None = None
         self._tell_s: float | None = None  # a moving average of how long a tell takes
+        # Set once the next trial's training has begun: until then the tell would compete
+        # with the worker's own set-up of that trial for the interpreter lock.
+        self._next_started = threading.Event()
 
     def __enter__(self) -> _Teller:
         return self
@@ -400,10 +410,15 @@ class _Teller:
     def submit(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
                final: Location) -> None:
         self.wait()
+        self._next_started.clear()
         self._telling = self._threads().submit(self._tell, claimed, metrics, fitness, final)
+
+    def started(self) -> None:
+        self._next_started.set()
 
     def wait(self) -> None:
         """Wait for the tell in flight; raise the StorageError it met, if any."""
+        self._next_started.set()  # no trial is being set up: tell now
         if self._telling is not None:
             self._telling.result()
             self._telling = None
@@ -417,6 +432,9 @@ class _Teller:
     def _tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
               final: Location) -> None:
         controller = self._controller
+        # The next trial starts within milliseconds; the bound only matters if its set-up
+        # failed (the worker then tells failures and asks again, without this tell).
+        self._next_started.wait(NEXT_TRIAL_START_WAIT_S)
         began = time.perf_counter()
         try:
             if not controller.tell(claimed, metrics, fitness, final):
