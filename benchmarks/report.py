@@ -14,6 +14,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 ORDER = [
     ("quality", "Quality at equal compute", "python benchmarks/quality.py"),
+    ("triangle-20-seeds/quality", "Quality: the triangle task with 20 seeds",
+     "python benchmarks/quality.py --tasks triangle --seeds 20 "
+     "--out benchmarks/results/triangle-20-seeds"),
     ("overhead", "Overhead", "python benchmarks/overhead.py"),
     ("utilization", "Utilization", "python benchmarks/utilization.py"),
     ("stragglers", "Stragglers", "python benchmarks/stragglers.py"),
@@ -39,7 +42,7 @@ def main() -> None:
             lines = lines[1:]  # the section heading above replaces the fragment's own
         parts.append("\n".join(lines).strip() + "\n")
         for image in sorted(RESULTS.glob(f"{name}*.png")):
-            parts.append(f"![{image.stem}](results/{image.name})\n")
+            parts.append(f"![{image.stem}](results/{image.relative_to(RESULTS).as_posix()})\n")
     remaining = HERE / "REMAINING.md"
     if remaining.is_file():
         parts.append(remaining.read_text().strip() + "\n")

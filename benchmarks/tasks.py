@@ -214,9 +214,12 @@ def torch_train(trial: pbtune.Trial) -> dict[str, float]:
 class NoExploit(pbtune.ExploitStrategy):
     """Never copy: every member trains its initial params for the whole budget.
 
-    Random search over the same initial population, run by the same machinery as PBT.
-    Stored as "tasks:NoExploit", so worker processes import it from this module.
+    Random search over the same initial population, run by the same machinery as PBT:
+    no copy, and no exploring on a plateau either. Stored as "tasks:NoExploit", so worker
+    processes import it from this module.
     """
+
+    explore_on_plateau = False
 
     def select(
         self,

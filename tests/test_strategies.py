@@ -469,3 +469,20 @@ def test_one_fitter_member_ends_the_plateau_rule() -> None:
     assert Continue() in decisions
     copies = {d.parent_id for d in decisions if isinstance(d, Exploit)}
     assert copies == {population[3].id}
+
+
+def test_a_strategy_can_refuse_to_explore_on_a_plateau() -> None:
+    class Never(ExploitStrategy):  # a random-search baseline: params never change
+        explore_on_plateau = False
+
+        def select(self, finished: Any, population: Any, mode: Any, rng: Any) -> Any:
+            return finished
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"type": "never"}
+
+    population = [trial(m, 0.0, end_step=20) for m in range(4)]
+    for finished in population:
+        decision = decide(finished, population, rng=rng(),  # type: ignore[arg-type]
+                          **{**_DECIDE, "exploit": Never()})
+        assert decision == Continue()

@@ -40,7 +40,8 @@ def decide(
     # trial of zero steps.
     candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
     parent = exploit.select(finished, candidates, mode, rng)
-    if parent.id == finished.id and not _flat(finished, candidates):
+    if parent.id == finished.id and not (exploit.explore_on_plateau
+                                          and _flat(finished, candidates)):
         return Continue()
     # Copy the chosen parent and explore its params. When every member scores the same
     # (a plateau, e.g. every member at accuracy 0 while its lr is far too high), selection
