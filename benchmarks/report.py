@@ -19,6 +19,7 @@ ORDER = [
      "--out benchmarks/results/triangle-20-seeds"),
     ("overhead", "Overhead", "python benchmarks/overhead.py"),
     ("utilization", "Utilization", "python benchmarks/utilization.py"),
+    ("gaps", "Between two trials (a diagnosis of utilization)", "python benchmarks/gaps.py"),
     ("stragglers", "Stragglers", "python benchmarks/stragglers.py"),
     ("scaling", "Controller scaling", "python benchmarks/scaling.py"),
 ]
