@@ -390,6 +390,7 @@ class _Teller:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._next_started.set()  # leaving (Ctrl-C, say): a waiting tell goes now
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
