@@ -13,6 +13,7 @@ import pytest
 import pbtune
 from pbtune import StorageError, TrialState
 from pbtune.controller import Controller
+from pbtune.controller import _controller as controller_module
 from pbtune.worker import _loop, run_worker
 
 
@@ -78,16 +79,16 @@ def test_a_background_tell_that_fails_fails_that_trial_and_the_worker_goes_on(
 ) -> None:
     monkeypatch.setattr(_loop, "PIPELINE_RATIO", 0.0)
     study = make_study(tmp_path, population=2, max_steps=8)
-    original = Controller._enqueue_next
+    original = controller_module.enqueue_next
     calls = {"n": 0}
 
-    def flaky(self: Controller, tx: Any, finished: Any, *args: Any) -> Any:
+    def flaky(*args: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 3:
             raise ValueError("the decision broke")
-        return original(self, tx, finished, *args)
+        return original(*args)
 
-    monkeypatch.setattr(Controller, "_enqueue_next", flaky)
+    monkeypatch.setattr(controller_module, "enqueue_next", flaky)
     run_worker(study.storage, "pipe", train)
     failed = study.trials([TrialState.FAILED])
     assert len(failed) == 1 and "the decision broke" in (failed[0].error or "")

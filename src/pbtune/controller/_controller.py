@@ -15,45 +15,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pbtune._errors import TrialFailedError
 from pbtune._location import Location
 from pbtune.controller._claims import _UNREAD, DONE, WAIT, Claimed, Done, Role, Wait
 from pbtune.controller._config import StudyConfig
+from pbtune.controller._members import (
+    after_failure,
+    collect_garbage,
+    enqueue_next,
+    maybe_finish_study,
+)
 from pbtune.controller._store import CheckpointStore, open_store
 from pbtune.storages import (
     Holder,
-    MemberState,
-    NewTrial,
     Storage,
     StudyRecord,
     StudyState,
     Transaction,
 )
-from pbtune.strategies import Continue, Exploit, Stop, decide
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.controller")
-
-
-def initial_trials(config: StudyConfig) -> list[NewTrial]:
-    """The first trial of every member, params drawn from the seeded generator."""
-    first: list[NewTrial] = []
-    for member in range(config.population_size):
-        rng = np.random.default_rng([config.seed, member, 0])
-        first.append(
-            NewTrial(
-                member=member,
-                generation=0,
-                parent_id=None,
-                params=config.space.sample(rng),
-                start_step=0,
-                end_step=min(config.steps_per_trial, config.max_steps),
-                decision="initial",
-            )
-        )
-    return first
 
 
 class Controller:
@@ -216,9 +198,9 @@ class Controller:
                 checkpoint=checkpoint, finished_at=now, error=None,
             )
             population = tx.population()
-            if not self._enqueue_next(tx, finished, population, now):
-                self._maybe_finish_study(tx)
-            garbage = self._collect_garbage(tx, population)
+            if not enqueue_next(tx, self.config, finished, population, now):
+                maybe_finish_study(tx)
+            garbage = collect_garbage(tx, self.config, population)
             following = None
             if worker is not None and tx.study_state() == StudyState.RUNNING:
                 following = self._claim(tx, worker, token, role)
@@ -322,7 +304,7 @@ class Controller:
             ):
                 mine = self._recorded(tx, claimed, TrialState.FAILED)
                 return mine is not None and mine.error == error
-            self._after_failure(tx, claimed.trial, now, counts=counts)
+            after_failure(tx, self.config, claimed.trial, now, counts=counts)
             return True
 
         told = self.storage.write(self.study.id, work)
@@ -359,127 +341,6 @@ class Controller:
         if current is not None and current.state == state and current.claim == claimed.claim:
             return current
         return None
-
-    def _enqueue_next(
-        self, tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], now: float
-    ) -> bool:
-        """Decide and enqueue the member's next trial; False if the member is done."""
-        config = self.config
-        decision = decide(
-            finished,
-            population,
-            space=config.space,
-            exploit=config.exploit,
-            explore=config.explore,
-            mode=config.mode,
-            max_steps=config.max_steps,
-            rng=np.random.default_rng([config.seed, finished.number, 1]),
-        )
-        if isinstance(decision, Stop):
-            tx.set_member(finished.member, state=MemberState.DONE)
-            return False
-        parent, params, kind = finished, finished.params, "continue"
-        if isinstance(decision, Exploit):
-            # Decisions of one study are serialized, so the snapshot read in this
-            # transaction is current; a parent without a checkpoint (none was written)
-            # cannot be copied, and the member continues from its own.
-            chosen = next((t for t in population if t.id == decision.parent_id), None)
-            if chosen is None:
-                chosen = tx.trial(decision.parent_id)
-            if chosen is not None and chosen.checkpoint is not None:
-                # "explore": new params on the member's own checkpoint (on a plateau)
-                kind = "explore" if chosen.id == finished.id else "exploit"
-                parent, params = chosen, decision.params
-        else:
-            assert isinstance(decision, Continue)
-        start = parent.end_step
-        tx.add_trial(
-            NewTrial(
-                member=finished.member,
-                generation=parent.generation + 1,
-                parent_id=parent.id,
-                params=params,
-                start_step=start,
-                end_step=min(start + config.steps_per_trial, config.max_steps),
-                decision=kind,
-            ),
-            now,
-        )
-        return True
-
-    def _after_failure(
-        self, tx: Transaction, failed: FrozenTrial, now: float, *, counts: bool = True
-    ) -> None:
-        member = tx.member(failed.member)
-        failures = member.failures + (1 if counts else 0)
-        if failures > self.config.max_retries:
-            tx.set_member(failed.member, failures=failures, state=MemberState.FAILED)
-        else:
-            tx.set_member(failed.member, failures=failures)
-            tx.add_trial(
-                NewTrial(
-                    member=failed.member,
-                    generation=failed.generation,
-                    parent_id=failed.parent_id,
-                    params=failed.params,
-                    start_step=failed.start_step,
-                    end_step=failed.end_step,
-                    decision="retry",
-                ),
-                now,
-            )
-        # Broken training code fails the study at once; a lost trial (a killed or silent
-        # worker) says nothing about the code, so it costs a retry, never the study.
-        everyone = tx.all_members()
-        if (
-            tx.count_complete() == 0
-            and all(m.failures > 0 for m in everyone)
-            and tx.members_with_reported_failures() >= {m.member for m in everyone}
-        ):
-            first = tx.first_failure(reported=True)
-            assert first is not None
-            tx.set_study_state(
-                StudyState.FAILED,
-                f"every member's first trial failed; the first error (trial {first.id}):\n"
-                f"{first.error}",
-            )
-            return
-        self._maybe_finish_study(tx)
-
-    def _maybe_finish_study(self, tx: Transaction) -> None:
-        if tx.count_active() > 0:
-            return
-        if all(m.state == MemberState.FAILED for m in tx.all_members()):
-            first = tx.first_failure()
-            tx.set_study_state(
-                StudyState.FAILED,
-                "every member failed more than max_retries times; the first error:\n"
-                f"{first.error if first else '?'}",
-            )
-        else:
-            tx.set_study_state(StudyState.COMPLETE)
-
-    def _collect_garbage(self, tx: Transaction, population: list[FrozenTrial]) -> list[Holder]:
-        """Forget the checkpoints nobody needs; the caller deletes them after commit.
-
-        Kept: parents of queued and running trials, each member's latest COMPLETE trial
-        (``population``, read in this transaction), trials waiting for their evaluation
-        and the ``keep_best`` best.
-        """
-        holders = tx.checkpoint_holders()
-        keep = tx.pending_parent_ids()
-        keep.update(t.id for t in population)
-        if self.config.evaluated:
-            keep.update(tx.awaiting_evaluation())
-        sign = -1.0 if self.config.mode == "max" else 1.0
-        best = sorted(
-            (t for t in holders if t.fitness is not None),
-            key=lambda t: (sign * t.fitness, t.number),  # type: ignore[operator]
-        )[: self.config.keep_best]
-        keep.update(t.id for t in best)
-        garbage = [t for t in holders if t.id not in keep]
-        tx.forget_checkpoints(t.id for t in garbage)
-        return garbage
 
     # -- lost trials -------------------------------------------------------------------------
     def maybe_reap(self) -> None:

@@ -1,0 +1,162 @@
+"""A member's trials, one after another, inside the controller's transactions.
+
+Its first trial, the next one decided after each result (continue, exploit or explore), a
+retry after a failure, the end of the study once nothing is left to run, and the
+checkpoints that nobody needs any more. Each function works on the open `Transaction` it
+is given, so a result and everything it causes commit together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pbtune.controller._config import StudyConfig
+from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
+from pbtune.strategies import Continue, Exploit, Stop, decide
+from pbtune.trial import FrozenTrial
+
+
+def initial_trials(config: StudyConfig) -> list[NewTrial]:
+    """The first trial of every member, params drawn from the seeded generator."""
+    first: list[NewTrial] = []
+    for member in range(config.population_size):
+        rng = np.random.default_rng([config.seed, member, 0])
+        first.append(
+            NewTrial(
+                member=member,
+                generation=0,
+                parent_id=None,
+                params=config.space.sample(rng),
+                start_step=0,
+                end_step=min(config.steps_per_trial, config.max_steps),
+                decision="initial",
+            )
+        )
+    return first
+
+
+def enqueue_next(
+    tx: Transaction, config: StudyConfig, finished: FrozenTrial, population: list[FrozenTrial],
+    now: float,
+) -> bool:
+    """Decide and enqueue the member's next trial; False if the member is done."""
+    decision = decide(
+        finished,
+        population,
+        space=config.space,
+        exploit=config.exploit,
+        explore=config.explore,
+        mode=config.mode,
+        max_steps=config.max_steps,
+        rng=np.random.default_rng([config.seed, finished.number, 1]),
+    )
+    if isinstance(decision, Stop):
+        tx.set_member(finished.member, state=MemberState.DONE)
+        return False
+    parent, params, kind = finished, finished.params, "continue"
+    if isinstance(decision, Exploit):
+        # Decisions of one study are serialized, so the snapshot read in this
+        # transaction is current; a parent without a checkpoint (none was written)
+        # cannot be copied, and the member continues from its own.
+        chosen = next((t for t in population if t.id == decision.parent_id), None)
+        if chosen is None:
+            chosen = tx.trial(decision.parent_id)
+        if chosen is not None and chosen.checkpoint is not None:
+            # "explore": new params on the member's own checkpoint (on a plateau)
+            kind = "explore" if chosen.id == finished.id else "exploit"
+            parent, params = chosen, decision.params
+    else:
+        assert isinstance(decision, Continue)
+    start = parent.end_step
+    tx.add_trial(
+        NewTrial(
+            member=finished.member,
+            generation=parent.generation + 1,
+            parent_id=parent.id,
+            params=params,
+            start_step=start,
+            end_step=min(start + config.steps_per_trial, config.max_steps),
+            decision=kind,
+        ),
+        now,
+    )
+    return True
+
+def after_failure(
+    tx: Transaction, config: StudyConfig, failed: FrozenTrial, now: float, *, counts: bool = True
+) -> None:
+    """Retry the member's failed trial, or give the member up after ``max_retries``; fail
+    the study when every member's first trial failed, or finish it when nothing is left."""
+    member = tx.member(failed.member)
+    failures = member.failures + (1 if counts else 0)
+    if failures > config.max_retries:
+        tx.set_member(failed.member, failures=failures, state=MemberState.FAILED)
+    else:
+        tx.set_member(failed.member, failures=failures)
+        tx.add_trial(
+            NewTrial(
+                member=failed.member,
+                generation=failed.generation,
+                parent_id=failed.parent_id,
+                params=failed.params,
+                start_step=failed.start_step,
+                end_step=failed.end_step,
+                decision="retry",
+            ),
+            now,
+        )
+    # Broken training code fails the study at once; a lost trial (a killed or silent
+    # worker) says nothing about the code, so it costs a retry, never the study.
+    everyone = tx.all_members()
+    if (
+        tx.count_complete() == 0
+        and all(m.failures > 0 for m in everyone)
+        and tx.members_with_reported_failures() >= {m.member for m in everyone}
+    ):
+        first = tx.first_failure(reported=True)
+        assert first is not None
+        tx.set_study_state(
+            StudyState.FAILED,
+            f"every member's first trial failed; the first error (trial {first.id}):\n"
+            f"{first.error}",
+        )
+        return
+    maybe_finish_study(tx)
+
+def maybe_finish_study(tx: Transaction) -> None:
+    """COMPLETE the study when no trial is queued or running (FAILED if every member is)."""
+    if tx.count_active() > 0:
+        return
+    if all(m.state == MemberState.FAILED for m in tx.all_members()):
+        first = tx.first_failure()
+        tx.set_study_state(
+            StudyState.FAILED,
+            "every member failed more than max_retries times; the first error:\n"
+            f"{first.error if first else '?'}",
+        )
+    else:
+        tx.set_study_state(StudyState.COMPLETE)
+
+def collect_garbage(
+    tx: Transaction, config: StudyConfig, population: list[FrozenTrial]
+) -> list[Holder]:
+    """Forget the checkpoints nobody needs; the caller deletes them after commit.
+
+    Kept: parents of queued and running trials, each member's latest COMPLETE trial
+    (``population``, read in this transaction), trials waiting for their evaluation
+    and the ``keep_best`` best.
+    """
+    holders = tx.checkpoint_holders()
+    keep = tx.pending_parent_ids()
+    keep.update(t.id for t in population)
+    if config.evaluated:
+        keep.update(tx.awaiting_evaluation())
+    sign = -1.0 if config.mode == "max" else 1.0
+    best = sorted(
+        (t for t in holders if t.fitness is not None),
+        key=lambda t: (sign * t.fitness, t.number),  # type: ignore[operator]
+    )[: config.keep_best]
+    keep.update(t.id for t in best)
+    garbage = [t for t in holders if t.id not in keep]
+    tx.forget_checkpoints(t.id for t in garbage)
+    return garbage
