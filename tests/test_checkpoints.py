@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pbtune import CheckpointError
-from pbtune.controller import _checkpoints as checkpoints
+from pbtune.checkpoints import _local as checkpoints
+from pbtune.checkpoints import study_dir_name
 
 
 def staged(study_dir: Path, number: int = 1, claim: str = "abcdef0123456789") -> Path:
@@ -224,7 +225,7 @@ SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
      "emoji 🚀", "", " ", "\x00nul", "a" * 500, "con", ".hidden", "-dash", "x:y*z?<>|"],
 )
 def test_study_dir_name_is_safe(tmp_path: Path, name: str) -> None:
-    dirname = checkpoints.study_dir_name(name, "salt")
+    dirname = study_dir_name(name, "salt")
     assert SAFE.match(dirname), dirname
     assert len(dirname) <= 48 + 9
     path = tmp_path / dirname
@@ -233,18 +234,18 @@ def test_study_dir_name_is_safe(tmp_path: Path, name: str) -> None:
 
 
 def test_study_dir_name_keeps_readable_names_and_tells_studies_apart() -> None:
-    name = checkpoints.study_dir_name("digits_lr-sweep.v2", "salt")
+    name = study_dir_name("digits_lr-sweep.v2", "salt")
     assert name.startswith("digits_lr-sweep.v2-")
-    assert checkpoints.study_dir_name("digits_lr-sweep.v2", "salt") == name
-    assert checkpoints.study_dir_name("digits_lr-sweep.v2", "pepper") != name
+    assert study_dir_name("digits_lr-sweep.v2", "salt") == name
+    assert study_dir_name("digits_lr-sweep.v2", "pepper") != name
     # names that slug alike still get their own directories
-    assert checkpoints.study_dir_name("a/b", "salt") != checkpoints.study_dir_name("a_b", "salt")
-    assert checkpoints.study_dir_name("...", "salt").startswith("study-")
+    assert study_dir_name("a/b", "salt") != study_dir_name("a_b", "salt")
+    assert study_dir_name("...", "salt").startswith("study-")
 
 
 @given(name=st.text(), salt=st.text(max_size=8))
 def test_study_dir_name_is_always_one_plain_path_component(name: str, salt: str) -> None:
-    dirname = checkpoints.study_dir_name(name, salt)
+    dirname = study_dir_name(name, salt)
     assert SAFE.match(dirname), dirname
     assert dirname not in (".", "..")
     assert os.sep not in dirname and "/" not in dirname

@@ -28,6 +28,8 @@ from pbtune import (
     Truncation,
     create_study,
 )
+from pbtune.checkpoints import _local as checkpoints
+from pbtune.checkpoints import study_dir_name
 from pbtune.controller import (
     DONE,
     WAIT,
@@ -37,7 +39,6 @@ from pbtune.controller import (
     check_metrics,
     initial_trials,
 )
-from pbtune.controller import _checkpoints as checkpoints
 from pbtune.storages import MemberState
 from pbtune.trial import FrozenTrial
 
@@ -59,7 +60,7 @@ def make_controller(tmp_path: Path, **settings: Any) -> Controller:
     config = StudyConfig(**settings)
     storage = Storage(None)
     record = storage.create_study(
-        "study", config.to_dict(), checkpoints.study_dir_name("study", "salt"),
+        "study", config.to_dict(), study_dir_name("study", "salt"),
         initial_trials(config), time.time(),
     )
     return Controller(storage, record, config)

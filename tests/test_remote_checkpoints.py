@@ -19,8 +19,8 @@ import pytest
 
 import pbtune
 from pbtune import CheckpointError, ConfigError, TrialState
-from pbtune._location import as_location, is_url
-from pbtune.controller import _store
+from pbtune import checkpoints as _store
+from pbtune.checkpoints import as_location, is_url
 from pbtune.worker import run_worker
 
 HERE = Path(__file__).resolve().parent

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from pbtune._errors import ConfigError, PbtuneError
-from pbtune._location import is_url
+from pbtune.checkpoints import is_url
 from pbtune.controller import import_object
 from pbtune.space import SearchSpace
 from pbtune.strategies import exploit_from_dict, explore_from_dict

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune._errors import TrialFailedError
-from pbtune._location import Location
+from pbtune.checkpoints import CheckpointStore, Location, open_store
 from pbtune.controller._claims import _UNREAD, DONE, WAIT, Claimed, Done, Role, Wait
 from pbtune.controller._config import StudyConfig
 from pbtune.controller._members import (
@@ -25,7 +25,6 @@ from pbtune.controller._members import (
     enqueue_next,
     maybe_finish_study,
 )
-from pbtune.controller._store import CheckpointStore, open_store
 from pbtune.storages import (
     Holder,
     Storage,

@@ -17,7 +17,7 @@ from sqlalchemy import (
     update,
 )
 
-from pbtune._location import Location, as_location
+from pbtune.checkpoints import Location, as_location
 from pbtune.storages._records import MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import FrozenTrial, TrialState

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pbtune import checkpoints
 from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
-from pbtune._location import Location
-from pbtune.controller import Controller, StudyConfig, _store, import_object, initial_trials
-from pbtune.controller import _checkpoints as checkpoints
+from pbtune.checkpoints import Location
+from pbtune.controller import Controller, StudyConfig, import_object, initial_trials
 from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
@@ -80,7 +80,10 @@ class Study:
     @property
     def checkpoint_dir(self) -> Location:
         """The study's checkpoint directory (a `Path`), or its URL prefix (a `str`)."""
-        return _store.open_store(self.config.checkpoint_root, self._record.checkpoint_dir).location
+        return self._checkpoint_store().location
+
+    def _checkpoint_store(self) -> checkpoints.CheckpointStore:
+        return checkpoints.open_store(self.config.checkpoint_root, self._record.checkpoint_dir)
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, storage={self.storage!r})"
@@ -204,7 +207,7 @@ class Study:
         """Delete checkpoints and staging folders that no trial refers to (a finished
         study's leftovers from crashed workers); `optimize` does it at the end of a run."""
         keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
-        store = _store.open_store(self.config.checkpoint_root, self._record.checkpoint_dir)
+        store = self._checkpoint_store()
         try:
             store.sweep(keep)
         finally:
@@ -321,14 +324,14 @@ def create_study(
         max_steps=max_steps,
         exploit=exploit if exploit is not None else Tournament(),
         explore=explore if explore is not None else Perturb(),
-        checkpoint_root=_store.resolve_root(checkpoint_root),
+        checkpoint_root=checkpoints.resolve_root(checkpoint_root),
         seed=seed,
         max_retries=max_retries,
         keep_best=keep_best,
         heartbeat_timeout=heartbeat_timeout,
         trial_timeout=trial_timeout,
     )
-    _store.check_root(config.checkpoint_root)
+    checkpoints.check_root(config.checkpoint_root)
     store = open_storage(storage)
     directory = checkpoints.study_dir_name(name, uuid.uuid4().hex)
     try:

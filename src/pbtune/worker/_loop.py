@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from pbtune._errors import PbtuneError, StorageError, TrialFailedError
-from pbtune._location import Location
+from pbtune.checkpoints import Location
 from pbtune.controller import (
     Claimed,
     Controller,

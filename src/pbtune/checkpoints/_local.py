@@ -1,4 +1,4 @@
-"""Checkpoint directories: staged, committed atomically, and garbage-collected.
+"""Checkpoints in a local (or shared) directory: staged, committed atomically, collected.
 
 A trial writes into a fresh staging directory; on success pbtune fsyncs it and renames it
 to its final name. A directory under its final name is therefore always whole. A child
@@ -7,27 +7,21 @@ reads its parent's final directory in place (no copy).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import stat
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
-from pbtune._errors import CheckpointError, ConfigError
+from pbtune._errors import CheckpointError, ConfigError, TrialFailedError
+from pbtune.checkpoints._location import Location
+from pbtune.checkpoints._store import CheckpointStore
 
 STAGING = ".staging"
 
 
-def study_dir_name(study_name: str, salt: str) -> str:
-    """A directory name safe on every file system, whatever the study's name holds."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name).strip("._")[:48] or "study"
-    digest = hashlib.sha256(f"{study_name}\0{salt}".encode()).hexdigest()[:8]
-    return f"{slug}-{digest}"
-
-
-def resolve_root(root: Any) -> Path:
+def resolve_local_root(root: Any) -> Path:
     """``checkpoint_root`` as an absolute path, or a `ConfigError` that says why it is not."""
     if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
         raise ConfigError(f"checkpoint_root must be the path of a directory, got {root!r}")
@@ -37,7 +31,7 @@ def resolve_root(root: Any) -> Path:
         raise ConfigError(f"checkpoint_root {str(root)!r} is not a usable path: {error}") from None
 
 
-def check_root(root: Path) -> None:
+def check_local_root(root: Path) -> None:
     """Refuse, before anything is recorded, a ``root`` no checkpoint could be written under."""
     existing = root
     while not existing.exists() and existing != existing.parent:
@@ -141,3 +135,37 @@ def _fsync_dir(path: Path) -> None:
         pass  # some file systems cannot fsync a directory
     finally:
         os.close(fd)
+
+
+class LocalStore(CheckpointStore):
+    """Checkpoints in a local or shared directory: rename to commit, read in place."""
+
+    location: Path
+
+    def __init__(self, study_dir: Path) -> None:
+        self.location = self.study_dir = study_dir
+
+    def stage(self, number: int, claim: str) -> Path:
+        return make_staging_dir(self.study_dir, number, claim)
+
+    def final(self, number: int) -> Path:
+        return final_dir(self.study_dir, number)
+
+    def commit(self, staging: Path, number: int) -> Path:
+        return commit(staging, self.final(number))
+
+    def open(self, reference: Location, trial_id: int) -> Path:
+        path = Path(reference)
+        if not path.is_dir():
+            raise TrialFailedError(
+                f"the checkpoint of parent trial {trial_id} ({path}) is not on this machine; "
+                "every worker must see checkpoint_root at the same path (a shared file "
+                "system), and nothing else may delete it"
+            )
+        return path
+
+    def remove(self, reference: Location) -> None:
+        remove(Path(reference), self.study_dir)
+
+    def sweep(self, keep: Set[Location]) -> int:
+        return sweep(self.study_dir, {Path(k) for k in keep})

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from pbtune._errors import CheckpointError, ConfigError
-from pbtune._location import Location
-from pbtune.controller import _checkpoints as checkpoints
-from pbtune.controller._store import CheckpointStore
+from pbtune.checkpoints import _local as checkpoints
+from pbtune.checkpoints._location import Location
+from pbtune.checkpoints._store import CheckpointStore
 
 _log = logging.getLogger("pbtune.checkpoints")
 
