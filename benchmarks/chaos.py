@@ -262,7 +262,7 @@ class Soak:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version()},
-            "storage": self.storage.dialect,
+            "storage": self.storage.url.split(":", 1)[0] if self.storage.url else "memory",
             "duration_s": self.args.duration,
             "workers": self.args.workers,
             "seed": self.args.seed,

@@ -72,8 +72,12 @@ def claim(controller: Controller, worker: str = "w") -> Claimed:
     return asked
 
 
+def study_dir(controller: Controller) -> Path:
+    return Path(controller.config.checkpoint_root) / controller.study.checkpoint_dir
+
+
 def write_checkpoint(controller: Controller, claimed: Claimed) -> Path:
-    path = checkpoints.final_dir(controller.study_dir, claimed.trial.number)
+    path = checkpoints.final_dir(study_dir(controller), claimed.trial.number)
     path.mkdir(parents=True)
     (path / "weights.txt").write_text(str(claimed.trial.id))
     return path
@@ -81,7 +85,7 @@ def write_checkpoint(controller: Controller, claimed: Claimed) -> Path:
 
 def complete(controller: Controller, claimed: Claimed, fitness: float) -> FrozenTrial:
     path = write_checkpoint(controller, claimed)
-    assert controller.tell(claimed, {"acc": fitness}, fitness, path)
+    assert controller.tell(claimed, {"acc": fitness}, path)
     return controller.storage.get_trial(claimed.trial.id)
 
 
@@ -100,6 +104,14 @@ def queued(controller: Controller) -> list[FrozenTrial]:
 
 def children_of(controller: Controller, trial: FrozenTrial) -> list[FrozenTrial]:
     return [t for t in trials(controller) if t.parent_id == trial.id]
+
+
+def stored_claim(controller: Controller, trial_id: int) -> str | None:
+    """The claim a trial was last held under, as stored (None once revoked)."""
+    found = controller.storage.write(controller.study.id,
+                                     lambda tx: tx.trial_with_claim(trial_id))
+    assert found is not None
+    return found[1]
 
 
 def study_state(controller: Controller) -> StudyState:
@@ -128,9 +140,10 @@ def test_create_study_drives_a_controller(tmp_path: Path) -> None:
     study = create_study("direct", space=SPACE, storage=None, metric="acc", population_size=2,
                          steps_per_trial=5, max_steps=10, checkpoint_root=tmp_path)
     controller = Controller(study.storage, study.storage.get_study("direct"), study.config)
-    assert controller.study_dir == study.checkpoint_dir
     for fitness in (1.0, 2.0, 3.0, 4.0):
         run(controller, fitness)
+    kept = [t.checkpoint for t in study.trials() if t.checkpoint is not None]
+    assert kept and all(Path(c).parent == study.checkpoint_dir for c in kept)
     assert study.state == StudyState.COMPLETE
     assert study.best_trial.fitness == 4.0
 
@@ -143,7 +156,7 @@ def test_tell_enqueues_the_members_next_trial(tmp_path: Path) -> None:
     first = run(controller, 0.5)
     assert first.state == TrialState.COMPLETE
     assert first.metrics == {"acc": 0.5} and first.fitness == 0.5
-    assert first.checkpoint == checkpoints.final_dir(controller.study_dir, first.number)
+    assert first.checkpoint == checkpoints.final_dir(study_dir(controller), first.number)
     assert first.finished_at is not None
     [nxt] = queued(controller)
     assert nxt.member == first.member
@@ -270,7 +283,7 @@ def test_tell_of_a_finished_trial_is_refused(tmp_path: Path) -> None:
     claimed = claim(controller)
     complete(controller, claimed, 1.0)
     before = trials(controller)
-    assert controller.tell(claimed, {"acc": 9.0}, 9.0, None) is False
+    assert controller.tell(claimed, {"acc": 9.0}, None) is False
     assert controller.tell_failure(claimed, "late failure") is False
     assert trials(controller) == before
 
@@ -280,7 +293,7 @@ def test_tell_with_the_wrong_claim_is_refused(tmp_path: Path) -> None:
     claimed = claim(controller)
     before = trials(controller)
     forged = Claimed(claimed.trial, "not-the-claim")
-    assert controller.tell(forged, {"acc": 9.0}, 9.0, None) is False
+    assert controller.tell(forged, {"acc": 9.0}, None) is False
     assert controller.tell_failure(forged, "boom") is False
     assert trials(controller) == before
     assert controller.storage.get_trial(claimed.trial.id).state == TrialState.RUNNING
@@ -391,7 +404,7 @@ def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None
         lost.trial.member, lost.trial.params, "retry")
     # the dead worker comes back late: its result is refused
     assert controller.heartbeat(lost) is False
-    assert controller.tell(lost, {"acc": 1.0}, 1.0, None) is False
+    assert controller.tell(lost, {"acc": 1.0}, None) is False
     assert controller.storage.get_trial(lost.trial.id).state == TrialState.FAILED
     assert controller.reap_stale(now + 31 + 10) == 0  # reaped once
 
@@ -585,19 +598,19 @@ def test_a_repeated_tell_of_the_same_result_is_idempotent(tmp_path: Path) -> Non
     controller = make_controller(tmp_path, population_size=1)
     claimed = claim(controller)
     path = write_checkpoint(controller, claimed)
-    assert controller.tell(claimed, {"acc": 1.0}, 1.0, path)
+    assert controller.tell(claimed, {"acc": 1.0}, path)
     before = trials(controller)
-    assert controller.tell(claimed, {"acc": 1.0}, 1.0, path) is True
+    assert controller.tell(claimed, {"acc": 1.0}, path) is True
     assert trials(controller) == before and path.is_dir()
 
 
 def test_a_lost_trial_revokes_the_claim_so_the_worker_is_refused(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=1)
     claimed = claim(controller)
-    assert controller.fail_lost(claimed.trial, "lost: no heartbeat")
+    assert controller.fail_lost(claimed, "lost: no heartbeat")
     assert controller.tell_failure(claimed, "lost: no heartbeat") is False
-    assert controller.tell(claimed, {"acc": 1.0}, 1.0, None) is False
-    assert controller.storage.get_trial(claimed.trial.id).claim is None
+    assert controller.tell(claimed, {"acc": 1.0}, None) is False
+    assert stored_claim(controller, claimed.trial.id) is None
 
 
 def test_a_storage_outage_does_not_reap_live_workers(tmp_path: Path) -> None:
@@ -621,15 +634,15 @@ def test_tell_and_ask_claims_the_next_trial_with_its_parent(tmp_path: Path) -> N
     controller = make_controller(tmp_path, population_size=2)
     first = claim(controller, "w1")
     path = write_checkpoint(controller, first)
-    told, following = controller.tell_and_ask(first, {"acc": 1.0}, 1.0, path, "w1")
+    told, following = controller.tell_and_ask(first, {"acc": 1.0}, path, "w1")
     assert told and following is not None
     # The member furthest behind comes first: the other member's first trial.
     assert following.trial.member != first.trial.member and following.trial.parent_id is None
     stored = controller.storage.get_trial(following.trial.id)
     assert stored.state == TrialState.RUNNING and stored.worker == "w1"
-    assert stored.claim == following.claim
+    assert stored_claim(controller, stored.id) == following.claim
     path = write_checkpoint(controller, following)
-    told, third = controller.tell_and_ask(following, {"acc": 2.0}, 2.0, path, "w1")
+    told, third = controller.tell_and_ask(following, {"acc": 2.0}, path, "w1")
     assert told and third is not None and third.trial.parent_id is not None
     # The parent was read in the claiming transaction: no further read is needed.
     assert third.parent is not None and third.parent.id == third.trial.parent_id
@@ -639,7 +652,7 @@ def test_tell_and_ask_claims_the_next_trial_with_its_parent(tmp_path: Path) -> N
 def test_tell_and_ask_without_a_worker_claims_nothing(tmp_path: Path) -> None:
     controller = make_controller(tmp_path)
     first = claim(controller)
-    told, following = controller.tell_and_ask(first, {"acc": 1.0}, 1.0, None, None)
+    told, following = controller.tell_and_ask(first, {"acc": 1.0}, None, None)
     assert told and following is None
     assert controller.storage.count_states(controller.study.id)[TrialState.RUNNING] == 0
 
@@ -647,8 +660,9 @@ def test_tell_and_ask_without_a_worker_claims_nothing(tmp_path: Path) -> None:
 def test_a_refused_tell_claims_nothing(tmp_path: Path) -> None:
     controller = make_controller(tmp_path)
     first = claim(controller)
-    assert controller.fail_lost(controller.storage.get_trial(first.trial.id), "lost: test")
-    told, following = controller.tell_and_ask(first, {"acc": 1.0}, 1.0, None, "w")
+    [held] = controller.held_trials()
+    assert controller.fail_lost(held, "lost: test")
+    told, following = controller.tell_and_ask(first, {"acc": 1.0}, None, "w")
     assert not told and following is None
     assert controller.storage.count_states(controller.study.id)[TrialState.RUNNING] == 0
 
@@ -657,7 +671,7 @@ def test_tell_and_ask_claims_nothing_once_the_study_is_done(tmp_path: Path) -> N
     controller = make_controller(tmp_path, population_size=1, steps_per_trial=10,
                                  max_steps=10)
     only = claim(controller)
-    told, following = controller.tell_and_ask(only, {"acc": 1.0}, 1.0, None, "w")
+    told, following = controller.tell_and_ask(only, {"acc": 1.0}, None, "w")
     assert told and following is None
     assert controller.storage.get_study_state(controller.study.id) == StudyState.COMPLETE
 
@@ -667,7 +681,8 @@ def test_release_gives_a_claimed_trial_back_to_the_queue(tmp_path: Path) -> None
     held = claim(controller, "w1")
     assert controller.release(held)
     back = controller.storage.get_trial(held.trial.id)
-    assert back.state == TrialState.QUEUED and back.worker is None and back.claim is None
+    assert back.state == TrialState.QUEUED and back.worker is None
+    assert stored_claim(controller, back.id) is None
     again = claim(controller, "w2")
     assert again.trial.id == held.trial.id and again.claim != held.claim
     assert not controller.release(held)  # the old claim no longer holds it
@@ -712,7 +727,7 @@ def test_collected_checkpoints_are_deleted_by_the_time_the_worker_returns(
     run_worker(controller.storage, "study", train)
     referenced = {t.checkpoint for t in controller.storage.get_trials(controller.study.id)
                   if t.checkpoint is not None}
-    on_disk = {p for p in controller.study_dir.iterdir() if p.name.startswith("trial-")}
+    on_disk = {p for p in study_dir(controller).iterdir() if p.name.startswith("trial-")}
     assert on_disk == referenced and len(referenced) < 18  # GC ran, in the background
 
 
@@ -726,7 +741,7 @@ def test_an_evaluated_trial_waits_trained_until_an_evaluator_scores_it(tmp_path:
     trained = claim(controller, "trainer")
     assert isinstance(controller.ask("evaluator", "evaluate"), type(WAIT))  # nothing trained
     path = write_checkpoint(controller, trained)
-    told, following = controller.tell_trained(trained, {"loss": 0.5}, path, "trainer", "train")
+    told, following = controller.tell_and_ask(trained, {"loss": 0.5}, path, "trainer", "train")
     assert told and following is None  # a trainer does not evaluate; nothing else queued
     stored = controller.storage.get_trial(trained.trial.id)
     assert stored.state == TrialState.TRAINED and stored.fitness is None
@@ -735,7 +750,7 @@ def test_an_evaluated_trial_waits_trained_until_an_evaluator_scores_it(tmp_path:
     assert evaluation.trial.id == trained.trial.id
     assert evaluation.trial.state == TrialState.EVALUATING
     merged = {**(evaluation.trial.metrics or {}), "acc": 7.0}
-    told, _ = controller.tell_and_ask(evaluation, merged, 7.0, path, None)
+    told, _ = controller.tell_and_ask(evaluation, merged, path, None)
     done = controller.storage.get_trial(trained.trial.id)
     assert told and done.state == TrialState.COMPLETE and done.fitness == 7.0
     assert done.metrics == {"loss": 0.5, "acc": 7.0}
@@ -753,17 +768,19 @@ def test_a_lost_evaluator_costs_only_the_evaluation(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=1, evaluate=score_from_checkpoint)
     trained = claim(controller)
     path = write_checkpoint(controller, trained)
-    controller.tell_trained(trained, {"loss": 0.5}, path, None)
+    controller.tell_and_ask(trained, {"loss": 0.5}, path, None)
     first = claim_as(controller, "evaluator-1", "evaluate")
-    lost = controller.storage.get_trial(first.trial.id)
+    [lost] = controller.held_trials()
+    assert lost.trial.id == first.trial.id
     assert controller.fail_lost(lost, "lost: no heartbeat", counts=False)  # went silent
     back = controller.storage.get_trial(first.trial.id)
-    assert back.state == TrialState.TRAINED and back.claim is None and back.checkpoint == path
+    assert back.state == TrialState.TRAINED and back.checkpoint == path
+    assert stored_claim(controller, back.id) is None
     second = claim_as(controller, "evaluator-2", "evaluate")
     assert second.trial.id == first.trial.id and second.claim != first.claim
     # the first evaluator's late result is refused; the second one's counts
-    assert controller.tell_and_ask(first, {"acc": 1.0}, 1.0, path, None)[0] is False
-    assert controller.tell_and_ask(second, {"acc": 2.0}, 2.0, path, None)[0] is True
+    assert controller.tell_and_ask(first, {"acc": 1.0}, path, None)[0] is False
+    assert controller.tell_and_ask(second, {"acc": 2.0}, path, None)[0] is True
     assert controller.storage.get_trial(first.trial.id).fitness == 2.0
     # the training ran once: no retry was queued
     assert [t.decision for t in controller.storage.get_trials(controller.study.id)].count(
@@ -774,11 +791,11 @@ def test_a_worker_doing_both_evaluates_its_own_trial_at_once(tmp_path: Path) -> 
     controller = make_controller(tmp_path, population_size=2, evaluate=score_from_checkpoint)
     trained = claim(controller)
     path = write_checkpoint(controller, trained)
-    told, following = controller.tell_trained(trained, {"loss": 0.1}, path, "w")
+    told, following = controller.tell_and_ask(trained, {"loss": 0.1}, path, "w")
     assert told and following is not None
     assert following.trial.id == trained.trial.id
     assert following.trial.state == TrialState.EVALUATING
-    assert controller.storage.get_trial(trained.trial.id).claim == following.claim
+    assert stored_claim(controller, trained.trial.id) == following.claim
 
 
 def test_checkpoints_waiting_for_evaluation_are_not_collected(tmp_path: Path) -> None:
@@ -786,16 +803,16 @@ def test_checkpoints_waiting_for_evaluation_are_not_collected(tmp_path: Path) ->
                                  evaluate=score_from_checkpoint)
     slow = claim(controller, "a")
     slow_path = write_checkpoint(controller, slow)
-    controller.tell_trained(slow, {}, slow_path, None)
+    controller.tell_and_ask(slow, {}, slow_path, None)
     held = claim_as(controller, "slow-evaluator", "evaluate")  # a long evaluation
     assert held.trial.id == slow.trial.id
     for _ in range(4):  # meanwhile the other member trains and is evaluated again and again
         other = claim_as(controller, "b", "train")
         path = write_checkpoint(controller, other)
-        controller.tell_trained(other, {}, path, None)
+        controller.tell_and_ask(other, {}, path, None)
         evaluation = claim_as(controller, "b", "evaluate")
         assert evaluation.trial.id == other.trial.id
-        controller.tell_and_ask(evaluation, {"acc": 1.0}, 1.0, path, None)
+        controller.tell_and_ask(evaluation, {"acc": 1.0}, path, None)
     assert controller.storage.get_trial(slow.trial.id).checkpoint == slow_path
     assert slow_path.is_dir()
     assert controller.storage.get_study_state(controller.study.id) == StudyState.RUNNING
@@ -807,7 +824,7 @@ def test_an_evaluation_that_crashes_its_worker_fails_the_trial(tmp_path: Path) -
     for attempt in range(2):
         trained = claim(controller)
         path = write_checkpoint(controller, trained)
-        controller.tell_trained(trained, {"loss": 0.5}, path, None)
+        controller.tell_and_ask(trained, {"loss": 0.5}, path, None)
         evaluation = claim_as(controller, f"evaluator-{attempt}", "evaluate")
         # the evaluator's process died (a crash counts): the trial fails, and is retried
         assert controller.fail_worker(f"evaluator-{attempt}", "lost: exit code -11") == 1
@@ -820,10 +837,11 @@ def test_release_gives_an_unstarted_evaluation_back(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=1, evaluate=score_from_checkpoint)
     trained = claim(controller)
     path = write_checkpoint(controller, trained)
-    _, evaluation = controller.tell_trained(trained, {}, path, "w")
+    _, evaluation = controller.tell_and_ask(trained, {}, path, "w")
     assert evaluation is not None and controller.release(evaluation)
     back = controller.storage.get_trial(trained.trial.id)
-    assert back.state == TrialState.TRAINED and back.claim is None
+    assert back.state == TrialState.TRAINED
+    assert stored_claim(controller, back.id) is None
 
 
 def test_a_retried_training_tell_finds_its_own_result_after_an_evaluator_took_it(
@@ -832,8 +850,8 @@ def test_a_retried_training_tell_finds_its_own_result_after_an_evaluator_took_it
     controller = make_controller(tmp_path, population_size=2, evaluate=score_from_checkpoint)
     trained = claim(controller, "trainer")
     path = write_checkpoint(controller, trained)
-    assert controller.tell_trained(trained, {}, path, None)[0]
+    assert controller.tell_and_ask(trained, {}, path, None)[0]
     claim_as(controller, "evaluator", "evaluate")  # moved on to EVALUATING
     # the same tell again (a retry whose first COMMIT went through) is a success
-    assert controller.tell_trained(trained, {}, path, None)[0]
+    assert controller.tell_and_ask(trained, {}, path, None)[0]
     assert controller.storage.get_trial(trained.trial.id).state == TrialState.EVALUATING

@@ -102,17 +102,19 @@ def test_a_storage_outage_in_a_background_tell_stops_the_worker(
     monkeypatch.setattr(_loop, "PIPELINE_RATIO", 0.0)
     study = make_study(tmp_path, population=3)
     told = {"n": 0}
-    original = Controller.tell
+    original = Controller.tell_and_ask
 
-    def failing(self: Controller, *args: Any) -> bool:
-        told["n"] += 1
-        if told["n"] == 1:
-            raise StorageError("the database went away")
+    def failing(self: Controller, *args: Any) -> Any:
+        if args[3] is None:  # a tell in the background claims nothing
+            told["n"] += 1
+            if told["n"] == 1:
+                raise StorageError("the database went away")
         return original(self, *args)
 
-    monkeypatch.setattr(Controller, "tell", failing)
+    monkeypatch.setattr(Controller, "tell_and_ask", failing)
     with pytest.raises(StorageError, match="went away"):
         run_worker(study.storage, "pipe", train)
+    assert told["n"] == 1  # the outage met a tell in the background
     # The untold trial and the one that had started are left RUNNING, to be failed as
     # lost (no heartbeat) and retried; nothing was recorded wrongly.
     running = study.trials([TrialState.RUNNING])

@@ -30,6 +30,7 @@ from pbtune.strategies import (
     Continue,
     Exploit,
     ExploitStrategy,
+    Explore,
     ExploreStrategy,
     Stop,
     decide,
@@ -310,14 +311,15 @@ def test_decide_explored_params_stay_inside_bounds(
         again = decide(finished, population, rng=rng(seed), **kwargs)  # type: ignore[arg-type]
         assert decision == again
         flat = len(population) >= 2 and len(set(fitnesses)) == 1
-        if isinstance(decision, Exploit):
+        if isinstance(decision, Explore):  # in place: only on a plateau
+            assert SPACE.validate(decision.params) == decision.params
+            assert flat
+        elif isinstance(decision, Exploit):
             assert SPACE.validate(decision.params) == decision.params
             parent = next(t for t in population if t.id == decision.parent_id)
-            if parent.member == finished.member:  # explores in place: only on a plateau
-                assert flat and parent is finished
-            else:
-                sign = 1 if mode == "max" else -1
-                assert sign * parent.fitness > sign * finished.fitness  # type: ignore[operator]
+            assert parent.member != finished.member
+            sign = 1 if mode == "max" else -1
+            assert sign * parent.fitness > sign * finished.fitness  # type: ignore[operator]
         else:
             assert isinstance(decision, Continue) and not flat
 
@@ -455,7 +457,7 @@ def test_on_a_plateau_every_member_explores_in_place(exploit: Any) -> None:
         for seed in range(10):
             decision = decide(finished, population, rng=rng(seed),  # type: ignore[arg-type]
                               **{**_DECIDE, "exploit": exploit})
-            assert isinstance(decision, Exploit) and decision.parent_id == finished.id
+            assert isinstance(decision, Explore)
             assert SPACE.validate(decision.params) == decision.params
 
 

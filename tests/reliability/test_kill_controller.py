@@ -112,7 +112,7 @@ def test_the_storage_url_options_reach_postgresql() -> None:
     schema = f"pbtune_rel_{uuid.uuid4().hex[:12]}"
     storage = Storage(workload.postgres_schema(base, schema))
     try:
-        rows = storage.read(lambda c: c.exec_driver_sql(
+        rows = storage._read(lambda c: c.exec_driver_sql(
             "SELECT current_schema(), current_setting('idle_in_transaction_session_timeout')"
         ).all())
         assert rows == [(schema, "1min")]

@@ -68,7 +68,8 @@ def test_a_zombie_workers_late_result_is_refused_and_changes_nothing(
         assert process_state(pid) == "T", "the zombie must still be paused"
         assert original.state == TrialState.FAILED
         assert (original.error or "").startswith("lost: no heartbeat"), original.error
-        assert original.claim is None  # the claim was revoked
+        stored = study.storage.write(study.id, lambda tx: tx.trial_with_claim(zombie_id))
+        assert stored is not None and stored[1] is None  # the claim was revoked
         assert worker_pid(original) == pid and worker_pid(retry) != pid
         assert study.state == pbtune.StudyState.RUNNING
 

@@ -545,7 +545,7 @@ def storage_urls(kind: str, directory: Path) -> Iterator[str]:
     try:
         storage = Storage(url)
         try:
-            current = storage.read(lambda c: c.exec_driver_sql("SELECT current_schema()").scalar())
+            current = storage._read(lambda c: c.exec_driver_sql("SELECT current_schema()").scalar())
         finally:
             storage.dispose()
         assert current == schema, f"the URL's search_path did not reach the server: {current}"

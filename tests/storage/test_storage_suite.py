@@ -5,8 +5,10 @@ A new backend is one more entry in ``BACKENDS`` (tests/conftest.py).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,10 +16,10 @@ from sqlalchemy import Connection, inspect, select, text, update
 
 import pbtune
 from pbtune import Storage, StorageError, StudyNotFoundError, TrialState
-from pbtune.storages import MemberState, NewTrial, StudyState, Transaction
+from pbtune.storages import HeldTrial, MemberState, NewTrial, StudyState, Transaction
 from pbtune.storages import _storage as storage_module
 from pbtune.storages._schema import SCHEMA_VERSION, meta, metadata
-from pbtune.trial import FrozenTrial
+from pbtune.trial import TRANSITIONS, FrozenTrial
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -56,24 +58,42 @@ def make_study(storage: Storage, name: str = "s", end_steps: list[int] | None = 
     return record.id
 
 
+def claim_held(storage: Storage, study_id: int, token: str, worker: str = "w"
+               ) -> HeldTrial | None:
+    """Start the next queued trial for ``worker`` under ``token``, as a controller does."""
+    return storage.write(study_id, lambda tx: tx.claim_next(worker, token, time.time()),
+                         lock=False)
+
+
 def claim(storage: Storage, study_id: int, token: str, worker: str = "w") -> FrozenTrial | None:
-    return storage.claim(study_id, worker, token)
+    held = claim_held(storage, study_id, token, worker)
+    return held.trial if held is not None else None
 
 
 def finish(storage: Storage, trial: FrozenTrial, token: str, fitness: float,
            metrics: dict[str, float] | None = None) -> bool:
-    return storage.write(trial.study_id or 0, lambda tx: tx.update_trial(
-        trial.id, expect_state=TrialState.RUNNING, expect_claim=token,
-        state=TrialState.COMPLETE, fitness=fitness,
-        metrics=metrics if metrics is not None else {"acc": fitness}, finished_at=time.time(),
-    ))
+    return storage.write(trial.study_id or 0, lambda tx: tx.complete(
+        trial, token, fitness=fitness,
+        metrics=metrics if metrics is not None else {"acc": fitness}, checkpoint=None,
+        now=time.time(),
+    )) is not None
+
+
+def fail(storage: Storage, trial: FrozenTrial, token: str, error: str) -> bool:
+    return storage.write(trial.study_id or 0, lambda tx: tx.fail(
+        trial, token, error=error, now=time.time())) is not None
+
+
+def held_claims(storage: Storage, study_id: int) -> dict[int, tuple[str, float | None]]:
+    """Each held trial's claim and last heartbeat, by id."""
+    return {h.trial.id: (h.claim, h.heartbeat_at) for h in storage.held_trials(study_id)}
 
 
 def execute(storage: Storage, statement: Any) -> None:
     def work(connection: Connection) -> None:
         connection.execute(statement)
 
-    storage.read(work)
+    storage._read(work)
 
 
 def reopen(backend: Backend, storage: Storage) -> Storage:
@@ -89,9 +109,9 @@ def reopen(backend: Backend, storage: Storage) -> Storage:
 
 
 def test_schema_is_created_with_its_version(storage: Storage) -> None:
-    names = storage.read(lambda c: set(inspect(c).get_table_names()))
+    names = storage._read(lambda c: set(inspect(c).get_table_names()))
     assert names >= PBTUNE_TABLES
-    version = storage.read(lambda c: c.execute(
+    version = storage._read(lambda c: c.execute(
         select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
     assert version == str(SCHEMA_VERSION)
 
@@ -101,7 +121,7 @@ def test_reopening_keeps_the_data(backend: Backend, storage: Storage) -> None:
     again = reopen(backend, storage)
     assert again.get_study("kept").id == study_id
     assert len(again.get_trials(study_id)) == 3
-    rows = again.read(lambda c: c.execute(select(meta)).all())
+    rows = again._read(lambda c: c.execute(select(meta)).all())
     assert len(rows) == 1  # the version row was not written twice
 
 
@@ -118,7 +138,7 @@ def test_an_unknown_schema_version_is_refused(
     assert f"this pbtune reads version {SCHEMA_VERSION}" in message
     assert "pbtune will not change it" in message
     # ... and it was not changed
-    assert storage.read(lambda c: c.execute(select(meta.c.value)).scalar_one()) == version
+    assert storage._read(lambda c: c.execute(select(meta.c.value)).scalar_one()) == version
 
 
 def test_a_missing_schema_version_row_is_refused(backend: Backend, storage: Storage) -> None:
@@ -186,7 +206,7 @@ def test_create_study_with_initial_trials(storage: Storage) -> None:
         assert t.decision == "initial"
         assert t.created_at == 1000.0
         assert t.metrics is None and t.fitness is None and t.checkpoint is None
-        assert t.worker is None and t.claim is None and t.started_at is None
+        assert t.worker is None and t.started_at is None
         assert storage.get_trial(t.id) == t
     members = storage.get_members(record.id)
     assert [(m.member, m.state, m.failures, m.latest_complete_id) for m in members] == [
@@ -256,14 +276,18 @@ def test_claim_takes_the_smallest_end_step_then_the_lowest_number(storage: Stora
 def test_claim_marks_the_trial_running_for_the_worker(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10])
     before = time.time()
-    trial = storage.claim(study_id, "host:1:abc", "token-1")
-    assert trial is not None
+    held = claim_held(storage, study_id, "token-1", "host:1:abc")
+    assert held is not None
+    trial = held.trial
     assert trial.state == TrialState.RUNNING
     assert trial.worker == "host:1:abc"
-    assert trial.claim == "token-1"
+    assert held.claim == "token-1"
     assert trial.started_at is not None and trial.started_at >= before - 1
-    assert trial.heartbeat_at == trial.started_at
+    assert held.heartbeat_at == trial.started_at
     assert storage.get_trial(trial.id) == trial
+    assert storage.held_trials(study_id) == [held]
+    # the same claim again (a retried transaction) gets the trial it holds
+    assert claim_held(storage, study_id, "token-1", "host:1:abc") == held
 
 
 def test_claims_from_many_threads_take_every_trial_exactly_once(
@@ -281,11 +305,11 @@ def test_claims_from_many_threads_take_every_trial_exactly_once(
             barrier.wait()
             while True:
                 token = f"w{index}-{len(taken[index])}"
-                trial = handles[index].claim(study_id, f"w{index}", token)
-                if trial is None:
+                held = claim_held(handles[index], study_id, token, f"w{index}")
+                if held is None:
                     return
-                assert trial.claim == token
-                taken[index].append((trial.id, token))
+                assert held.claim == token
+                taken[index].append((held.trial.id, token))
         except BaseException as error:  # collected and reported below
             errors.append(error)
 
@@ -299,38 +323,85 @@ def test_claims_from_many_threads_take_every_trial_exactly_once(
     ids = [trial_id for trial_id, _ in claimed]
     assert len(ids) == len(set(ids)) == n_trials
     assert set(ids) == {t.id for t in storage.get_trials(study_id)}
-    stored = {t.id: t for t in storage.get_trials(study_id)}
+    stored = held_claims(storage, study_id)
     for trial_id, token in claimed:  # the database agrees on who holds each trial
-        assert stored[trial_id].state == TrialState.RUNNING
-        assert stored[trial_id].claim == token
+        assert stored[trial_id][0] == token
     assert storage.count_states(study_id)[TrialState.QUEUED] == 0
 
 
 # -- compare-and-set (fencing) -----------------------------------------------------------------
 
 
-def test_update_trial_is_compare_and_set(storage: Storage) -> None:
+def test_transitions_are_compare_and_set(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10])
     trial = claim(storage, study_id, "right")
     assert trial is not None
     before = storage.get_trial(trial.id)
+    queued = replace(trial, state=TrialState.QUEUED)  # as read before it was claimed
 
-    def complete(expect_state: TrialState, expect_claim: str | None) -> bool:
-        return storage.write(study_id, lambda tx: tx.update_trial(
-            trial.id, expect_state=expect_state, expect_claim=expect_claim,
-            state=TrialState.COMPLETE, fitness=1.0))
+    def complete(seen: FrozenTrial, token: str) -> FrozenTrial | None:
+        return storage.write(study_id, lambda tx: tx.complete(
+            seen, token, metrics={"acc": 1.0}, fitness=1.0, checkpoint="/ckpt", now=5.0))
 
-    assert complete(TrialState.RUNNING, "wrong") is False
-    assert complete(TrialState.QUEUED, "right") is False
+    assert complete(trial, "wrong") is None
+    assert storage.write(study_id, lambda tx: tx.start(queued, "w2", "other", 1.0)) is None
     assert storage.get_trial(trial.id) == before  # refusals change nothing
-    assert complete(TrialState.RUNNING, "right") is True
-    done = storage.get_trial(trial.id)
-    assert (done.state, done.fitness) == (TrialState.COMPLETE, 1.0)
-    # a finished trial cannot be updated by a late or duplicate writer
-    assert complete(TrialState.RUNNING, "right") is False
-    assert storage.write(study_id, lambda tx: tx.update_trial(
-        trial.id, expect_state=TrialState.RUNNING, state=TrialState.FAILED)) is False
+    done = complete(trial, "right")
+    assert done is not None  # the new record, as stored
+    assert done == storage.get_trial(trial.id)
+    assert (done.state, done.fitness, done.finished_at) == (TrialState.COMPLETE, 1.0, 5.0)
+    assert str(done.checkpoint) == "/ckpt"
+    # a finished trial cannot be changed by a late or duplicate writer
+    assert complete(trial, "right") is None
+    assert storage.write(study_id, lambda tx: tx.fail(trial, "right", error="late",
+                                                      now=6.0)) is None
     assert storage.get_trial(trial.id) == done
+
+
+def test_an_illegal_transition_is_refused_before_it_is_written(storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10])
+    [queued] = storage.get_trials(study_id)
+    with pytest.raises(AssertionError, match="illegal transition QUEUED -> COMPLETE"):
+        storage.write(study_id, lambda tx: tx.complete(
+            queued, "token", metrics={}, fitness=1.0, checkpoint=None, now=1.0))
+    assert storage.get_trial(queued.id) == queued
+
+
+def test_every_transition_in_the_table(storage: Storage) -> None:
+    """Each named transition makes the move the table allows, and returns the record."""
+    study_id = make_study(storage, end_steps=[10, 10, 10])
+    write = functools.partial(storage.write, study_id)
+    a = claim(storage, study_id, "a")
+    assert a is not None
+    back = write(lambda tx: tx.requeue(a, "a"))  # RUNNING -> QUEUED
+    assert back is not None and back.state == TrialState.QUEUED and back.worker is None
+    assert a.id not in held_claims(storage, study_id)
+    a = claim(storage, study_id, "a2")
+    assert a is not None and a.id == back.id
+    trained = write(lambda tx: tx.mark_trained(a, "a2", metrics={"loss": 1.0},
+                                               checkpoint="/a"))  # RUNNING -> TRAINED
+    assert trained is not None and trained.trial.state == TrialState.TRAINED
+    assert trained.trial.metrics == {"loss": 1.0}
+    evaluating = write(lambda tx: tx.claim_next_evaluation("e", "e1", 2.0))
+    assert evaluating is not None and evaluating.trial.state == TrialState.EVALUATING
+    assert (evaluating.claim, evaluating.heartbeat_at) == ("e1", 2.0)
+    again = write(lambda tx: tx.requeue(evaluating.trial, "e1"))  # EVALUATING -> TRAINED
+    assert again is not None and again.state == TrialState.TRAINED
+    assert str(again.checkpoint) == "/a"
+    b = claim(storage, study_id, "b")
+    assert b is not None
+    at_once = write(lambda tx: tx.mark_trained(b, "b", metrics={}, checkpoint="/b",
+                                               evaluator="b-eval", now=3.0))
+    assert at_once is not None and at_once.trial.state == TrialState.EVALUATING
+    assert at_once.claim == "b-eval"  # RUNNING -> EVALUATING under the evaluator's claim
+    failed = write(lambda tx: tx.fail(at_once.trial, "b-eval", error="boom", now=4.0,
+                                      revoke=True))
+    assert failed is not None and failed.state == TrialState.FAILED
+    assert failed.checkpoint is None and failed.error == "boom"
+    assert failed.id not in held_claims(storage, study_id)
+    for before, after in TRANSITIONS.items():
+        for state in TrialState:
+            assert before.can_become(state) == (state in after)
 
 
 def test_a_rolled_back_transaction_leaves_nothing(storage: Storage) -> None:
@@ -355,15 +426,15 @@ def test_heartbeat_only_for_the_holder(storage: Storage) -> None:
     trial = claim(storage, study_id, "mine")
     assert trial is not None
     assert storage.heartbeat(trial.id, "mine", 5e9) is True
-    assert storage.get_trial(trial.id).heartbeat_at == 5e9
+    assert held_claims(storage, study_id)[trial.id] == ("mine", 5e9)
     assert storage.heartbeat(trial.id, "theirs", 6e9) is False
-    assert storage.get_trial(trial.id).heartbeat_at == 5e9
+    assert held_claims(storage, study_id)[trial.id] == ("mine", 5e9)
     queued = storage.get_trials(study_id, [TrialState.QUEUED])[0]
     assert storage.heartbeat(queued.id, "mine", 6e9) is False
     assert storage.heartbeat(987654, "mine", 6e9) is False
     assert finish(storage, trial, "mine", 0.5)
     assert storage.heartbeat(trial.id, "mine", 7e9) is False  # finished: nobody holds it
-    assert storage.get_trial(trial.id).heartbeat_at == 5e9
+    assert trial.id not in held_claims(storage, study_id)
 
 
 def test_reports_round_trip_in_step_order(storage: Storage) -> None:
@@ -392,9 +463,7 @@ def test_count_states_and_filtered_reads(storage: Storage) -> None:
     c = claim(storage, study_id, "c")
     assert a and b and c
     assert finish(storage, a, "a", 1.0)
-    assert storage.write(study_id, lambda tx: tx.update_trial(
-        b.id, expect_state=TrialState.RUNNING, expect_claim="b", state=TrialState.FAILED,
-        error="boom"))
+    assert fail(storage, b, "b", "boom")
     assert storage.count_states(study_id) == {
         TrialState.QUEUED: 1, TrialState.RUNNING: 1, TrialState.COMPLETE: 1,
         TrialState.FAILED: 1, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
@@ -420,8 +489,7 @@ def test_best_trial_for_max_and_min(storage: Storage) -> None:
         done.append(trial)
     failed = claim(storage, study_id, "f")
     assert failed is not None
-    assert storage.write(study_id, lambda tx: tx.update_trial(
-        failed.id, expect_state=TrialState.RUNNING, state=TrialState.FAILED, fitness=99.0))
+    assert fail(storage, failed, "f", "boom")
     best = storage.best_trial(study_id, "max")
     assert best is not None and best.id == done[2].id  # tie on fitness: the lower number
     worst = storage.best_trial(study_id, "min")
@@ -440,9 +508,10 @@ def test_best_trial_prefers_the_later_step_on_ties(storage: Storage) -> None:
 def test_population_is_each_members_latest_complete_trial(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10, 10, 10])
     trials = storage.get_trials(study_id)
-    storage.write(study_id, lambda tx: tx.set_member(2, latest_complete_id=trials[2].id))
-    storage.write(study_id, lambda tx: tx.set_member(0, latest_complete_id=trials[0].id,
-                                                     failures=2, state=MemberState.DONE))
+    storage.write(study_id, lambda tx: tx.member_completed(2, trials[2].id))
+    storage.write(study_id, lambda tx: tx.member_completed(0, trials[0].id))
+    storage.write(study_id, lambda tx: tx.member_failed(0, 2, gave_up=False))
+    storage.write(study_id, lambda tx: tx.member_done(0))
     assert [t.id for t in storage.get_population(study_id)] == [trials[0].id, trials[2].id]
     member = storage.get_members(study_id)[0]
     assert (member.failures, member.state) == (2, MemberState.DONE)
@@ -542,8 +611,7 @@ def test_postgresql_on_a_closed_port_is_a_storage_error(monkeypatch: pytest.Monk
     assert time.monotonic() - started < 30
 
 
-def test_dialect(backend: Backend, storage: Storage) -> None:
-    assert storage.dialect == ("postgresql" if backend.name == "postgresql" else "sqlite")
+def test_repr(backend: Backend, storage: Storage) -> None:
     if backend.url is None:
         assert repr(storage) == "Storage('memory')"
     else:

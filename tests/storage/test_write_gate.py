@@ -59,10 +59,10 @@ def test_a_database_at_schema_version_1_is_moved_to_2(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     first = Storage(url)
-    first.read(lambda c: None)
+    first._read(lambda c: None)
     with first._engine.begin() as connection:  # as the release before the evaluation states
         connection.execute(update(meta).values(value="1"))
     first.dispose()
     again = Storage(url)
-    version = again.read(lambda c: c.execute(select(meta.c.value)).scalar_one())
+    version = again._read(lambda c: c.execute(select(meta.c.value)).scalar_one())
     assert version == str(SCHEMA_VERSION) == "2"

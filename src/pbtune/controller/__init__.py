@@ -6,6 +6,7 @@ from pbtune.controller._config import StudyConfig
 from pbtune.controller._controller import Controller
 from pbtune.controller._members import initial_trials
 from pbtune.controller._metrics import check_metrics, clean_metrics, fitness_of
+from pbtune.controller._run import TrialRun, error_text
 
 __all__ = [
     "DONE",
@@ -15,9 +16,11 @@ __all__ = [
     "Done",
     "Role",
     "StudyConfig",
+    "TrialRun",
     "Wait",
     "check_metrics",
     "clean_metrics",
+    "error_text",
     "fitness_of",
     "import_object",
     "initial_trials",

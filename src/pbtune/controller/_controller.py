@@ -2,58 +2,60 @@
 
 Every decision is written as a row in the same transaction as the result that caused it,
 so a killed worker or controller never loses a decision, and a restarted one finds the
-study exactly where it was.
+study exactly where it was. A worker talks to the study through these methods only.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pbtune._errors import TrialFailedError
-from pbtune.checkpoints import CheckpointStore, Location, open_store
+from pbtune.checkpoints import Location, open_store
 from pbtune.controller._claims import _UNREAD, DONE, WAIT, Claimed, Done, Role, Wait
 from pbtune.controller._config import StudyConfig
+from pbtune.controller._lost import Reaper
 from pbtune.controller._members import (
     after_failure,
     collect_garbage,
     enqueue_next,
     maybe_finish_study,
 )
-from pbtune.storages import (
-    Holder,
-    Storage,
-    StudyRecord,
-    StudyState,
-    Transaction,
-)
+from pbtune.controller._metrics import check_metrics, clean_metrics, fitness_of
+from pbtune.controller._run import TrialRun, error_text
+from pbtune.storages import HeldTrial, Holder, Storage, StudyRecord, StudyState, Transaction
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.controller")
 
 
 class Controller:
-    """ask / tell / heartbeat over a `Storage`, for one study."""
+    """ask / start / tell / heartbeat over a `Storage`, for one study."""
 
     def __init__(self, storage: Storage, study: StudyRecord, config: StudyConfig) -> None:
         self.storage = storage
         self.study = study
         self.config = config
-        self.store: CheckpointStore = open_store(config.checkpoint_root, study.checkpoint_dir)
-        self._next_reap = 0.0
-        # Deletes a collected checkpoint after the commit that forgot it; a worker hands
-        # this to a background thread (a directory left by a crash is swept at the end).
-        self.discard: Callable[[Location], None] = self.remove_checkpoint
-        self._suspects: dict[tuple[int, float | None], float] = {}
+        self._store = open_store(config.checkpoint_root, study.checkpoint_dir)
+        # Deletes a collected checkpoint after the commit that forgot it; see
+        # `deleting_in_background` (a directory left by a crash is swept at the end).
+        self._delete: Callable[[Location], None] = self._store.remove
+        self._reaper = Reaper(
+            config,
+            lambda before: storage.held_trials(study.id, heartbeat_before=before),
+            lambda held, reason: self.fail_lost(held, reason, counts=False),
+        )
 
-    def remove_checkpoint(self, reference: Location) -> None:
-        """Delete a checkpoint of this study (never anything outside it)."""
-        self.store.remove(reference)
+    def close(self) -> None:
+        """Free what this process holds for the study (a remote store's download cache)."""
+        self._store.close()
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:
@@ -63,10 +65,7 @@ class Controller:
         queue for the write lock.
         """
         self.maybe_reap()
-        study_id = self.study.id
-        state, counts = self.storage.read(
-            lambda c: Transaction(c, study_id, lock_study=False).queue_state()
-        )
+        state, counts = self.storage.queue_state(self.study.id)
         if state != StudyState.RUNNING:
             return DONE
         if not any(counts[s] for s in self._claimable(role)):
@@ -102,20 +101,17 @@ class Controller:
         now = time.time()
         for state in self._claimable(role):
             if state == TrialState.TRAINED:
-                trial = tx.claim_next_evaluation(worker, token, now)
-                if trial is not None:
-                    return Claimed(trial, token, None)
+                held = tx.claim_next_evaluation(worker, token, now)
             else:
-                trial = tx.claim_next(worker, token, now)
-                if trial is not None:
-                    parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
-                    return Claimed(trial, token, parent)
+                held = tx.claim_next(worker, token, now)
+            if held is not None:
+                return _claimed(tx, held)
         return None
 
-    @property
-    def study_dir(self) -> Location:
-        """The study's checkpoint directory (a `Path`) or URL prefix (a `str`)."""
-        return self.store.location
+    # -- a trial's run -------------------------------------------------------------------------
+    def start(self, claimed: Claimed) -> TrialRun:
+        """The run of claimed work: a trial to train, or a trained one to evaluate."""
+        return TrialRun(self, self._store, claimed)
 
     def parent_checkpoint(self, trial: FrozenTrial | Claimed) -> Path | None:
         """The local directory the trial warm-starts from (a remote parent is downloaded
@@ -132,70 +128,84 @@ class Controller:
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
         if parent.checkpoint is None:
             raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
-        return self.store.open(parent.checkpoint, parent.id)
+        return self._store.open(parent.checkpoint, parent.id)
 
     def heartbeat(self, claimed: Claimed) -> bool:
+        """Keep a held trial fresh; False once the claim is no longer held."""
         return self.storage.heartbeat(claimed.trial.id, claimed.claim, time.time())
 
-    # -- tell ------------------------------------------------------------------------------
-    def tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
-             checkpoint: Location | None) -> bool:
-        """Record a COMPLETE trial and enqueue its member's next trial.
+    def report(self, trial_id: int, step: int, values: Mapping[str, float | None]) -> None:
+        """Store intermediate metrics of a running trial (`Trial.report`)."""
+        self.storage.add_report(trial_id, step, dict(values))  # type: ignore[arg-type]
 
-        Returns False (and changes nothing) when the trial is no longer this claim's: it
-        was failed as lost and retried elsewhere, so a late result must not overwrite it.
+    def check(self, claimed: Claimed, metrics: Any) -> tuple[dict[str, float], float | None]:
+        """What a result of ``claimed`` records: (its metrics, its fitness). A training
+        result of a study with an evaluate function has no fitness yet (None); an
+        evaluation's metrics are merged over training's (evaluation wins on a clash).
+        Raises `TrialFailedError` for anything but a dict of finite metrics."""
+        trial = claimed.trial
+        if trial.state == TrialState.EVALUATING:
+            scored = clean_metrics(metrics, self.config, "the evaluate function")
+            return fitness_of({**(trial.metrics or {}), **scored}, self.config)
+        if trial.state != TrialState.RUNNING:
+            raise TrialFailedError(f"trial {trial.id} is {trial.state.value}: nothing to tell")
+        if self.config.evaluated:
+            return clean_metrics(metrics, self.config), None
+        return check_metrics(metrics, self.config)
+
+    # -- tell ------------------------------------------------------------------------------
+    def tell(self, claimed: Claimed, metrics: Mapping[str, float],
+             checkpoint: Location | None = None) -> bool:
+        """Record the result of claimed work, and decide the member's next trial.
+
+        ``metrics`` is what the training (or, for an EVALUATING trial, the evaluate)
+        function returned; it is checked first (`check`). ``checkpoint`` is the trained
+        trial's committed checkpoint. Returns False (and changes nothing) when the trial
+        is no longer this claim's: it was failed as lost and retried, so a late result
+        must not overwrite it.
         """
-        return self.tell_and_ask(claimed, metrics, fitness, checkpoint, None)[0]
+        return self.tell_and_ask(claimed, metrics, checkpoint, None)[0]
 
     def tell_and_ask(
         self,
         claimed: Claimed,
-        metrics: dict[str, float],
-        fitness: float,
+        metrics: Mapping[str, float],
         checkpoint: Location | None,
         worker: str | None,
         role: Role = "both",
     ) -> tuple[bool, Claimed | None]:
         """`tell`, then, in the same transaction, claim the next work for ``worker``.
 
-        Returns (told, the next claimed trial or None). A worker that goes straight on
+        Returns (told, the next claimed work or None). A worker that goes straight on
         saves a transaction per trial; None means: ask again (nothing queued, or done).
-        In an evaluated study this records an evaluation (the claimed trial is
-        EVALUATING; ``metrics`` are training's and evaluation's, merged); a training
-        result goes to `tell_trained`.
+        In a study with an evaluate function a training result makes the trial TRAINED
+        (see `_tell_trained`); the evaluation's result completes it.
         """
+        checked, fitness = self.check(claimed, metrics)
+        if fitness is None:
+            return self._tell_trained(claimed, checked, checkpoint, worker, role)
+        if claimed.trial.state == TrialState.EVALUATING:
+            checkpoint = claimed.trial.checkpoint  # the trained trial's own
+        return self._tell_complete(claimed, checked, fitness, checkpoint, worker, role)
+
+    def _tell_complete(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
+                       checkpoint: Location | None, worker: str | None, role: Role
+                       ) -> tuple[bool, Claimed | None]:
         trial = claimed.trial
         token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
-        if self.config.evaluated and trial.state != TrialState.EVALUATING:
-            raise TrialFailedError(
-                f"trial {trial.id} must be evaluated before its result is told"
-            )
 
         def work(tx: Transaction) -> tuple[list[Holder] | None, Claimed | None]:
             now = time.time()  # inside: the transaction may have waited for the lock
-            if not tx.update_trial(
-                trial.id,
-                expect_state=trial.state,
-                expect_claim=claimed.claim,
-                state=TrialState.COMPLETE,
-                metrics=metrics,
-                fitness=fitness,
-                checkpoint=checkpoint,
-                finished_at=now,
-                error=None,
-            ):
+            finished = tx.complete(trial, claimed.claim, metrics=metrics, fitness=fitness,
+                                   checkpoint=checkpoint, now=now)
+            if finished is None:
                 # A retried transaction whose first COMMIT went through (the connection
                 # dropped before the reply) finds its own result: that is success.
-                mine = self._recorded(tx, claimed, TrialState.COMPLETE)
+                mine = _recorded(tx, claimed, TrialState.COMPLETE)
                 if mine is None or (mine.fitness, mine.checkpoint) != (fitness, checkpoint):
                     return None, None
-                held = tx.held_by(token) if worker is not None else None
-                return [], self._reclaimed(tx, held, token)
-            tx.set_member(trial.member, latest_complete_id=trial.id, failures=0)
-            finished = replace(
-                trial, state=TrialState.COMPLETE, metrics=dict(metrics), fitness=fitness,
-                checkpoint=checkpoint, finished_at=now, error=None,
-            )
+                return [], self._reclaimed(tx, token, worker)
+            tx.member_completed(trial.member, trial.id)
             population = tx.population()
             if not enqueue_next(tx, self.config, finished, population, now):
                 maybe_finish_study(tx)
@@ -212,53 +222,37 @@ class Controller:
                 "(it was failed as lost and retried)", trial.id)
             return False, None
         for old in garbage:
-            self.discard(old.checkpoint)
+            self._delete(old.checkpoint)
         return True, following
 
-    def tell_trained(
-        self,
-        claimed: Claimed,
-        metrics: dict[str, float],
-        checkpoint: Location | None,
-        worker: str | None,
-        role: Role = "both",
-    ) -> tuple[bool, Claimed | None]:
+    def _tell_trained(self, claimed: Claimed, metrics: dict[str, float],
+                      checkpoint: Location | None, worker: str | None, role: Role
+                      ) -> tuple[bool, Claimed | None]:
         """Record that a trial of an evaluated study is trained: its checkpoint waits for
         an evaluator (TRAINED). Nothing is decided until it is evaluated.
 
         A ``worker`` that evaluates (role "both") takes the evaluation at once, in the
         same transaction (the trial becomes EVALUATING under a new claim); a trainer
-        (role "train") claims its next trial to train instead. Returns (told, the next
-        claimed work or None); False when the trial is no longer this claim's.
+        (role "train") claims its next trial to train instead.
         """
         trial = claimed.trial
         token = uuid.uuid4().hex
         evaluate_now = worker is not None and role == "both"
 
         def work(tx: Transaction) -> tuple[bool, Claimed | None]:
-            now = time.time()
-            values: dict[str, Any] = {"metrics": metrics, "checkpoint": checkpoint,
-                                      "error": None}
-            if evaluate_now:
-                values.update(state=TrialState.EVALUATING, claim=token, heartbeat_at=now)
-            else:
-                values.update(state=TrialState.TRAINED)
-            if not tx.update_trial(trial.id, expect_state=TrialState.RUNNING,
-                                   expect_claim=claimed.claim, **values):
+            held = tx.mark_trained(trial, claimed.claim, metrics=metrics, checkpoint=checkpoint,
+                                   evaluator=token if evaluate_now else None, now=time.time())
+            if held is None:
                 current = tx.trial(trial.id)
                 if current is not None and current.checkpoint == checkpoint and (
                     current.state in (TrialState.TRAINED, TrialState.EVALUATING,
                                       TrialState.COMPLETE)
                 ):  # a retried transaction that finds its own result (the checkpoint is
                     # this trial's own), even if an evaluator has moved it on since
-                    held = tx.held_by(token) if worker is not None else None
-                    return True, self._reclaimed(tx, held, token)
+                    return True, self._reclaimed(tx, token, worker)
                 return False, None
             if evaluate_now:
-                assert worker is not None
-                mine = replace(trial, state=TrialState.EVALUATING, metrics=dict(metrics),
-                               checkpoint=checkpoint, claim=token, heartbeat_at=now)
-                return True, Claimed(mine, token, None)
+                return True, Claimed(held.trial, token, None)
             following = None
             if worker is not None and tx.study_state() == StudyState.RUNNING:
                 following = self._claim(tx, worker, token, role)
@@ -271,38 +265,30 @@ class Controller:
         return told, following
 
     @staticmethod
-    def _reclaimed(tx: Transaction, held: FrozenTrial | None, token: str) -> Claimed | None:
+    def _reclaimed(tx: Transaction, token: str, worker: str | None) -> Claimed | None:
         """The work a retried transaction had already claimed under ``token``."""
-        if held is None:
-            return None
-        if held.state == TrialState.EVALUATING:
-            return Claimed(held, token, None)
-        parent = tx.trial(held.parent_id) if held.parent_id is not None else None
-        return Claimed(held, token, parent)
+        held = tx.held_by(token) if worker is not None else None
+        return _claimed(tx, held) if held is not None else None
 
     def tell_failure(
-        self, claimed: Claimed, error: str, *, counts: bool = True, lost: bool = False
+        self, claimed: Claimed, error: BaseException | str, *, counts: bool = True,
+        lost: bool = False,
     ) -> bool:
-        """Record a FAILED trial; the member retries it (bounded) or stops.
+        """Record a FAILED trial with ``error`` (an exception's traceback or a message);
+        the member retries it (bounded) or stops.
 
         ``counts=False`` (an interrupted run) retries without using up ``max_retries``.
         ``lost=True`` (failed on behalf of a dead or silent worker) also revokes the claim,
         so that the worker, should it come back, has its late result refused.
         """
+        text = error_text(error)
+
         def work(tx: Transaction) -> bool:
             now = time.time()
-            if not tx.update_trial(
-                claimed.trial.id,
-                expect_state=claimed.trial.state,
-                expect_claim=claimed.claim,
-                state=TrialState.FAILED,
-                error=error,
-                finished_at=now,
-                checkpoint=None,
-                claim=None if lost else claimed.claim,
-            ):
-                mine = self._recorded(tx, claimed, TrialState.FAILED)
-                return mine is not None and mine.error == error
+            failed = tx.fail(claimed.trial, claimed.claim, error=text, now=now, revoke=lost)
+            if failed is None:
+                mine = _recorded(tx, claimed, TrialState.FAILED)
+                return mine is not None and mine.error == text
             after_failure(tx, self.config, claimed.trial, now, counts=counts)
             return True
 
@@ -311,77 +297,57 @@ class Controller:
             _log.warning("refused the failure of trial %s: no longer held by this worker",
                          claimed.trial.id)
         elif claimed.trial.checkpoint is not None:
-            self.discard(claimed.trial.checkpoint)  # trained, then its evaluation failed
+            self._delete(claimed.trial.checkpoint)  # trained, then its evaluation failed
         return told
 
     def release(self, claimed: Claimed) -> bool:
         """Give claimed work that was never started back: a trial to train to the queue,
         an evaluation to the trained trials waiting for one."""
+        return self.storage.write(
+            self.study.id, lambda tx: tx.requeue(claimed.trial, claimed.claim) is not None,
+            lock=False,
+        )
 
-        def work(tx: Transaction) -> bool:
-            if claimed.trial.state == TrialState.EVALUATING:
-                return tx.update_trial(
-                    claimed.trial.id, expect_state=TrialState.EVALUATING,
-                    expect_claim=claimed.claim, state=TrialState.TRAINED, claim=None,
-                    heartbeat_at=None,
-                )
-            return tx.update_trial(
-                claimed.trial.id, expect_state=TrialState.RUNNING, expect_claim=claimed.claim,
-                state=TrialState.QUEUED, worker=None, claim=None, started_at=None,
-                heartbeat_at=None,
-            )
+    @contextmanager
+    def deleting_in_background(self) -> Iterator[None]:
+        """Delete collected checkpoints in a background thread while inside, off the
+        trial's path; on exit, what is queued is deleted.
 
-        return self.storage.write(self.study.id, work, lock=False)
+        Deleting is not urgent: the database already forgot them, and whatever a killed
+        worker leaves behind is swept at the end of the run.
+        """
+        pending: queue.SimpleQueue[Location | None] = queue.SimpleQueue()
 
-    @staticmethod
-    def _recorded(tx: Transaction, claimed: Claimed, state: TrialState) -> FrozenTrial | None:
-        """The trial, if this claim already recorded it in ``state``."""
-        current = tx.trial(claimed.trial.id)
-        if current is not None and current.state == state and current.claim == claimed.claim:
-            return current
-        return None
+        def run() -> None:
+            while (path := pending.get()) is not None:
+                try:
+                    self._store.remove(path)
+                except Exception as error:  # never fatal: the end-of-run sweep retries
+                    _log.warning("could not delete checkpoint %s: %s", path, error)
 
-    # -- lost trials -------------------------------------------------------------------------
+        thread = threading.Thread(target=run, name="pbtune-discard", daemon=True)
+        thread.start()
+        self._delete = pending.put
+        try:
+            yield
+        finally:
+            self._delete = self._store.remove
+            pending.put(None)
+            thread.join()
+
+    # -- lost trials and the monitor's reads --------------------------------------------------
     def maybe_reap(self) -> None:
         """`reap_stale`, at most once per heartbeat interval."""
-        now = time.time()
-        if now >= self._next_reap:
-            self._next_reap = now + self.config.heartbeat_interval
-            self.reap_stale(now)
+        self._reaper.maybe_reap()
 
     def reap_stale(self, now: float | None = None) -> int:
-        """Fail RUNNING trials whose worker went silent, and retry them.
+        """Fail held trials whose worker went silent, and retry them (see `Reaper`);
+        return how many."""
+        return self._reaper.reap(time.time() if now is None else now)
 
-        A trial is reaped when its heartbeat is older than ``heartbeat_timeout`` on two
-        looks at least a heartbeat interval apart. A storage outage stops every heartbeat
-        at once; when it ends, live workers beat again within an interval and are spared,
-        while a dead worker's trial is reaped on the next look. A silent worker is not the
-        trial's fault, so this does not use up the member's ``max_retries``.
-        """
-        now = time.time() if now is None else now
-        deadline = now - self.config.heartbeat_timeout
-        study_id = self.study.id
-        stale = self.storage.read(
-            lambda c: Transaction(c, study_id, lock_study=False).running(
-                heartbeat_before=deadline
-            )
-        )
-        suspects: dict[tuple[int, float | None], float] = {}
-        reaped = 0
-        for trial in stale:
-            key = (trial.id, trial.heartbeat_at)
-            first_seen = self._suspects.get(key, now)
-            if now - first_seen >= self.config.heartbeat_interval:
-                age = now - (trial.heartbeat_at or now)
-                reason = f"lost: no heartbeat from worker {trial.worker} for {age:.0f}s"
-                reaped += self.fail_lost(trial, reason, counts=False)
-            else:
-                suspects[key] = first_seen
-        self._suspects = suspects
-        return reaped
-
-    def fail_lost(self, trial: FrozenTrial, reason: str, *, counts: bool = True) -> bool:
-        """Fail a RUNNING trial whose worker is gone; its member retries it.
+    def fail_lost(self, held: HeldTrial | Claimed, reason: str, *, counts: bool = True
+                  ) -> bool:
+        """Fail a held trial whose worker is gone; its member retries it.
 
         An EVALUATING trial whose evaluator went silent or was interrupted
         (``counts=False``) goes back to TRAINED: its training is kept, and its claim is
@@ -389,25 +355,44 @@ class Controller:
         timed out (``counts=True``) fails like a training, using up a retry, so an
         evaluation that kills its worker every time ends instead of looping.
         """
-        assert trial.claim is not None
-        if trial.state == TrialState.EVALUATING and not counts:
-            return self._requeue_evaluation(trial, reason)
-        return self.tell_failure(Claimed(trial, trial.claim), reason, counts=counts, lost=True)
-
-    def _requeue_evaluation(self, trial: FrozenTrial, reason: str) -> bool:
-        def work(tx: Transaction) -> bool:
-            return tx.update_trial(trial.id, expect_state=TrialState.EVALUATING,
-                                   expect_claim=trial.claim, state=TrialState.TRAINED,
-                                   claim=None, heartbeat_at=None)
-
-        requeued = self.storage.write(self.study.id, work)
-        if requeued:
-            _log.warning("evaluation of trial %s goes back to the queue: %s", trial.id, reason)
-        return requeued
+        claimed = held if isinstance(held, Claimed) else Claimed(held.trial, held.claim)
+        if held.trial.state == TrialState.EVALUATING and not counts:
+            if self.release(claimed):
+                _log.warning("evaluation of trial %s goes back to the queue: %s",
+                             held.trial.id, reason)
+                return True
+            return False
+        return self.tell_failure(claimed, reason, counts=counts, lost=True)
 
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
-        """Fail the RUNNING trials of a worker known to be dead."""
-        held = self.storage.get_trials(self.study.id,
-                                       [TrialState.RUNNING, TrialState.EVALUATING])
-        lost = [t for t in held if t.worker == worker]
-        return sum(self.fail_lost(t, reason, counts=counts) for t in lost)
+        """Fail the held trials of a worker known to be dead."""
+        lost = [h for h in self.held_trials() if h.trial.worker == worker]
+        return sum(self.fail_lost(h, reason, counts=counts) for h in lost)
+
+    def held_trials(self) -> list[HeldTrial]:
+        """The trials workers hold now (RUNNING or EVALUATING), with their claims."""
+        return self.storage.held_trials(self.study.id)
+
+    def study_state(self) -> StudyState:
+        return self.storage.get_study_state(self.study.id)
+
+    def completed(self) -> int:
+        """How many trials are COMPLETE."""
+        return self.storage.count_states(self.study.id)[TrialState.COMPLETE]
+
+
+def _claimed(tx: Transaction, held: HeldTrial) -> Claimed:
+    """A held trial as claimed work; a trial to train comes with its parent, read here."""
+    trial = held.trial
+    if trial.state == TrialState.EVALUATING:
+        return Claimed(trial, held.claim, None)
+    parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
+    return Claimed(trial, held.claim, parent)
+
+
+def _recorded(tx: Transaction, claimed: Claimed, state: TrialState) -> FrozenTrial | None:
+    """The trial, if this claim already recorded it in ``state``."""
+    found = tx.trial_with_claim(claimed.trial.id)
+    if found is not None and found[0].state == state and found[1] == claimed.claim:
+        return found[0]
+    return None

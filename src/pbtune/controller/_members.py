@@ -8,12 +8,16 @@ is given, so a result and everything it causes commit together.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
-from pbtune.strategies import Continue, Exploit, Stop, decide
+from pbtune.strategies import Continue, Decision, Exploit, Explore, Stop, decide
 from pbtune.trial import FrozenTrial
+
+_log = logging.getLogger("pbtune.controller")
 
 
 def initial_trials(config: StudyConfig) -> list[NewTrial]:
@@ -51,22 +55,9 @@ def enqueue_next(
         rng=np.random.default_rng([config.seed, finished.number, 1]),
     )
     if isinstance(decision, Stop):
-        tx.set_member(finished.member, state=MemberState.DONE)
+        tx.member_done(finished.member)
         return False
-    parent, params, kind = finished, finished.params, "continue"
-    if isinstance(decision, Exploit):
-        # Decisions of one study are serialized, so the snapshot read in this
-        # transaction is current; a parent without a checkpoint (none was written)
-        # cannot be copied, and the member continues from its own.
-        chosen = next((t for t in population if t.id == decision.parent_id), None)
-        if chosen is None:
-            chosen = tx.trial(decision.parent_id)
-        if chosen is not None and chosen.checkpoint is not None:
-            # "explore": new params on the member's own checkpoint (on a plateau)
-            kind = "explore" if chosen.id == finished.id else "exploit"
-            parent, params = chosen, decision.params
-    else:
-        assert isinstance(decision, Continue)
+    parent, params, kind = _next_segment(tx, finished, population, decision)
     start = parent.end_step
     tx.add_trial(
         NewTrial(
@@ -82,6 +73,31 @@ def enqueue_next(
     )
     return True
 
+
+def _next_segment(
+    tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], decision: Decision
+) -> tuple[FrozenTrial, dict[str, object], str]:
+    """The trial to warm-start from, the params and the decision's name, for a decision
+    to go on. An `Exploit` whose parent has no checkpoint (none was written, or it was
+    collected) cannot copy it: the member goes on from its own checkpoint with its own
+    params, and that is logged and recorded as a continue."""
+    if isinstance(decision, Explore):
+        return finished, decision.params, "explore"
+    if isinstance(decision, Exploit):
+        # Decisions of one study are serialized, so the snapshot read in this
+        # transaction is current.
+        chosen = next((t for t in population if t.id == decision.parent_id), None)
+        if chosen is None:
+            chosen = tx.trial(decision.parent_id)
+        if chosen is not None and chosen.checkpoint is not None:
+            return chosen, decision.params, "exploit"
+        _log.warning("member %d continues on its own: the trial it would copy (%d) has no "
+                     "checkpoint", finished.member, decision.parent_id)
+    else:
+        assert isinstance(decision, Continue)
+    return finished, finished.params, "continue"
+
+
 def after_failure(
     tx: Transaction, config: StudyConfig, failed: FrozenTrial, now: float, *, counts: bool = True
 ) -> None:
@@ -89,10 +105,9 @@ def after_failure(
     the study when every member's first trial failed, or finish it when nothing is left."""
     member = tx.member(failed.member)
     failures = member.failures + (1 if counts else 0)
-    if failures > config.max_retries:
-        tx.set_member(failed.member, failures=failures, state=MemberState.FAILED)
-    else:
-        tx.set_member(failed.member, failures=failures)
+    gave_up = failures > config.max_retries
+    tx.member_failed(failed.member, failures, gave_up=gave_up)
+    if not gave_up:
         tx.add_trial(
             NewTrial(
                 member=failed.member,
@@ -123,6 +138,7 @@ def after_failure(
         return
     maybe_finish_study(tx)
 
+
 def maybe_finish_study(tx: Transaction) -> None:
     """COMPLETE the study when no trial is queued or running (FAILED if every member is)."""
     if tx.count_active() > 0:
@@ -137,12 +153,13 @@ def maybe_finish_study(tx: Transaction) -> None:
     else:
         tx.set_study_state(StudyState.COMPLETE)
 
+
 def collect_garbage(
     tx: Transaction, config: StudyConfig, population: list[FrozenTrial]
 ) -> list[Holder]:
     """Forget the checkpoints nobody needs; the caller deletes them after commit.
 
-    Kept: parents of queued and running trials, each member's latest COMPLETE trial
+    Kept: parents of trials not finished yet, each member's latest COMPLETE trial
     (``population``, read in this transaction), trials waiting for their evaluation
     and the ``keep_best`` best.
     """

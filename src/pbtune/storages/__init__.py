@@ -1,6 +1,7 @@
 """Storage of all controller state: in memory, a SQLite file, or PostgreSQL."""
 
 from pbtune.storages._records import (
+    HeldTrial,
     MemberRecord,
     MemberState,
     NewTrial,
@@ -11,6 +12,7 @@ from pbtune.storages._storage import Storage
 from pbtune.storages._txn import Holder, Transaction
 
 __all__ = [
+    "HeldTrial",
     "Holder",
     "MemberRecord",
     "MemberState",

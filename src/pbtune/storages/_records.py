@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from pbtune.trial import FrozenTrial
+
 
 class StudyState(str, enum.Enum):
     RUNNING = "RUNNING"
@@ -49,3 +51,14 @@ class NewTrial:
     start_step: int
     end_step: int
     decision: str
+
+
+@dataclass(frozen=True)
+class HeldTrial:
+    """A trial a worker holds (RUNNING or EVALUATING), with what fences its writes: the
+    claim token and the time of its last heartbeat. These stay between the storage and
+    the controller; users and strategies get the `FrozenTrial` alone."""
+
+    trial: FrozenTrial
+    claim: str
+    heartbeat_at: float | None

@@ -21,6 +21,7 @@ from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundErro
 from pbtune.storages._engine import create_storage_engine, normalize_url
 from pbtune.storages._gate import WriteGate
 from pbtune.storages._records import (
+    HeldTrial,
     MemberRecord,
     MemberState,
     NewTrial,
@@ -69,10 +70,6 @@ class Storage:
     def __repr__(self) -> str:
         shown = self._engine.url.render_as_string(hide_password=True) if self.url else "memory"
         return f"Storage({shown!r})"
-
-    @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
 
     def dispose(self) -> None:
         """Close pooled connections (before forking, or when done)."""
@@ -139,7 +136,9 @@ class Storage:
 
         return self._retry(attempt)
 
-    def read(self, work: Callable[[Connection], T]) -> T:
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` on a connection in a read transaction (connections stay in here)."""
+
         def attempt() -> T:
             with self._connect(write=False) as connection:
                 return work(connection)
@@ -241,7 +240,7 @@ class Storage:
         return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:
-        row = self.read(
+        row = self._read(
             lambda c: c.execute(select(studies).where(studies.c.name == name)).mappings().first()
         )
         if row is None:
@@ -251,16 +250,16 @@ class Storage:
         return _study(row)
 
     def get_study_state(self, study_id: int) -> StudyState:
-        return self.read(lambda c: Transaction(c, study_id, lock_study=False).study_state())
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).study_state())
 
     def get_study_by_id(self, study_id: int) -> StudyRecord:
-        row = self.read(
+        row = self._read(
             lambda c: c.execute(select(studies).where(studies.c.id == study_id)).mappings().one()
         )
         return _study(row)
 
     def list_studies(self) -> list[StudyRecord]:
-        rows = self.read(
+        rows = self._read(
             lambda c: list(c.execute(select(studies).order_by(studies.c.id)).mappings())
         )
         return [_study(r) for r in rows]
@@ -270,7 +269,7 @@ class Storage:
 
     # -- trials (reads) ----------------------------------------------------------------------
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        row = self.read(
+        row = self._read(
             lambda c: c.execute(select(trials).where(trials.c.id == trial_id)).mappings().first()
         )
         if row is None:
@@ -283,14 +282,14 @@ class Storage:
         query = select(trials).where(trials.c.study_id == study_id).order_by(trials.c.number)
         if states is not None:
             query = query.where(trials.c.state.in_([TrialState(s).value for s in states]))
-        rows = self.read(lambda c: list(c.execute(query).mappings()))
+        rows = self._read(lambda c: list(c.execute(query).mappings()))
         return [row_to_trial(r) for r in rows]
 
     def get_members(self, study_id: int) -> list[MemberRecord]:
-        return self.read(lambda c: Transaction(c, study_id, lock_study=False).all_members())
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).all_members())
 
     def get_population(self, study_id: int) -> list[FrozenTrial]:
-        return self.read(lambda c: Transaction(c, study_id, lock_study=False).population())
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).population())
 
     def count_states(self, study_id: int) -> dict[TrialState, int]:
         query = (
@@ -298,15 +297,16 @@ class Storage:
             .where(trials.c.study_id == study_id)
             .group_by(trials.c.state)
         )
-        rows = self.read(lambda c: list(c.execute(query)))
+        rows = self._read(lambda c: list(c.execute(query)))
         counts = {state: 0 for state in TrialState}
         for state, count in rows:
             counts[TrialState(state)] = int(count)
         return counts
 
     def count_active(self, study_id: int) -> int:
-        """QUEUED plus RUNNING trials (an index range, however many trials have ended)."""
-        return self.read(lambda c: Transaction(c, study_id, lock_study=False).count_active())
+        """Trials not finished yet: QUEUED, RUNNING, TRAINED and EVALUATING (an index range,
+        however many trials have ended)."""
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).count_active())
 
     def best_trial(
         self, study_id: int, mode: str, *, min_end_step: int | None = None
@@ -321,24 +321,29 @@ class Storage:
         )
         if min_end_step is not None:
             query = query.where(trials.c.end_step >= min_end_step)
-        row = self.read(lambda c: c.execute(query).mappings().first())
+        row = self._read(lambda c: c.execute(query).mappings().first())
         return row_to_trial(row) if row is not None else None
 
-    # -- workers -----------------------------------------------------------------------------
-    def claim(self, study_id: int, worker: str, claim: str) -> FrozenTrial | None:
-        """Atomically move the next QUEUED trial to RUNNING for ``worker``.
+    # -- workers ---------------------------------------------------------------------------
+    def queue_state(self, study_id: int) -> tuple[StudyState, dict[TrialState, int]]:
+        """The study's state and how many of its trials are in each active state (a look
+        that takes no write lock)."""
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).queue_state())
 
-        Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
-        lost) gets the trial it already holds rather than a second one.
-        """
-
-        def work(tx: Transaction) -> FrozenTrial | None:
-            return tx.claim_next(worker, claim, time.time())
-
-        return self.write(study_id, work, lock=False)
+    def held_trials(
+        self, study_id: int, *, heartbeat_before: float | None = None
+    ) -> list[HeldTrial]:
+        """Trials a worker holds (RUNNING or EVALUATING) with their claims; optionally
+        only those whose last heartbeat is older than ``heartbeat_before``."""
+        return self._read(
+            lambda c: Transaction(c, study_id, lock_study=False).held(
+                heartbeat_before=heartbeat_before
+            )
+        )
 
     def heartbeat(self, trial_id: int, claim: str, now: float) -> bool:
-        """Refresh a RUNNING trial's heartbeat; False if it is no longer this claim's."""
+        """Refresh a held (RUNNING or EVALUATING) trial's heartbeat; False if it is no
+        longer this claim's."""
         query = (
             update(trials)
             .where(
@@ -370,7 +375,7 @@ class Storage:
             .where(reports.c.trial_id == trial_id)
             .order_by(reports.c.step, reports.c.id)
         )
-        rows = self.read(lambda c: list(c.execute(query)))
+        rows = self._read(lambda c: list(c.execute(query)))
         return [(int(step), dict(values)) for step, values in rows]
 
 

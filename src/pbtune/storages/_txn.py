@@ -1,9 +1,15 @@
-"""Queries inside one write transaction on one study (used by the controller)."""
+"""One transaction on one study: the controller's reads and its named writes.
+
+A trial changes state only through a named transition (`start`, `start_evaluation`,
+`complete`, `mark_trained`, `fail`, `requeue`): each is a compare-and-set on the trial's
+state and claim, checked against `pbtune.trial.TRANSITIONS`, that returns the new record
+(None when another writer got there first). A member's row changes through
+`member_completed`, `member_failed` and `member_done`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -18,7 +24,7 @@ from sqlalchemy import (
 )
 
 from pbtune.checkpoints import Location, as_location
-from pbtune.storages._records import MemberRecord, MemberState, NewTrial, StudyState
+from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
 
@@ -46,10 +52,12 @@ def row_to_trial(row: RowMapping) -> FrozenTrial:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        heartbeat_at=row["heartbeat_at"],
-        claim=row["claim"],
         study_id=row["study_id"],
     )
+
+
+def row_to_held(row: RowMapping) -> HeldTrial:
+    return HeldTrial(row_to_trial(row), row["claim"], row["heartbeat_at"])
 
 
 # The statements of the ask/tell path, built once: a statement object is reused with new
@@ -81,10 +89,18 @@ _AWAITING_EVALUATION = select(trials.c.id).where(
     trials.c.study_id == _STUDY,
     trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
 )
-_UPDATE_IF_STATE = update(trials).where(
+_MOVE = update(trials).where(
     trials.c.id == bindparam("b_id"), trials.c.state == bindparam("b_state")
 )
-_UPDATE_IF_CLAIM = _UPDATE_IF_STATE.where(trials.c.claim == bindparam("b_claim"))
+_MOVE_IF_CLAIM = _MOVE.where(trials.c.claim == bindparam("b_claim"))
+_MOVE_RETURNING = _MOVE.returning(*trials.c)
+_MOVE_IF_CLAIM_RETURNING = _MOVE_IF_CLAIM.returning(*trials.c)
+_HELD_STALE = select(trials).where(
+    trials.c.study_id == _STUDY,
+    trials.c.state.in_(_HELD),
+    trials.c.heartbeat_at < bindparam("b_before"),
+)
+_ALL_HELD = select(trials).where(trials.c.study_id == _STUDY, trials.c.state.in_(_HELD))
 _NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
     trials.c.study_id == _STUDY
 )
@@ -140,6 +156,8 @@ class Transaction:
         self.study_id = study_id
         self._postgres = connection.dialect.name == "postgresql"
         self._study = {"b_study": study_id}
+        # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) saves a read per transition.
+        self._returning = bool(connection.dialect.update_returning)
         if lock_study and self._postgres:
             self._c.execute(_LOCK_STUDY, self._study)
 
@@ -148,19 +166,32 @@ class Transaction:
         row = self._c.execute(_TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return row_to_trial(row) if row is not None else None
 
+    def trial_with_claim(self, trial_id: int) -> tuple[FrozenTrial, str | None] | None:
+        """The trial and the claim it was last held under (None once revoked)."""
+        row = self._c.execute(_TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
+        return (row_to_trial(row), row["claim"]) if row is not None else None
+
     def next_queued(self) -> FrozenTrial | None:
         """The QUEUED trial with the smallest end_step (the member furthest behind)."""
         query = _NEXT_QUEUED_SKIP_LOCKED if self._postgres else _NEXT_QUEUED
         row = self._c.execute(query, self._study).mappings().first()
         return row_to_trial(row) if row is not None else None
 
-    def held_by(self, claim: str) -> FrozenTrial | None:
+    def held_by(self, claim: str) -> HeldTrial | None:
         """The RUNNING or EVALUATING trial that ``claim`` holds, if any."""
         row = self._c.execute(_HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
-        return row_to_trial(row) if row is not None else None
+        return row_to_held(row) if row is not None else None
 
-    def claim_next(self, worker: str, claim: str, now: float) -> FrozenTrial | None:
-        """Move the QUEUED trial of the member furthest behind to RUNNING for ``worker``.
+    def held(self, *, heartbeat_before: float | None = None) -> list[HeldTrial]:
+        """Trials held by a worker (RUNNING or EVALUATING); optionally only stale ones."""
+        if heartbeat_before is None:
+            rows = self._c.execute(_ALL_HELD, self._study)
+        else:
+            rows = self._c.execute(_HELD_STALE, {"b_before": heartbeat_before, **self._study})
+        return [row_to_held(r) for r in rows.mappings()]
+
+    def claim_next(self, worker: str, claim: str, now: float) -> HeldTrial | None:
+        """`start` the QUEUED trial of the member furthest behind, for ``worker``.
 
         Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
         lost) gets the trial it already holds rather than a second one.
@@ -169,24 +200,10 @@ class Transaction:
         if held is not None:
             return held
         queued = self.next_queued()
-        if queued is None:
-            return None
-        taken = self.update_trial(
-            queued.id,
-            expect_state=TrialState.QUEUED,
-            state=TrialState.RUNNING,
-            worker=worker,
-            claim=claim,
-            started_at=now,
-            heartbeat_at=now,
-        )
-        if not taken:
-            return None
-        return replace(queued, state=TrialState.RUNNING, worker=worker, claim=claim,
-                       started_at=now, heartbeat_at=now)
+        return self.start(queued, worker, claim, now) if queued is not None else None
 
-    def claim_next_evaluation(self, worker: str, claim: str, now: float) -> FrozenTrial | None:
-        """Move the oldest TRAINED trial to EVALUATING for ``worker`` (idempotent per claim)."""
+    def claim_next_evaluation(self, worker: str, claim: str, now: float) -> HeldTrial | None:
+        """`start_evaluation` of the oldest TRAINED trial (idempotent per claim)."""
         held = self.held_by(claim)
         if held is not None:
             return held
@@ -194,43 +211,94 @@ class Transaction:
         row = self._c.execute(query, self._study).mappings().first()
         if row is None:
             return None
-        trained = row_to_trial(row)
-        if not self.update_trial(
-            trained.id, expect_state=TrialState.TRAINED, state=TrialState.EVALUATING,
-            worker=worker, claim=claim, heartbeat_at=now,
-        ):
-            return None
-        return replace(trained, state=TrialState.EVALUATING, worker=worker, claim=claim,
-                       heartbeat_at=now)
+        return self.start_evaluation(row_to_trial(row), worker, claim, now)
 
     def awaiting_evaluation(self) -> set[int]:
         """TRAINED and EVALUATING trials: their checkpoints wait for an evaluator."""
         return {int(i) for i in self._c.execute(_AWAITING_EVALUATION, self._study).scalars()}
 
-    def update_trial(
-        self,
-        trial_id: int,
-        *,
-        expect_state: TrialState,
-        expect_claim: str | None = None,
-        **values: Any,
-    ) -> bool:
-        """Compare-and-set: update only if the trial is still in ``expect_state`` (and held
-        by ``expect_claim``). Returns False when someone else got there first."""
-        if "state" in values:
-            values["state"] = TrialState(values["state"]).value
-        if "checkpoint" in values and values["checkpoint"] is not None:
-            values["checkpoint"] = str(values["checkpoint"])
-        values.update(b_id=trial_id, b_state=expect_state.value)
-        if expect_claim is None:
-            result = self._c.execute(_UPDATE_IF_STATE, values)
-        else:
-            result = self._c.execute(_UPDATE_IF_CLAIM, {"b_claim": expect_claim, **values})
-        return result.rowcount == 1
+    # -- transitions: each a compare-and-set on the state (and the claim) ----------------------
+    def start(self, trial: FrozenTrial, worker: str, claim: str, now: float
+              ) -> HeldTrial | None:
+        """QUEUED -> RUNNING, held by ``worker`` under ``claim``."""
+        row = self._move(trial, None, TrialState.RUNNING, worker=worker, claim=claim,
+                         started_at=now, heartbeat_at=now)
+        return row_to_held(row) if row is not None else None
 
-    def add_trial(self, new: NewTrial, now: float) -> FrozenTrial:
+    def start_evaluation(self, trial: FrozenTrial, worker: str, claim: str, now: float
+                         ) -> HeldTrial | None:
+        """TRAINED -> EVALUATING, held by ``worker`` under ``claim``."""
+        row = self._move(trial, None, TrialState.EVALUATING, worker=worker, claim=claim,
+                         heartbeat_at=now)
+        return row_to_held(row) if row is not None else None
+
+    def complete(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
+                 fitness: float, checkpoint: Location | None, now: float
+                 ) -> FrozenTrial | None:
+        """RUNNING or EVALUATING -> COMPLETE, with its result."""
+        row = self._move(trial, claim, TrialState.COMPLETE, metrics=metrics, fitness=fitness,
+                         checkpoint=_text(checkpoint), finished_at=now, error=None)
+        return row_to_trial(row) if row is not None else None
+
+    def mark_trained(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
+                     checkpoint: Location | None, evaluator: str | None = None,
+                     now: float = 0.0) -> HeldTrial | None:
+        """RUNNING -> TRAINED: the checkpoint waits for an evaluator. With ``evaluator`` (a
+        new claim token), RUNNING -> EVALUATING instead: the worker that trained it
+        evaluates it at once, under that claim."""
+        values: dict[str, Any] = {"metrics": metrics, "checkpoint": _text(checkpoint),
+                                  "error": None}
+        target = TrialState.TRAINED
+        if evaluator is not None:
+            target = TrialState.EVALUATING
+            values.update(claim=evaluator, heartbeat_at=now)
+        row = self._move(trial, claim, target, **values)
+        return row_to_held(row) if row is not None else None
+
+    def fail(self, trial: FrozenTrial, claim: str, *, error: str, now: float,
+             revoke: bool = False) -> FrozenTrial | None:
+        """RUNNING or EVALUATING -> FAILED. ``revoke`` (failed on behalf of a lost worker)
+        clears the claim, so that worker's late result is refused."""
+        values: dict[str, Any] = {"error": error, "finished_at": now, "checkpoint": None}
+        if revoke:
+            values["claim"] = None
+        row = self._move(trial, claim, TrialState.FAILED, **values)
+        return row_to_trial(row) if row is not None else None
+
+    def requeue(self, trial: FrozenTrial, claim: str) -> FrozenTrial | None:
+        """Give a held trial back: RUNNING -> QUEUED (never started), EVALUATING ->
+        TRAINED (its training kept; another evaluator takes it)."""
+        if trial.state == TrialState.EVALUATING:
+            row = self._move(trial, claim, TrialState.TRAINED, claim=None, heartbeat_at=None)
+        else:
+            row = self._move(trial, claim, TrialState.QUEUED, worker=None, claim=None,
+                             started_at=None, heartbeat_at=None)
+        return row_to_trial(row) if row is not None else None
+
+    def _move(self, trial: FrozenTrial, held_by: str | None, target: TrialState,
+              **values: Any) -> RowMapping | None:
+        """Move ``trial`` from the state it was read in to ``target`` if it is still in that
+        state (and held by the claim ``held_by``); the new row, or None if someone got
+        there first."""
+        source = trial.state
+        assert source.can_become(target), f"illegal transition {source.value} -> {target.value}"
+        params = {**values, "state": target.value, "b_id": trial.id, "b_state": source.value}
+        if held_by is not None:
+            params["b_claim"] = held_by
+        if self._returning:
+            returning = _MOVE_IF_CLAIM_RETURNING if held_by is not None else _MOVE_RETURNING
+            return self._c.execute(returning, params).mappings().first()
+        query = _MOVE_IF_CLAIM if held_by is not None else _MOVE
+        if self._c.execute(query, params).rowcount != 1:
+            return None
+        return self._c.execute(
+            _TRIAL_BY_ID, {"b_id": trial.id, **self._study}
+        ).mappings().first()
+
+    def add_trial(self, new: NewTrial, now: float) -> None:
+        """Enqueue a trial (QUEUED); the storage numbers it."""
         number = self._c.execute(_NEXT_NUMBER, self._study).scalar_one()
-        values: dict[str, Any] = {
+        self._c.execute(_INSERT_TRIAL, {
             "study_id": self.study_id,
             "number": number,
             "member": new.member,
@@ -242,32 +310,7 @@ class Transaction:
             "state": TrialState.QUEUED.value,
             "decision": new.decision,
             "created_at": now,
-        }
-        key = self._c.execute(_INSERT_TRIAL, values).inserted_primary_key
-        assert key is not None
-        return FrozenTrial(
-            id=int(key[0]),
-            number=number,
-            member=new.member,
-            generation=new.generation,
-            parent_id=new.parent_id,
-            params=dict(new.params),
-            start_step=new.start_step,
-            end_step=new.end_step,
-            state=TrialState.QUEUED,
-            decision=new.decision,
-            created_at=now,
-            study_id=self.study_id,
-        )
-
-    def running(self, *, heartbeat_before: float | None = None) -> list[FrozenTrial]:
-        """Trials held by a worker (RUNNING or EVALUATING); optionally only stale ones."""
-        query = select(trials).where(
-            trials.c.study_id == self.study_id, trials.c.state.in_(_HELD)
-        )
-        if heartbeat_before is not None:
-            query = query.where(trials.c.heartbeat_at < heartbeat_before)
-        return [row_to_trial(r) for r in self._c.execute(query).mappings()]
+        })
 
     def count_active(self) -> int:
         return int(self._c.execute(_COUNT_ACTIVE, self._study).scalar_one())
@@ -330,9 +373,22 @@ class Transaction:
         ).mappings()
         return [_member(r) for r in rows]
 
-    def set_member(self, member: int, **values: Any) -> None:
-        if "state" in values:
-            values["state"] = MemberState(values["state"]).value
+    def member_completed(self, member: int, trial_id: int) -> None:
+        """The member's latest COMPLETE trial is ``trial_id``; its failures in a row end."""
+        self._set_member(member, latest_complete_id=trial_id, failures=0)
+
+    def member_failed(self, member: int, failures: int, *, gave_up: bool) -> None:
+        """The member failed ``failures`` times in a row; ``gave_up``: it stops (FAILED)."""
+        if gave_up:
+            self._set_member(member, failures=failures, state=MemberState.FAILED.value)
+        else:
+            self._set_member(member, failures=failures)
+
+    def member_done(self, member: int) -> None:
+        """The member reached the budget (DONE)."""
+        self._set_member(member, state=MemberState.DONE.value)
+
+    def _set_member(self, member: int, **values: Any) -> None:
         self._c.execute(_UPDATE_MEMBER, {"b_member": member, **self._study, **values})
 
     def population(self) -> list[FrozenTrial]:
@@ -349,7 +405,7 @@ class Transaction:
         ]
 
     def pending_parent_ids(self) -> set[int]:
-        """Parents of QUEUED and RUNNING trials (their checkpoints are still needed)."""
+        """Parents of trials not finished yet (their checkpoints are still needed)."""
         return {int(pid) for pid in self._c.execute(_PENDING_PARENTS, self._study).scalars()}
 
     def forget_checkpoints(self, trial_ids: Iterable[int]) -> None:
@@ -367,6 +423,10 @@ class Transaction:
 
     def study_state(self) -> StudyState:
         return StudyState(self._c.execute(_STUDY_STATE, self._study).scalar_one())
+
+def _text(checkpoint: Location | None) -> str | None:
+    return str(checkpoint) if checkpoint is not None else None
+
 
 def _member(row: RowMapping) -> MemberRecord:
     return MemberRecord(

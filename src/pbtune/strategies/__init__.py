@@ -1,7 +1,7 @@
 """Evolution strategies: exploit (who to copy), explore (new params), and `decide`."""
 
 from pbtune.strategies._decide import decide, exploit_from_dict, explore_from_dict
-from pbtune.strategies._decision import Continue, Decision, Exploit, Stop
+from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
 from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation, score
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample
 
@@ -10,6 +10,7 @@ __all__ = [
     "Decision",
     "Exploit",
     "ExploitStrategy",
+    "Explore",
     "ExploreStrategy",
     "Mode",
     "Perturb",

@@ -10,7 +10,7 @@ import numpy as np
 from pbtune._errors import ConfigError
 from pbtune._imports import import_object
 from pbtune.space import SearchSpace
-from pbtune.strategies._decision import Continue, Decision, Exploit, Stop
+from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
 from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample, _check_keys
 from pbtune.trial import FrozenTrial
@@ -29,8 +29,8 @@ def decide(
 ) -> Decision:
     """What the member of ``finished`` does next.
 
-    Continue, or copy the parent that ``exploit`` chose and explore its params; on a
-    plateau (every member's fitness equal) a member explores its own params in place.
+    `Continue`, or `Exploit`: copy the parent that ``exploit`` chose and explore its
+    params; on a plateau (every member's fitness equal) `Explore`: new params in place.
     ``population`` holds each member's latest COMPLETE trial (``finished`` among them).
     The result depends only on the arguments, so a restarted controller decides the same.
     """
@@ -48,6 +48,8 @@ def decide(
     # has nothing to go on and nobody would ever copy: standing still would never leave
     # the plateau, so the member explores in place, from its own checkpoint.
     params = space.validate(explore.explore(parent.params, space, rng))
+    if parent.id == finished.id:
+        return Explore(params=params)
     return Exploit(parent_id=parent.id, params=params)
 
 
@@ -100,4 +102,4 @@ def _import_strategy(fields: dict[str, Any], base: type[Any], what: str, known: 
         raise ConfigError(f"{what} strategy {kind!r}: {error}") from None
 
 
-__all__ = ["Continue", "Decision", "Exploit", "Stop", "decide"]
+__all__ = ["Continue", "Decision", "Exploit", "Explore", "Stop", "decide"]

@@ -13,9 +13,18 @@ class Continue:
 
 @dataclass(frozen=True)
 class Exploit:
-    """Copy ``parent_id``'s checkpoint and train on with explored ``params``."""
+    """Copy another member's trial ``parent_id`` (its checkpoint) and train on with
+    ``params``, explored from that trial's."""
 
     parent_id: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Explore:
+    """Train on from the finished trial's own checkpoint with new ``params`` (in place;
+    what a member does on a plateau, where there is nobody better to copy)."""
+
     params: dict[str, Any]
 
 
@@ -26,4 +35,4 @@ class Stop:
     reason: str
 
 
-Decision = Continue | Exploit | Stop
+Decision = Continue | Exploit | Explore | Stop

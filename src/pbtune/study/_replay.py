@@ -13,8 +13,7 @@ from typing import Any
 
 from pbtune._errors import ConfigError
 from pbtune.controller import import_object
-from pbtune.trial import Segment, Trial
-from pbtune.worker._loop import TrainFn
+from pbtune.trial import Segment, TrainFn, Trial
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
-from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
-from pbtune.worker._loop import TrainFn
+from pbtune.trial import FrozenTrial, Segment, TrainFn, Trial, TrialState
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
 

@@ -16,7 +16,8 @@ class FrozenTrial:
     ``parent_id`` names the trial whose checkpoint it warm-started from (None for a
     member's first trial); ``checkpoint`` is its committed checkpoint: a `Path` for a local
     directory, a `str` URL (``s3://bucket/prefix/...``) for a remote one, or None when it
-    has none (not finished, failed, or garbage-collected).
+    has none (not finished, failed, or garbage-collected). ``worker`` names the worker that
+    ran it last (``host:pid:tag``, or ``ray:...``).
     """
 
     id: int
@@ -37,8 +38,6 @@ class FrozenTrial:
     created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    heartbeat_at: float | None = None
-    claim: str | None = field(default=None, repr=False)
     study_id: int | None = field(default=None, repr=False)
 
     @property

@@ -1,6 +1,9 @@
+"""`TrialState` and the legal moves between states, in one table."""
+
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 
 class TrialState(str, enum.Enum):
@@ -8,7 +11,8 @@ class TrialState(str, enum.Enum):
 
     QUEUED -> RUNNING -> COMPLETE | FAILED; in a study with an ``evaluate`` function,
     RUNNING -> TRAINED (checkpoint written, waiting for an evaluator) -> EVALUATING ->
-    COMPLETE | FAILED.
+    COMPLETE | FAILED. A claim given back goes back: RUNNING -> QUEUED, EVALUATING ->
+    TRAINED. `TRANSITIONS` lists every legal move; a finished trial never changes.
     """
 
     QUEUED = "QUEUED"
@@ -27,3 +31,26 @@ class TrialState(str, enum.Enum):
     def is_held(self) -> bool:
         """Held by a worker under a claim (training or evaluating), with a heartbeat."""
         return self in (TrialState.RUNNING, TrialState.EVALUATING)
+
+    def can_become(self, other: TrialState) -> bool:
+        """Whether a trial in this state may move to ``other`` (see `TRANSITIONS`)."""
+        return other in TRANSITIONS[self]
+
+
+TRANSITIONS: Mapping[TrialState, frozenset[TrialState]] = {
+    # claimed by a worker (start)
+    TrialState.QUEUED: frozenset({TrialState.RUNNING}),
+    # trained: complete, or mark_trained for an evaluator (EVALUATING when the worker that
+    # trained it evaluates it at once); fail; requeue when given back before it started
+    TrialState.RUNNING: frozenset({TrialState.COMPLETE, TrialState.TRAINED,
+                                   TrialState.EVALUATING, TrialState.FAILED,
+                                   TrialState.QUEUED}),
+    # claimed by an evaluator (start_evaluation)
+    TrialState.TRAINED: frozenset({TrialState.EVALUATING}),
+    # evaluated: complete; fail; requeue (back to TRAINED) when the evaluator is gone
+    TrialState.EVALUATING: frozenset({TrialState.COMPLETE, TrialState.FAILED,
+                                      TrialState.TRAINED}),
+    TrialState.COMPLETE: frozenset(),
+    TrialState.FAILED: frozenset(),
+}
+"""Every legal change of a trial's state; the storage's transitions check against it."""

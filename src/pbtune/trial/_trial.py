@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,10 @@ class Trial:
         self.study_name = study_name
         self.seed = seed
         self._report_sink = report_sink
-        self.reports: list[tuple[int, dict[str, float]]] = []
 
     def report(self, step: int, **metrics: float) -> None:
         """Record intermediate metrics at ``step`` (optional; shown in plots)."""
         clean = {name: float(value) for name, value in metrics.items()}
-        self.reports.append((int(step), clean))
         if self._report_sink is not None:
             self._report_sink(int(step), clean)
 
@@ -71,3 +69,8 @@ class Trial:
             f"Trial(id={self.id}, member={self.member}, steps={self.start_step}->{self.end_step}, "
             f"params={self.params!r})"
         )
+
+
+TrainFn = Callable[[Trial], Mapping[str, float]]
+"""A training function: trains one `Trial` and returns its metrics (or, as a study's
+``evaluate`` function, scores a trained one)."""

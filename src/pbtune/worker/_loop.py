@@ -7,37 +7,21 @@ scheduler started on another machine.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import queue
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from pbtune._errors import PbtuneError, StorageError, TrialFailedError
-from pbtune.checkpoints import Location
-from pbtune.controller import (
-    Claimed,
-    Controller,
-    Done,
-    Role,
-    StudyConfig,
-    Wait,
-    check_metrics,
-    clean_metrics,
-    fitness_of,
-)
+from pbtune._errors import StorageError
+from pbtune.controller import Claimed, Controller, Done, Role, StudyConfig, TrialRun, Wait
 from pbtune.storages import Storage
-from pbtune.trial import Trial, TrialState
+from pbtune.trial import TrainFn
 
 _log = logging.getLogger("pbtune.worker")
-
-TrainFn = Callable[[Trial], Mapping[str, float]]
 
 
 class Wake(Protocol):
@@ -46,6 +30,7 @@ class Wake(Protocol):
     def set(self) -> None: ...
     def clear(self) -> None: ...
     def wait(self, timeout: float | None = None) -> bool: ...
+
 
 POLL_INTERVAL_S = 0.05
 POLL_INTERVAL_MAX_S = 0.25
@@ -71,7 +56,7 @@ def run_worker(
     stop: threading.Event | None = None,
     wake: Wake | None = None,
     role: Role = "both",
-    evaluate: Callable[[Trial], Mapping[str, float]] | None = None,
+    evaluate: TrainFn | None = None,
 ) -> int:
     """Run trials of ``study_name`` until it is done (or ``max_trials``); return the count.
 
@@ -94,7 +79,7 @@ def run_worker(
     try:
         done, following = _loop(controller, train, worker_id, max_trials, stop, wake, role)
     finally:
-        controller.store.close()  # a remote store's download cache
+        controller.close()  # a remote store's download cache
     if following is not None:  # stopped between claiming a trial and starting it
         controller.release(following)
     return done
@@ -106,7 +91,7 @@ def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: in
     done = 0
     idle = POLL_INTERVAL_S
     following: Claimed | None = None
-    with Heartbeat(controller) as beat, _Discarder(controller), \
+    with Heartbeat(controller) as beat, controller.deleting_in_background(), \
             _Teller(controller, beat, wake) as teller:
         while max_trials is None or done < max_trials:
             teller.check()  # a storage outage in a background tell stops this worker
@@ -129,192 +114,72 @@ def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: in
             done += 1
             go_on = (max_trials is None or done < max_trials) and not (stop and stop.is_set())
             following = _run(controller, claimed, train, beat, worker_id if go_on else None,
-                             role, teller)[1]
+                             role, teller)
             if wake is not None:
                 wake.set()
         teller.wait()
     return done, following
 
 
-def run_trial(controller: Controller, claimed: Claimed, train: TrainFn) -> bool:
-    """Train (or evaluate) one claimed trial and tell the result; True if it was told."""
-    with Heartbeat(controller) as beat:
-        return _run(controller, claimed, train, beat, None)[0]
-
-
 def _run(controller: Controller, claimed: Claimed, train: TrainFn, beat: Heartbeat,
-         worker: str | None, role: Role = "both", teller: _Teller | None = None
-         ) -> tuple[bool, Claimed | None]:
-    """Train or evaluate one claimed trial and tell the result: (told, the next work
-    claimed for ``worker``, if any). A result handed to ``teller`` counts as told.
+         worker: str | None, role: Role, teller: _Teller) -> Claimed | None:
+    """Train or evaluate one claimed trial and tell the result; return the next work
+    claimed for ``worker``, if any.
 
-    The heartbeat runs until the result is told, so a slow checkpoint commit on a network
-    file system does not make a live trial look lost.
+    The heartbeat runs until the result is told (by the teller, when it is told in the
+    background), so a slow checkpoint commit on a network file system does not make a
+    live trial look lost.
     """
     beat.hold(claimed)
     handed = False
     try:
-        if claimed.trial.state == TrialState.EVALUATING:
-            return _evaluate_and_tell(controller, claimed, worker, role)
-        told, following, handed = _train_and_tell(controller, claimed, train, worker, role,
-                                                   teller)
-        return told, following
+        following, handed = _train_and_tell(controller.start(claimed), train, worker, role,
+                                            teller)
+        return following
     finally:
-        if not handed:  # the teller lets go of it once the result is told
+        if not handed:
             beat.release(claimed)
 
 
-def _train_and_tell(controller: Controller, claimed: Claimed, train: TrainFn,
-                    worker: str | None, role: Role, teller: _Teller | None
-                    ) -> tuple[bool, Claimed | None, bool]:
-    """(told, the next claimed trial, whether the tell was handed to ``teller``)."""
-    trial = claimed.trial
-    store = controller.store
-    staging = None
+def _train_and_tell(run: TrialRun, train: TrainFn, worker: str | None, role: Role,
+                    teller: _Teller) -> tuple[Claimed | None, bool]:
+    """(the next claimed trial, whether the tell was handed to ``teller``)."""
     try:
-        staging = store.stage(trial.number, claimed.claim)
-        handle = Trial(
-            id=trial.id,
-            number=trial.number,
-            member=trial.member,
-            generation=trial.generation,
-            params=trial.params,
-            start_step=trial.start_step,
-            end_step=trial.end_step,
-            parent_checkpoint=controller.parent_checkpoint(claimed),
-            checkpoint_dir=staging,
-            study_name=controller.study.name,
-            seed=controller.config.seed,
-            report_sink=_report_sink(controller.storage, trial.id),
-        )
-        if teller is not None:
-            teller.started()  # a tell waiting in the background may go now
         began = time.perf_counter()
-        result = train(handle)
+        run.call(train, started=teller.started)  # a tell waiting in the background may go
         trained_s = time.perf_counter() - began
-        if controller.config.evaluated:  # the fitness comes from the evaluation
-            metrics, fitness = clean_metrics(result, controller.config), math.nan
-        else:
-            metrics, fitness = check_metrics(result, controller.config)
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
-        if teller is not None:
-            teller.started()  # the set-up is over either way
-        store.discard(staging)
-        _fail(controller, claimed, error)
-        return False, None, False
-    final = store.final(trial.number)
+        teller.started()  # the set-up is over either way
+        run.fail(error)
+        return None, False
     # Training dominates: claim the next trial while the checkpoint is committed, start it,
     # and tell this result in the background (see `_Teller`).
     asking = None
-    if (worker is not None and teller is not None and not controller.config.evaluated
-            and teller.worth_it(trained_s)):
+    if worker is not None and run.told_in_background and teller.worth_it(trained_s):
         # The last tell is done by now (a whole trial ago); a storage outage it met stops
         # this worker here, before it claims anything more.
         teller.wait()
         asking = teller.claim(worker, role)
     try:
-        # A remote store uploads the files, then the manifest; the tell that records the
-        # reference is the commit point either way.
-        final = store.commit(staging, trial.number)
+        run.commit()
         if asking is not None:
             asked, asking = asking.result(), None
             if isinstance(asked, Claimed):
-                assert teller is not None
-                teller.submit(claimed, metrics, fitness, final)
-                return True, asked, True
-        if controller.config.evaluated:
-            told, following = controller.tell_trained(claimed, metrics, final, worker, role)
-        else:
-            began = time.perf_counter()
-            told, following = controller.tell_and_ask(claimed, metrics, fitness, final,
-                                                      worker, role)
-            if teller is not None:
-                teller.observe(time.perf_counter() - began)
+                teller.submit(run)
+                return asked, True
+        began = time.perf_counter()
+        following = run.tell(worker, role)[1]
+        if run.told_in_background:
+            teller.observe(time.perf_counter() - began)
     except StorageError:
         raise  # the storage stayed down past its retries: this worker stops; the trial is
         # failed as lost and retried, and the directory is swept at the end of the run
     except Exception as error:  # e.g. a user's strategy that explores out of bounds
-        store.discard(staging)
-        store.remove(final)
-        _fail(controller, claimed, error)
+        run.fail(error)
         # A trial claimed meanwhile is this worker's next one.
         late = asking.result() if asking is not None else None
-        return False, late if isinstance(late, Claimed) else None, False
-    if not told:
-        store.remove(final)
-    return told, following, False
-
-
-def _evaluate_and_tell(controller: Controller, claimed: Claimed, worker: str | None,
-                       role: Role) -> tuple[bool, Claimed | None]:
-    """Run the study's evaluate function on a trained trial's committed checkpoint.
-
-    Its metrics are merged over training's (evaluation wins on a clash) and give the
-    fitness; the tell then decides the member's next trial.
-    """
-    trial = claimed.trial
-    config = controller.config
-    try:
-        if trial.checkpoint is None:
-            raise TrialFailedError(f"trial {trial.id} to evaluate has no checkpoint")
-        local = controller.store.open(trial.checkpoint, trial.id)  # verified, read-only
-        handle = Trial(
-            id=trial.id, number=trial.number, member=trial.member,
-            generation=trial.generation, params=trial.params, start_step=trial.start_step,
-            end_step=trial.end_step, parent_checkpoint=None,
-            checkpoint_dir=local,  # the committed checkpoint: read-only
-            study_name=controller.study.name, seed=config.seed,
-            report_sink=_report_sink(controller.storage, trial.id),
-        )
-        try:
-            result = config.evaluate_fn()(handle)
-        except (TrialFailedError, PbtuneError):
-            raise
-        except (Exception, SystemExit) as error:
-            raise TrialFailedError(f"the evaluate function raised {error!r}") from error
-        scored = clean_metrics(result, config, "the evaluate function")
-        metrics, fitness = fitness_of({**(trial.metrics or {}), **scored}, config)
-    except (Exception, SystemExit) as error:
-        _fail(controller, claimed, error)
-        return False, None
-    try:
-        return controller.tell_and_ask(claimed, metrics, fitness, trial.checkpoint, worker, role)
-    except StorageError:
-        raise
-    except Exception as error:  # e.g. a user's strategy that explores out of bounds
-        _fail(controller, claimed, error)
-        return False, None
-
-
-def _fail(controller: Controller, claimed: Claimed, error: BaseException) -> bool:
-    text = error_text(error)
-    _log.warning("trial %s failed: %s", claimed.trial.id, text.strip().splitlines()[-1])
-    controller.tell_failure(claimed, text)
-    return False
-
-
-def _report_sink(storage: Storage, trial_id: int) -> Callable[[int, dict[str, float]], None]:
-    """Intermediate metrics go to the storage; they are optional, so a value JSON cannot
-    hold becomes null and a storage hiccup costs the report, never the trial."""
-
-    def sink(step: int, values: dict[str, float]) -> None:
-        clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
-        try:
-            storage.add_report(trial_id, step, clean)  # type: ignore[arg-type]
-        except StorageError as error:
-            _log.warning("report of trial %s at step %s was not stored: %s", trial_id, step,
-                         error)
-
-    return sink
-
-
-def error_text(error: BaseException) -> str:
-    """What is stored for a failed trial: a pbtune message, or the user's traceback."""
-    if isinstance(error, PbtuneError):
-        cause = error.__cause__
-        detail = "".join(traceback.format_exception(cause)) if cause is not None else ""
-        return f"{type(error).__name__}: {error}\n{detail}".rstrip() + "\n"
-    return "".join(traceback.format_exception(error))
+        return (late if isinstance(late, Claimed) else None), False
+    return following, False
 
 
 class Heartbeat:
@@ -408,11 +273,10 @@ class _Teller:
     def claim(self, worker: str, role: Role) -> Future[Claimed | Wait | Done]:
         return self._threads().submit(self._controller.claim, worker, role)
 
-    def submit(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
-               final: Location) -> None:
+    def submit(self, run: TrialRun) -> None:
         self.wait()
         self._next_started.clear()
-        self._telling = self._threads().submit(self._tell, claimed, metrics, fitness, final)
+        self._telling = self._threads().submit(self._tell, run)
 
     def started(self) -> None:
         self._next_started.set()
@@ -430,56 +294,22 @@ class _Teller:
         if error is not None:
             raise error
 
-    def _tell(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
-              final: Location) -> None:
-        controller = self._controller
+    def _tell(self, run: TrialRun) -> None:
         # The next trial starts within milliseconds; the bound only matters if its set-up
         # failed (the worker then tells failures and asks again, without this tell).
         self._next_started.wait(NEXT_TRIAL_START_WAIT_S)
         began = time.perf_counter()
         try:
-            if not controller.tell(claimed, metrics, fitness, final):
-                controller.store.remove(final)
+            run.tell()
         except StorageError as error:  # the worker stops, as after a synchronous tell
             self._error = error
         except Exception as error:  # e.g. a user's strategy that explores out of bounds
             try:
-                controller.store.remove(final)
-                _fail(controller, claimed, error)
+                run.fail(error)
             except StorageError as failed:
                 self._error = failed
         finally:
-            self._beat.release(claimed)
+            self._beat.release(run.claimed)
             self.observe(time.perf_counter() - began)
             if self._wake is not None:
                 self._wake.set()
-
-
-class _Discarder:
-    """Deletes collected checkpoints in a background thread, off the trial's path.
-
-    Deleting is not urgent: the database already forgot them, and whatever a killed
-    worker leaves behind is swept at the end of the run. On exit, the queue is drained.
-    """
-
-    def __init__(self, controller: Controller) -> None:
-        self._controller = controller
-        self._queue: queue.SimpleQueue[Location | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="pbtune-discard", daemon=True)
-
-    def __enter__(self) -> _Discarder:
-        self._thread.start()
-        self._controller.discard = self._queue.put
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._controller.discard = self._controller.remove_checkpoint
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (path := self._queue.get()) is not None:
-            try:
-                self._controller.remove_checkpoint(path)
-            except Exception as error:  # never fatal: the end-of-run sweep retries
-                _log.warning("could not delete checkpoint %s: %s", path, error)

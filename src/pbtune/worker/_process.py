@@ -21,8 +21,8 @@ from typing import Any
 from pbtune._errors import ConfigError
 from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
-from pbtune.trial import TrialState
-from pbtune.worker._loop import TrainFn, Wake, new_worker_id, run_worker
+from pbtune.trial import TrainFn
+from pbtune.worker._loop import Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 
 _log = logging.getLogger("pbtune.worker")
@@ -107,18 +107,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def fail_dead_local_workers(controller: Controller) -> int:
-    """Fail RUNNING trials of workers on this host whose process is gone (after a crash),
+    """Fail held trials of workers on this host whose process is gone (after a crash),
     without waiting for their heartbeat to go stale."""
     host = socket.gethostname()
     lost = 0
-    held = controller.storage.get_trials(controller.study.id,
-                                         [TrialState.RUNNING, TrialState.EVALUATING])
-    for trial in held:
-        parts = (trial.worker or "").split(":")
+    for held in controller.held_trials():
+        worker = held.trial.worker or ""
+        parts = worker.split(":")
         local = len(parts) >= 3 and parts[0] == host and parts[1].isdigit()
         if local and not pid_alive(int(parts[1])):
             lost += controller.fail_lost(
-                trial, f"lost: worker {trial.worker} is no longer running", counts=False
+                held, f"lost: worker {worker} is no longer running", counts=False
             )
     return lost
 

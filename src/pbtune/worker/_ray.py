@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from pbtune._errors import ConfigError
 from pbtune.controller import Controller, Role
 from pbtune.storages import Storage
-from pbtune.worker._loop import TrainFn, run_worker
+from pbtune.trial import TrainFn
+from pbtune.worker._loop import run_worker
 from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 

@@ -68,9 +68,7 @@ class Restarts:
     def check(self) -> None:
         """Raise `StudyFailedError` if workers died and the study is left unfinished."""
         controller = self._controller
-        if self.deaths and controller.storage.get_study_state(controller.study.id) == (
-            StudyState.RUNNING
-        ):
+        if self.deaths and controller.study_state() == StudyState.RUNNING:
             raise StudyFailedError(
                 f"{self._what} kept dying ({len(self.deaths)} times; the last: "
                 f"{self.deaths[-1].removeprefix('lost: ')}); see their output above. The "
@@ -80,7 +78,7 @@ class Restarts:
 
 def _count_complete(controller: Controller) -> int:
     try:
-        return controller.storage.count_states(controller.study.id)[TrialState.COMPLETE]
+        return controller.completed()
     except StorageError:
         return -1
 
@@ -89,7 +87,7 @@ def record_lost_worker(controller: Controller, worker: str, reason: str) -> bool
     """Fail a dead worker's trial; True if the study still runs (so replace the worker)."""
     try:
         controller.fail_worker(worker, reason)
-        state = controller.storage.get_study_by_id(controller.study.id).state
+        state = controller.study_state()
     except StorageError as error:
         # Its trial goes stale and is retried by the heartbeat check instead.
         _log.warning("cannot record the lost worker %s yet: %s", worker, error)
@@ -119,11 +117,12 @@ def enforce_trial_timeout(controller: Controller, live: Container[str],
     if limit is None:
         return
     now = time.time()
-    for trial in controller.storage.get_trials(controller.study.id, [TrialState.RUNNING]):
-        worker = trial.worker or ""
-        if worker not in live or trial.started_at is None or now - trial.started_at <= limit:
+    for held in controller.held_trials():
+        trial, worker = held.trial, held.trial.worker or ""
+        if (trial.state != TrialState.RUNNING or worker not in live or trial.started_at is None
+                or now - trial.started_at <= limit):
             continue
         # Fail first: only if that still finds the trial running is its worker killed, so
         # a worker that just moved on to another trial is left alone.
-        if controller.fail_lost(trial, f"timed out: ran longer than trial_timeout={limit}s"):
+        if controller.fail_lost(held, f"timed out: ran longer than trial_timeout={limit}s"):
             kill(worker)

@@ -1,0 +1,199 @@
+"""One claimed trial from its start to its tell: the protocol every worker follows.
+
+`Controller.start` hands a worker a `TrialRun`. The worker calls the user's function
+through it (`call`), then makes the checkpoint durable (`commit`) and tells the result
+(`tell`), or gives up (`fail`); it keeps only the threads (heartbeats, the background
+tell). The handle, staging, the parent's checkpoint, the metrics checks, the evaluation
+and the text stored for a failure are all decided here, whichever backend runs the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pbtune._errors import PbtuneError, StorageError, TrialFailedError
+from pbtune.checkpoints import CheckpointStore, Location
+from pbtune.controller._claims import Claimed, Role
+from pbtune.controller._config import StudyConfig
+from pbtune.storages import StudyRecord
+from pbtune.trial import TrainFn, Trial, TrialState
+
+_log = logging.getLogger("pbtune.worker")
+
+class Controller(Protocol):
+    """What a run needs of `pbtune.controller.Controller`."""
+
+    study: StudyRecord
+    config: StudyConfig
+
+    def parent_checkpoint(self, trial: Claimed) -> Path | None: ...
+    def report(self, trial_id: int, step: int, values: Mapping[str, float | None]) -> None: ...
+    def check(self, claimed: Claimed, metrics: Any) -> tuple[dict[str, float], float | None]: ...
+    def tell_and_ask(self, claimed: Claimed, metrics: Mapping[str, float],
+                     checkpoint: Location | None, worker: str | None, role: Role = "both"
+                     ) -> tuple[bool, Claimed | None]: ...
+    def tell_failure(self, claimed: Claimed, error: BaseException | str, *,
+                     counts: bool = True, lost: bool = False) -> bool: ...
+
+
+class TrialRun:
+    """A claimed trial being trained (or evaluated) by one worker.
+
+    For a trial to train, ``call`` stages an empty checkpoint directory, opens the
+    parent's checkpoint and runs ``train``; ``commit`` makes the directory the trial's
+    checkpoint. For a trained trial of a study with an ``evaluate`` function, ``call``
+    runs that function on the committed checkpoint (read-only), and ``commit`` has
+    nothing to do. ``tell`` and ``fail`` then record the outcome; a result the study
+    refuses (the claim was lost meanwhile) leaves no checkpoint behind.
+
+    Example::
+
+        run = controller.start(claimed)
+        try:
+            run.call(train)
+            run.commit()
+        except Exception as error:
+            run.fail(error)
+        else:
+            told, following = run.tell(worker, role)
+    """
+
+    def __init__(self, controller: Controller, store: CheckpointStore,
+                 claimed: Claimed) -> None:
+        self.claimed = claimed
+        self._controller = controller
+        self._store = store
+        self.evaluation = claimed.trial.state == TrialState.EVALUATING
+        self._staging: Path | None = None
+        self._checkpoint: Location | None = None
+        self._metrics: dict[str, float] | None = None
+
+    @property
+    def told_in_background(self) -> bool:
+        """Whether its result may be told while the worker's next trial trains: only a
+        training result that is final (one waiting for an evaluation is told at once,
+        so the evaluation can start)."""
+        return not self.evaluation and not self._controller.config.evaluated
+
+    def call(self, train: TrainFn, started: Callable[[], None] | None = None) -> None:
+        """Run the user's function on this trial's handle and check what it returned;
+        ``started`` is called once the set-up is done, as the function starts.
+
+        Raises what the function raised, or `TrialFailedError` for a result that is
+        not a dict of finite metrics (the caller then calls `fail`).
+        """
+        handle = self._open()
+        fn = self._controller.config.evaluate_fn() if self.evaluation else train
+        if started is not None:
+            started()
+        try:
+            returned = fn(handle)
+        except (TrialFailedError, PbtuneError):
+            raise
+        except (Exception, SystemExit) as error:
+            if not self.evaluation:
+                raise  # the user's own traceback is what is stored
+            raise TrialFailedError(f"the evaluate function raised {error!r}") from error
+        self._controller.check(self.claimed, returned)
+        self._metrics = dict(returned)
+
+    def commit(self) -> None:
+        """Make the trained checkpoint durable under its final name (a remote store
+        uploads the files, then its manifest); the tell that records it is the commit
+        point. An evaluation has nothing to commit."""
+        if self._staging is not None:
+            number = self.claimed.trial.number
+            # Set first: a commit that fails half-way leaves nothing under the final name.
+            self._checkpoint = self._store.final(number)
+            self._checkpoint = self._store.commit(self._staging, number)
+            self._staging = None
+
+    def tell(self, worker: str | None = None, role: Role = "both"
+             ) -> tuple[bool, Claimed | None]:
+        """Record the result (see `Controller.tell_and_ask`): (told, the next work claimed
+        for ``worker``, if any). A refused result's checkpoint is deleted."""
+        assert self._metrics is not None, "call() comes before tell()"
+        told, following = self._controller.tell_and_ask(
+            self.claimed, self._metrics, self._checkpoint, worker, role
+        )
+        if not told:
+            self._remove_checkpoint()
+        return told, following
+
+    def fail(self, error: BaseException) -> None:
+        """Record the trial as FAILED with ``error`` (its member retries it, bounded)
+        and delete what it wrote."""
+        text = error_text(error)
+        _log.warning("trial %s failed: %s", self.claimed.trial.id,
+                     text.strip().splitlines()[-1])
+        if self._staging is not None:
+            self._store.discard(self._staging)
+            self._staging = None
+        self._remove_checkpoint()
+        self._controller.tell_failure(self.claimed, text)
+
+    def _remove_checkpoint(self) -> None:
+        if self._checkpoint is not None:
+            try:
+                self._store.remove(self._checkpoint)
+            except OSError as error:  # the end-of-run sweep deletes it
+                _log.warning("could not delete checkpoint %s: %s", self._checkpoint, error)
+            self._checkpoint = None
+
+    def _open(self) -> Trial:
+        """The handle the user's function receives: a fresh staging directory and the
+        parent's checkpoint to train; the committed checkpoint to evaluate."""
+        trial = self.claimed.trial
+        parent: Path | None = None
+        if self.evaluation:
+            if trial.checkpoint is None:
+                raise TrialFailedError(f"trial {trial.id} to evaluate has no checkpoint")
+            directory = self._store.open(trial.checkpoint, trial.id)  # verified, read-only
+        else:
+            directory = self._staging = self._store.stage(trial.number, self.claimed.claim)
+            parent = self._controller.parent_checkpoint(self.claimed)
+        return Trial(
+            id=trial.id,
+            number=trial.number,
+            member=trial.member,
+            generation=trial.generation,
+            params=trial.params,
+            start_step=trial.start_step,
+            end_step=trial.end_step,
+            parent_checkpoint=parent,
+            checkpoint_dir=directory,
+            study_name=self._controller.study.name,
+            seed=self._controller.config.seed,
+            report_sink=_report_sink(self._controller, trial.id),
+        )
+
+
+def _report_sink(controller: Controller, trial_id: int) -> Callable[[int, dict[str, float]], None]:
+    """Intermediate metrics go to the storage; they are optional, so a value JSON cannot
+    hold becomes null and a storage hiccup costs the report, never the trial."""
+
+    def sink(step: int, values: dict[str, float]) -> None:
+        clean: dict[str, Any] = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+        try:
+            controller.report(trial_id, step, clean)
+        except StorageError as error:
+            _log.warning("report of trial %s at step %s was not stored: %s", trial_id, step,
+                         error)
+
+    return sink
+
+
+def error_text(error: BaseException | str) -> str:
+    """What is stored for a failed trial: a pbtune message, or the user's traceback."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, PbtuneError):
+        cause = error.__cause__
+        detail = "".join(traceback.format_exception(cause)) if cause is not None else ""
+        return f"{type(error).__name__}: {error}\n{detail}".rstrip() + "\n"
+    return "".join(traceback.format_exception(error))
