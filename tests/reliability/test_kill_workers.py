@@ -109,8 +109,8 @@ def test_lost_first_trials_do_not_fail_the_study_but_broken_code_does(tmp_path: 
 
     for _ in range(2):  # both members' first trials, twice
         first, second = claim(), claim()
-        assert controller.fail_lost(first.trial, "lost: worker process 1 died")
-        assert controller.fail_lost(second.trial, "lost: worker process 2 died")
+        assert controller.fail_lost(first, "lost: worker process 1 died")
+        assert controller.fail_lost(second, "lost: worker process 2 died")
         assert study.state == StudyState.RUNNING
     # Broken code still fails the study at once, quoting the traceback, not a loss.
     assert controller.tell_failure(claim(), "Traceback ...\nValueError: broken")
