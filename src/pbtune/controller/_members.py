@@ -140,7 +140,7 @@ def after_failure(
 
 
 def maybe_finish_study(tx: Transaction) -> None:
-    """COMPLETE the study when no trial is queued or running (FAILED if every member is)."""
+    """COMPLETE the study when no trial is left unfinished (FAILED if every member is)."""
     if tx.count_active() > 0:
         return
     if all(m.state == MemberState.FAILED for m in tx.all_members()):

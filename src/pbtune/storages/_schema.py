@@ -79,7 +79,7 @@ trials = Table(
     Column("finished_at", Float, nullable=True),
     Column("heartbeat_at", Float, nullable=True),
     Index("ix_pbtune_trials_number", "study_id", "number", unique=True),
-    # ask: the QUEUED trial with the smallest end_step; also RUNNING/stale scans.
+    # ask: the QUEUED (or TRAINED) trial with the smallest end_step; also held/stale scans.
     Index("ix_pbtune_trials_queue", "study_id", "state", "end_step", "number"),
     Index("ix_pbtune_trials_checkpoint", "study_id", "checkpoint"),
     Index("ix_pbtune_trials_fitness", "study_id", "state", "fitness"),
