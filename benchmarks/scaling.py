@@ -169,7 +169,9 @@ class Bench:
         fill(self.study, size, self.study.checkpoint_dir)
         self.fill_s = time.perf_counter() - started
         self.stored = count(self.study)
-        self.controller = Controller(self.study.storage, self.study._record, self.study.config)
+        self.controller = Controller(self.study.storage,
+                                     self.study.storage.get_study(self.study.name),
+                                     self.study.config)
         self.ask_s: list[float] = []
         self.tell_s: list[float] = []
         self.rng = np.random.default_rng(1)
@@ -181,11 +183,11 @@ class Bench:
             claimed = controller.ask("bench:0:worker")
             t1 = time.perf_counter()
             assert isinstance(claimed, Claimed), claimed
-            final = controller.study_dir / f"trial-{claimed.trial.number}"
+            final = self.study.checkpoint_dir / f"trial-{claimed.trial.number}"
             final.mkdir(parents=True, exist_ok=True)  # what the worker commits; not timed
             score = float(self.rng.normal(2.0, 1.0))
             t2 = time.perf_counter()
-            told = controller.tell(claimed, {"score": score}, score, final)
+            told = controller.tell(claimed, {"score": score}, final)
             t3 = time.perf_counter()
             assert told
             if record:
