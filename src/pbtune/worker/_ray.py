@@ -142,12 +142,9 @@ def run_ray(
 ) -> None:
     """Run ``workers`` worker loops as Ray actors until the study is done; replace dead
     ones under the same policy as `run_processes`. ``evaluators`` more actors only
-    evaluate (holding ``resources_per_evaluator``), and the others only train."""
-    if storage.url is None:
-        raise ConfigError(
-            "backend='ray' needs a storage the Ray workers can reach (postgresql://... or "
-            "sqlite:///a/shared/file.db); an in-memory study lives in this process only"
-        )
+    evaluate (holding ``resources_per_evaluator``), and the others only train.
+    ``storage`` is a database: `Study.optimize` refuses an in-memory one before any start."""
+    assert storage.url is not None
     ray = _import_ray()
     roles = worker_roles(workers, evaluators)
     options = {role: backend.actor_options(role) for role in set(roles)}
