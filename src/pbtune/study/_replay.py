@@ -14,7 +14,7 @@ from pbtune._errors import ConfigError
 from pbtune.controller import import_object
 from pbtune.study._schedule import segment_from_dict
 from pbtune.trial import Segment, Trial
-from pbtune.worker._loop import TrainFn
+from pbtune.worker import TrainFn
 
 
 @dataclass(frozen=True)

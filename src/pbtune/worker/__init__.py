@@ -2,6 +2,19 @@
 
 from pbtune.worker._command import Command
 from pbtune.worker._loop import TrainFn, new_worker_id, run_trial, run_worker
-from pbtune.worker._ray import RayBackend
+from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
+from pbtune.worker._ray import RayBackend, run_ray
 
-__all__ = ["Command", "RayBackend", "TrainFn", "new_worker_id", "run_trial", "run_worker"]
+__all__ = [
+    "Command",
+    "Entry",
+    "RayBackend",
+    "TrainFn",
+    "fail_dead_local_workers",
+    "new_worker_id",
+    "run_processes",
+    "run_ray",
+    "run_threads",
+    "run_trial",
+    "run_worker",
+]
