@@ -17,7 +17,7 @@ import sqlalchemy
 from hypothesis import settings
 
 from pbtune import Storage
-from pbtune.storages._engine import normalize_url
+from pbtune.storages import normalize_url
 from pbtune.storages._schema import metadata
 
 # Property tests draw the same examples on every run, so CI is deterministic; run

@@ -28,6 +28,7 @@ from pbtune._errors import (
     StudyNotFoundError,
     TrialFailedError,
 )
+from pbtune._version import __version__
 from pbtune.space import Choice, Float, Int, SearchSpace
 from pbtune.storages import Storage, StudyState
 from pbtune.strategies import (
@@ -41,8 +42,6 @@ from pbtune.strategies import (
 from pbtune.study import ReplayResult, Study, create_study, load_schedule, load_study, replay
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
 from pbtune.worker import Command, RayBackend
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",

@@ -559,7 +559,7 @@ def postgres_schema(url: str, schema: str) -> str:
     its tables and never touches those of tests that run beside it."""
     import sqlalchemy
 
-    from pbtune.storages._engine import normalize_url
+    from pbtune.storages import normalize_url
 
     engine = sqlalchemy.create_engine(normalize_url(url))
     try:
@@ -575,7 +575,7 @@ def postgres_schema(url: str, schema: str) -> str:
 def drop_postgres_schema(url: str, schema: str) -> None:
     import sqlalchemy
 
-    from pbtune.storages._engine import normalize_url
+    from pbtune.storages import normalize_url
 
     base = url.split("?options=")[0].split("&options=")[0]
     engine = sqlalchemy.create_engine(

@@ -10,13 +10,9 @@ import click
 from pbtune.cli._open import open_existing
 from pbtune.cli._options import add_cwd_to_path, console
 from pbtune.cli._run import ENTRY_HELP, create_from_config, load_entry
-from pbtune.controller import Controller, Role
-from pbtune.storages import Storage, StudyState
+from pbtune.controller import Role
+from pbtune.storages import StudyState
 from pbtune.study import load_study
-from pbtune.study._study import sigterm_as_interrupt
-from pbtune.trial import Trial
-from pbtune.worker import TrainFn, new_worker_id, run_worker
-from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes
 
 
 @click.command()
@@ -62,41 +58,11 @@ def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int
     if entry is None and role != "evaluate":
         raise click.UsageError("give the training function with --entry FILE.py:NAME")
     add_cwd_to_path()
-    fn = load_entry(entry) if entry is not None else _no_training
-    controller = Controller(storage, storage.get_study(study_name), study.config)
-    fail_dead_local_workers(controller)
-    with sigterm_as_interrupt():
-        if workers > 1:
-            train = Entry(entry) if entry is not None else _no_training
-            run_processes(storage, controller, train, workers, max_trials=max_trials,
-                          role=role)
-            done = None
-        else:
-            done = _run_here(storage, controller, fn, study_name, max_trials, role)
-    state = storage.get_study_by_id(study.id).state
-    if state == StudyState.COMPLETE:
-        # Nothing is running any more: the last worker out deletes what crashed workers
-        # and failed deletes left behind (each worker that sees the end does; it is safe).
-        study.sweep_checkpoints()
+    if entry is not None:
+        load_entry(entry)
+    done = study.join(entry, workers=workers, max_trials=max_trials, role=role)
+    state = study.state
     ran = "" if done is None else f"ran {done} trial(s); "
     click.echo(f"{ran}study {study_name!r} is {state.value}", err=True)
     if state == StudyState.FAILED:
         raise click.ClickException(f"study {study_name!r} failed: {study.error}")
-
-
-def _run_here(storage: Storage, controller: Controller, fn: TrainFn, study_name: str,
-              max_trials: int | None, role: Role) -> int:
-    """One worker loop in this process (so its worker id carries this process's pid)."""
-    worker_id = new_worker_id()
-    try:
-        return run_worker(storage, study_name, fn, worker_id=worker_id, max_trials=max_trials,
-                          role=role)
-    except KeyboardInterrupt:
-        # Another worker retries the trial; a stopped worker is not the trial's fault.
-        controller.fail_worker(worker_id, "lost: the worker was interrupted", counts=False)
-        raise
-
-
-def _no_training(trial: Trial) -> dict[str, float]:
-    """The training function of a dedicated evaluator, which never trains."""
-    raise AssertionError(f"an evaluator was given trial {trial.id} to train")

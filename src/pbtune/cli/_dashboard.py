@@ -39,7 +39,7 @@ def dashboard(storage_url: str, study_name: str | None, host: str, port: int) ->
               type=click.Path(file_okay=False, path_type=Path), help="Folder for the PNG files.")
 def plot(storage_url: str, study_name: str | None, out_dir: Path) -> None:
     """Write the PBT plot, the best lineage and its schedules as PNGs (needs matplotlib)."""
-    from pbtune.dashboard._plot import write_plots
+    from pbtune.dashboard import write_plots
 
     storage = open_existing(storage_url)
     study = select_study(storage, study_name)

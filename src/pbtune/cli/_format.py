@@ -142,20 +142,7 @@ def trial_table(trial: FrozenTrial, title: str) -> Table:
     return table
 
 
-# -- schedules ---------------------------------------------------------------------------------
-def schedule_json(segments: Sequence[Segment]) -> str:
-    return to_json([segment.to_dict() for segment in segments])
-
-
-def schedule_csv(segments: Sequence[Segment], params: Sequence[str]) -> str:
-    """``start_step,end_step,trial_id`` and one column per param."""
-    rows = [
-        [s.start_step, s.end_step, s.trial_id, *(s.params.get(p) for p in params)]
-        for s in segments
-    ]
-    return _csv(["start_step", "end_step", "trial_id", *params], rows)
-
-
+# -- schedules (their files: pbtune.study.schedule_json and schedule_csv) ----------------------
 def schedule_table(segments: Sequence[Segment], metrics: Sequence[Mapping[str, float]]) -> Table:
     """The segments of a replay with the metrics each one returned."""
     table = Table(title="replay", title_justify="left")

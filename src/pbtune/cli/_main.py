@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 
 import click
 
-from pbtune import __version__
 from pbtune._errors import PbtuneError
+from pbtune._version import __version__
 from pbtune.cli._cluster import create, worker
 from pbtune.cli._dashboard import dashboard, plot
 from pbtune.cli._read import best, schedule_command, status, trials

@@ -6,29 +6,20 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from pbtune._errors import ConfigError, StorageError, StudyNotFoundError
-from pbtune.storages import Storage, StudyRecord
+from pbtune.storages import Storage, StudyRecord, sqlite_file
 from pbtune.study import load_study
 from pbtune.trial import FrozenTrial, Segment, TrialState
 
 
 def open_existing(url: str) -> Storage:
     """Open ``url`` for reading; a SQLite file must exist (opening would create it)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        parsed = None  # Storage() explains what a storage URL looks like
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        is_uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
-        if database and database != ":memory:" and not is_uri and not Path(database).exists():
-            raise StorageError(
-                f"no database file {database!r} (storage {url!r}); run `pbtune run` first, "
-                "or pass --storage with the URL the study was run with"
-            )
+    database = sqlite_file(url)  # None for a URL that does not parse: Storage() explains
+    if database is not None and not Path(database).exists():
+        raise StorageError(
+            f"no database file {database!r} (storage {url!r}); run `pbtune run` first, "
+            "or pass --storage with the URL the study was run with"
+        )
     return Storage(url)
 
 

@@ -19,7 +19,7 @@ from pbtune.cli._open import (
 )
 from pbtune.cli._options import console, emit, storage_option, study_option
 from pbtune.study import best_trial as study_best
-from pbtune.study import measure
+from pbtune.study import measure, schedule_csv, schedule_json
 from pbtune.trial import TrialState
 
 
@@ -126,7 +126,7 @@ def schedule_command(
     segments = schedule(storage, study, trial_id)
     if output_format == "csv":
         names = param_names(study, [segment.params for segment in segments])
-        text = fmt.schedule_csv(segments, names)
+        text = schedule_csv(segments, names)
     else:
-        text = fmt.schedule_json(segments)
+        text = schedule_json(segments)
     emit(text, output, what=f"a schedule of {len(segments)} segments")

@@ -16,8 +16,7 @@ from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
 from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
 from pbtune.trial import Segment, TrialState
-from pbtune.worker._command import Command
-from pbtune.worker._process import Entry
+from pbtune.worker import Command, Entry
 
 ENTRY_HELP = "ENTRY is the training function: path/to/script.py:train or module:train."
 

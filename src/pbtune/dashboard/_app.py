@@ -14,9 +14,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
-from pbtune.cli import _format as fmt
 from pbtune.dashboard import _data as data
 from pbtune.storages import Storage
+from pbtune.study import schedule_csv, schedule_json
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -124,9 +124,9 @@ class DashboardApp:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] or "study"
         if view == "schedule.csv":
             names = data.param_names(study)
-            body, kind, ext = fmt.schedule_csv(segments, names), "text/csv; charset=utf-8", "csv"
+            body, kind, ext = schedule_csv(segments, names), "text/csv; charset=utf-8", "csv"
         else:
-            body, kind, ext = fmt.schedule_json(segments), "application/json", "json"
+            body, kind, ext = schedule_json(segments), "application/json", "json"
         disposition = ("Content-Disposition", f'attachment; filename="{safe}-schedule.{ext}"')
         return "200 OK", kind, body.encode(), [disposition]
 

@@ -1,5 +1,12 @@
 """Storage of all controller state: in memory, a SQLite file, or PostgreSQL."""
 
+from pbtune.storages._engine import (
+    absolute_sqlite_url,
+    is_sqlite_memory,
+    is_sqlite_uri,
+    normalize_url,
+    sqlite_file,
+)
 from pbtune.storages._records import (
     HeldTrial,
     MemberRecord,
@@ -21,4 +28,9 @@ __all__ = [
     "StudyRecord",
     "StudyState",
     "Transaction",
+    "absolute_sqlite_url",
+    "is_sqlite_memory",
+    "is_sqlite_uri",
+    "normalize_url",
+    "sqlite_file",
 ]

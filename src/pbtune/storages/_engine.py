@@ -1,4 +1,6 @@
-"""Opening a database from a URL: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or PostgreSQL."""
+"""Storage URLs: their rules (the PostgreSQL spellings; SQLite's file, in-memory and URI
+forms), and opening a database from one: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or
+PostgreSQL. Every part of pbtune that reads a storage URL asks these functions."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
@@ -33,6 +35,62 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _parse(url: str | URL) -> URL | None:
+    if isinstance(url, URL):
+        return url
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return None
+
+
+def is_sqlite_memory(url: str | URL) -> bool:
+    """True for a SQLite URL that names no file: ``sqlite://`` or ``sqlite:///:memory:``."""
+    parsed = _parse(url)
+    return (parsed is not None and parsed.get_backend_name() == "sqlite"
+            and (not parsed.database or parsed.database == ":memory:"))
+
+
+def is_sqlite_uri(url: str | URL) -> bool:
+    """True for a SQLite URL with ``?uri=true``: SQLite reads its database as an SQLite URI
+    (``sqlite:///file:study.db?mode=ro&uri=true``), a file named in SQLite's own syntax."""
+    parsed = _parse(url)
+    return (parsed is not None and parsed.get_backend_name() == "sqlite"
+            and str(parsed.query.get("uri", "")).lower() in ("true", "1"))
+
+
+def sqlite_file(url: str | URL) -> str | None:
+    """The file a SQLite URL names, as written (it may be relative); None for another
+    database, an in-memory or a URI form (see `is_sqlite_memory`, `is_sqlite_uri`), or a
+    URL that does not parse (`Storage` says what is wrong with it).
+
+    Example::
+
+        sqlite_file("sqlite:///runs/pbtune.db")  # "runs/pbtune.db"
+    """
+    parsed = _parse(url)
+    if parsed is None or parsed.get_backend_name() != "sqlite":
+        return None
+    if is_sqlite_memory(parsed) or is_sqlite_uri(parsed):
+        return None
+    return parsed.database
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute; any other URL as it is. Processes
+    that start in other folders (Ray workers) then open the same file.
+
+    Example::
+
+        absolute_sqlite_url("sqlite:///pbtune.db")  # "sqlite:////home/me/pbtune.db"
+    """
+    database = sqlite_file(url)
+    if database is None or os.path.isabs(database):
+        return url
+    parsed = make_url(url).set(database=os.path.abspath(database))
+    return parsed.render_as_string(hide_password=False)
+
+
 def create_storage_engine(url: str | None) -> Engine:
     """An engine for ``url``; None means a private in-memory SQLite database."""
     if url is None:
@@ -50,13 +108,14 @@ def create_storage_engine(url: str | None) -> Engine:
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
+        if is_sqlite_memory(parsed):
             raise StorageError(
                 f"storage {url!r} names no file; pass storage=None for an in-memory study "
                 "or 'sqlite:///study.db' for a file that workers can share"
             )
-        if str(parsed.query.get("uri", "")).lower() not in ("true", "1"):
-            _refuse_other_files(parsed.database, url)
+        database = sqlite_file(parsed)
+        if database is not None:
+            _refuse_other_files(database, url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":

@@ -1,7 +1,9 @@
-"""The study API: create, load, optimize, read results, replay a schedule."""
+"""The study API: create, load, optimize, read results, replay a schedule (and read or
+write it as a file)."""
 
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
-from pbtune.study._replay import ReplayResult, load_schedule, replay
+from pbtune.study._replay import ReplayResult, replay
+from pbtune.study._schedule import load_schedule, schedule_csv, schedule_json
 from pbtune.study._study import DEFAULT_STORAGE, Study, create_study, load_study, open_storage
 
 __all__ = [
@@ -17,4 +19,6 @@ __all__ = [
     "measure",
     "open_storage",
     "replay",
+    "schedule_csv",
+    "schedule_json",
 ]

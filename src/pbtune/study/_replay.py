@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -13,6 +12,7 @@ from typing import Any
 
 from pbtune._errors import ConfigError
 from pbtune.controller import import_object
+from pbtune.study._schedule import segment_from_dict
 from pbtune.trial import Segment, TrainFn, Trial
 
 
@@ -75,33 +75,6 @@ def replay(
         parent = directory
     assert parent is not None
     return ReplayResult(metrics=history[-1], segment_metrics=history, checkpoint=parent)
-
-
-def segment_from_dict(data: Mapping[str, Any]) -> Segment:
-    try:
-        return Segment(
-            start_step=int(data["start_step"]),
-            end_step=int(data["end_step"]),
-            params=dict(data["params"]),
-            trial_id=data.get("trial_id"),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(
-            f"a schedule segment needs start_step, end_step and params; got {data!r} ({error})"
-        ) from None
-
-
-def load_schedule(path: str | Path) -> list[Segment]:
-    """Read a schedule written by ``pbtune schedule --format json``."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read schedule {str(path)!r}: {error}") from None
-    if isinstance(data, Mapping):
-        data = data.get("schedule", data)
-    if not isinstance(data, list):
-        raise ConfigError(f"schedule {str(path)!r} must hold a list of segments")
-    return [segment_from_dict(item) for item in data]
 
 
 def _check_schedule(segments: Sequence[Segment]) -> None:

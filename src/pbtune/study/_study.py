@@ -2,49 +2,29 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, get_args
 
 from pbtune import checkpoints
 from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
 from pbtune.checkpoints import Location
-from pbtune.controller import Controller, StudyConfig, import_object, initial_trials
+from pbtune.controller import Controller, Role, StudyConfig, import_object, initial_trials
 from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
+from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
 from pbtune.trial import FrozenTrial, Segment, TrainFn, Trial, TrialState
-from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
-from pbtune.worker._ray import RayBackend, run_ray
+from pbtune.worker import Entry, RayBackend, fail_dead_local_workers, run_processes
 
 DEFAULT_STORAGE = "sqlite:///pbtune.db"
 _log = logging.getLogger("pbtune.study")
+_Ran = TypeVar("_Ran")
 
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler's preemption) stops a run as Ctrl-C does: workers are stopped
-    and their trials retried on the next run without using up ``max_retries``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 StorageLike = Storage | str | None
 
 
@@ -118,9 +98,8 @@ class Study:
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
         """
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
-        run = self._backend(backend)
+        _check_count("workers", workers)
+        run = pick_backend(self.storage, backend)
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
@@ -141,54 +120,104 @@ class Study:
                 )
             # The user fixed the cause and runs again: the queued retries go on.
             self.storage.set_study_state(self.id, StudyState.RUNNING)
-        controller = Controller(self.storage, self._record, self.config)
-        fail_dead_local_workers(controller)
-        fitness = self.config.fitness
-        with sigterm_as_interrupt(), ProgressDisplay(
-            self.storage, self._record, enabled=show_progress
-        ) as display:
-            run(self.storage, controller, fn, workers, fitness=fitness, tick=display.update,
+
+        def start(controller: Controller, tick: Callable[[], None]) -> None:
+            run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
                 evaluators=evaluators)
-        record = self.storage.get_study_by_id(self.id)
+
+        _, record = self._run_workers(start, show_progress=show_progress)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
         if record.state == StudyState.RUNNING:
             raise StudyFailedError(
                 f"the workers stopped before study {self.name!r} was done; run again to continue"
             )
-        self.sweep_checkpoints()
         failed = [m.member for m in self.storage.get_members(self.id)
                   if m.state == MemberState.FAILED]
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
 
-    def _backend(self, backend: str | RayBackend | None) -> Callable[..., None]:
-        """The function that runs the workers for ``backend``, checked up front."""
-        if backend is None:
-            backend = "thread" if self.storage.url is None else "process"
-        if backend == "ray":
-            backend = RayBackend()
-        if isinstance(backend, RayBackend):
-            if self.storage.url is None:
-                raise ConfigError(
-                    "backend='ray' needs a storage the Ray workers can reach "
-                    "(postgresql://... or sqlite:///a/shared/file.db); an in-memory study "
-                    "lives in this process only"
-                )
-            return functools.partial(run_ray, backend=backend)
-        if backend == "process":
-            if self.storage.url is None:
-                raise ConfigError(
-                    "backend='process' needs a database storage (sqlite:///file.db or "
-                    "postgresql://...); an in-memory study runs in threads (backend='thread')"
-                )
-            return run_processes
-        if backend == "thread":
-            return run_threads
-        raise ConfigError(
-            f"backend must be 'process', 'thread', 'ray' or a pbtune.RayBackend, got {backend!r}"
-        )
+    def join(
+        self,
+        train: TrainFn | str | None,
+        workers: int = 1,
+        *,
+        max_trials: int | None = None,
+        role: Role = "both",
+    ) -> int | None:
+        """Run this study's trials beside whoever else runs it, as `pbtune worker` does
+        on each machine of a cluster; return how many trials ran here, where that is known.
+
+        ``workers=1`` runs one worker loop in this process and returns its count of trials;
+        more start that many worker processes (a database storage only) and return None.
+        Every loop stops when the study is done, or after ``max_trials`` trials. ``role``
+        is what each one does in a study with an evaluate function: ``"both"``, only
+        ``"train"``, or only ``"evaluate"`` (``train`` may then be None). Unlike
+        `optimize`, workers that stop before the study is done are no error, since others
+        go on with it: read `state` afterwards. Once the study is COMPLETE, the
+        checkpoints no trial refers to are deleted.
+
+        Example::
+
+            study = pbtune.load_study("digits", storage="postgresql://db-host/pbtune")
+            study.join("train.py:train", workers=4)
+        """
+        _check_count("workers", workers)
+        if max_trials is not None:
+            _check_count("max_trials", max_trials)
+        if role not in get_args(Role):
+            raise ConfigError(f"role must be one of {', '.join(get_args(Role))}, got {role!r}")
+        if role == "evaluate" and not self.config.evaluated:
+            raise ConfigError(f"study {self.name!r} has no evaluate function to run")
+        if train is None and role != "evaluate":
+            raise ConfigError("join needs the training function; only role='evaluate' "
+                              "runs without one")
+        fn: TrainFn | Entry = (no_training if train is None
+                               else Entry(train) if isinstance(train, str) else train)
+        if not isinstance(fn, Entry) and not callable(fn):
+            raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+        if workers > 1 and self.storage.url is None:
+            raise ConfigError(
+                "join(workers > 1) starts worker processes, which need a database storage "
+                "(sqlite:///file.db or postgresql://...); run an in-memory study with optimize"
+            )
+
+        def start(controller: Controller, tick: Callable[[], None]) -> int | None:
+            fitness, given = self.config.fitness, self.config.evaluate
+            if workers == 1:  # a loop in this process can use the functions it was given
+                evaluate = given if callable(given) else None
+                return run_here(self.storage, controller, fn, max_trials=max_trials,
+                                role=role, fitness=fitness, evaluate=evaluate)
+            run_processes(self.storage, controller, fn, workers, fitness=fitness, tick=tick,
+                          max_trials=max_trials, role=role)
+            return None
+
+        done, _ = self._run_workers(start, show_progress=False)
+        return done
+
+    def _run_workers(
+        self,
+        start: Callable[[Controller, Callable[[], None]], _Ran],
+        *,
+        show_progress: bool | None,
+    ) -> tuple[_Ran, StudyRecord]:
+        """The run that `optimize` and `join` share: fail the trials of this host's dead
+        workers, ``start(controller, tick)`` the workers (SIGTERM stops them as Ctrl-C
+        does; ``tick`` refreshes the progress display), and sweep the checkpoints of a
+        study that is then COMPLETE. Returns what ``start`` did and the study's record."""
+        controller = Controller(self.storage, self._record, self.config)
+        fail_dead_local_workers(controller)
+        with sigterm_as_interrupt(), ProgressDisplay(
+            self.storage, self._record, enabled=show_progress
+        ) as display:
+            ran = start(controller, display.update)
+        record = self.storage.get_study_by_id(self.id)
+        if record.state == StudyState.COMPLETE:
+            # Nothing of this run is running any more: delete what crashed workers and
+            # failed deletes left behind (every worker that sees the end does; it is safe).
+            self.sweep_checkpoints()
+        return ran, record
 
     def _check_evaluate_importable(self) -> None:
         """Worker processes import the evaluate function by its recorded name: check
@@ -256,6 +285,11 @@ class Study:
 
     def progress(self) -> StudyProgress:
         return measure(self.storage, self.storage.get_study_by_id(self.id))
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
 
 
 MAX_STUDY_NAME_LENGTH = 512  # the storage's study name column

@@ -3,6 +3,18 @@
 from pbtune.trial import TrainFn
 from pbtune.worker._command import Command
 from pbtune.worker._loop import new_worker_id, run_worker
-from pbtune.worker._ray import RayBackend
+from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
+from pbtune.worker._ray import RayBackend, run_ray
 
-__all__ = ["Command", "RayBackend", "TrainFn", "new_worker_id", "run_worker"]
+__all__ = [
+    "Command",
+    "Entry",
+    "RayBackend",
+    "TrainFn",
+    "fail_dead_local_workers",
+    "new_worker_id",
+    "run_processes",
+    "run_ray",
+    "run_threads",
+    "run_worker",
+]

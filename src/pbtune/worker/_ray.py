@@ -14,11 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from pbtune._errors import ConfigError
 from pbtune.controller import Controller, Role
-from pbtune.storages import Storage
+from pbtune.storages import Storage, absolute_sqlite_url
 from pbtune.trial import TrainFn
 from pbtune.worker._loop import run_worker
 from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
@@ -145,16 +143,13 @@ def run_ray(
 ) -> None:
     """Run ``workers`` worker loops as Ray actors until the study is done; replace dead
     ones under the same policy as `run_processes`. ``evaluators`` more actors only
-    evaluate (holding ``resources_per_evaluator``), and the others only train."""
-    if storage.url is None:
-        raise ConfigError(
-            "backend='ray' needs a storage the Ray workers can reach (postgresql://... or "
-            "sqlite:///a/shared/file.db); an in-memory study lives in this process only"
-        )
+    evaluate (holding ``resources_per_evaluator``), and the others only train.
+    ``storage`` is a database: `Study.optimize` refuses an in-memory one before any start."""
+    assert storage.url is not None
     ray = _import_ray()
     roles = worker_roles(workers, evaluators)
     options = {role: backend.actor_options(role) for role in set(roles)}
-    url = absolute_sqlite_url(storage.url)
+    url = absolute_sqlite_url(storage.url)  # a relative file would be each worker's own
     shipped = _ship(ray, train)
     started = not ray.is_initialized()
     if started:
@@ -215,17 +210,6 @@ def _outcome(ray: Any, ref: Any) -> str | None:
         lines = [line for line in str(error).splitlines() if line.strip()]
         return f"{type(error).__name__}: {lines[-1] if lines else ''}".strip()
     return None
-
-
-def absolute_sqlite_url(url: str) -> str:
-    """A relative SQLite path would be read from each worker's own folder: resolve it."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return url
-    if database.startswith("file:") or os.path.isabs(database):
-        return url
-    return parsed.set(database=os.path.abspath(database)).render_as_string(hide_password=False)
 
 
 def _absolute_entry(train: TrainFn | Entry) -> TrainFn | Entry:

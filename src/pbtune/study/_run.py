@@ -1,0 +1,103 @@
+"""How a study's workers run: the backend `Study.optimize` is asked for (checked before
+anything starts), one worker loop in this process for `Study.join`, and SIGTERM taken
+as Ctrl-C."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from pbtune._errors import ConfigError
+from pbtune.controller import Controller, Role
+from pbtune.storages import Storage
+from pbtune.trial import Trial
+from pbtune.worker import (
+    Entry,
+    RayBackend,
+    TrainFn,
+    new_worker_id,
+    run_processes,
+    run_ray,
+    run_threads,
+    run_worker,
+)
+
+Backend = Callable[..., None]
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's preemption) stops a run as Ctrl-C does: workers are stopped
+    and their trials retried on the next run without using up ``max_retries``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def pick_backend(storage: Storage, backend: str | RayBackend | None) -> Backend:
+    """The function that runs the workers for ``backend``, checked up front."""
+    if backend is None:
+        backend = "thread" if storage.url is None else "process"
+    if backend == "ray":
+        backend = RayBackend()
+    if isinstance(backend, RayBackend):
+        if storage.url is None:
+            raise ConfigError(
+                "backend='ray' needs a storage the Ray workers can reach "
+                "(postgresql://... or sqlite:///a/shared/file.db); an in-memory study "
+                "lives in this process only"
+            )
+        return functools.partial(run_ray, backend=backend)
+    if backend == "process":
+        if storage.url is None:
+            raise ConfigError(
+                "backend='process' needs a database storage (sqlite:///file.db or "
+                "postgresql://...); an in-memory study runs in threads (backend='thread')"
+            )
+        return run_processes
+    if backend == "thread":
+        return run_threads
+    raise ConfigError(
+        f"backend must be 'process', 'thread', 'ray' or a pbtune.RayBackend, got {backend!r}"
+    )
+
+
+def run_here(
+    storage: Storage,
+    controller: Controller,
+    train: TrainFn | Entry,
+    *,
+    max_trials: int | None,
+    role: Role,
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    evaluate: Callable[[Trial], Mapping[str, float]] | None = None,
+) -> int:
+    """One worker loop in this process (so its worker id carries this process's pid);
+    how many trials it ran."""
+    fn = train.load() if isinstance(train, Entry) else train
+    worker_id = new_worker_id()
+    try:
+        return run_worker(storage, controller.study.name, fn, worker_id=worker_id,
+                          fitness=fitness, max_trials=max_trials, role=role, evaluate=evaluate)
+    except KeyboardInterrupt:
+        # Another worker retries the trial; a stopped worker is not the trial's fault.
+        controller.fail_worker(worker_id, "lost: the worker was interrupted", counts=False)
+        raise
+
+
+def no_training(trial: Trial) -> dict[str, float]:
+    """The training function of a dedicated evaluator, which never trains."""
+    raise AssertionError(f"an evaluator was given trial {trial.id} to train")
