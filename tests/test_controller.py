@@ -223,6 +223,22 @@ def test_exploit_copies_the_opponent_and_explores_its_params(tmp_path: Path) -> 
     assert controller.parent_checkpoint(child) == winner.checkpoint
 
 
+def test_an_exploit_of_a_parent_without_a_checkpoint_continues_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller = make_controller(tmp_path, population_size=2, exploit=Tournament())
+    a, b = claim(controller), claim(controller)
+    winner = complete(controller, a, 1.0)
+    controller.storage.write(controller.study.id,
+                             lambda tx: tx.forget_checkpoints([winner.id]))
+    with caplog.at_level("WARNING", logger="pbtune.controller"):
+        loser = complete(controller, b, 0.0)  # would copy member 0, which has no checkpoint
+    [child] = [t for t in queued(controller) if t.member == loser.member]
+    assert (child.decision, child.parent_id, child.params) == ("continue", loser.id,
+                                                                 loser.params)
+    assert f"the trial it would copy ({winner.id}) has no checkpoint" in caplog.text
+
+
 def test_on_a_plateau_a_member_explores_from_its_own_checkpoint(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=2, exploit=Tournament())
     a, b = claim(controller), claim(controller)
@@ -299,6 +315,29 @@ def test_tell_with_the_wrong_claim_is_refused(tmp_path: Path) -> None:
     assert controller.storage.get_trial(claimed.trial.id).state == TrialState.RUNNING
     assert controller.heartbeat(claimed) is True
     assert controller.heartbeat(forged) is False
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [({"acc": float("nan")}, "must be finite"), ({"loss": 1.0}, "lack the study's metric"),
+     ([("acc", 1.0)], "must return a dict of metrics")],
+)
+def test_tell_checks_what_it_is_told_and_records_nothing_bad(
+    tmp_path: Path, metrics: Any, message: str,
+) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    claimed = claim(controller)
+    before = trials(controller)
+    with pytest.raises(TrialFailedError, match=message):
+        controller.tell(claimed, metrics, None)
+    assert trials(controller) == before  # the trial is still held; the worker fails it
+
+
+def test_a_result_for_a_trial_that_is_not_held_is_refused_up_front(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1)
+    [queued_trial] = queued(controller)
+    with pytest.raises(TrialFailedError, match="is QUEUED: nothing to tell"):
+        controller.tell(Claimed(queued_trial, "token"), {"acc": 1.0}, None)
 
 
 # -- failures --------------------------------------------------------------------------------
