@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -72,6 +73,7 @@ class TrialRun:
         self._staging: Path | None = None
         self._checkpoint: Location | None = None
         self._metrics: dict[str, float] | None = None
+        self.call_s = 0.0  # how long the user's function ran
 
     @property
     def told_in_background(self) -> bool:
@@ -91,6 +93,7 @@ class TrialRun:
         fn = self._controller.config.evaluate_fn() if self.evaluation else train
         if started is not None:
             started()
+        began = time.perf_counter()
         try:
             returned = fn(handle)
         except (TrialFailedError, PbtuneError):
@@ -99,6 +102,8 @@ class TrialRun:
             if not self.evaluation:
                 raise  # the user's own traceback is what is stored
             raise TrialFailedError(f"the evaluate function raised {error!r}") from error
+        finally:
+            self.call_s = time.perf_counter() - began
         self._controller.check(self.claimed, returned)
         self._metrics = dict(returned)
 

@@ -145,9 +145,7 @@ def _train_and_tell(run: TrialRun, train: TrainFn, worker: str | None, role: Rol
                     teller: _Teller) -> tuple[Claimed | None, bool]:
     """(the next claimed trial, whether the tell was handed to ``teller``)."""
     try:
-        began = time.perf_counter()
         run.call(train, started=teller.started)  # a tell waiting in the background may go
-        trained_s = time.perf_counter() - began
     except (Exception, SystemExit) as error:  # sys.exit() in training code fails the trial
         teller.started()  # the set-up is over either way
         run.fail(error)
@@ -155,7 +153,7 @@ def _train_and_tell(run: TrialRun, train: TrainFn, worker: str | None, role: Rol
     # Training dominates: claim the next trial while the checkpoint is committed, start it,
     # and tell this result in the background (see `_Teller`).
     asking = None
-    if worker is not None and run.told_in_background and teller.worth_it(trained_s):
+    if worker is not None and run.told_in_background and teller.worth_it(run.call_s):
         # The last tell is done by now (a whole trial ago); a storage outage it met stops
         # this worker here, before it claims anything more.
         teller.wait()
