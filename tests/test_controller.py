@@ -168,8 +168,8 @@ def test_tell_enqueues_the_members_next_trial(tmp_path: Path) -> None:
     [member] = controller.storage.get_members(controller.study.id)
     assert (member.latest_complete_id, member.failures, member.state) == (
         first.id, 0, MemberState.ACTIVE)
-    assert controller.parent_checkpoint(nxt) == first.checkpoint
-    assert controller.parent_checkpoint(first) is None
+    assert controller.parent_checkpoint(Claimed(nxt, "token")) == first.checkpoint
+    assert controller.parent_checkpoint(Claimed(first, "token")) is None
 
 
 def test_ask_takes_the_member_furthest_behind(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_exploit_copies_the_opponent_and_explores_its_params(tmp_path: Path) -> 
     assert child.params["units"] == min(winner.params["units"] * 2, 512)
     assert child.params["act"] in ("relu", "tanh")
     assert SPACE.validate(child.params) == child.params
-    assert controller.parent_checkpoint(child) == winner.checkpoint
+    assert controller.parent_checkpoint(Claimed(child, "token")) == winner.checkpoint
 
 
 def test_an_exploit_of_a_parent_without_a_checkpoint_continues_and_says_so(
@@ -249,7 +249,21 @@ def test_on_a_plateau_a_member_explores_from_its_own_checkpoint(tmp_path: Path) 
     assert child.decision == "explore"
     assert child.parent_id == tied.id and child.start_step == tied.end_step
     assert child.params["lr"] == min(tied.params["lr"] * 2.0, 1.0)
-    assert controller.parent_checkpoint(child) == tied.checkpoint
+    assert controller.parent_checkpoint(Claimed(child, "token")) == tied.checkpoint
+
+
+def test_a_member_without_a_checkpoint_continues_instead_of_exploring(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller = make_controller(tmp_path, population_size=2, exploit=Tournament())
+    a, b = claim(controller), claim(controller)
+    complete(controller, a, 0.0)
+    with caplog.at_level("WARNING", logger="pbtune.controller"):
+        assert controller.tell(b, {"acc": 0.0}, None)  # tied, and no checkpoint to explore
+    [child] = [t for t in queued(controller) if t.member == b.trial.member]
+    assert (child.decision, child.parent_id, child.params) == ("continue", b.trial.id,
+                                                                 b.trial.params)
+    assert "its own trial has no checkpoint to explore" in caplog.text
 
 
 def test_exploit_warm_starts_at_the_parents_step(tmp_path: Path) -> None:
@@ -519,7 +533,7 @@ def test_a_collected_parent_checkpoint_fails_the_child_clearly(tmp_path: Path) -
     controller.storage.write(controller.study.id,
                              lambda tx: tx.forget_checkpoints([first.id]))
     with pytest.raises(TrialFailedError, match=rf"parent trial {first.id} is gone"):
-        controller.parent_checkpoint(child)
+        controller.parent_checkpoint(Claimed(child, "token"))
 
 
 def test_a_parent_checkpoint_missing_on_disk_fails_the_child_clearly(tmp_path: Path) -> None:
@@ -531,7 +545,7 @@ def test_a_parent_checkpoint_missing_on_disk_fails_the_child_clearly(tmp_path: P
     assert first.checkpoint is not None
     shutil.rmtree(first.checkpoint)
     with pytest.raises(TrialFailedError, match="is not on this machine"):
-        controller.parent_checkpoint(child)
+        controller.parent_checkpoint(Claimed(child, "token"))
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -650,6 +664,16 @@ def test_a_lost_trial_revokes_the_claim_so_the_worker_is_refused(tmp_path: Path)
     assert controller.tell_failure(claimed, "lost: no heartbeat") is False
     assert controller.tell(claimed, {"acc": 1.0}, None) is False
     assert stored_claim(controller, claimed.trial.id) is None
+
+
+def test_a_retried_lost_failure_finds_its_own_record(tmp_path: Path) -> None:
+    # A transaction retried after its COMMIT went through (the reply was lost) finds the
+    # failure it recorded, claim revoked, and says it was recorded.
+    controller = make_controller(tmp_path, population_size=1)
+    claimed = claim(controller)
+    assert controller.fail_lost(claimed, "lost: no heartbeat")
+    assert controller.fail_lost(claimed, "lost: no heartbeat")
+    assert len([t for t in trials(controller) if t.decision == "retry"]) == 1
 
 
 def test_a_storage_outage_does_not_reap_live_workers(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ the checkpoint is committed and tells the result in the background (worker/_loop
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import pbtune
@@ -120,3 +122,42 @@ def test_a_storage_outage_in_a_background_tell_stops_the_worker(
     running = study.trials([TrialState.RUNNING])
     assert 1 <= len(running) <= 2
     assert not study.trials([TrialState.FAILED])
+
+
+SHARED = np.zeros(())  # a metric object the training code reuses, as a tensor may be
+FITNESS_CALLS: list[float] = []
+
+
+def reuse_the_metric(trial: pbtune.Trial) -> dict[str, Any]:
+    SHARED[...] = -1.0  # the next trial starts over while the last result may be told
+    time.sleep(0.02)
+    SHARED[...] = float(trial.params["lr"]) * trial.end_step
+    (trial.checkpoint_dir / "done").write_text("1")
+    return {"acc": SHARED}
+
+
+def counted(metrics: Any) -> float:
+    FITNESS_CALLS.append(float(metrics["acc"]))
+    return float(metrics["acc"])
+
+
+def test_a_result_told_in_the_background_is_what_training_returned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The metrics are checked (read into floats) before the next trial starts, and the
+    # fitness function runs once per result, never beside the next trial's training.
+    monkeypatch.setattr(_loop, "PIPELINE_RATIO", 0.0)
+    FITNESS_CALLS.clear()
+    study = pbtune.create_study(
+        name="pipe", storage=f"sqlite:///{tmp_path / 'study.db'}",
+        space={"lr": pbtune.Float(1e-3, 1.0, log=True)}, fitness=counted,
+        population_size=3, steps_per_trial=2, max_steps=12, seed=3,
+        checkpoint_root=tmp_path / "ckpt",
+    )
+    run_worker(study.storage, "pipe", reuse_the_metric, fitness=counted)
+    trials = study.trials()
+    assert overlapped(trials) > 0
+    for t in trials:
+        assert t.metrics == {"acc": t.params["lr"] * t.end_step}
+        assert t.fitness == t.params["lr"] * t.end_step
+    assert len(FITNESS_CALLS) == len(trials)

@@ -1,12 +1,18 @@
-"""The controller: ask, tell and heartbeat over the storage, and checkpoint handling."""
+"""The controller: one study's protocol over its storage and checkpoints.
+
+`Controller.ask` claims work for a worker, `Controller.start` hands it the `TrialRun` that
+calls the user's function, commits the checkpoint and tells the result, and the tell decides
+the member's next trial in the same transaction. Heartbeats, lost trials and releases are
+the controller's too; a worker only adds the threads.
+"""
 
 from pbtune._imports import import_object, object_ref
-from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Role, Wait
+from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Result, Role, Wait
 from pbtune.controller._config import StudyConfig
 from pbtune.controller._controller import Controller
 from pbtune.controller._members import initial_trials
-from pbtune.controller._metrics import check_metrics, clean_metrics, fitness_of
-from pbtune.controller._run import TrialRun, error_text
+from pbtune.controller._metrics import check_metrics
+from pbtune.controller._run import TrialRun
 
 __all__ = [
     "DONE",
@@ -14,14 +20,12 @@ __all__ = [
     "Claimed",
     "Controller",
     "Done",
+    "Result",
     "Role",
     "StudyConfig",
     "TrialRun",
     "Wait",
     "check_metrics",
-    "clean_metrics",
-    "error_text",
-    "fitness_of",
     "import_object",
     "initial_trials",
     "object_ref",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pbtune.trial import FrozenTrial
 
@@ -23,17 +23,24 @@ class Done:
 WAIT, DONE = Wait(), Done()
 
 
-_UNREAD: Any = object()
-
-
 @dataclass(frozen=True)
 class Claimed:
     """A trial held by one worker, under a claim token that fences its writes.
 
     ``parent`` is the parent trial as read in the claiming transaction (None for a first
-    trial); left out, it is read when needed.
+    trial, or when not read: it is then read when needed).
     """
 
     trial: FrozenTrial
     claim: str
-    parent: FrozenTrial | None = field(default=_UNREAD, repr=False, compare=False)
+    parent: FrozenTrial | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A result `Controller.check` accepted: its metrics, and its fitness (None for a
+    training result that waits for its evaluation). Only ``check`` makes one, so a tell
+    given one records it without checking again."""
+
+    metrics: dict[str, float]
+    fitness: float | None

@@ -14,12 +14,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pbtune._errors import TrialFailedError
 from pbtune.checkpoints import Location, open_store
-from pbtune.controller._claims import _UNREAD, DONE, WAIT, Claimed, Done, Role, Wait
+from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Result, Role, Wait
 from pbtune.controller._config import StudyConfig
 from pbtune.controller._lost import Reaper
 from pbtune.controller._members import (
@@ -113,14 +114,10 @@ class Controller:
         """The run of claimed work: a trial to train, or a trained one to evaluate."""
         return TrialRun(self, self._store, claimed)
 
-    def parent_checkpoint(self, trial: FrozenTrial | Claimed) -> Path | None:
+    def parent_checkpoint(self, claimed: Claimed) -> Path | None:
         """The local directory the trial warm-starts from (a remote parent is downloaded
         and verified first); TrialFailedError or CheckpointError if it cannot be read."""
-        parent: FrozenTrial | None = None
-        if isinstance(trial, Claimed):
-            if trial.parent is not _UNREAD:
-                parent = trial.parent
-            trial = trial.trial
+        trial, parent = claimed.trial, claimed.parent
         if trial.parent_id is None:
             return None
         if parent is None:
@@ -138,38 +135,41 @@ class Controller:
         """Store intermediate metrics of a running trial (`Trial.report`)."""
         self.storage.add_report(trial_id, step, dict(values))  # type: ignore[arg-type]
 
-    def check(self, claimed: Claimed, metrics: Any) -> tuple[dict[str, float], float | None]:
-        """What a result of ``claimed`` records: (its metrics, its fitness). A training
+    def check(self, claimed: Claimed, metrics: Any) -> Result:
+        """What a result of ``claimed`` records: its metrics, and its fitness. A training
         result of a study with an evaluate function has no fitness yet (None); an
         evaluation's metrics are merged over training's (evaluation wins on a clash).
-        Raises `TrialFailedError` for anything but a dict of finite metrics."""
+        Raises `TrialFailedError` for anything but a dict of finite metrics, or for a
+        trial that is not held (nothing to tell)."""
         trial = claimed.trial
         if trial.state == TrialState.EVALUATING:
             scored = clean_metrics(metrics, self.config, "the evaluate function")
-            return fitness_of({**(trial.metrics or {}), **scored}, self.config)
+            return Result(*fitness_of({**(trial.metrics or {}), **scored}, self.config))
         if trial.state != TrialState.RUNNING:
             raise TrialFailedError(f"trial {trial.id} is {trial.state.value}: nothing to tell")
         if self.config.evaluated:
-            return clean_metrics(metrics, self.config), None
-        return check_metrics(metrics, self.config)
+            return Result(clean_metrics(metrics, self.config), None)
+        return Result(*check_metrics(metrics, self.config))
 
     # -- tell ------------------------------------------------------------------------------
-    def tell(self, claimed: Claimed, metrics: Mapping[str, float],
+    def tell(self, claimed: Claimed, metrics: Mapping[str, float] | Result,
              checkpoint: Location | None = None) -> bool:
-        """Record the result of claimed work, and decide the member's next trial.
+        """Record the result of claimed work: a trained trial, or an evaluated one.
 
         ``metrics`` is what the training (or, for an EVALUATING trial, the evaluate)
-        function returned; it is checked first (`check`). ``checkpoint`` is the trained
-        trial's committed checkpoint. Returns False (and changes nothing) when the trial
-        is no longer this claim's: it was failed as lost and retried, so a late result
-        must not overwrite it.
+        function returned; it is checked first (`check`), unless it is the `Result` that
+        ``check`` made of it. ``checkpoint`` is the trained trial's committed checkpoint.
+        A final result (COMPLETE) decides the member's next trial in the same
+        transaction; a training result that waits for its evaluation (TRAINED) decides
+        nothing yet. Returns False (and changes nothing) when the trial is no longer this
+        claim's: it was failed as lost and retried, so a late result must not overwrite it.
         """
         return self.tell_and_ask(claimed, metrics, checkpoint, None)[0]
 
     def tell_and_ask(
         self,
         claimed: Claimed,
-        metrics: Mapping[str, float],
+        metrics: Mapping[str, float] | Result,
         checkpoint: Location | None,
         worker: str | None,
         role: Role = "both",
@@ -178,15 +178,14 @@ class Controller:
 
         Returns (told, the next claimed work or None). A worker that goes straight on
         saves a transaction per trial; None means: ask again (nothing queued, or done).
-        In a study with an evaluate function a training result makes the trial TRAINED
-        (see `_tell_trained`); the evaluation's result completes it.
         """
-        checked, fitness = self.check(claimed, metrics)
-        if fitness is None:
-            return self._tell_trained(claimed, checked, checkpoint, worker, role)
+        result = metrics if isinstance(metrics, Result) else self.check(claimed, metrics)
+        if result.fitness is None:
+            return self._tell_trained(claimed, result.metrics, checkpoint, worker, role)
         if claimed.trial.state == TrialState.EVALUATING:
             checkpoint = claimed.trial.checkpoint  # the trained trial's own
-        return self._tell_complete(claimed, checked, fitness, checkpoint, worker, role)
+        return self._tell_complete(claimed, result.metrics, result.fitness, checkpoint,
+                                   worker, role)
 
     def _tell_complete(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
                        checkpoint: Location | None, worker: str | None, role: Role
@@ -194,7 +193,7 @@ class Controller:
         trial = claimed.trial
         token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
 
-        def work(tx: Transaction) -> tuple[list[Holder] | None, Claimed | None]:
+        def work(tx: Transaction) -> _Told:
             now = time.time()  # inside: the transaction may have waited for the lock
             finished = tx.complete(trial, claimed.claim, metrics=metrics, fitness=fitness,
                                    checkpoint=checkpoint, now=now)
@@ -203,27 +202,29 @@ class Controller:
                 # dropped before the reply) finds its own result: that is success.
                 mine = _recorded(tx, claimed, TrialState.COMPLETE)
                 if mine is None or (mine.fitness, mine.checkpoint) != (fitness, checkpoint):
-                    return None, None
-                return [], self._reclaimed(tx, token, worker)
+                    return _Told(False)
+                return _Told(True, following=self._reclaimed(tx, token, worker))
             tx.member_completed(trial.member, trial.id)
             population = tx.population()
-            if not enqueue_next(tx, self.config, finished, population, now):
+            told = _Told(True)
+            if not enqueue_next(tx, self.config, finished, population, now, told.notes):
                 maybe_finish_study(tx)
-            garbage = collect_garbage(tx, self.config, population)
-            following = None
+            told.garbage.extend(collect_garbage(tx, self.config, population))
             if worker is not None and tx.study_state() == StudyState.RUNNING:
-                following = self._claim(tx, worker, token, role)
-            return garbage, following
+                told.following = self._claim(tx, worker, token, role)
+            return told
 
-        garbage, following = self.storage.write(self.study.id, work)
-        if garbage is None:
+        told = self.storage.write(self.study.id, work)
+        if not told.told:
             _log.warning(
                 "refused the result of trial %s: it is no longer held by this worker "
                 "(it was failed as lost and retried)", trial.id)
             return False, None
-        for old in garbage:
+        for note in told.notes:  # after the commit: a retried transaction says it once
+            _log.warning(note)
+        for old in told.garbage:
             self._delete(old.checkpoint)
-        return True, following
+        return True, told.following
 
     def _tell_trained(self, claimed: Claimed, metrics: dict[str, float],
                       checkpoint: Location | None, worker: str | None, role: Role
@@ -240,23 +241,26 @@ class Controller:
         evaluate_now = worker is not None and role == "both"
 
         def work(tx: Transaction) -> tuple[bool, Claimed | None]:
-            held = tx.mark_trained(trial, claimed.claim, metrics=metrics, checkpoint=checkpoint,
-                                   evaluator=token if evaluate_now else None, now=time.time())
-            if held is None:
-                current = tx.trial(trial.id)
-                if current is not None and current.checkpoint == checkpoint and (
-                    current.state in (TrialState.TRAINED, TrialState.EVALUATING,
-                                      TrialState.COMPLETE)
-                ):  # a retried transaction that finds its own result (the checkpoint is
-                    # this trial's own), even if an evaluator has moved it on since
-                    return True, self._reclaimed(tx, token, worker)
-                return False, None
             if evaluate_now:
-                return True, Claimed(held.trial, token, None)
-            following = None
-            if worker is not None and tx.study_state() == StudyState.RUNNING:
-                following = self._claim(tx, worker, token, role)
-            return True, following
+                held = tx.evaluate_at_once(trial, claimed.claim, metrics=metrics,
+                                           checkpoint=checkpoint, evaluator=token,
+                                           now=time.time())
+                if held is not None:
+                    return True, Claimed(held.trial, token, None)
+            elif tx.mark_trained(trial, claimed.claim, metrics=metrics,
+                                 checkpoint=checkpoint) is not None:
+                following = None
+                if worker is not None and tx.study_state() == StudyState.RUNNING:
+                    following = self._claim(tx, worker, token, role)
+                return True, following
+            current = tx.trial(trial.id)
+            if current is not None and current.checkpoint == checkpoint and (
+                current.state in (TrialState.TRAINED, TrialState.EVALUATING,
+                                  TrialState.COMPLETE)
+            ):  # a retried transaction that finds its own result (the checkpoint is this
+                # trial's own), even if an evaluator has moved it on since
+                return True, self._reclaimed(tx, token, worker)
+            return False, None
 
         told, following = self.storage.write(self.study.id, work)
         if not told:
@@ -287,7 +291,7 @@ class Controller:
             now = time.time()
             failed = tx.fail(claimed.trial, claimed.claim, error=text, now=now, revoke=lost)
             if failed is None:
-                mine = _recorded(tx, claimed, TrialState.FAILED)
+                mine = _recorded(tx, claimed, TrialState.FAILED, revoked=lost)
                 return mine is not None and mine.error == text
             after_failure(tx, self.config, claimed.trial, now, counts=counts)
             return True
@@ -301,8 +305,9 @@ class Controller:
         return told
 
     def release(self, claimed: Claimed) -> bool:
-        """Give claimed work that was never started back: a trial to train to the queue,
-        an evaluation to the trained trials waiting for one."""
+        """Give claimed work back: a trial to train that never started to the queue, an
+        evaluation (never started, or whose evaluator went silent) to the trained trials
+        waiting for one. False if the claim no longer holds it."""
         return self.storage.write(
             self.study.id, lambda tx: tx.requeue(claimed.trial, claimed.claim) is not None,
             lock=False,
@@ -390,9 +395,23 @@ def _claimed(tx: Transaction, held: HeldTrial) -> Claimed:
     return Claimed(trial, held.claim, parent)
 
 
-def _recorded(tx: Transaction, claimed: Claimed, state: TrialState) -> FrozenTrial | None:
-    """The trial, if this claim already recorded it in ``state``."""
+def _recorded(tx: Transaction, claimed: Claimed, state: TrialState, *,
+              revoked: bool = False) -> FrozenTrial | None:
+    """The trial, if this claim already recorded it in ``state`` (and, with ``revoked``,
+    cleared the claim as it did so)."""
     found = tx.trial_with_claim(claimed.trial.id)
-    if found is not None and found[0].state == state and found[1] == claimed.claim:
+    expected = None if revoked else claimed.claim
+    if found is not None and found[0].state == state and found[1] == expected:
         return found[0]
     return None
+
+
+@dataclass
+class _Told:
+    """What a final result's transaction did: whether it was recorded, the checkpoints it
+    collected (deleted after the commit), the work it claimed next, what to log."""
+
+    told: bool
+    garbage: list[Holder] = field(default_factory=list)
+    following: Claimed | None = None
+    notes: list[str] = field(default_factory=list)

@@ -8,16 +8,12 @@ is given, so a result and everything it causes commit together.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
 from pbtune.strategies import Continue, Decision, Exploit, Explore, Stop, decide
 from pbtune.trial import FrozenTrial
-
-_log = logging.getLogger("pbtune.controller")
 
 
 def initial_trials(config: StudyConfig) -> list[NewTrial]:
@@ -41,9 +37,10 @@ def initial_trials(config: StudyConfig) -> list[NewTrial]:
 
 def enqueue_next(
     tx: Transaction, config: StudyConfig, finished: FrozenTrial, population: list[FrozenTrial],
-    now: float,
+    now: float, notes: list[str],
 ) -> bool:
-    """Decide and enqueue the member's next trial; False if the member is done."""
+    """Decide and enqueue the member's next trial; False if the member is done. What the
+    caller should log once the transaction commits is added to ``notes``."""
     decision = decide(
         finished,
         population,
@@ -57,7 +54,7 @@ def enqueue_next(
     if isinstance(decision, Stop):
         tx.member_done(finished.member)
         return False
-    parent, params, kind = _next_segment(tx, finished, population, decision)
+    parent, params, kind = _next_segment(tx, finished, population, decision, notes)
     start = parent.end_step
     tx.add_trial(
         NewTrial(
@@ -75,26 +72,30 @@ def enqueue_next(
 
 
 def _next_segment(
-    tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], decision: Decision
+    tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], decision: Decision,
+    notes: list[str],
 ) -> tuple[FrozenTrial, dict[str, object], str]:
     """The trial to warm-start from, the params and the decision's name, for a decision
-    to go on. An `Exploit` whose parent has no checkpoint (none was written, or it was
-    collected) cannot copy it: the member goes on from its own checkpoint with its own
-    params, and that is logged and recorded as a continue."""
+    to go on. An `Exploit` or `Explore` whose trial to start from has no checkpoint (none
+    was written, or it was collected) cannot use it: the member goes on from its own
+    trial with its own params, recorded as a continue, with a note saying so."""
+    if isinstance(decision, Continue):
+        return finished, finished.params, "continue"
     if isinstance(decision, Explore):
-        return finished, decision.params, "explore"
-    if isinstance(decision, Exploit):
+        chosen: FrozenTrial | None = finished
+        kind, source = "explore", "its own trial"
+    else:
+        assert isinstance(decision, Exploit)
         # Decisions of one study are serialized, so the snapshot read in this
         # transaction is current.
         chosen = next((t for t in population if t.id == decision.parent_id), None)
         if chosen is None:
             chosen = tx.trial(decision.parent_id)
-        if chosen is not None and chosen.checkpoint is not None:
-            return chosen, decision.params, "exploit"
-        _log.warning("member %d continues on its own: the trial it would copy (%d) has no "
-                     "checkpoint", finished.member, decision.parent_id)
-    else:
-        assert isinstance(decision, Continue)
+        kind, source = "exploit", f"the trial it would copy ({decision.parent_id})"
+    if chosen is not None and chosen.checkpoint is not None:
+        return chosen, decision.params, kind
+    notes.append(f"member {finished.member} continues as it was: {source} has no checkpoint "
+                 f"to {kind}")
     return finished, finished.params, "continue"
 
 

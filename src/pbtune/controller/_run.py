@@ -19,23 +19,23 @@ from typing import Any, Protocol
 
 from pbtune._errors import PbtuneError, StorageError, TrialFailedError
 from pbtune.checkpoints import CheckpointStore, Location
-from pbtune.controller._claims import Claimed, Role
+from pbtune.controller._claims import Claimed, Result, Role
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import StudyRecord
 from pbtune.trial import TrainFn, Trial, TrialState
 
-_log = logging.getLogger("pbtune.worker")
+_log = logging.getLogger("pbtune.worker")  # what a user sees of a worker's trials
 
-class Controller(Protocol):
-    """What a run needs of `pbtune.controller.Controller`."""
+class RunsTrials(Protocol):
+    """What a run needs of the `pbtune.controller.Controller` that started it."""
 
     study: StudyRecord
     config: StudyConfig
 
     def parent_checkpoint(self, trial: Claimed) -> Path | None: ...
     def report(self, trial_id: int, step: int, values: Mapping[str, float | None]) -> None: ...
-    def check(self, claimed: Claimed, metrics: Any) -> tuple[dict[str, float], float | None]: ...
-    def tell_and_ask(self, claimed: Claimed, metrics: Mapping[str, float],
+    def check(self, claimed: Claimed, metrics: Any) -> Result: ...
+    def tell_and_ask(self, claimed: Claimed, metrics: Mapping[str, float] | Result,
                      checkpoint: Location | None, worker: str | None, role: Role = "both"
                      ) -> tuple[bool, Claimed | None]: ...
     def tell_failure(self, claimed: Claimed, error: BaseException | str, *,
@@ -58,13 +58,12 @@ class TrialRun:
         try:
             run.call(train)
             run.commit()
+            following = run.tell(worker, role)
         except Exception as error:
             run.fail(error)
-        else:
-            told, following = run.tell(worker, role)
     """
 
-    def __init__(self, controller: Controller, store: CheckpointStore,
+    def __init__(self, controller: RunsTrials, store: CheckpointStore,
                  claimed: Claimed) -> None:
         self.claimed = claimed
         self._controller = controller
@@ -72,18 +71,19 @@ class TrialRun:
         self.evaluation = claimed.trial.state == TrialState.EVALUATING
         self._staging: Path | None = None
         self._checkpoint: Location | None = None
-        self._metrics: dict[str, float] | None = None
+        self._result: Result | None = None
         self.call_s = 0.0  # how long the user's function ran
 
     @property
-    def told_in_background(self) -> bool:
+    def may_tell_in_background(self) -> bool:
         """Whether its result may be told while the worker's next trial trains: only a
         training result that is final (one waiting for an evaluation is told at once,
         so the evaluation can start)."""
         return not self.evaluation and not self._controller.config.evaluated
 
     def call(self, train: TrainFn, started: Callable[[], None] | None = None) -> None:
-        """Run the user's function on this trial's handle and check what it returned;
+        """Run the user's function on this trial's handle and check what it returned:
+        ``train`` for a trial to train, the study's evaluate function for one to evaluate.
         ``started`` is called once the set-up is done, as the function starts.
 
         Raises what the function raised, or `TrialFailedError` for a result that is
@@ -104,8 +104,9 @@ class TrialRun:
             raise TrialFailedError(f"the evaluate function raised {error!r}") from error
         finally:
             self.call_s = time.perf_counter() - began
-        self._controller.check(self.claimed, returned)
-        self._metrics = dict(returned)
+        # Checked now, in this thread: a metric that is a live object (a tensor the next
+        # trial reuses) is read before anything else can change it.
+        self._result = self._controller.check(self.claimed, returned)
 
     def commit(self) -> None:
         """Make the trained checkpoint durable under its final name (a remote store
@@ -118,17 +119,16 @@ class TrialRun:
             self._checkpoint = self._store.commit(self._staging, number)
             self._staging = None
 
-    def tell(self, worker: str | None = None, role: Role = "both"
-             ) -> tuple[bool, Claimed | None]:
-        """Record the result (see `Controller.tell_and_ask`): (told, the next work claimed
-        for ``worker``, if any). A refused result's checkpoint is deleted."""
-        assert self._metrics is not None, "call() comes before tell()"
+    def tell(self, worker: str | None = None, role: Role = "both") -> Claimed | None:
+        """Record the result (see `Controller.tell_and_ask`); return the next work claimed
+        for ``worker``, if any. A refused result's checkpoint is deleted."""
+        assert self._result is not None, "call() comes before tell()"
         told, following = self._controller.tell_and_ask(
-            self.claimed, self._metrics, self._checkpoint, worker, role
+            self.claimed, self._result, self._checkpoint, worker, role
         )
         if not told:
             self._remove_checkpoint()
-        return told, following
+        return following
 
     def fail(self, error: BaseException) -> None:
         """Record the trial as FAILED with ``error`` (its member retries it, bounded)
@@ -178,7 +178,7 @@ class TrialRun:
         )
 
 
-def _report_sink(controller: Controller, trial_id: int) -> Callable[[int, dict[str, float]], None]:
+def _report_sink(controller: RunsTrials, trial_id: int) -> Callable[[int, dict[str, float]], None]:
     """Intermediate metrics go to the storage; they are optional, so a value JSON cannot
     hold becomes null and a storage hiccup costs the report, never the trial."""
 

@@ -1,9 +1,10 @@
 """One transaction on one study: the controller's reads and its named writes.
 
 A trial changes state only through a named transition (`start`, `start_evaluation`,
-`complete`, `mark_trained`, `fail`, `requeue`): each is a compare-and-set on the trial's
-state and claim, checked against `pbtune.trial.TRANSITIONS`, that returns the new record
-(None when another writer got there first). A member's row changes through
+`complete`, `mark_trained`, `evaluate_at_once`, `fail`, `requeue`): each is a compare-and-set
+on the trial's state (and, for a held trial, its claim), checked against
+`pbtune.trial.TRANSITIONS`, that returns the new record (None when another writer got there
+first). A member's row changes through
 `member_completed`, `member_failed` and `member_done`.
 """
 
@@ -90,7 +91,9 @@ _AWAITING_EVALUATION = select(trials.c.id).where(
     trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
 )
 _MOVE = update(trials).where(
-    trials.c.id == bindparam("b_id"), trials.c.state == bindparam("b_state")
+    trials.c.id == bindparam("b_id"),
+    trials.c.study_id == _STUDY,
+    trials.c.state == bindparam("b_state"),
 )
 _MOVE_IF_CLAIM = _MOVE.where(trials.c.claim == bindparam("b_claim"))
 _MOVE_RETURNING = _MOVE.returning(*trials.c)
@@ -144,7 +147,7 @@ class Holder(NamedTuple):
 
 
 class Transaction:
-    """One write transaction scoped to one study.
+    """One transaction scoped to one study: the controller's reads and writes.
 
     On PostgreSQL the study row is locked first, so the decisions of one study are
     serialized (as SQLite's BEGIN IMMEDIATE serializes every write); claims lock single
@@ -241,18 +244,20 @@ class Transaction:
         return row_to_trial(row) if row is not None else None
 
     def mark_trained(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
-                     checkpoint: Location | None, evaluator: str | None = None,
-                     now: float = 0.0) -> HeldTrial | None:
-        """RUNNING -> TRAINED: the checkpoint waits for an evaluator. With ``evaluator`` (a
-        new claim token), RUNNING -> EVALUATING instead: the worker that trained it
-        evaluates it at once, under that claim."""
-        values: dict[str, Any] = {"metrics": metrics, "checkpoint": _text(checkpoint),
-                                  "error": None}
-        target = TrialState.TRAINED
-        if evaluator is not None:
-            target = TrialState.EVALUATING
-            values.update(claim=evaluator, heartbeat_at=now)
-        row = self._move(trial, claim, target, **values)
+                     checkpoint: Location | None) -> FrozenTrial | None:
+        """RUNNING -> TRAINED: the checkpoint waits for an evaluator."""
+        row = self._move(trial, claim, TrialState.TRAINED, metrics=metrics,
+                         checkpoint=_text(checkpoint), error=None)
+        return row_to_trial(row) if row is not None else None
+
+    def evaluate_at_once(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
+                         checkpoint: Location | None, evaluator: str, now: float
+                         ) -> HeldTrial | None:
+        """RUNNING -> EVALUATING: trained, and evaluated at once by the worker that trained
+        it, under the new claim ``evaluator``."""
+        row = self._move(trial, claim, TrialState.EVALUATING, metrics=metrics,
+                         checkpoint=_text(checkpoint), error=None, claim=evaluator,
+                         heartbeat_at=now)
         return row_to_held(row) if row is not None else None
 
     def fail(self, trial: FrozenTrial, claim: str, *, error: str, now: float,
@@ -266,8 +271,8 @@ class Transaction:
         return row_to_trial(row) if row is not None else None
 
     def requeue(self, trial: FrozenTrial, claim: str) -> FrozenTrial | None:
-        """Give a held trial back: RUNNING -> QUEUED (never started), EVALUATING ->
-        TRAINED (its training kept; another evaluator takes it)."""
+        """Give a held trial back: RUNNING -> QUEUED (claimed, never started),
+        EVALUATING -> TRAINED (its training kept; another evaluator takes it)."""
         if trial.state == TrialState.EVALUATING:
             row = self._move(trial, claim, TrialState.TRAINED, claim=None, heartbeat_at=None)
         else:
@@ -282,7 +287,8 @@ class Transaction:
         there first."""
         source = trial.state
         assert source.can_become(target), f"illegal transition {source.value} -> {target.value}"
-        params = {**values, "state": target.value, "b_id": trial.id, "b_state": source.value}
+        params = {**values, **self._study, "state": target.value, "b_id": trial.id,
+                  "b_state": source.value}
         if held_by is not None:
             params["b_claim"] = held_by
         if self._returning:

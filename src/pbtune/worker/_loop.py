@@ -153,7 +153,7 @@ def _train_and_tell(run: TrialRun, train: TrainFn, worker: str | None, role: Rol
     # Training dominates: claim the next trial while the checkpoint is committed, start it,
     # and tell this result in the background (see `_Teller`).
     asking = None
-    if worker is not None and run.told_in_background and teller.worth_it(run.call_s):
+    if worker is not None and run.may_tell_in_background and teller.worth_it(run.call_s):
         # The last tell is done by now (a whole trial ago); a storage outage it met stops
         # this worker here, before it claims anything more.
         teller.wait()
@@ -166,8 +166,8 @@ def _train_and_tell(run: TrialRun, train: TrainFn, worker: str | None, role: Rol
                 teller.submit(run)
                 return asked, True
         began = time.perf_counter()
-        following = run.tell(worker, role)[1]
-        if run.told_in_background:
+        following = run.tell(worker, role)
+        if run.may_tell_in_background:
             teller.observe(time.perf_counter() - began)
     except StorageError:
         raise  # the storage stayed down past its retries: this worker stops; the trial is
