@@ -14,23 +14,18 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    BindParameter,
     Connection,
-    Integer,
     RowMapping,
-    bindparam,
     func,
     select,
     update,
 )
 
 from pbtune.checkpoints import Location, as_location
+from pbtune.storages import _statements as q
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
-
-_ACTIVE = tuple(s.value for s in TrialState if s.is_active)
-_HELD = tuple(s.value for s in TrialState if s.is_held)
 
 
 def row_to_trial(row: RowMapping) -> FrozenTrial:
@@ -61,82 +56,6 @@ def row_to_held(row: RowMapping) -> HeldTrial:
     return HeldTrial(row_to_trial(row), row["claim"], row["heartbeat_at"])
 
 
-# The statements of the ask/tell path, built once: a statement object is reused with new
-# parameters (SQLAlchemy caches its compiled form), which saves building the expression
-# for every trial. Bound names start with "b_" so they never clash with a column that an
-# UPDATE sets from the parameters.
-_STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
-_TRIAL_BY_ID = select(trials).where(trials.c.id == bindparam("b_id"), trials.c.study_id == _STUDY)
-_NEXT_QUEUED = (
-    select(trials)
-    .where(trials.c.study_id == _STUDY, trials.c.state == TrialState.QUEUED.value)
-    .order_by(trials.c.end_step, trials.c.number)
-    .limit(1)
-)
-_NEXT_QUEUED_SKIP_LOCKED = _NEXT_QUEUED.with_for_update(skip_locked=True)
-_HELD_BY = select(trials).where(
-    trials.c.study_id == _STUDY,
-    trials.c.claim == bindparam("b_claim"),
-    trials.c.state.in_(_HELD),
-)
-_NEXT_TRAINED = (
-    select(trials)
-    .where(trials.c.study_id == _STUDY, trials.c.state == TrialState.TRAINED.value)
-    .order_by(trials.c.end_step, trials.c.number)
-    .limit(1)
-)
-_NEXT_TRAINED_SKIP_LOCKED = _NEXT_TRAINED.with_for_update(skip_locked=True)
-_AWAITING_EVALUATION = select(trials.c.id).where(
-    trials.c.study_id == _STUDY,
-    trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
-)
-_MOVE = update(trials).where(
-    trials.c.id == bindparam("b_id"),
-    trials.c.study_id == _STUDY,
-    trials.c.state == bindparam("b_state"),
-)
-_MOVE_IF_CLAIM = _MOVE.where(trials.c.claim == bindparam("b_claim"))
-_MOVE_RETURNING = _MOVE.returning(*trials.c)
-_MOVE_IF_CLAIM_RETURNING = _MOVE_IF_CLAIM.returning(*trials.c)
-_HELD_STALE = select(trials).where(
-    trials.c.study_id == _STUDY,
-    trials.c.state.in_(_HELD),
-    trials.c.heartbeat_at < bindparam("b_before"),
-)
-_ALL_HELD = select(trials).where(trials.c.study_id == _STUDY, trials.c.state.in_(_HELD))
-_NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
-    trials.c.study_id == _STUDY
-)
-_INSERT_TRIAL = trials.insert()
-_COUNT_ACTIVE = select(func.count()).where(
-    trials.c.study_id == _STUDY, trials.c.state.in_(_ACTIVE)
-)
-_ACTIVE_BY_STATE = (
-    select(trials.c.state, func.count())
-    .where(trials.c.study_id == _STUDY, trials.c.state.in_(_ACTIVE))
-    .group_by(trials.c.state)
-)
-_UPDATE_MEMBER = update(members).where(
-    members.c.study_id == _STUDY, members.c.member == bindparam("b_member")
-)
-_POPULATION = (
-    select(trials)
-    .join(members, trials.c.id == members.c.latest_complete_id)
-    .where(members.c.study_id == _STUDY)
-    .order_by(trials.c.member)
-)
-_CHECKPOINT_HOLDERS = select(
-    trials.c.id, trials.c.number, trials.c.fitness, trials.c.checkpoint
-).where(trials.c.study_id == _STUDY, trials.c.checkpoint.is_not(None))
-_PENDING_PARENTS = select(trials.c.parent_id).where(
-    trials.c.study_id == _STUDY,
-    trials.c.state.in_(_ACTIVE),
-    trials.c.parent_id.is_not(None),
-)
-_STUDY_STATE = select(studies.c.state).where(studies.c.id == _STUDY)
-_LOCK_STUDY = select(studies.c.id).where(studies.c.id == _STUDY).with_for_update()
-
-
 class Holder(NamedTuple):
     """A trial that holds a checkpoint: what garbage collection needs of it."""
 
@@ -162,35 +81,35 @@ class Transaction:
         # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) saves a read per transition.
         self._returning = bool(connection.dialect.update_returning)
         if lock_study and self._postgres:
-            self._c.execute(_LOCK_STUDY, self._study)
+            self._c.execute(q.LOCK_STUDY, self._study)
 
     # -- trials ---------------------------------------------------------------------------
     def trial(self, trial_id: int) -> FrozenTrial | None:
-        row = self._c.execute(_TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
+        row = self._c.execute(q.TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return row_to_trial(row) if row is not None else None
 
     def trial_with_claim(self, trial_id: int) -> tuple[FrozenTrial, str | None] | None:
         """The trial and the claim it was last held under (None once revoked)."""
-        row = self._c.execute(_TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
+        row = self._c.execute(q.TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return (row_to_trial(row), row["claim"]) if row is not None else None
 
     def next_queued(self) -> FrozenTrial | None:
         """The QUEUED trial with the smallest end_step (the member furthest behind)."""
-        query = _NEXT_QUEUED_SKIP_LOCKED if self._postgres else _NEXT_QUEUED
+        query = q.NEXT_QUEUED_SKIP_LOCKED if self._postgres else q.NEXT_QUEUED
         row = self._c.execute(query, self._study).mappings().first()
         return row_to_trial(row) if row is not None else None
 
     def held_by(self, claim: str) -> HeldTrial | None:
         """The RUNNING or EVALUATING trial that ``claim`` holds, if any."""
-        row = self._c.execute(_HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
+        row = self._c.execute(q.HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
         return row_to_held(row) if row is not None else None
 
     def held(self, *, heartbeat_before: float | None = None) -> list[HeldTrial]:
         """Trials held by a worker (RUNNING or EVALUATING); optionally only stale ones."""
         if heartbeat_before is None:
-            rows = self._c.execute(_ALL_HELD, self._study)
+            rows = self._c.execute(q.ALL_HELD, self._study)
         else:
-            rows = self._c.execute(_HELD_STALE, {"b_before": heartbeat_before, **self._study})
+            rows = self._c.execute(q.HELD_STALE, {"b_before": heartbeat_before, **self._study})
         return [row_to_held(r) for r in rows.mappings()]
 
     def claim_next(self, worker: str, claim: str, now: float) -> HeldTrial | None:
@@ -210,7 +129,7 @@ class Transaction:
         held = self.held_by(claim)
         if held is not None:
             return held
-        query = _NEXT_TRAINED_SKIP_LOCKED if self._postgres else _NEXT_TRAINED
+        query = q.NEXT_TRAINED_SKIP_LOCKED if self._postgres else q.NEXT_TRAINED
         row = self._c.execute(query, self._study).mappings().first()
         if row is None:
             return None
@@ -218,7 +137,7 @@ class Transaction:
 
     def awaiting_evaluation(self) -> set[int]:
         """TRAINED and EVALUATING trials: their checkpoints wait for an evaluator."""
-        return {int(i) for i in self._c.execute(_AWAITING_EVALUATION, self._study).scalars()}
+        return {int(i) for i in self._c.execute(q.AWAITING_EVALUATION, self._study).scalars()}
 
     # -- transitions: each a compare-and-set on the state (and the claim) ----------------------
     def start(self, trial: FrozenTrial, worker: str, claim: str, now: float
@@ -292,19 +211,19 @@ class Transaction:
         if held_by is not None:
             params["b_claim"] = held_by
         if self._returning:
-            returning = _MOVE_IF_CLAIM_RETURNING if held_by is not None else _MOVE_RETURNING
+            returning = q.MOVE_IF_CLAIM_RETURNING if held_by is not None else q.MOVE_RETURNING
             return self._c.execute(returning, params).mappings().first()
-        query = _MOVE_IF_CLAIM if held_by is not None else _MOVE
+        query = q.MOVE_IF_CLAIM if held_by is not None else q.MOVE
         if self._c.execute(query, params).rowcount != 1:
             return None
         return self._c.execute(
-            _TRIAL_BY_ID, {"b_id": trial.id, **self._study}
+            q.TRIAL_BY_ID, {"b_id": trial.id, **self._study}
         ).mappings().first()
 
     def add_trial(self, new: NewTrial, now: float) -> None:
         """Enqueue a trial (QUEUED); the storage numbers it."""
-        number = self._c.execute(_NEXT_NUMBER, self._study).scalar_one()
-        self._c.execute(_INSERT_TRIAL, {
+        number = self._c.execute(q.NEXT_NUMBER, self._study).scalar_one()
+        self._c.execute(q.INSERT_TRIAL, {
             "study_id": self.study_id,
             "number": number,
             "member": new.member,
@@ -319,12 +238,12 @@ class Transaction:
         })
 
     def count_active(self) -> int:
-        return int(self._c.execute(_COUNT_ACTIVE, self._study).scalar_one())
+        return int(self._c.execute(q.COUNT_ACTIVE, self._study).scalar_one())
 
     def queue_state(self) -> tuple[StudyState, dict[TrialState, int]]:
         """The study's state, and how many of its trials are in each active state."""
         counts = {state: 0 for state in TrialState if state.is_active}
-        for state, n in self._c.execute(_ACTIVE_BY_STATE, self._study):
+        for state, n in self._c.execute(q.ACTIVE_BY_STATE, self._study):
             counts[TrialState(state)] = int(n)
         return self.study_state(), counts
 
@@ -395,11 +314,11 @@ class Transaction:
         self._set_member(member, state=MemberState.DONE.value)
 
     def _set_member(self, member: int, **values: Any) -> None:
-        self._c.execute(_UPDATE_MEMBER, {"b_member": member, **self._study, **values})
+        self._c.execute(q.UPDATE_MEMBER, {"b_member": member, **self._study, **values})
 
     def population(self) -> list[FrozenTrial]:
         """Each member's latest COMPLETE trial."""
-        return [row_to_trial(r) for r in self._c.execute(_POPULATION, self._study).mappings()]
+        return [row_to_trial(r) for r in self._c.execute(q.POPULATION, self._study).mappings()]
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_holders(self) -> list[Holder]:
@@ -407,12 +326,12 @@ class Transaction:
         return [
             Holder(id=r.id, number=r.number, fitness=r.fitness,
                    checkpoint=as_location(r.checkpoint))
-            for r in self._c.execute(_CHECKPOINT_HOLDERS, self._study)
+            for r in self._c.execute(q.CHECKPOINT_HOLDERS, self._study)
         ]
 
     def pending_parent_ids(self) -> set[int]:
         """Parents of trials not finished yet (their checkpoints are still needed)."""
-        return {int(pid) for pid in self._c.execute(_PENDING_PARENTS, self._study).scalars()}
+        return {int(pid) for pid in self._c.execute(q.PENDING_PARENTS, self._study).scalars()}
 
     def forget_checkpoints(self, trial_ids: Iterable[int]) -> None:
         ids = list(trial_ids)
@@ -428,7 +347,7 @@ class Transaction:
         )
 
     def study_state(self) -> StudyState:
-        return StudyState(self._c.execute(_STUDY_STATE, self._study).scalar_one())
+        return StudyState(self._c.execute(q.STUDY_STATE, self._study).scalar_one())
 
 def _text(checkpoint: Location | None) -> str | None:
     return str(checkpoint) if checkpoint is not None else None

@@ -1,0 +1,86 @@
+"""The statements of the controller's path, built once.
+
+A statement object is reused with new parameters (SQLAlchemy caches its compiled form),
+which saves building the expression for every trial. Bound names start with "b_" so they
+never clash with a column that an UPDATE sets from the parameters.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BindParameter, Integer, bindparam, func, select, update
+
+from pbtune.storages._schema import members, studies, trials
+from pbtune.trial import TrialState
+
+ACTIVE = tuple(s.value for s in TrialState if s.is_active)
+HELD = tuple(s.value for s in TrialState if s.is_held)
+STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
+TRIAL_BY_ID = select(trials).where(trials.c.id == bindparam("b_id"), trials.c.study_id == STUDY)
+NEXT_QUEUED = (
+    select(trials)
+    .where(trials.c.study_id == STUDY, trials.c.state == TrialState.QUEUED.value)
+    .order_by(trials.c.end_step, trials.c.number)
+    .limit(1)
+)
+NEXT_QUEUED_SKIP_LOCKED = NEXT_QUEUED.with_for_update(skip_locked=True)
+HELD_BY = select(trials).where(
+    trials.c.study_id == STUDY,
+    trials.c.claim == bindparam("b_claim"),
+    trials.c.state.in_(HELD),
+)
+NEXT_TRAINED = (
+    select(trials)
+    .where(trials.c.study_id == STUDY, trials.c.state == TrialState.TRAINED.value)
+    .order_by(trials.c.end_step, trials.c.number)
+    .limit(1)
+)
+NEXT_TRAINED_SKIP_LOCKED = NEXT_TRAINED.with_for_update(skip_locked=True)
+AWAITING_EVALUATION = select(trials.c.id).where(
+    trials.c.study_id == STUDY,
+    trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
+)
+MOVE = update(trials).where(
+    trials.c.id == bindparam("b_id"),
+    trials.c.study_id == STUDY,
+    trials.c.state == bindparam("b_state"),
+)
+MOVE_IF_CLAIM = MOVE.where(trials.c.claim == bindparam("b_claim"))
+MOVE_RETURNING = MOVE.returning(*trials.c)
+MOVE_IF_CLAIM_RETURNING = MOVE_IF_CLAIM.returning(*trials.c)
+HELD_STALE = select(trials).where(
+    trials.c.study_id == STUDY,
+    trials.c.state.in_(HELD),
+    trials.c.heartbeat_at < bindparam("b_before"),
+)
+ALL_HELD = select(trials).where(trials.c.study_id == STUDY, trials.c.state.in_(HELD))
+NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
+    trials.c.study_id == STUDY
+)
+INSERT_TRIAL = trials.insert()
+COUNT_ACTIVE = select(func.count()).where(
+    trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
+)
+ACTIVE_BY_STATE = (
+    select(trials.c.state, func.count())
+    .where(trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE))
+    .group_by(trials.c.state)
+)
+UPDATE_MEMBER = update(members).where(
+    members.c.study_id == STUDY, members.c.member == bindparam("b_member")
+)
+POPULATION = (
+    select(trials)
+    .join(members, trials.c.id == members.c.latest_complete_id)
+    .where(members.c.study_id == STUDY)
+    .order_by(trials.c.member)
+)
+CHECKPOINT_HOLDERS = select(
+    trials.c.id, trials.c.number, trials.c.fitness, trials.c.checkpoint
+).where(trials.c.study_id == STUDY, trials.c.checkpoint.is_not(None))
+PENDING_PARENTS = select(trials.c.parent_id).where(
+    trials.c.study_id == STUDY,
+    trials.c.state.in_(ACTIVE),
+    trials.c.parent_id.is_not(None),
+)
+STUDY_STATE = select(studies.c.state).where(studies.c.id == STUDY)
+LOCK_STUDY = select(studies.c.id).where(studies.c.id == STUDY).with_for_update()
