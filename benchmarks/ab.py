@@ -9,8 +9,9 @@ with ``<tree>/src`` first on the path, so each runs against its own code and API
 new in turn, so the drift of a noisy machine is shared. It reads the figures each run wrote
 (``<tree>/benchmarks/results/<name>.json``; use checkouts whose results you do not mind
 overwriting, e.g. ``git worktree add``) and prints each figure's median per checkout and the
-ratio new / base. Only pbtune's methods are run (no Ray): the question is whether a change
-of pbtune moved its own figures.
+ratio new / base; the table goes to this checkout's ``results/ab-<name>.{json,md}`` too.
+Only pbtune's methods are run (no Ray): the question is whether a change of pbtune moved
+its own figures.
 """
 
 from __future__ import annotations
@@ -82,13 +83,34 @@ def main() -> int:
             runs[label].append(figures)
             shown = "  ".join(f"{k} {v:.4g}" for k, v in figures.items())
             print(f"repeat {repeat + 1}/{args.repeats} {label}: {shown}", flush=True)
-    rows = []
+    rows, ratios = [], {}
     for key in runs["base"][0]:
         base = common.median([r[key] for r in runs["base"]])
         new = common.median([r[key] for r in runs["new"]])
+        ratios[key] = new / base
         rows.append([key, f"{base:.4g}", f"{new:.4g}", f"{new / base:.3f}"])
-    print(common.table(["figure (median)", "base", "new", "new / base"], rows))
+    shown = common.table(["figure (median)", "base", "new", "new / base"], rows)
+    print(shown)
+    commits = {label: _commit(tree) for label, tree in trees.items()}
+    command = " ".join(["python", "benchmarks/ab.py", *sys.argv[1:]])
+    markdown = "\n".join([
+        f"### Side by side: {args.benchmark}, base {commits['base']} against new "
+        f"{commits['new']}", "",
+        f"`{command}`: {args.repeats} interleaved runs of each checkout's own "
+        f"`benchmarks/{args.benchmark}.py {' '.join(extra)}`; medians.", "",
+        shown, "", common.env_line(common.environment()),
+    ])
+    common.write_results(f"ab-{args.benchmark}", {
+        "benchmark": f"ab-{args.benchmark}", "command": command, "commits": commits,
+        "runs": runs, "ratios": ratios, "environment": common.environment(),
+    }, markdown)
     return 0
+
+
+def _commit(tree: Path) -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree,
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ ORDER = [
     ("gaps", "Between two trials (a diagnosis of utilization)", "python benchmarks/gaps.py"),
     ("stragglers", "Stragglers", "python benchmarks/stragglers.py"),
     ("scaling", "Controller scaling", "python benchmarks/scaling.py"),
+    ("ab-overhead", "Side by side: overhead before and after the last core change",
+     "python benchmarks/ab.py --base BASE --new NEW overhead"),
+    ("ab-utilization", "Side by side: utilization before and after the last core change",
+     "python benchmarks/ab.py --base BASE --new NEW utilization"),
+    ("ab-scaling", "Side by side: scaling before and after the last core change",
+     "python benchmarks/ab.py --base BASE --new NEW scaling"),
 ]
 
 
