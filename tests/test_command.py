@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -158,6 +160,26 @@ def wait_gone(pid: int) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_sigterm_before_the_command_started_still_kills_its_group(tmp_path: Path) -> None:
+    # A run stops its workers with SIGTERM whenever it likes, also while a worker is
+    # starting a command: what the command starts must not outlive the worker.
+    pids = tmp_path / "pids"
+    program = (
+        "import os, signal, subprocess, sys, time\n"
+        "from pbtune.worker._command import _kill_group_on_sigterm\n"
+        "with _kill_group_on_sigterm() as group:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # before the command's pid is known\n"
+        "    time.sleep(0.2)\n"
+        "    child = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        f"    open({str(pids)!r}, 'w').write(str(child.pid))\n"
+        "    group.started(child.pid)\n"
+        "    time.sleep(600)\n"
+    )
+    done = subprocess.run([PY, "-c", program], timeout=60)
+    assert done.returncode == -signal.SIGTERM  # the worker still ends as SIGTERM ends it
+    assert wait_gone(int(pids.read_text())), "the command outlived the worker"
 
 
 @pytest.mark.parametrize(
