@@ -6,7 +6,12 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import pbtune
 
@@ -118,3 +123,19 @@ def dies_once(trial: pbtune.Trial) -> dict[str, float]:
         marker.touch()
         os._exit(3)
     return quadratic(trial)
+
+
+@dataclass(frozen=True)
+class CopyAhead(pbtune.ExploitStrategy):
+    """Copies the lowest-numbered other member that is at least as far along, whenever
+    there is one: which trials copy depends on the order they finish in, but some always
+    do (the second trial to finish finds the first)."""
+
+    def select(self, finished: pbtune.FrozenTrial, population: Sequence[pbtune.FrozenTrial],
+               mode: Any, rng: np.random.Generator) -> pbtune.FrozenTrial:
+        ahead = [t for t in population
+                 if t.member != finished.member and t.end_step >= finished.end_step]
+        return min(ahead, key=lambda t: t.member, default=finished)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": f"{Path(__file__).resolve()}:CopyAhead"}
