@@ -137,7 +137,11 @@ def test_bad_results_fail_the_trial_and_the_member_retries(
     assert "ValueError: flaky failure" in errors
     assert "lack the study's metric 'q'" in errors
     retries = [t for t in study.trials() if t.decision == "retry"]
-    assert len(retries) == len(failed)
+    assert len(retries) == len(failed) == 4
+    # Member 3's failure had a parent; its retry starts from the same one.
+    [child] = [t for t in failed if t.member == 3]
+    assert child.start_step == 20 and child.parent_id is not None
+    assert [t.parent_id for t in retries if t.member == 3] == [child.parent_id]
 
 
 def _start(tmp_path: Path, storage: str, **args: object) -> subprocess.Popen[bytes]:
