@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 import pbtune
 from conftest import drop_pbtune_tables, postgres_url
-from e2e.test_e2e import SPACE, TRAINERS, assert_accounted_for
+from e2e.test_e2e import SPACE, TRAINERS, assert_accounted_for, assert_only_timeouts_failed
 from pbtune import TrialState
 
 JOIN_DATABASE = "pbtune_join_test"  # not the shared `test` database of the storage suite
@@ -271,8 +271,7 @@ def test_a_ray_worker_past_trial_timeout_is_killed_and_replaced(
     )
     study.optimize(f"{TRAINERS}:hangs_once", workers=1, backend=backend, show_progress=False)
     assert_accounted_for(study)
-    failed = study.trials([TrialState.FAILED])
-    assert [t.error for t in failed] == ["timed out: ran longer than trial_timeout=2.0s"]
+    assert_only_timeouts_failed(study, 2.0)
 
 
 def test_ray_backend_ships_a_function_object(tmp_path: Path, local_ray: Any) -> None:
