@@ -142,3 +142,18 @@ class CopyAhead(pbtune.ExploitStrategy):
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": f"{Path(__file__).resolve()}:CopyAhead"}
+
+
+@dataclass(frozen=True)
+class KeepOwn(pbtune.ExploitStrategy):
+    """Never copies, never explores: each member trains on from its own checkpoint, so a
+    study takes population_size * max_steps / steps_per_trial trials in every schedule."""
+
+    explore_on_plateau = False
+
+    def select(self, finished: pbtune.FrozenTrial, population: Sequence[pbtune.FrozenTrial],
+               mode: Any, rng: np.random.Generator) -> pbtune.FrozenTrial:
+        return finished
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": f"{Path(__file__).resolve()}:KeepOwn"}
