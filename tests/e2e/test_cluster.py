@@ -169,7 +169,11 @@ def test_an_evaluator_joins_from_the_command_line(tmp_path: Path) -> None:
     finish(trainer)
     finish(evaluator)
     complete = study.trials([TrialState.COMPLETE])
-    assert study.state == pbtune.StudyState.COMPLETE and len(complete) == 9
+    assert study.state == pbtune.StudyState.COMPLETE and complete == study.trials()
+    assert_accounted_for(study)
+    # A member's first trial, then one more after each trial short of max_steps (how many
+    # depends on which results the copies saw, so it is counted, not fixed).
+    assert len(complete) == 3 + sum(t.end_step < 15 for t in complete)
     assert {worker_pid(t) for t in complete} == {evaluator.pid}
     assert all((t.metrics or {}).get("evaluated") == 1.0 for t in complete)
 
