@@ -190,7 +190,9 @@ def test_killed_worker_costs_one_segment_and_the_study_finishes(tmp_path: Path) 
             pid = int(victim.worker.split(":")[1])
             os.kill(pid, signal.SIGKILL)
             killed.add(victim.id)
-            time.sleep(0.5)
+            # The run notices the death and fails what the worker held, so the next
+            # victim is a live worker's (a fixed pause can be too short under load).
+            _wait_for(lambda pid=pid: not holds_trials(storage, pid))
         output, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -201,6 +203,15 @@ def test_killed_worker_costs_one_segment_and_the_study_finishes(tmp_path: Path) 
     lost = [t for t in study.trials([TrialState.FAILED]) if (t.error or "").startswith("lost")]
     assert {t.id for t in lost} >= killed - {t.id for t in study.trials([TrialState.COMPLETE])}
     assert len(lost) >= 1
+
+
+def holds_trials(storage: str, pid: int) -> bool:
+    """Whether a RUNNING trial is recorded as held by worker process ``pid``."""
+    try:
+        running = pbtune.load_study("e2e", storage=storage).trials([TrialState.RUNNING])
+    except pbtune.StorageError:
+        return True
+    return any((t.worker or "").split(":")[1:2] == [str(pid)] for t in running)
 
 
 def test_killed_controller_resumes_with_the_same_command(tmp_path: Path) -> None:
