@@ -36,6 +36,9 @@ HERE = Path(__file__).resolve().parent
 LOG_ENV = "PBTUNE_CLAIM_LOG"
 DELAY_ENV = "PBTUNE_TRIAL_DELAY"
 CONTROL_ENV = "PBTUNE_CONTROL_DIR"
+# "DIRECTORY:N": each worker process's first trial waits (up to a minute) until N
+# processes have started one, so that N workers surely hold trials at the same time.
+TOGETHER_ENV = "PBTUNE_START_TOGETHER"
 METRIC = "score"
 SPACE = {"x": pbtune.Float(0.0, 1.0)}
 
@@ -81,8 +84,24 @@ def _train(trial: pbtune.Trial, *, who: str = "worker") -> dict[str, float]:
     return {METRIC: trial.end_step * (1.0 - (x - 0.5) ** 2)}
 
 
+def _start_together() -> None:
+    """See `TOGETHER_ENV`."""
+    spec = os.environ.get(TOGETHER_ENV)
+    if not spec:
+        return
+    folder, _, count = spec.rpartition(":")
+    mine = Path(folder) / str(os.getpid())
+    if mine.exists():
+        return  # only a process's first trial waits
+    mine.touch()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def touch(trial: pbtune.Trial) -> dict[str, float]:
     """Near-zero work: check the parent's step, write the new one, log the execution."""
+    _start_together()
     start = time.monotonic_ns()
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     if delay:
