@@ -118,8 +118,9 @@ def pausable(trial: pbtune.Trial) -> dict[str, float]:
     stops its own process with SIGSTOP, before the heartbeat thread's first beat (so the
     pause never holds a transaction open). Once continued, it waits for a ``resume`` file
     there, then commits a checkpoint and returns a result that no other trial has. Other
-    trials take a little longer while a ``hold`` file exists, so the study still runs when
-    the zombie comes back.
+    trials take a little longer while a ``hold`` file exists, and the trial that would
+    take member 0 to the step written in it waits until it is gone, so the study still
+    runs when the zombie comes back, however the processes are scheduled.
     """
     control = Path(os.environ[CONTROL_ENV])
     start = time.monotonic_ns()
@@ -134,8 +135,13 @@ def pausable(trial: pbtune.Trial) -> dict[str, float]:
         result = _train(trial, who="zombie")
         _append_log(trial, start)
         return {**result, METRIC: -1000.0, "zombie": 1.0}
-    if (control / "hold").exists():
+    hold = control / "hold"
+    if hold.exists():
         time.sleep(0.05)
+        with contextlib.suppress(OSError, ValueError):  # gone meanwhile
+            last_step = int(hold.read_text())
+            while trial.member == 0 and trial.end_step >= last_step and hold.exists():
+                time.sleep(0.01)
     result = _train(trial)
     _append_log(trial, start)
     return result
