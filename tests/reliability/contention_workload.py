@@ -39,6 +39,9 @@ CONTROL_ENV = "PBTUNE_CONTROL_DIR"
 # "DIRECTORY:N": each worker process's first trial waits (up to a minute) until N
 # processes have started one, so that N workers surely hold trials at the same time.
 TOGETHER_ENV = "PBTUNE_START_TOGETHER"
+# A file holding a step: while it exists, member 0's trial that ends at or past that step
+# waits, so the study cannot end before the test removes the file.
+HOLD_ENV = "PBTUNE_HOLD_FILE"
 METRIC = "score"
 SPACE = {"x": pbtune.Float(0.0, 1.0)}
 
@@ -99,9 +102,19 @@ def _start_together() -> None:
         time.sleep(0.01)
 
 
+def _hold_the_end(hold: Path, trial: pbtune.Trial) -> None:
+    """Wait while ``hold`` exists if this is member 0's trial to the step written in it."""
+    with contextlib.suppress(OSError, ValueError):  # no hold, or gone meanwhile
+        last_step = int(hold.read_text())
+        while trial.member == 0 and trial.end_step >= last_step and hold.exists():
+            time.sleep(0.01)
+
+
 def touch(trial: pbtune.Trial) -> dict[str, float]:
     """Near-zero work: check the parent's step, write the new one, log the execution."""
     _start_together()
+    if os.environ.get(HOLD_ENV):
+        _hold_the_end(Path(os.environ[HOLD_ENV]), trial)
     start = time.monotonic_ns()
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     if delay:
@@ -138,10 +151,7 @@ def pausable(trial: pbtune.Trial) -> dict[str, float]:
     hold = control / "hold"
     if hold.exists():
         time.sleep(0.05)
-        with contextlib.suppress(OSError, ValueError):  # gone meanwhile
-            last_step = int(hold.read_text())
-            while trial.member == 0 and trial.end_step >= last_step and hold.exists():
-                time.sleep(0.01)
+        _hold_the_end(hold, trial)
     result = _train(trial)
     _append_log(trial, start)
     return result

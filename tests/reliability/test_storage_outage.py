@@ -22,7 +22,14 @@ import pbtune
 from conftest import REQUIRE_POSTGRES_ENV, postgres_url
 from pbtune import TrialState
 from pbtune.storages import _storage as storage_module
-from reliability.contention_workload import DELAY_ENV, LOG_ENV, audit, start_run, wait_for
+from reliability.contention_workload import (
+    DELAY_ENV,
+    HOLD_ENV,
+    LOG_ENV,
+    audit,
+    start_run,
+    wait_for,
+)
 
 OUTAGE_S = 3.0
 READY_TIMEOUT_S = 60.0
@@ -105,8 +112,13 @@ def test_a_postgresql_restart_mid_study_is_ridden_out(server: LocalServer,
     def executions() -> int:
         return len(log.read_text().splitlines()) if log.exists() else 0
 
+    # Member 0's last trial waits for the hold to be lifted: however fast the rest goes, the
+    # study is still running (its idle workers polling) through the whole outage.
+    hold = tmp_path / "hold"
+    hold.write_text("20")
     run = start_run(tmp_path, server.url, name, workers=4, population=8, steps_per_trial=1,
-                    max_steps=20, env={LOG_ENV: str(log), DELAY_ENV: "0.05"})
+                    max_steps=20, env={LOG_ENV: str(log), DELAY_ENV: "0.05",
+                                       HOLD_ENV: str(hold)})
     try:
         wait_for(lambda: executions() >= 20, 60, "the study to get going")
         try:
@@ -116,6 +128,7 @@ def test_a_postgresql_restart_mid_study_is_ridden_out(server: LocalServer,
         finally:
             server.start()
             server.ensure_running()
+        hold.unlink()
         code = run.wait(timeout=120)
     finally:
         run.kill()
