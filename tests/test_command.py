@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -160,6 +162,26 @@ def wait_gone(pid: int) -> bool:
     return False
 
 
+def test_a_sigterm_before_the_command_started_still_kills_its_group(tmp_path: Path) -> None:
+    # A run stops its workers with SIGTERM whenever it likes, also while a worker is
+    # starting a command: what the command starts must not outlive the worker.
+    pids = tmp_path / "pids"
+    program = (
+        "import os, signal, subprocess, sys, time\n"
+        "from pbtune.worker._command import _kill_group_on_sigterm\n"
+        "with _kill_group_on_sigterm() as group:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # before the command's pid is known\n"
+        "    time.sleep(0.2)\n"
+        "    child = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        f"    open({str(pids)!r}, 'w').write(str(child.pid))\n"
+        "    group.started(child.pid)\n"
+        "    time.sleep(600)\n"
+    )
+    done = subprocess.run([PY, "-c", program], timeout=60)
+    assert done.returncode == -signal.SIGTERM  # the worker still ends as SIGTERM ends it
+    assert wait_gone(int(pids.read_text())), "the command outlived the worker"
+
+
 @pytest.mark.parametrize(
     ("metrics", "message"),
     [
@@ -234,7 +256,22 @@ def test_a_study_in_memory_runs_command_trials(tmp_path: Path) -> None:
     )
     study.optimize(Command(script(tmp_path, body)), workers=2, show_progress=False)
     trials = study.trials()
-    assert len(trials) == 6 and all(t.state == pbtune.TrialState.COMPLETE for t in trials)
+    assert trials and all(t.state == pbtune.TrialState.COMPLETE for t in trials)
+    # How many trials a member needs depends on whom it copied, and when: a member that
+    # copies one further ahead skips steps. Each trial ran the command (its score is
+    # end_step * lr) from where its parent ended, and every member reached max_steps.
+    by_id = {t.id: t for t in trials}
+    for t in trials:
+        parent = by_id[t.parent_id] if t.parent_id is not None else None
+        assert t.start_step == (parent.end_step if parent is not None else 0)
+        assert t.end_step == t.start_step + 1
+        assert t.metrics is not None
+        assert t.metrics["score"] == pytest.approx(t.end_step * t.params["lr"])
+    for member in range(2):
+        own = [t for t in trials if t.member == member]
+        assert [t.end_step == 3 for t in own] == [False] * (len(own) - 1) + [True]
+    # A member's first trial, then one more after each trial short of max_steps.
+    assert len(trials) == 2 + sum(t.end_step < 3 for t in trials)
 
 
 def test_every_first_trial_unable_to_start_fails_the_study(tmp_path: Path) -> None:

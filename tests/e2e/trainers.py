@@ -6,7 +6,12 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import pbtune
 
@@ -38,15 +43,18 @@ def always_raises(trial: pbtune.Trial) -> dict[str, float]:
 
 
 def flaky(trial: pbtune.Trial) -> dict[str, float]:
-    """Fails the first attempt of every third trial (NaN, a raise, a missing metric)."""
+    """Fails the first attempt of members 0, 1 and 2's first trials (a NaN, a raise, a
+    missing metric) and of member 3's trial from step 20 (a NaN): trials that every
+    schedule has in a study of 24 steps, whatever the exploits, unlike trial numbers."""
+    plan = {(0, 0): "nan", (1, 0): "raise", (2, 0): "missing", (3, 20): "nan"}
+    kind = plan.get((trial.member, trial.start_step))
     marker = Path(os.environ["PBTUNE_TEST_MARKERS"]) / f"{trial.member}-{trial.start_step}"
-    if trial.number % 3 == 0 and not marker.exists():
+    if kind is not None and not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
-        kind = (trial.number // 3) % 3
-        if kind == 0:
+        if kind == "nan":
             return {"q": math.nan}
-        if kind == 1:
+        if kind == "raise":
             raise ValueError("flaky failure")
         return {"not_q": 1.0}
     return quadratic(trial)
@@ -118,3 +126,34 @@ def dies_once(trial: pbtune.Trial) -> dict[str, float]:
         marker.touch()
         os._exit(3)
     return quadratic(trial)
+
+
+@dataclass(frozen=True)
+class CopyAhead(pbtune.ExploitStrategy):
+    """Copies the lowest-numbered other member that is at least as far along, whenever
+    there is one: which trials copy depends on the order they finish in, but some always
+    do (the second trial to finish finds the first)."""
+
+    def select(self, finished: pbtune.FrozenTrial, population: Sequence[pbtune.FrozenTrial],
+               mode: Any, rng: np.random.Generator) -> pbtune.FrozenTrial:
+        ahead = [t for t in population
+                 if t.member != finished.member and t.end_step >= finished.end_step]
+        return min(ahead, key=lambda t: t.member, default=finished)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": f"{Path(__file__).resolve()}:CopyAhead"}
+
+
+@dataclass(frozen=True)
+class KeepOwn(pbtune.ExploitStrategy):
+    """Never copies, never explores: each member trains on from its own checkpoint, so a
+    study takes population_size * max_steps / steps_per_trial trials in every schedule."""
+
+    explore_on_plateau = False
+
+    def select(self, finished: pbtune.FrozenTrial, population: Sequence[pbtune.FrozenTrial],
+               mode: Any, rng: np.random.Generator) -> pbtune.FrozenTrial:
+        return finished
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": f"{Path(__file__).resolve()}:KeepOwn"}

@@ -36,6 +36,12 @@ HERE = Path(__file__).resolve().parent
 LOG_ENV = "PBTUNE_CLAIM_LOG"
 DELAY_ENV = "PBTUNE_TRIAL_DELAY"
 CONTROL_ENV = "PBTUNE_CONTROL_DIR"
+# "DIRECTORY:N": each worker process's first trial waits (up to a minute) until N
+# processes have started one, so that N workers surely hold trials at the same time.
+TOGETHER_ENV = "PBTUNE_START_TOGETHER"
+# A file holding a step: while it exists, member 0's trial that ends at or past that step
+# waits, so the study cannot end before the test removes the file.
+HOLD_ENV = "PBTUNE_HOLD_FILE"
 METRIC = "score"
 SPACE = {"x": pbtune.Float(0.0, 1.0)}
 
@@ -81,8 +87,34 @@ def _train(trial: pbtune.Trial, *, who: str = "worker") -> dict[str, float]:
     return {METRIC: trial.end_step * (1.0 - (x - 0.5) ** 2)}
 
 
+def _start_together() -> None:
+    """See `TOGETHER_ENV`."""
+    spec = os.environ.get(TOGETHER_ENV)
+    if not spec:
+        return
+    folder, _, count = spec.rpartition(":")
+    mine = Path(folder) / str(os.getpid())
+    if mine.exists():
+        return  # only a process's first trial waits
+    mine.touch()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _hold_the_end(hold: Path, trial: pbtune.Trial) -> None:
+    """Wait while ``hold`` exists if this is member 0's trial to the step written in it."""
+    with contextlib.suppress(OSError, ValueError):  # no hold, or gone meanwhile
+        last_step = int(hold.read_text())
+        while trial.member == 0 and trial.end_step >= last_step and hold.exists():
+            time.sleep(0.01)
+
+
 def touch(trial: pbtune.Trial) -> dict[str, float]:
     """Near-zero work: check the parent's step, write the new one, log the execution."""
+    _start_together()
+    if os.environ.get(HOLD_ENV):
+        _hold_the_end(Path(os.environ[HOLD_ENV]), trial)
     start = time.monotonic_ns()
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     if delay:
@@ -99,8 +131,9 @@ def pausable(trial: pbtune.Trial) -> dict[str, float]:
     stops its own process with SIGSTOP, before the heartbeat thread's first beat (so the
     pause never holds a transaction open). Once continued, it waits for a ``resume`` file
     there, then commits a checkpoint and returns a result that no other trial has. Other
-    trials take a little longer while a ``hold`` file exists, so the study still runs when
-    the zombie comes back.
+    trials take a little longer while a ``hold`` file exists, and the trial that would
+    take member 0 to the step written in it waits until it is gone, so the study still
+    runs when the zombie comes back, however the processes are scheduled.
     """
     control = Path(os.environ[CONTROL_ENV])
     start = time.monotonic_ns()
@@ -115,8 +148,10 @@ def pausable(trial: pbtune.Trial) -> dict[str, float]:
         result = _train(trial, who="zombie")
         _append_log(trial, start)
         return {**result, METRIC: -1000.0, "zombie": 1.0}
-    if (control / "hold").exists():
+    hold = control / "hold"
+    if hold.exists():
         time.sleep(0.05)
+        _hold_the_end(hold, trial)
     result = _train(trial)
     _append_log(trial, start)
     return result

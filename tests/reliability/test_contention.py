@@ -18,7 +18,7 @@ import pytest
 
 import pbtune
 from conftest import postgres_url
-from reliability.contention_workload import LOG_ENV, audit, start_run
+from reliability.contention_workload import LOG_ENV, TOGETHER_ENV, audit, start_run
 
 WORKERS = 16
 
@@ -34,7 +34,12 @@ def test_sixteen_workers_claim_each_trial_once_and_lose_nothing(
     url = storage_url(backend, tmp_path)
     name = f"contention-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "claims.log"
-    run = start_run(tmp_path, url, name, env={LOG_ENV: str(log)}, workers=WORKERS,
+    # However slowly the 16 processes start, half of them hold a trial at once before any
+    # trial ends (without this, the first few could run every trial on a busy machine).
+    together = tmp_path / "together"
+    together.mkdir()
+    env = {LOG_ENV: str(log), TOGETHER_ENV: f"{together}:{WORKERS // 2}"}
+    run = start_run(tmp_path, url, name, env=env, workers=WORKERS,
                     population=2 * WORKERS, steps_per_trial=1, max_steps=6)
     try:
         code = run.wait(timeout=120)

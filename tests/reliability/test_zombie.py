@@ -44,7 +44,8 @@ def test_a_zombie_workers_late_result_is_refused_and_changes_nothing(
     name = f"zombie-{uuid.uuid4().hex[:8]}"
     control, log = tmp_path / "control", tmp_path / "claims.log"
     control.mkdir()
-    (control / "hold").touch()
+    # Member 0 cannot finish, so neither can the study, until the hold is lifted.
+    (control / "hold").write_text("60")
     run = start_run(tmp_path, url, name, entry="pausable", workers=2, population=2,
                     steps_per_trial=1, max_steps=60, heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     env={CONTROL_ENV: str(control), LOG_ENV: str(log)})

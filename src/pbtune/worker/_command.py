@@ -93,33 +93,37 @@ class Command:
     def _execute(self, env: dict[str, str]) -> tuple[int, str | None, list[str]]:
         """Run the command to its end: (exit code, why it failed if not by its code,
         the last lines of its stderr). Its output is copied to this process's stderr."""
-        try:
-            process = subprocess.Popen(
-                self.args, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group, to kill it whole
-                preexec_fn=_die_with_parent(),
-            )
-        except OSError as error:  # not found, not executable, bad cwd
-            what = f"{error.strerror}: {error.filename!r}" if error.filename else str(error)
-            raise TrialFailedError(
-                f"command {shlex.join(self.args)!r} cannot be started: {what}"
-                + (f" (cwd {self.cwd!r})" if self.cwd else "")
-            ) from None
-        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        assert process.stdout is not None and process.stderr is not None
-        readers = [_copy_lines(process.stdout, None), _copy_lines(process.stderr, tail)]
-        reason = None
-        try:
-            with _kill_group_on_sigterm(process.pid):
+        # The SIGTERM handler goes in before the command starts: a SIGTERM that came
+        # between the start and the handler would end the worker at once and leave what
+        # the command had started meanwhile running.
+        with _kill_group_on_sigterm() as group:
+            try:
+                process = subprocess.Popen(
+                    self.args, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own process group, to kill it whole
+                    preexec_fn=_die_with_parent(),
+                )
+            except OSError as error:  # not found, not executable, bad cwd
+                what = f"{error.strerror}: {error.filename!r}" if error.filename else str(error)
+                raise TrialFailedError(
+                    f"command {shlex.join(self.args)!r} cannot be started: {what}"
+                    + (f" (cwd {self.cwd!r})" if self.cwd else "")
+                ) from None
+            group.started(process.pid)
+            tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+            assert process.stdout is not None and process.stderr is not None
+            readers = [_copy_lines(process.stdout, None), _copy_lines(process.stderr, tail)]
+            reason = None
+            try:
                 process.wait(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            reason = f"timed out after {self.timeout:g} s and was killed"
-        finally:  # also on KeyboardInterrupt: nothing the command started is left running
-            _kill_group(process.pid)
-            process.wait()
-            for reader in readers:
-                reader.join(READER_JOIN_S)
+            except subprocess.TimeoutExpired:
+                reason = f"timed out after {self.timeout:g} s and was killed"
+            finally:  # also on KeyboardInterrupt: nothing the command started is left running
+                _kill_group(process.pid)
+                process.wait()
+                for reader in readers:
+                    reader.join(READER_JOIN_S)
         return process.returncode, reason, list(tail)
 
     def _failure(self, reason: str, tail: list[str]) -> str:
@@ -218,30 +222,56 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+class _Group:
+    """The command's process group, for the SIGTERM handler of `_kill_group_on_sigterm`."""
+
+    def __init__(self, previous: Any = None) -> None:
+        self._previous = previous  # None: not the main thread, no handler
+        self._pid: int | None = None
+        self._pending = False  # a SIGTERM came before the command's pid was known
+
+    def started(self, pid: int) -> None:
+        self._pid = pid
+        if self._pending:
+            self.terminate()
+
+    def on_sigterm(self, signum: int, frame: object) -> None:
+        if self._pid is None:
+            self._pending = True  # the command is being started: kill it once it is
+            return
+        self.terminate()
+
+    def terminate(self) -> None:
+        """Kill the command's group, then end the worker as the SIGTERM would have."""
+        if self._pid is not None:
+            _kill_group(self._pid)
+        signal.signal(signal.SIGTERM, self._previous)
+        signal.raise_signal(signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _kill_group_on_sigterm(pid: int) -> Iterator[None]:
+def _kill_group_on_sigterm() -> Iterator[_Group]:
     """While the command runs, a SIGTERM to the worker (how a run stops its workers) kills
     the command's process group first, then ends the worker as it would have anyway.
 
+    Enter it before the command starts and give it the pid (`_Group.started`): a SIGTERM
+    in between is held until the group can be killed.
     Only the main thread can set signal handlers; in a thread this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield _Group()
         return
     previous = signal.getsignal(signal.SIGTERM)
     if previous is None:  # set outside Python
         previous = signal.SIG_DFL
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        _kill_group(pid)
-        signal.signal(signal.SIGTERM, previous)
-        signal.raise_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    group = _Group(previous)
+    signal.signal(signal.SIGTERM, group.on_sigterm)
     try:
-        yield
+        yield group
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if group._pending and group._pid is None:  # the command never started
+            signal.raise_signal(signal.SIGTERM)
 
 
 def _signal_name(number: int) -> str:
