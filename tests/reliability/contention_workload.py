@@ -259,9 +259,10 @@ def audit(study: pbtune.Study, log: Path, stderr: str) -> Audit:
     if decisions["initial"] != config.population_size:
         problems.append(f"{decisions['initial']} initial trials for "
                         f"{config.population_size} members")
-    if decisions["continue"] + decisions["exploit"] != result.complete - config.population_size:
-        problems.append(f"{decisions['continue'] + decisions['exploit']} decisions for "
-                        f"{result.complete} COMPLETE trials")
+    # ("explore": in place, on a plateau, which depends on the results each decision saw)
+    decided = decisions["continue"] + decisions["exploit"] + decisions["explore"]
+    if decided != result.complete - config.population_size:
+        problems.append(f"{decided} decisions for {result.complete} COMPLETE trials")
     if decisions["retry"] != result.failed:
         problems.append(f"{decisions['retry']} retries for {result.failed} FAILED trials")
     # The log and the database tell the same story: one execution per COMPLETE trial,

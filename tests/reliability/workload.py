@@ -502,6 +502,8 @@ def study_problems(storage: Storage, name: str, events: Sequence[dict[str, Any]]
         failed = sum(t.state == TrialState.FAILED for t in mine)
         complete = sum(t.state == TrialState.COMPLETE for t in mine)
         retries = sum(t.decision == "retry" for t in mine)
+        # ("explore": in place, when the members still training tie, e.g. two that copied
+        # one checkpoint and had their params clipped to the same bound)
         decided = sum(t.decision in ("continue", "exploit", "explore") for t in mine)
         if retries != failed or decided != complete - 1:
             problems.append(f"member {member}: {complete} completions led to {decided} "

@@ -110,12 +110,12 @@ class Command:
                     f"command {shlex.join(self.args)!r} cannot be started: {what}"
                     + (f" (cwd {self.cwd!r})" if self.cwd else "")
                 ) from None
-            group.started(process.pid)
             tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
             assert process.stdout is not None and process.stderr is not None
             readers = [_copy_lines(process.stdout, None), _copy_lines(process.stderr, tail)]
             reason = None
             try:
+                group.started(process.pid)  # a SIGTERM held meanwhile acts now
                 process.wait(timeout=self.timeout)
             except subprocess.TimeoutExpired:
                 reason = f"timed out after {self.timeout:g} s and was killed"
