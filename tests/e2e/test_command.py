@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import pbtune
 from pbtune import TrialState
 from pbtune.worker._process import pid_alive
@@ -118,7 +120,13 @@ def test_an_interrupted_run_kills_everything_its_commands_started(tmp_path: Path
     try:
         started = wait_for_pids(pids, 2)
         run.send_signal(signal.SIGINT)  # Ctrl-C: the run stops its workers with SIGTERM
-        assert run.wait(timeout=120) == 130
+        try:
+            code = run.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            pytest.fail(f"the run did not stop within 120 s of Ctrl-C; its stderr:\n"
+                        f"{run.communicate()[1][-4000:]}")
+        assert code == 130
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
