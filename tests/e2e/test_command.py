@@ -116,7 +116,7 @@ def test_an_interrupted_run_kills_everything_its_commands_started(tmp_path: Path
     command = f"sh -c 'sleep 600 & echo $! >> {pids}; wait'"  # a grandchild of the worker
     run = pbtune_cli("run", "--config", str(config), "--command", command, "--workers", "2",
                      "--storage", f"sqlite:///{tmp_path / 'int.db'}", "--no-progress",
-                     cwd=tmp_path, start_new_session=True)
+                     cwd=tmp_path, start_new_session=True, preexec_fn=_ctrl_c_as_on_a_terminal)
     try:
         started = wait_for_pids(pids, 2)
         run.send_signal(signal.SIGINT)  # Ctrl-C: the run stops its workers with SIGTERM
@@ -133,6 +133,12 @@ def test_an_interrupted_run_kills_everything_its_commands_started(tmp_path: Path
         run.communicate()
     for pid in started:
         assert wait_gone(pid), f"{pid}, started by a command, outlived the run"
+
+
+def _ctrl_c_as_on_a_terminal() -> None:
+    """A run started from a shell in the background (``pytest ... &``) inherits SIGINT
+    ignored, and Python then keeps ignoring it: give the run the terminal's default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_pids(path: Path, count: int) -> list[int]:
