@@ -7,7 +7,9 @@ never clash with a column that an UPDATE sets from the parameters.
 
 from __future__ import annotations
 
-from sqlalchemy import BindParameter, Integer, bindparam, func, select, update
+from typing import Any
+
+from sqlalchemy import BindParameter, Integer, Select, bindparam, func, select, update
 
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import TrialState
@@ -16,24 +18,27 @@ ACTIVE = tuple(s.value for s in TrialState if s.is_active)
 HELD = tuple(s.value for s in TrialState if s.is_held)
 STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
 TRIAL_BY_ID = select(trials).where(trials.c.id == bindparam("b_id"), trials.c.study_id == STUDY)
-NEXT_QUEUED = (
-    select(trials)
-    .where(trials.c.study_id == STUDY, trials.c.state == TrialState.QUEUED.value)
-    .order_by(trials.c.end_step, trials.c.number)
-    .limit(1)
-)
+
+
+def _next_in(state: TrialState) -> Select[Any]:
+    """The study's trial in ``state`` with the smallest end_step (the member furthest
+    behind), then the lowest number."""
+    return (
+        select(trials)
+        .where(trials.c.study_id == STUDY, trials.c.state == state.value)
+        .order_by(trials.c.end_step, trials.c.number)
+        .limit(1)
+    )
+
+
+NEXT_QUEUED = _next_in(TrialState.QUEUED)
 NEXT_QUEUED_SKIP_LOCKED = NEXT_QUEUED.with_for_update(skip_locked=True)
 HELD_BY = select(trials).where(
     trials.c.study_id == STUDY,
     trials.c.claim == bindparam("b_claim"),
     trials.c.state.in_(HELD),
 )
-NEXT_TRAINED = (
-    select(trials)
-    .where(trials.c.study_id == STUDY, trials.c.state == TrialState.TRAINED.value)
-    .order_by(trials.c.end_step, trials.c.number)
-    .limit(1)
-)
+NEXT_TRAINED = _next_in(TrialState.TRAINED)
 NEXT_TRAINED_SKIP_LOCKED = NEXT_TRAINED.with_for_update(skip_locked=True)
 AWAITING_EVALUATION = select(trials.c.id).where(
     trials.c.study_id == STUDY,
