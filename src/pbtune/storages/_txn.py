@@ -320,6 +320,18 @@ class Transaction:
         """Each member's latest COMPLETE trial."""
         return [row_to_trial(r) for r in self._c.execute(q.POPULATION, self._study).mappings()]
 
+    def recent_complete(self, limit: int) -> list[tuple[FrozenTrial, float | None]]:
+        """The study's ``limit`` newest COMPLETE trials (by number), oldest first, each with
+        the fitness of the trial it warm-started from (None for a first trial)."""
+        rows = self._c.execute(q.RECENT_COMPLETE, {"b_limit": limit, **self._study}).mappings()
+        return [(row_to_trial(r), r["start_fitness"]) for r in rows][::-1]
+
+    def active_with_start(self) -> list[tuple[FrozenTrial, float | None]]:
+        """The study's unfinished trials, each with the fitness of the trial it will
+        warm-start from (None for a first trial)."""
+        rows = self._c.execute(q.ACTIVE_WITH_START, self._study).mappings()
+        return [(row_to_trial(r), r["start_fitness"]) for r in rows]
+
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_holders(self) -> list[Holder]:
         """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
