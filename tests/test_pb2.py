@@ -233,3 +233,25 @@ def test_short_name() -> None:
 def test_bad_settings_raise_config_error(make: Callable[[], Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_decide_reads_the_history_only_to_explore() -> None:
+    from pbtune import Tournament
+    from pbtune.strategies import Continue, Exploit, decide
+
+    space = SearchSpace({"lr": Float(1e-4, 1e-1, log=True)})
+    calls: list[int] = []
+
+    def read() -> History:
+        calls.append(1)
+        return history(space, peak_at_1e_2, 40)
+
+    winner, loser = parent({"lr": 1e-3}, fitness=2.0), parent({"lr": 1e-2}, fitness=1.0,
+                                                              member=1)
+    loser = FrozenTrial(**{**loser.__dict__, "id": 20_000, "number": 20_000})
+    settings = {"space": space, "exploit": Tournament(), "explore": PB2(), "mode": "max",
+                "max_steps": 1000, "rng": np.random.default_rng(0), "history": read}
+    assert decide(winner, [winner, loser], **settings) == Continue()  # type: ignore[arg-type]
+    assert calls == []
+    assert isinstance(decide(loser, [winner, loser], **settings), Exploit)  # type: ignore[arg-type]
+    assert calls == [1]

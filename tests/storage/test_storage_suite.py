@@ -655,10 +655,12 @@ def test_recent_results_and_pending_trials(storage: Storage) -> None:
     assert second is not None and finish(storage, second, "d", fitness=7.0)
 
     recent = storage.write(study_id, lambda tx: tx.recent_complete(3))
-    assert [(t.id, start) for t, start in recent] == [
-        (first[1].id, None), (first[2].id, None), (second.id, 2.0)]  # type: ignore[union-attr]
-    assert [t.fitness for t, _ in recent] == [1.0, 2.0, 7.0]
+    assert [(t.id, t.start_fitness, t.fitness) for t in recent] == [
+        (first[1].id, None, 1.0), (first[2].id, None, 2.0),  # type: ignore[union-attr]
+        (second.id, 2.0, 7.0)]
+    assert (recent[2].member, recent[2].parent_id, recent[2].params, recent[2].start_step,
+            recent[2].end_step) == (second.member, first[2].id, second.params, 10, 20)
     assert len(storage.write(study_id, lambda tx: tx.recent_complete(100))) == 4
     active = storage.write(study_id, lambda tx: tx.active_with_start())
-    assert [(t.member, t.state, start) for t, start in active] == [
-        (m, TrialState.QUEUED, 2.0) for m in sorted({0, 1, 2} - {second.member})]
+    assert [(t.member, t.fitness, t.start_fitness) for t in active] == [
+        (m, None, 2.0) for m in sorted({0, 1, 2} - {second.member})]

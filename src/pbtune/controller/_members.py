@@ -60,7 +60,7 @@ def enqueue_next(
         mode=config.mode,
         max_steps=config.max_steps,
         rng=np.random.default_rng([config.seed, finished.number, 1]),
-        history=read_history(tx, config),
+        history=lambda: read_history(tx, config),
     )
     if isinstance(decision, Stop):
         tx.member_done(finished.member)
@@ -91,16 +91,16 @@ def read_history(tx: Transaction, config: StudyConfig) -> History:
     observations = tuple(
         Observation(
             trial_id=t.id, member=t.member, parent_id=t.parent_id, params=t.params,
-            start_step=t.start_step, end_step=t.end_step, start_fitness=start,
+            start_step=t.start_step, end_step=t.end_step, start_fitness=t.start_fitness,
             end_fitness=t.fitness,
         )
-        for t, start in tx.recent_complete(size)
+        for t in tx.recent_complete(size)
         if t.fitness is not None
     )
     pending = tuple(
         Pending(trial_id=t.id, member=t.member, params=t.params, start_step=t.start_step,
-                end_step=t.end_step, start_fitness=start)
-        for t, start in tx.active_with_start()
+                end_step=t.end_step, start_fitness=t.start_fitness)
+        for t in tx.active_with_start()
     )
     return History(observations, pending)
 

@@ -88,9 +88,10 @@ PENDING_PARENTS = select(trials.c.parent_id).where(
     trials.c.parent_id.is_not(None),
 )
 _PARENT = trials.alias("parent")
-_WITH_START = select(trials, _PARENT.c.fitness.label("start_fitness")).outerjoin(
-    _PARENT, _PARENT.c.id == trials.c.parent_id
-)
+_WITH_START = select(
+    trials.c.id, trials.c.member, trials.c.parent_id, trials.c.params, trials.c.start_step,
+    trials.c.end_step, trials.c.fitness, _PARENT.c.fitness.label("start_fitness"),
+).outerjoin(_PARENT, _PARENT.c.id == trials.c.parent_id)
 # Newest first by number: SQLite and PostgreSQL walk ix_pbtune_trials_number backwards and
 # stop after the limit, so the read costs the same however many trials the study holds.
 RECENT_COMPLETE = (
