@@ -93,10 +93,15 @@ def test_in_memory_study_runs_in_threads(tmp_path: Path) -> None:
     assert study.storage.url is None
 
 
-def test_same_seed_and_one_worker_give_identical_studies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("explore", [pbtune.Perturb(), pbtune.PB2(min_observations=1)],
+                         ids=["perturb", "pb2"])
+def test_same_seed_and_one_worker_give_identical_studies(
+    tmp_path: Path, explore: pbtune.ExploreStrategy
+) -> None:
     def run(directory: Path) -> list[tuple[object, ...]]:
         directory.mkdir()
-        study = make_study(directory, population_size=4, max_steps=24, seed=7)
+        study = make_study(directory, population_size=4, max_steps=24, seed=7,
+                           explore=explore)
         study.optimize(f"{TRAINERS}:quadratic", workers=1, show_progress=False)
         numbers = {t.id: t.number for t in study.trials()}
         return [
