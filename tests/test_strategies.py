@@ -19,6 +19,7 @@ from pbtune import (
     Float,
     FrozenTrial,
     Int,
+    MultiRate,
     Perturb,
     Resample,
     SearchSpace,
@@ -244,6 +245,38 @@ def test_truncation_is_deterministic_given_the_seed() -> None:
     assert len(set(first)) > 1
 
 
+# -- MultiRate ----------------------------------------------------------------------------------
+def test_multirate_selects_only_every_interval_segments() -> None:
+    strategy = MultiRate(intervals=(1, 3))
+    strong = trial(3, 9.0, generation=20)  # member 3: the slow sub-population too
+    for generation in range(9):
+        weak = trial(1, 0.0, generation=generation)  # member 1: every third segment
+        chosen = strategy.select(weak, [weak, strong], "max", rng())
+        assert (chosen is strong) == ((generation + 1) % 3 == 0), generation
+        weak0 = trial(0, 0.0, generation=generation)  # member 0: every segment
+        assert strategy.select(weak0, [weak0, strong], "max", rng()) is strong
+
+
+def test_multirate_never_copies_a_faster_sub_population() -> None:
+    strategy = MultiRate(intervals=(1, 2), window=100)
+    slow = trial(1, 0.0, generation=1)  # selects now: (1 + 1) % 2 == 0
+    faster = [trial(m, 9.0, generation=1) for m in (0, 2, 4)]
+    same_or_slower = trial(3, 5.0, generation=1)
+    assert picks(strategy, slow, [slow, *faster]) == {1}
+    assert picks(strategy, slow, [slow, *faster, same_or_slower]) == {3}
+    fast = trial(0, 0.0, generation=1)
+    others = [trial(1, 9.0, generation=1), trial(2, 9.0, generation=1)]
+    assert picks(strategy, fast, [fast, *others]) == {1, 2}
+
+
+def test_multirate_is_deterministic_given_the_seed() -> None:
+    population = [trial(m, float(m), generation=3) for m in range(8)]
+    strategy = MultiRate()
+    first = [strategy.select(population[0], population, "max", rng(s)).member for s in range(20)]
+    again = [strategy.select(population[0], population, "max", rng(s)).member for s in range(20)]
+    assert first == again and len(set(first)) > 1
+
+
 # -- decide --------------------------------------------------------------------------------
 
 _DECIDE = {"space": SPACE, "exploit": Tournament(), "explore": Perturb(), "mode": "max",
@@ -366,7 +399,8 @@ class KeepAll(ExploreStrategy):
 
 @pytest.mark.parametrize(
     "strategy", [Tournament(), Tournament(window=0), Tournament(window=7), Truncation(),
-                 Truncation(fraction=0.5), Truncation(fraction=0.1), BestAlways(margin=0.5)],
+                 Truncation(fraction=0.5), Truncation(fraction=0.1), BestAlways(margin=0.5),
+                 MultiRate(), MultiRate(intervals=[1, 5], window=0)],
 )
 def test_exploit_round_trips(strategy: ExploitStrategy) -> None:
     assert exploit_from_dict(strategy.to_dict()) == strategy
@@ -385,6 +419,7 @@ def test_explore_round_trips(strategy: ExploreStrategy) -> None:
 def test_short_names() -> None:
     assert exploit_from_dict("tournament") == Tournament()
     assert exploit_from_dict("truncation") == Truncation()
+    assert exploit_from_dict("multirate") == MultiRate()
     assert explore_from_dict("perturb") == Perturb()
     assert explore_from_dict("resample") == Resample()
     assert Perturb(factors=[0.8, 1.25]).factors == (0.8, 1.25)
@@ -419,7 +454,12 @@ def test_short_names() -> None:
         (lambda: exploit_from_dict({"type": "truncation", "fraction": 0.9}), r"\(0, 0\.5\]"),
         (lambda: exploit_from_dict({"type": "tournament", "window": -3}), r"int >= 0"),
         (lambda: exploit_from_dict({"type": "nope"}),
-         r"exploit type must be one of tournament, truncation, or 'module:Class'.*'nope'"),
+         r"exploit type must be one of tournament, truncation, multirate, or 'module:Class'"),
+        (lambda: MultiRate(intervals=[]), r"intervals=\.\.\.\) must be a non-empty list of ints"),
+        (lambda: MultiRate(intervals=[1, 0]), r"non-empty list of ints >= 1"),
+        (lambda: MultiRate(intervals=[1.5]), r"non-empty list of ints >= 1"),
+        (lambda: MultiRate(intervals="12"), r"non-empty list of ints >= 1"),
+        (lambda: MultiRate(window=-1), r"MultiRate\(window=\.\.\.\) must be an int >= 0"),
         (lambda: exploit_from_dict({"window": 2}), r"exploit type must be one of.*got None"),
         (lambda: exploit_from_dict("perturb"), r"exploit type must be one of"),
         (lambda: exploit_from_dict(None), r"exploit type must be one of.*got None"),

@@ -2,7 +2,14 @@
 
 from pbtune.strategies._decide import decide, exploit_from_dict, explore_from_dict
 from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
-from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation, score
+from pbtune.strategies._exploit import (
+    ExploitStrategy,
+    Mode,
+    MultiRate,
+    Tournament,
+    Truncation,
+    score,
+)
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample
 from pbtune.strategies._history import History, Observation, Pending
 from pbtune.strategies._pb2 import PB2
@@ -17,6 +24,7 @@ __all__ = [
     "ExploreStrategy",
     "History",
     "Mode",
+    "MultiRate",
     "Observation",
     "Pending",
     "Perturb",

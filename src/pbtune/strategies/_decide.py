@@ -11,7 +11,13 @@ from pbtune._errors import ConfigError
 from pbtune._imports import import_object
 from pbtune.space import SearchSpace
 from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
-from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation
+from pbtune.strategies._exploit import (
+    ExploitStrategy,
+    Mode,
+    MultiRate,
+    Tournament,
+    Truncation,
+)
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample, _check_keys
 from pbtune.strategies._history import NO_HISTORY, History
 from pbtune.strategies._pb2 import PB2
@@ -78,8 +84,10 @@ def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
         return Tournament(**_check_keys("tournament", fields, {"window"}))
     if kind == "truncation":
         return Truncation(**_check_keys("truncation", fields, {"fraction"}))
+    if kind == "multirate":
+        return MultiRate(**_check_keys("multirate", fields, {"intervals", "window"}))
     strategy: ExploitStrategy = _import_strategy(
-        fields, ExploitStrategy, "exploit", "tournament, truncation"
+        fields, ExploitStrategy, "exploit", "tournament, truncation, multirate"
     )
     return strategy
 
