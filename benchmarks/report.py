@@ -22,6 +22,9 @@ ORDER = [
     ("gaps", "Between two trials (a diagnosis of utilization)", "python benchmarks/gaps.py"),
     ("stragglers", "Stragglers", "python benchmarks/stragglers.py"),
     ("scaling", "Controller scaling", "python benchmarks/scaling.py"),
+    ("scaling-pb2", "Controller scaling with PB2 (decisions that read a history window)",
+     "python benchmarks/scaling.py --sizes 100,100000 --explore pb2"),
+    ("decision", "One explore decision: PB2 against Perturb", "python benchmarks/decision.py"),
     ("ab-overhead", "Side by side: overhead before and after the last core change",
      "python benchmarks/ab.py --base BASE --new NEW overhead"),
     ("ab-utilization", "Side by side: utilization before and after the last core change",
@@ -48,7 +51,8 @@ def main() -> None:
         if lines and lines[0].startswith("#"):
             lines = lines[1:]  # the section heading above replaces the fragment's own
         parts.append("\n".join(lines).strip() + "\n")
-        for image in sorted(RESULTS.glob(f"{name}*.png")):
+        images = [RESULTS / f"{name}.png", *RESULTS.glob(f"{name}_*.png")]
+        for image in sorted(i for i in images if i.is_file()):
             parts.append(f"![{image.stem}](results/{image.relative_to(RESULTS).as_posix()})\n")
     remaining = HERE / "REMAINING.md"
     if remaining.is_file():

@@ -1,9 +1,11 @@
 """Scaling benchmark: controller ask + tell latency against the number of stored trials.
 
     python benchmarks/scaling.py [--sizes 100,1000,10000,100000] [--pairs 300]
-        [--postgres postgresql://postgres@127.0.0.1:5432/pbtune_bench]
+        [--postgres postgresql://postgres@127.0.0.1:5432/pbtune_bench] [--explore pb2]
 
-For each size N, a study (population 16, default Tournament strategy) is given N trials
+For each size N, a study (population 16, default Tournament strategy, the explore of
+``--explore``: ``perturb``, the default, or ``pb2``, whose decisions read a window of the
+64 newest results and the pending trials) is given N trials
 already stored, in a realistic shape, by bulk inserts through pbtune's own tables: every
 member has a lineage of COMPLETE trials (a quarter of them exploit another member's
 trial), metrics, fitness; only the latest trial of each member and the 3 best keep a
@@ -155,7 +157,8 @@ def count(study: pbtune.Study) -> int:
 class Bench:
     """One size on one backend: a filled study and its controller."""
 
-    def __init__(self, url: str, size: int, root: Path) -> None:
+    def __init__(self, url: str, size: int, root: Path, explore: pbtune.ExploreStrategy
+                 ) -> None:
         self.size = size
         self.study = pbtune.create_study(
             name=f"scaling-{size}", storage=url,
@@ -163,7 +166,7 @@ class Bench:
                    "momentum": pbtune.Float(0.0, 0.99)},
             metric="score", mode="max", population_size=POPULATION, steps_per_trial=1,
             max_steps=10**9, checkpoint_root=root / "checkpoints", seed=0,
-            keep_best=KEEP_BEST,
+            keep_best=KEEP_BEST, explore=explore,
         )
         started = time.perf_counter()
         fill(self.study, size, self.study.checkpoint_dir)
@@ -210,10 +213,10 @@ class Bench:
 
 
 def measure(backend: str, urls: dict[int, str], root: Path, pairs: int,
-            rounds: int) -> dict[int, dict[str, Any]]:
+            rounds: int, explore: pbtune.ExploreStrategy) -> dict[int, dict[str, Any]]:
     benches = {}
     for size, url in urls.items():
-        benches[size] = Bench(url, size, root / f"{backend}-{size}")
+        benches[size] = Bench(url, size, root / f"{backend}-{size}", explore)
         print(f"{backend}: filled {benches[size].stored} trials in "
               f"{benches[size].fill_s:.1f} s", flush=True)
     for bench in benches.values():
@@ -243,8 +246,12 @@ def main() -> int:
                         help="a PostgreSQL URL whose server may get databases <db>_scale_<N>; "
                         "'' to skip PostgreSQL")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--output", default="scaling")
+    parser.add_argument("--output", default=None,
+                        help="results name (default: scaling, or scaling-pb2)")
+    parser.add_argument("--explore", choices=("perturb", "pb2"), default="perturb")
     args = parser.parse_args()
+    explore = pbtune.PB2() if args.explore == "pb2" else pbtune.Perturb()
+    args.output = args.output or ("scaling" if args.explore == "perturb" else "scaling-pb2")
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict[int, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="pbtune-scaling-") as tmp:
@@ -252,10 +259,12 @@ def main() -> int:
         backends = args.backends.split(",")
         if "sqlite" in backends:
             urls = {n: f"sqlite:///{root}/scale-{n}.db" for n in sizes}
-            results["sqlite"] = measure("sqlite", urls, root, args.pairs, args.rounds)
+            results["sqlite"] = measure("sqlite", urls, root, args.pairs, args.rounds,
+                                        explore)
         if args.postgres and "postgresql" in backends:
             urls = {n: postgres_database(args.postgres, n) for n in sizes}
-            results["postgresql"] = measure("postgresql", urls, root, args.pairs, args.rounds)
+            results["postgresql"] = measure("postgresql", urls, root, args.pairs,
+                                            args.rounds, explore)
     base = min(sizes)
     top = max(sizes)
     target: dict[str, bool] = {}
@@ -273,7 +282,8 @@ def main() -> int:
         "### Scaling: ask + tell latency against stored trials",
         "",
         f"Controller.ask and Controller.tell in one process, no training, population "
-        f"{POPULATION}, default Tournament; {args.pairs} ask/tell pairs per size in "
+        f"{POPULATION}, default Tournament, explore {explore!r}; {args.pairs} ask/tell "
+        f"pairs per size in "
         f"{args.rounds} interleaved rounds after 10 warm-up pairs. Stored = trials in the "
         "study when measuring began (each pair adds one).",
         "",
@@ -288,7 +298,8 @@ def main() -> int:
     ])
     data = {"benchmark": "scaling",
             "setup": {"population": POPULATION, "pairs": args.pairs, "rounds": args.rounds,
-                      "sizes": sizes, "strategy": "Tournament(window=2)"},
+                      "sizes": sizes, "strategy": "Tournament(window=2)",
+                      "explore": explore.to_dict()},
             "results": results, "target": f"pair median at {top} <= {TARGET} x at {base}",
             "target_met": target, "environment": env}
     common.write_results(args.output, data, markdown)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from pbtune import Perturb, Tournament, Truncation
+from pbtune import PB2, Perturb, Resample, Tournament, Truncation
 from pbtune.cli import cli
 from pbtune.cli._config import ALLOWED_KEYS, load_config
 
@@ -226,6 +226,9 @@ def test_config_reads_strategies_paths_and_scientific_notation(tmp_path: Path) -
     path.write_text("name: s\nmetric: m\nspace: {x: {type: int, low: 1, high: 4}}\n"
                     "exploit: tournament\n")
     assert load_config(path).options["exploit"] == Tournament()
+    path.write_text("name: s\nmetric: m\nspace: {x: {type: int, low: 1, high: 4}}\n"
+                    "explore: {type: pb2, history_size: 32, fallback: {type: resample}}\n")
+    assert load_config(path).options["explore"] == PB2(history_size=32, fallback=Resample())
 
 
 # -- errors: one line, non-zero, no traceback ---------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pbtune import (
+    PB2,
     Choice,
     ConfigError,
     Float,
@@ -40,6 +41,7 @@ from pbtune.controller import (
     initial_trials,
 )
 from pbtune.storages import MemberState
+from pbtune.strategies import ExploreStrategy, History, Mode
 from pbtune.trial import FrozenTrial
 
 SPACE = SearchSpace({"lr": Float(1e-4, 1.0, log=True), "units": Int(8, 512),
@@ -303,6 +305,84 @@ def test_decisions_are_the_same_for_the_same_seed_and_order(tmp_path: Path) -> N
 
     assert play(tmp_path / "a", 1) == play(tmp_path / "b", 1)
     assert play(tmp_path / "c", 1) != play(tmp_path / "d", 2)
+
+
+class Recording(ExploreStrategy):
+    """Doubles like DOUBLE, and keeps the history each decision was handed."""
+
+    history_size = 3
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, History]] = []
+
+    def explore(self, params: Any, space: SearchSpace, rng: np.random.Generator
+                ) -> dict[str, Any]:
+        return DOUBLE.explore(params, space, rng)
+
+    def explore_from(self, parent: FrozenTrial, space: SearchSpace, rng: np.random.Generator,
+                     *, history: History, mode: Mode) -> dict[str, Any]:
+        self.seen.append((parent.member, history))
+        return self.explore(parent.params, space, rng)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": f"{__name__}:Recording"}
+
+
+def test_a_strategy_with_a_history_sees_the_newest_results(tmp_path: Path) -> None:
+    recording = Recording()
+    controller = make_controller(tmp_path, population_size=3, explore=recording,
+                                 exploit=Truncation(fraction=0.34))
+    finished = [run(controller, float(i % 3)) for i in range(9)]
+    assert recording.seen, "the weakest member copied at least once"
+    for _, history in recording.seen:
+        ids = [o.trial_id for o in history.observations]
+        assert len(ids) == 3 and ids == sorted(ids)
+        assert set(ids) <= {t.id for t in finished}
+        for o in history.observations:
+            trial = controller.storage.get_trial(o.trial_id)
+            parent = controller.storage.get_trial(o.parent_id) if o.parent_id else None
+            assert (o.member, o.params, o.start_step, o.end_step, o.end_fitness) == (
+                trial.member, trial.params, trial.start_step, trial.end_step, trial.fitness)
+            assert o.start_fitness == (parent.fitness if parent else None)
+        # The member deciding has no trial pending; each of the two others has one.
+        assert len({p.member for p in history.pending}) == len(history.pending) == 2
+
+
+def test_strategies_without_a_history_read_none(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path)
+    reads: list[str] = []
+    original = controller.storage.write
+
+    def spy(study_id: int, work: Any, **kwargs: Any) -> Any:
+        def watched(tx: Any) -> Any:
+            for name in ("recent_complete", "active_with_start"):
+                method = getattr(tx, name)
+                setattr(tx, name, lambda *a, m=method, n=name: reads.append(n) or m(*a))
+            return work(tx)
+        return original(study_id, watched, **kwargs)
+
+    controller.storage.write = spy  # type: ignore[method-assign]
+    for i in range(6):
+        run(controller, float(i))
+    assert reads == []
+
+
+def test_pb2_decides_the_same_after_a_restart(tmp_path: Path) -> None:
+    """A controller opened again on the same rows decides what the first one would have."""
+    def play(root: Path, restart_at: int | None) -> list[tuple[Any, ...]]:
+        controller = make_controller(root, population_size=4, seed=3, explore=PB2(
+            min_observations=2))
+        for i in range(40):
+            if i == restart_at:
+                controller = Controller(controller.storage, controller.study,
+                                        controller.config)
+            run(controller, float((i * 7) % 5) + 0.1 * i)
+        return [(t.member, t.parent_id, t.params, t.decision, t.start_step)
+                for t in trials(controller)]
+
+    straight = play(tmp_path / "a", None)
+    assert any(t[3] == "exploit" for t in straight)
+    assert play(tmp_path / "b", 17) == straight
 
 
 # -- refused results ---------------------------------------------------------------------------

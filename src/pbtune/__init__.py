@@ -32,6 +32,7 @@ from pbtune._version import __version__
 from pbtune.space import Choice, Float, Int, SearchSpace
 from pbtune.storages import Storage, StudyState
 from pbtune.strategies import (
+    PB2,
     ExploitStrategy,
     ExploreStrategy,
     Perturb,
@@ -44,6 +45,7 @@ from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
 from pbtune.worker import Command, RayBackend
 
 __all__ = [
+    "PB2",
     "CheckpointError",
     "Choice",
     "Command",

@@ -633,3 +633,34 @@ def test_repr(backend: Backend, storage: Storage) -> None:
         assert repr(storage) == "Storage('memory')"
     else:
         assert repr(storage).startswith(f"Storage('{backend.name}")
+
+
+# -- what strategies with a history read ------------------------------------------------------
+def test_recent_results_and_pending_trials(storage: Storage) -> None:
+    """The newest COMPLETE trials oldest first, each with its parent's fitness, at most
+    the limit; the unfinished ones with the fitness they start from; nothing of another
+    study."""
+    study_id = make_study(storage, end_steps=[10, 10, 10])
+    make_study(storage, "other", end_steps=[10])
+    first = [claim(storage, study_id, f"c{i}") for i in range(3)]
+    for i, trial in enumerate(first):
+        assert trial is not None and finish(storage, trial, f"c{i}", fitness=float(i))
+    for parent in first:  # each member's next trial copies member 2's
+        assert parent is not None
+        storage.write(study_id, lambda tx, p=parent: tx.add_trial(NewTrial(
+            member=p.member, generation=1, parent_id=first[2].id,  # type: ignore[union-attr]
+            params={"lr": 0.5, "m": p.member}, start_step=10, end_step=20,
+            decision="exploit"), 1.0))
+    second = claim(storage, study_id, "d")
+    assert second is not None and finish(storage, second, "d", fitness=7.0)
+
+    recent = storage.write(study_id, lambda tx: tx.recent_complete(3))
+    assert [(t.id, t.start_fitness, t.fitness) for t in recent] == [
+        (first[1].id, None, 1.0), (first[2].id, None, 2.0),  # type: ignore[union-attr]
+        (second.id, 2.0, 7.0)]
+    assert (recent[2].member, recent[2].parent_id, recent[2].params, recent[2].start_step,
+            recent[2].end_step) == (second.member, first[2].id, second.params, 10, 20)
+    assert len(storage.write(study_id, lambda tx: tx.recent_complete(100))) == 4
+    active = storage.write(study_id, lambda tx: tx.active_with_start())
+    assert [(t.member, t.fitness, t.start_fitness) for t in active] == [
+        (m, None, 2.0) for m in sorted({0, 1, 2} - {second.member})]

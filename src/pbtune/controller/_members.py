@@ -12,7 +12,17 @@ import numpy as np
 
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
-from pbtune.strategies import Continue, Decision, Exploit, Explore, Stop, decide
+from pbtune.strategies import (
+    Continue,
+    Decision,
+    Exploit,
+    Explore,
+    History,
+    Observation,
+    Pending,
+    Stop,
+    decide,
+)
 from pbtune.trial import FrozenTrial
 
 
@@ -50,6 +60,7 @@ def enqueue_next(
         mode=config.mode,
         max_steps=config.max_steps,
         rng=np.random.default_rng([config.seed, finished.number, 1]),
+        history=lambda: read_history(tx, config),
     )
     if isinstance(decision, Stop):
         tx.member_done(finished.member)
@@ -69,6 +80,29 @@ def enqueue_next(
         now,
     )
     return True
+
+
+def read_history(tx: Transaction, config: StudyConfig) -> History:
+    """The recent results and pending trials the study's strategies asked for (their
+    ``history_size``); nothing is read when they ask for none."""
+    size = max(config.exploit.history_size, config.explore.history_size)
+    if size <= 0:
+        return History()
+    observations = tuple(
+        Observation(
+            trial_id=t.id, member=t.member, parent_id=t.parent_id, params=t.params,
+            start_step=t.start_step, end_step=t.end_step, start_fitness=t.start_fitness,
+            end_fitness=t.fitness,
+        )
+        for t in tx.recent_complete(size)
+        if t.fitness is not None
+    )
+    pending = tuple(
+        Pending(trial_id=t.id, member=t.member, params=t.params, start_step=t.start_step,
+                end_step=t.end_step, start_fitness=t.start_fitness)
+        for t in tx.active_with_start()
+    )
+    return History(observations, pending)
 
 
 def _next_segment(

@@ -16,7 +16,7 @@ from pbtune.storages._records import (
     StudyState,
 )
 from pbtune.storages._storage import Storage
-from pbtune.storages._txn import Holder, Transaction
+from pbtune.storages._txn import Holder, Stretch, Transaction
 
 __all__ = [
     "HeldTrial",
@@ -25,6 +25,7 @@ __all__ = [
     "MemberState",
     "NewTrial",
     "Storage",
+    "Stretch",
     "StudyRecord",
     "StudyState",
     "Transaction",

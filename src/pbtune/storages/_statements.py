@@ -87,5 +87,20 @@ PENDING_PARENTS = select(trials.c.parent_id).where(
     trials.c.state.in_(ACTIVE),
     trials.c.parent_id.is_not(None),
 )
+_PARENT = trials.alias("parent")
+_WITH_START = select(
+    trials.c.id, trials.c.member, trials.c.parent_id, trials.c.params, trials.c.start_step,
+    trials.c.end_step, trials.c.fitness, _PARENT.c.fitness.label("start_fitness"),
+).outerjoin(_PARENT, _PARENT.c.id == trials.c.parent_id)
+# Newest first by number: SQLite and PostgreSQL walk ix_pbtune_trials_number backwards and
+# stop after the limit, so the read costs the same however many trials the study holds.
+RECENT_COMPLETE = (
+    _WITH_START.where(trials.c.study_id == STUDY, trials.c.state == TrialState.COMPLETE.value)
+    .order_by(trials.c.number.desc())
+    .limit(bindparam("b_limit", type_=Integer))
+)
+ACTIVE_WITH_START = _WITH_START.where(
+    trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
+).order_by(trials.c.number)
 STUDY_STATE = select(studies.c.state).where(studies.c.id == STUDY)
 LOCK_STUDY = select(studies.c.id).where(studies.c.id == STUDY).with_for_update()

@@ -65,6 +65,20 @@ class Holder(NamedTuple):
     checkpoint: Location
 
 
+class Stretch(NamedTuple):
+    """What a trial trained, and how fit it was at its start (its parent's fitness; None
+    for a first trial) and at its end (None until it is COMPLETE)."""
+
+    id: int
+    member: int
+    parent_id: int | None
+    params: dict[str, Any]
+    start_step: int
+    end_step: int
+    fitness: float | None
+    start_fitness: float | None
+
+
 class Transaction:
     """One transaction scoped to one study: the controller's reads and writes.
 
@@ -319,6 +333,15 @@ class Transaction:
     def population(self) -> list[FrozenTrial]:
         """Each member's latest COMPLETE trial."""
         return [row_to_trial(r) for r in self._c.execute(q.POPULATION, self._study).mappings()]
+
+    def recent_complete(self, limit: int) -> list[Stretch]:
+        """The study's ``limit`` newest COMPLETE trials (by number), oldest first."""
+        rows = self._c.execute(q.RECENT_COMPLETE, {"b_limit": limit, **self._study})
+        return [Stretch(*row) for row in rows][::-1]
+
+    def active_with_start(self) -> list[Stretch]:
+        """The study's unfinished trials (their fitness None), by number."""
+        return [Stretch(*row) for row in self._c.execute(q.ACTIVE_WITH_START, self._study)]
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_holders(self) -> list[Holder]:

@@ -4,15 +4,21 @@ from pbtune.strategies._decide import decide, exploit_from_dict, explore_from_di
 from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
 from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation, score
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample
+from pbtune.strategies._history import History, Observation, Pending
+from pbtune.strategies._pb2 import PB2
 
 __all__ = [
+    "PB2",
     "Continue",
     "Decision",
     "Exploit",
     "ExploitStrategy",
     "Explore",
     "ExploreStrategy",
+    "History",
     "Mode",
+    "Observation",
+    "Pending",
     "Perturb",
     "Resample",
     "Stop",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,8 @@ from pbtune.space import SearchSpace
 from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
 from pbtune.strategies._exploit import ExploitStrategy, Mode, Tournament, Truncation
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample, _check_keys
+from pbtune.strategies._history import NO_HISTORY, History
+from pbtune.strategies._pb2 import PB2
 from pbtune.trial import FrozenTrial
 
 
@@ -26,12 +28,16 @@ def decide(
     mode: Mode,
     max_steps: int,
     rng: np.random.Generator,
+    history: History | Callable[[], History] = NO_HISTORY,
 ) -> Decision:
     """What the member of ``finished`` does next.
 
     `Continue`, or `Exploit`: copy the parent that ``exploit`` chose and explore its
     params; on a plateau (every member's fitness equal) `Explore`: new params in place.
-    ``population`` holds each member's latest COMPLETE trial (``finished`` among them).
+    ``population`` holds each member's latest COMPLETE trial (``finished`` among them);
+    ``history`` the recent results, for strategies with a ``history_size``: a `History`,
+    or a function that reads it, called only when a strategy that asked for one is about
+    to use it (most decisions are a plain continue and need none).
     The result depends only on the arguments, so a restarted controller decides the same.
     """
     if finished.end_step >= max_steps:
@@ -39,7 +45,10 @@ def decide(
     # A member that reached max_steps has nothing left to train: copying it would give a
     # trial of zero steps.
     candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
-    parent = exploit.select(finished, candidates, mode, rng)
+    if callable(history) and exploit.history_size > 0:
+        history = history()
+    seen = history if isinstance(history, History) else NO_HISTORY
+    parent = exploit.select_from(finished, candidates, mode, rng, history=seen)
     if parent.id == finished.id and not (exploit.explore_on_plateau
                                           and _flat(finished, candidates)):
         return Continue()
@@ -47,7 +56,10 @@ def decide(
     # (a plateau, e.g. every member at accuracy 0 while its lr is far too high), selection
     # has nothing to go on and nobody would ever copy: standing still would never leave
     # the plateau, so the member explores in place, from its own checkpoint.
-    params = space.validate(explore.explore(parent.params, space, rng))
+    if callable(history) and explore.history_size > 0:
+        seen = history()
+    params = space.validate(
+        explore.explore_from(parent, space, rng, history=seen, mode=mode))
     if parent.id == finished.id:
         return Explore(params=params)
     return Exploit(parent_id=parent.id, params=params)
@@ -80,8 +92,14 @@ def explore_from_dict(data: Mapping[str, Any] | str) -> ExploreStrategy:
         return Perturb(**_check_keys("perturb", fields, {"factors", "resample_probability"}))
     if kind == "resample":
         return Resample(**_check_keys("resample", fields, set()))
+    if kind == "pb2":
+        settings = _check_keys("pb2", fields, {"history_size", "kappa", "min_observations",
+                                                "fallback"})
+        if "fallback" in settings:
+            settings["fallback"] = explore_from_dict(settings["fallback"])
+        return PB2(**settings)
     strategy: ExploreStrategy = _import_strategy(
-        fields, ExploreStrategy, "explore", "perturb, resample"
+        fields, ExploreStrategy, "explore", "perturb, resample, pb2"
     )
     return strategy
 

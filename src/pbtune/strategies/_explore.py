@@ -11,10 +11,20 @@ import numpy as np
 
 from pbtune._errors import ConfigError
 from pbtune.space import Choice, SearchSpace
+from pbtune.strategies._exploit import Mode
+from pbtune.strategies._history import History
+from pbtune.trial import FrozenTrial
 
 
 class ExploreStrategy(abc.ABC):
-    """Base class of explore strategies; one abstract method."""
+    """Base class of explore strategies; one abstract method.
+
+    A strategy that learns from recent results (PB2) sets ``history_size`` to the number of
+    recent results it reads and overrides `explore_from`; the controller then hands it a
+    `History` read in the decision's transaction. With the default 0 nothing is read.
+    """
+
+    history_size: int = 0
 
     @abc.abstractmethod
     def explore(
@@ -22,6 +32,19 @@ class ExploreStrategy(abc.ABC):
     ) -> dict[str, Any]:
         """New params near ``params``; every value stays inside its bounds and
         ``mutable=False`` params never change."""
+
+    def explore_from(
+        self,
+        parent: FrozenTrial,
+        space: SearchSpace,
+        rng: np.random.Generator,
+        *,
+        history: History,
+        mode: Mode,
+    ) -> dict[str, Any]:
+        """The params of a member that goes on from ``parent``'s checkpoint (a copy, or
+        its own trial on a plateau). By default `explore` of the parent's params."""
+        return self.explore(parent.params, space, rng)
 
     @abc.abstractmethod
     def to_dict(self) -> dict[str, Any]:
