@@ -14,6 +14,13 @@ directly, and the Ray Tune trainable in quality.py wraps it (one Ray iteration =
   (``torch_train``). Registered only when torch is installed (the optional ``torch`` extra,
   ``pip install -e ".[bench,torch]"``); torch is imported inside the training function, so
   the other tasks never load it.
+- ``deceptive``: a toy on which the greedy schedule is the wrong one (after PBT-Zoo's
+  "Deceptive"), defined below (``deceptive_train``).
+- ``rl``: a small PPO agent in NumPy on gymnasium's Pendulum-v1, ppo.py's ``train``
+  (gymnasium, in the ``bench`` extra, is imported inside it).
+
+``Task.seeds`` is the number of seeds quality.py runs by default: 10 on the cheap tasks, 5
+on the costly ones.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ if str(EXAMPLES) not in sys.path:  # worker processes inherit sys.path (spawn)
     sys.path.insert(0, str(EXAMPLES))
 
 import digits_mlp  # noqa: E402
+import ppo  # noqa: E402
 import toy_quadratic  # noqa: E402
 
 import pbtune  # noqa: E402
@@ -118,6 +126,90 @@ def triangle_train(trial: pbtune.Trial) -> dict[str, float]:
     state = {"accuracy": accuracy, "step": trial.end_step}
     (Path(trial.checkpoint_dir) / TRIANGLE_FILE).write_text(json.dumps(state))
     return {"accuracy": accuracy, "optimal_lr": triangle_optimal_lr(accuracy)}
+
+
+# -- the deceptive toy ----------------------------------------------------------------------
+# In the spirit of the "Deceptive" toy of PBT-Zoo (Chebykin et al., TMLR 2025, "To Be Greedy,
+# or Not to Be"): a task on which the greedy choice of a hyperparameter, the one that makes
+# the next segment best, is the wrong schedule. The variant here is this benchmark's own.
+#
+# The model is a point theta in the plane, starting at (0.9, 0.9); fitness is the toy
+# quadratic's Q = 1.2 - |theta|^2 (max 1.2 at theta = 0). One hyperparameter h in [0, 1]. At
+# every step theta moves straight towards 0 by DECEPTIVE_RATE * speed (it stops at 0), with
+#
+#     speed = (1.5 - h) / (1 + debt) * (1 + 0.1 * noise),
+#
+# so a lower h moves faster now. But the model keeps a debt: after every step,
+#
+#     debt += DECEPTIVE_DEBT / max_steps * |h - target(step)|,  target(step) = 1 - step / max_steps,
+#
+# i.e. every step away from a target that decays linearly from 1 to 0 over the budget slows
+# down every later step, for good (the debt is part of the model: it is in the checkpoint and
+# a member that copies another inherits it). Lowering h right away is faster for the next
+# few segments and much slower in the end; the best schedule follows the decaying target
+# and drops to 0 near the end, where little is left to pay the debt back. The noise is
+# N(0, 1) from a generator seeded by (study seed, member, trial number, step), like the
+# triangle's. Compared with PBT-Zoo's toy (speed max(2 - h - penalty, 0), the penalty 0.2 x
+# the accumulated |h - target| over segments), the debt here divides the speed instead of
+# subtracting from it (the speed never reaches 0), accumulates per step, and the fitness is
+# the distance covered, read through Q.
+#
+# Measured by ``python benchmarks/schedules.py deceptive`` (every value is Q at
+# step 100, 20 segments of 5 steps, h constant within a segment):
+#
+#     schedule                                   no noise   noise, 10 seeds: mean [min, max]
+#     best found (Powell's method from the          1.085    1.086 [1.077, 1.097]
+#       linear decay): h = 0.98, 0.93, ..., 0.17, 0.12, then 0 for the last 2 segments
+#     linear decay (h = the target at each          1.083    1.085 [1.076, 1.096]
+#       segment's middle step)
+#     best fixed h (0.55, the best of 0, 0.01,      0.572    0.572 [0.562, 0.589]
+#       ..., 1)
+#     greedy (each segment, the h of that grid      0.486    0.485 [0.471, 0.505]
+#       giving the best Q at the segment's end: 0 every time)
+#
+# The best schedule beats the best fixed h by 0.51 and the greedy one by 0.60, far beyond
+# the noise (seed to seed, Q moves by about 0.02).
+DECEPTIVE_STEPS = 100
+DECEPTIVE_RATE = 0.01
+DECEPTIVE_DEBT = 10.0
+DECEPTIVE_NOISE = 0.1
+DECEPTIVE_THETA_0 = (0.9, 0.9)
+DECEPTIVE_FILE = "deceptive.json"
+
+
+def deceptive_target(step: int) -> float:
+    """The h that costs no debt at ``step``: 1 at the start, 0 at the end of the budget."""
+    return 1.0 - step / DECEPTIVE_STEPS
+
+
+def deceptive_step(theta: np.ndarray, debt: float, h: float, step: int,
+                   noise: float) -> tuple[np.ndarray, float]:
+    """One step of the deceptive toy: move theta towards 0, then add to the debt."""
+    speed = (1.5 - h) / (1.0 + debt) * (1.0 + DECEPTIVE_NOISE * noise)
+    distance = float(np.hypot(*theta))
+    if distance > 0.0:
+        theta = theta * max(distance - DECEPTIVE_RATE * speed, 0.0) / distance
+    debt += DECEPTIVE_DEBT / DECEPTIVE_STEPS * abs(h - deceptive_target(step))
+    return theta, debt
+
+
+def deceptive_train(trial: pbtune.Trial) -> dict[str, float]:
+    """One segment of the deceptive toy, from ``start_step`` to ``end_step``."""
+    theta, debt = np.array(DECEPTIVE_THETA_0), 0.0
+    if trial.parent_checkpoint is not None:
+        state = json.loads((Path(trial.parent_checkpoint) / DECEPTIVE_FILE).read_text())
+        if state["step"] != trial.start_step:
+            raise RuntimeError(
+                f"checkpoint is at step {state['step']}, trial starts at {trial.start_step}"
+            )
+        theta, debt = np.array(state["theta"], dtype=float), float(state["debt"])
+    h = float(trial.params["h"])
+    for step in range(trial.start_step, trial.end_step):
+        rng = np.random.default_rng([trial.seed, trial.member, trial.number, step, 3])
+        theta, debt = deceptive_step(theta, debt, h, step, float(rng.normal()))
+    state = {"theta": theta.tolist(), "debt": debt, "step": trial.end_step}
+    (Path(trial.checkpoint_dir) / DECEPTIVE_FILE).write_text(json.dumps(state))
+    return {"q": 1.2 - float(theta @ theta), "debt": debt}
 
 
 # -- a small PyTorch convolutional net on digits ------------------------------------------------
@@ -240,11 +332,12 @@ class Task:
     name: str
     title: str
     train: Callable[[pbtune.Trial], Mapping[str, float]]
-    space: Mapping[str, pbtune.Float]
+    space: Mapping[str, pbtune.Float | pbtune.Int | pbtune.Choice]
     metric: str  # maximised
     population: int
     steps_per_trial: int
     max_steps: int
+    seeds: int  # how many seeds quality.py runs by default
 
 
 TASKS: dict[str, Task] = {
@@ -257,6 +350,7 @@ TASKS: dict[str, Task] = {
         population=4,
         steps_per_trial=4,
         max_steps=200,
+        seeds=10,
     ),
     "triangle": Task(
         name="triangle",
@@ -267,6 +361,7 @@ TASKS: dict[str, Task] = {
         population=4,
         steps_per_trial=5,
         max_steps=300,
+        seeds=10,
     ),
     "digits": Task(
         name="digits",
@@ -277,6 +372,29 @@ TASKS: dict[str, Task] = {
         population=8,
         steps_per_trial=50,
         max_steps=600,
+        seeds=5,
+    ),
+    "deceptive": Task(
+        name="deceptive",
+        title="Deceptive toy (greedy h is the wrong schedule): Q after 100 steps, max 1.2",
+        train=deceptive_train,
+        space={"h": pbtune.Float(0.0, 1.0)},
+        metric="q",
+        population=8,
+        steps_per_trial=5,
+        max_steps=DECEPTIVE_STEPS,
+        seeds=10,
+    ),
+    "rl": Task(
+        name="rl",
+        title="PPO (NumPy) on Pendulum-v1: mean evaluation return after 60 iterations",
+        train=ppo.train,
+        space=dict(ppo.SPACE),
+        metric="return",
+        population=8,
+        steps_per_trial=4,
+        max_steps=60,
+        seeds=5,
     ),
 }
 if torch_available():
@@ -289,4 +407,5 @@ if torch_available():
         population=8,
         steps_per_trial=50,
         max_steps=600,
+        seeds=5,
     )
