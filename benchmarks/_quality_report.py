@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from tasks import Task
 
-METHODS = ("tournament", "truncation", "tournament-pb2", "truncation-pb2", "random", "ray",
-           "ray-pb2")
-PBTUNE_PBT = ("tournament", "truncation", "tournament-pb2", "truncation-pb2")
+METHODS = ("tournament", "truncation", "tournament-pb2", "truncation-pb2", "multirate",
+           "random", "ray", "ray-pb2")
+PBTUNE_PBT = ("tournament", "truncation", "tournament-pb2", "truncation-pb2", "multirate")
 PB2_OF_PERTURB = {"tournament": "tournament-pb2", "truncation": "truncation-pb2"}
 RAY = ("ray", "ray-pb2")
 SCHEDULE_TASKS = ("deceptive", "rl")  # where a schedule beats every fixed setting
@@ -181,7 +181,8 @@ DEFINITION = (
 NOISE = (
     "**Noise** of a comparison of two methods A and B: their pooled IQR of the best at B, "
     "sqrt((IQR_A^2 + IQR_B^2) / 2). *best pbtune* is the pbtune PBT method (tournament, "
-    "truncation, tournament-pb2, truncation-pb2) with the highest median on the task, *best "
+    "truncation, tournament-pb2, truncation-pb2, multirate) with the highest median on the "
+    "task, *best "
     "pbtune PB2* the better of the two PB2 ones, *best Ray* the better of ray and ray-pb2. "
     "'A > B + noise' asks the medians to differ by more than the spread of the seeds; 'A >= B "
     "- noise' allows A to be below B by no more than it."

@@ -17,6 +17,8 @@ params pbtune draws for that seed) and the same initial model:
 
 - ``tournament``: pbtune, ``Tournament()`` exploit (its default), ``Perturb()`` explore.
 - ``truncation``: pbtune, ``Truncation(fraction=0.25)``, ``Perturb()``.
+- ``multirate``: pbtune, ``MultiRate()`` (sub-populations selecting every 1, 2, 4 and 8
+  segments; the less greedy exploit), ``Perturb()``.
 - ``tournament-pb2``, ``truncation-pb2``: the same exploits with ``explore=pbtune.PB2()``
   (Parker-Holder et al.'s GP-bandit explore), with its defaults.
 - ``random``: random search, run by pbtune with an exploit strategy that never copies
@@ -135,6 +137,8 @@ def pbtune_exploit(method: str) -> pbtune.ExploitStrategy:
         return pbtune.Tournament()
     if exploit == "truncation":
         return pbtune.Truncation(fraction=0.25)
+    if exploit == "multirate":
+        return pbtune.MultiRate()
     if exploit == "random":
         return tasks.NoExploit()
     raise ValueError(method)
