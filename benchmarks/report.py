@@ -17,6 +17,9 @@ ORDER = [
     ("triangle-20-seeds/quality", "Quality: the triangle task with 20 seeds",
      "python benchmarks/quality.py --tasks triangle --seeds 20 "
      "--out benchmarks/results/triangle-20-seeds"),
+    ("sensitivity", "Sensitivity to a badly placed learning-rate range",
+     "python benchmarks/sensitivity.py --tasks digits,rl --seeds 3 "
+     "--methods tournament,tournament-pb2,multirate,random,ray"),
     ("overhead", "Overhead", "python benchmarks/overhead.py"),
     ("utilization", "Utilization", "python benchmarks/utilization.py"),
     ("gaps", "Between two trials (a diagnosis of utilization)", "python benchmarks/gaps.py"),
