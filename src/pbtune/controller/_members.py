@@ -13,6 +13,7 @@ import numpy as np
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
 from pbtune.strategies import (
+    NO_HISTORY,
     Continue,
     Decision,
     Exploit,
@@ -87,7 +88,7 @@ def read_history(tx: Transaction, config: StudyConfig) -> History:
     ``history_size``); nothing is read when they ask for none."""
     size = max(config.exploit.history_size, config.explore.history_size)
     if size <= 0:
-        return History()
+        return NO_HISTORY
     observations = tuple(
         Observation(
             trial_id=t.id, member=t.member, parent_id=t.parent_id, params=t.params,

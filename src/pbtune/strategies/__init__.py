@@ -11,10 +11,11 @@ from pbtune.strategies._exploit import (
     score,
 )
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample
-from pbtune.strategies._history import History, Observation, Pending
+from pbtune.strategies._history import NO_HISTORY, History, Observation, Pending
 from pbtune.strategies._pb2 import PB2
 
 __all__ = [
+    "NO_HISTORY",
     "PB2",
     "Continue",
     "Decision",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class _Encoding:
         self.columns: dict[str, slice] = {}
         width = 0
         for name, param in space.items():
-            n = len(param.choices) if isinstance(param, Choice) and not param.ordered else 1
+            n = len(param.choices) if _is_categorical(param) else 1
             self.columns[name] = slice(width, width + n)
             width += n
         self.width = width
@@ -147,7 +147,7 @@ class _Encoding:
         return param.clip(round(value) if isinstance(param, Int) else value)
 
 
-def _is_categorical(param: Param) -> bool:
+def _is_categorical(param: Param) -> TypeGuard[Choice]:
     return isinstance(param, Choice) and not param.ordered
 
 
@@ -216,7 +216,6 @@ class _Model:
             if not param.mutable or (isinstance(param, Choice) and len(param.choices) == 1):
                 continue
             if _is_categorical(param):
-                assert isinstance(param, Choice)
                 new[name] = self._pick_value(name, param, rng)
                 fixed[self.encoding.columns[name]] = _encode(param, [new[name]])[0]
             else:
