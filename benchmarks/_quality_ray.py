@@ -158,7 +158,7 @@ def ray_trainable(config: dict[str, Any], task: Task) -> None:
         out = Path(tempfile.mkdtemp(prefix="iteration-", dir=config["scratch"]))
         number = zlib.crc32(out.name.encode())  # unique per iteration, as a pbtune trial's
         trial = pbtune.Trial(
-            id=number, number=number, member=key, generation=0, params=params, start_step=step,
+            id=number, member=key, generation=0, params=params, start_step=step,
             end_step=end, parent_checkpoint=parent, checkpoint_dir=out,
             study_name=f"ray-{task.name}", seed=config["seed"],
         )

@@ -63,7 +63,7 @@ def window(size: int, rng: np.random.Generator) -> tuple[History, FrozenTrial]:
                 start_fitness=float(fitness[m]))
         for m in range(1, POPULATION))
     parent = FrozenTrial(
-        id=newest.trial_id, number=newest.trial_id, member=newest.member, generation=9,
+        id=newest.trial_id, member=newest.member, generation=9,
         parent_id=newest.parent_id, params=dict(newest.params), start_step=newest.start_step,
         end_step=newest.end_step, state=TrialState.COMPLETE,
         metrics={"score": newest.end_fitness}, fitness=newest.end_fitness)

@@ -339,7 +339,7 @@ def test_read_errors(ran: Ran, tmp_path: Path) -> None:
                               "no database file", str(missing))
     assert not missing.exists()
     assert_one_line_error(invoke(["schedule", "--storage", ran.url, "--trial", "9999"]),
-                          "no trial with id 9999")
+                          "has no trial 9999", "numbered in the order they were made (0 to")
     assert_one_line_error(invoke(["best", "--storage", ran.url, "--format", "yaml"]),
                           "'--format'", "pbtune best --help", code=2)
     assert_one_line_error(invoke(["replay", "x.py:train", "--schedule", "s.json",

@@ -27,7 +27,7 @@ def make_trial(tmp_path: Path, parent: Path | None = None) -> Trial:
     checkpoint = tmp_path / "staging"
     checkpoint.mkdir(exist_ok=True)
     return Trial(
-        id=7, number=3, member=1, generation=2,
+        id=7, member=1, generation=2,
         params={"lr": 0.001, "batch-size": 64, "optimizer": "adam", "nesterov": True},
         start_step=8, end_step=12, parent_checkpoint=parent, checkpoint_dir=checkpoint,
         study_name="demo", seed=5,
@@ -61,7 +61,7 @@ def test_the_trial_reaches_the_command_in_a_file_and_in_variables(tmp_path: Path
     metrics_file = info.pop("metrics_file")
     assert info == {
         "params": {"lr": 0.001, "batch-size": 64, "optimizer": "adam", "nesterov": True},
-        "trial_id": 7, "number": 3, "member": 1, "generation": 2, "start_step": 8,
+        "trial_id": 7, "number": 7, "member": 1, "generation": 2, "start_step": 8,
         "end_step": 12, "seed": 5, "study": "demo", "parent_checkpoint": str(parent),
         "checkpoint_dir": str(trial.checkpoint_dir),
     }

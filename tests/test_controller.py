@@ -85,10 +85,15 @@ def write_checkpoint(controller: Controller, claimed: Claimed) -> Path:
     return path
 
 
+def stored(controller: Controller, trial_id: int) -> FrozenTrial:
+    """The study's trial ``trial_id`` as stored now."""
+    return controller.storage.get_trial(controller.study.id, trial_id)
+
+
 def complete(controller: Controller, claimed: Claimed, fitness: float) -> FrozenTrial:
     path = write_checkpoint(controller, claimed)
     assert controller.tell(claimed, {"acc": fitness}, path)
-    return controller.storage.get_trial(claimed.trial.id)
+    return stored(controller, claimed.trial.id)
 
 
 def run(controller: Controller, fitness: float, worker: str = "w") -> FrozenTrial:
@@ -339,8 +344,9 @@ def test_a_strategy_with_a_history_sees_the_newest_results(tmp_path: Path) -> No
         assert len(ids) == 3 and ids == sorted(ids)
         assert set(ids) <= {t.id for t in finished}
         for o in history.observations:
-            trial = controller.storage.get_trial(o.trial_id)
-            parent = controller.storage.get_trial(o.parent_id) if o.parent_id else None
+            trial = stored(controller, o.trial_id)
+            parent = (None if o.parent_id is None
+                      else stored(controller, o.parent_id))
             assert (o.member, o.params, o.start_step, o.end_step, o.end_fitness) == (
                 trial.member, trial.params, trial.start_step, trial.end_step, trial.fitness)
             assert o.start_fitness == (parent.fitness if parent else None)
@@ -406,7 +412,7 @@ def test_tell_with_the_wrong_claim_is_refused(tmp_path: Path) -> None:
     assert controller.tell(forged, {"acc": 9.0}, None) is False
     assert controller.tell_failure(forged, "boom") is False
     assert trials(controller) == before
-    assert controller.storage.get_trial(claimed.trial.id).state == TrialState.RUNNING
+    assert stored(controller, claimed.trial.id).state == TrialState.RUNNING
     assert controller.heartbeat(claimed) is True
     assert controller.heartbeat(forged) is False
 
@@ -445,7 +451,7 @@ def test_failures_are_retried_up_to_max_retries(tmp_path: Path) -> None:
     current = original
     for attempt in (1, 2):
         assert controller.tell_failure(current, f"error {attempt}")
-        failed = controller.storage.get_trial(current.trial.id)
+        failed = stored(controller, current.trial.id)
         assert (failed.state, failed.error, failed.checkpoint) == (
             TrialState.FAILED, f"error {attempt}", None)
         current = claim(controller)
@@ -507,7 +513,7 @@ def test_interrupted_trials_are_retried_without_using_up_retries(tmp_path: Path)
     for _ in range(3):
         claimed = claim(controller)
         assert controller.tell_failure(claimed, "interrupted", counts=False)
-        assert controller.storage.get_trial(claimed.trial.id).state == TrialState.FAILED
+        assert stored(controller, claimed.trial.id).state == TrialState.FAILED
     member = controller.storage.get_members(controller.study.id)[0]
     assert (member.failures, member.state) == (0, MemberState.ACTIVE)
     assert study_state(controller) == StudyState.RUNNING
@@ -523,22 +529,22 @@ def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None
     lost = claim(controller, "dead-worker")
     alive = claim(controller, "live-worker")
     now = time.time()
-    assert controller.storage.heartbeat(alive.trial.id, alive.claim, now + 25)
+    assert controller.storage.heartbeat(controller.study.id, alive.trial.id, alive.claim, now + 25)
     assert controller.reap_stale(now) == 0
     assert controller.reap_stale(now + 20) == 0  # younger than the timeout
     assert controller.reap_stale(now + 31) == 0  # stale on a first look only
     assert controller.reap_stale(now + 31 + 5) == 1  # still stale a heartbeat later
-    failed = controller.storage.get_trial(lost.trial.id)
-    assert failed.state == TrialState.FAILED
+    failed = stored(controller, lost.trial.id)
+    assert failed.state == TrialState.LOST
     assert failed.error is not None and "lost" in failed.error and "dead-worker" in failed.error
-    assert controller.storage.get_trial(alive.trial.id).state == TrialState.RUNNING
+    assert stored(controller, alive.trial.id).state == TrialState.RUNNING
     [retry] = queued(controller)
     assert (retry.member, retry.params, retry.decision) == (
         lost.trial.member, lost.trial.params, "retry")
     # the dead worker comes back late: its result is refused
     assert controller.heartbeat(lost) is False
     assert controller.tell(lost, {"acc": 1.0}, None) is False
-    assert controller.storage.get_trial(lost.trial.id).state == TrialState.FAILED
+    assert stored(controller, lost.trial.id).state == TrialState.LOST
     assert controller.reap_stale(now + 31 + 10) == 0  # reaped once
 
 
@@ -548,9 +554,9 @@ def test_fail_worker_fails_only_that_workers_trials(tmp_path: Path) -> None:
     kept = claim(controller, "kept")
     assert controller.fail_worker("gone", "process died") == 2
     for c in gone:
-        trial = controller.storage.get_trial(c.trial.id)
-        assert (trial.state, trial.error) == (TrialState.FAILED, "process died")
-    assert controller.storage.get_trial(kept.trial.id).state == TrialState.RUNNING
+        trial = stored(controller, c.trial.id)
+        assert (trial.state, trial.error) == (TrialState.LOST, "process died")
+    assert stored(controller, kept.trial.id).state == TrialState.RUNNING
     assert len(queued(controller)) == 2
 
 
@@ -568,7 +574,7 @@ def _gc_scenario(controller: Controller, first_fitness: float) -> dict[str, Froz
     assert (c3.trial.member, c3.trial.parent_id) == (1, t0.id)
     t2 = complete(controller, c2, 2.0)  # t0 is no member's latest, but t3 runs from it
     assert t0.checkpoint is not None and t0.checkpoint.is_dir()
-    assert controller.storage.get_trial(t0.id).checkpoint == t0.checkpoint
+    assert stored(controller, t0.id).checkpoint == t0.checkpoint
     t3 = complete(controller, c3, 0.5)  # m1 loses to t2 -> t5 (parent t2)
     assert children_of(controller, t3) == []
     return {"t0": t0, "t1": t1, "t2": t2, "t3": t3}
@@ -580,20 +586,20 @@ def test_garbage_collection_keeps_what_is_needed(tmp_path: Path) -> None:
     for name in ("t0", "t1"):  # nobody refers to these any more
         path = t[name].checkpoint
         assert path is not None and not path.exists()
-        assert controller.storage.get_trial(t[name].id).checkpoint is None
+        assert stored(controller, t[name].id).checkpoint is None
     for name in ("t2", "t3"):  # t2: parent of queued trials; t3: member 1's latest
         path = t[name].checkpoint
         assert path is not None and (path / "weights.txt").read_text() == str(t[name].id)
-        assert controller.storage.get_trial(t[name].id).checkpoint == path
+        assert stored(controller, t[name].id).checkpoint == path
 
 
 def test_garbage_collection_keeps_the_best(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=2, keep_best=1)
     t = _gc_scenario(controller, first_fitness=10.0)
     assert t["t0"].checkpoint is not None and t["t0"].checkpoint.is_dir()  # the best
-    assert controller.storage.get_trial(t["t0"].id).checkpoint is not None
+    assert stored(controller, t["t0"].id).checkpoint is not None
     assert t["t1"].checkpoint is not None and not t["t1"].checkpoint.exists()
-    assert controller.storage.get_trial(t["t1"].id).checkpoint is None
+    assert stored(controller, t["t1"].id).checkpoint is None
 
 
 def test_garbage_collection_keep_best_in_mode_min(tmp_path: Path) -> None:
@@ -764,10 +770,10 @@ def test_a_storage_outage_does_not_reap_live_workers(tmp_path: Path) -> None:
     live = claim(controller, "live-worker")
     back = time.time() + 120  # the outage ends two minutes later
     assert controller.reap_stale(back) == 0  # both look stale: suspects only
-    assert controller.storage.heartbeat(live.trial.id, live.claim, back + 2)
+    assert controller.storage.heartbeat(controller.study.id, live.trial.id, live.claim, back + 2)
     assert controller.reap_stale(back + 5) == 1
-    assert controller.storage.get_trial(dead.trial.id).state == TrialState.FAILED
-    assert controller.storage.get_trial(live.trial.id).state == TrialState.RUNNING
+    assert stored(controller, dead.trial.id).state == TrialState.LOST
+    assert stored(controller, live.trial.id).state == TrialState.RUNNING
     # a lost trial is not the member's fault: it does not use up max_retries
     assert controller.storage.get_members(controller.study.id)[0].failures == 0
 
@@ -781,9 +787,9 @@ def test_tell_and_ask_claims_the_next_trial_with_its_parent(tmp_path: Path) -> N
     assert told and following is not None
     # The member furthest behind comes first: the other member's first trial.
     assert following.trial.member != first.trial.member and following.trial.parent_id is None
-    stored = controller.storage.get_trial(following.trial.id)
-    assert stored.state == TrialState.RUNNING and stored.worker == "w1"
-    assert stored_claim(controller, stored.id) == following.claim
+    row = stored(controller, following.trial.id)
+    assert row.state == TrialState.RUNNING and row.worker == "w1"
+    assert stored_claim(controller, row.id) == following.claim
     path = write_checkpoint(controller, following)
     told, third = controller.tell_and_ask(following, {"acc": 2.0}, path, "w1")
     assert told and third is not None and third.trial.parent_id is not None
@@ -823,7 +829,7 @@ def test_release_gives_a_claimed_trial_back_to_the_queue(tmp_path: Path) -> None
     controller = make_controller(tmp_path)
     held = claim(controller, "w1")
     assert controller.release(held)
-    back = controller.storage.get_trial(held.trial.id)
+    back = stored(controller, held.trial.id)
     assert back.state == TrialState.QUEUED and back.worker is None
     assert stored_claim(controller, back.id) is None
     again = claim(controller, "w2")
@@ -886,15 +892,15 @@ def test_an_evaluated_trial_waits_trained_until_an_evaluator_scores_it(tmp_path:
     path = write_checkpoint(controller, trained)
     told, following = controller.tell_and_ask(trained, {"loss": 0.5}, path, "trainer", "train")
     assert told and following is None  # a trainer does not evaluate; nothing else queued
-    stored = controller.storage.get_trial(trained.trial.id)
-    assert stored.state == TrialState.TRAINED and stored.fitness is None
+    row = stored(controller, trained.trial.id)
+    assert row.state == TrialState.TRAINED and row.fitness is None
     assert isinstance(controller.ask("trainer", "train"), type(WAIT))  # the member waits
     evaluation = claim_as(controller, "evaluator", "evaluate")
     assert evaluation.trial.id == trained.trial.id
     assert evaluation.trial.state == TrialState.EVALUATING
     merged = {**(evaluation.trial.metrics or {}), "acc": 7.0}
     told, _ = controller.tell_and_ask(evaluation, merged, path, None)
-    done = controller.storage.get_trial(trained.trial.id)
+    done = stored(controller, trained.trial.id)
     assert told and done.state == TrialState.COMPLETE and done.fitness == 7.0
     assert done.metrics == {"loss": 0.5, "acc": 7.0}
     nxt = claim(controller, "trainer")  # now the member's next trial is decided
@@ -916,7 +922,7 @@ def test_a_lost_evaluator_costs_only_the_evaluation(tmp_path: Path) -> None:
     [lost] = controller.held_trials()
     assert lost.trial.id == first.trial.id
     assert controller.fail_lost(lost, "lost: no heartbeat", counts=False)  # went silent
-    back = controller.storage.get_trial(first.trial.id)
+    back = stored(controller, first.trial.id)
     assert back.state == TrialState.TRAINED and back.checkpoint == path
     assert stored_claim(controller, back.id) is None
     second = claim_as(controller, "evaluator-2", "evaluate")
@@ -924,7 +930,7 @@ def test_a_lost_evaluator_costs_only_the_evaluation(tmp_path: Path) -> None:
     # the first evaluator's late result is refused; the second one's counts
     assert controller.tell_and_ask(first, {"acc": 1.0}, path, None)[0] is False
     assert controller.tell_and_ask(second, {"acc": 2.0}, path, None)[0] is True
-    assert controller.storage.get_trial(first.trial.id).fitness == 2.0
+    assert stored(controller, first.trial.id).fitness == 2.0
     # the training ran once: no retry was queued
     assert [t.decision for t in controller.storage.get_trials(controller.study.id)].count(
         "retry") == 0
@@ -956,12 +962,12 @@ def test_checkpoints_waiting_for_evaluation_are_not_collected(tmp_path: Path) ->
         evaluation = claim_as(controller, "b", "evaluate")
         assert evaluation.trial.id == other.trial.id
         controller.tell_and_ask(evaluation, {"acc": 1.0}, path, None)
-    assert controller.storage.get_trial(slow.trial.id).checkpoint == slow_path
+    assert stored(controller, slow.trial.id).checkpoint == slow_path
     assert slow_path.is_dir()
     assert controller.storage.get_study_state(controller.study.id) == StudyState.RUNNING
 
 
-def test_an_evaluation_that_crashes_its_worker_fails_the_trial(tmp_path: Path) -> None:
+def test_an_evaluation_that_crashes_its_worker_loses_the_trial(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=1, max_retries=1,
                                  evaluate=score_from_checkpoint)
     for attempt in range(2):
@@ -971,7 +977,7 @@ def test_an_evaluation_that_crashes_its_worker_fails_the_trial(tmp_path: Path) -
         evaluation = claim_as(controller, f"evaluator-{attempt}", "evaluate")
         # the evaluator's process died (a crash counts): the trial fails, and is retried
         assert controller.fail_worker(f"evaluator-{attempt}", "lost: exit code -11") == 1
-        assert controller.storage.get_trial(evaluation.trial.id).state == TrialState.FAILED
+        assert stored(controller, evaluation.trial.id).state == TrialState.LOST
     # a crash loop ends after max_retries
     assert controller.storage.get_members(controller.study.id)[0].state == MemberState.FAILED
 
@@ -982,7 +988,7 @@ def test_release_gives_an_unstarted_evaluation_back(tmp_path: Path) -> None:
     path = write_checkpoint(controller, trained)
     _, evaluation = controller.tell_and_ask(trained, {}, path, "w")
     assert evaluation is not None and controller.release(evaluation)
-    back = controller.storage.get_trial(trained.trial.id)
+    back = stored(controller, trained.trial.id)
     assert back.state == TrialState.TRAINED
     assert stored_claim(controller, back.id) is None
 
@@ -997,4 +1003,4 @@ def test_a_retried_training_tell_finds_its_own_result_after_an_evaluator_took_it
     claim_as(controller, "evaluator", "evaluate")  # moved on to EVALUATING
     # the same tell again (a retry whose first COMMIT went through) is a success
     assert controller.tell_and_ask(trained, {}, path, None)[0]
-    assert controller.storage.get_trial(trained.trial.id).state == TrialState.EVALUATING
+    assert stored(controller, trained.trial.id).state == TrialState.EVALUATING

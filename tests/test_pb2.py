@@ -31,7 +31,7 @@ SPACE = SearchSpace({
 def parent(params: Mapping[str, Any], *, fitness: float = 0.5, end_step: int = 100,
            member: int = 0) -> FrozenTrial:
     return FrozenTrial(
-        id=10_000, number=10_000, member=member, generation=5, parent_id=None,
+        id=10_000, member=member, generation=5, parent_id=None,
         params=dict(params), start_step=end_step - 10, end_step=end_step,
         state=TrialState.COMPLETE, metrics={"score": fitness}, fitness=fitness,
     )
@@ -248,7 +248,7 @@ def test_decide_reads_the_history_only_to_explore() -> None:
 
     winner, loser = parent({"lr": 1e-3}, fitness=2.0), parent({"lr": 1e-2}, fitness=1.0,
                                                               member=1)
-    loser = FrozenTrial(**{**loser.__dict__, "id": 20_000, "number": 20_000})
+    loser = FrozenTrial(**{**loser.__dict__, "id": 20_000})
     settings = {"space": space, "exploit": Tournament(), "explore": PB2(), "mode": "max",
                 "max_steps": 1000, "rng": np.random.default_rng(0), "history": read}
     assert decide(winner, [winner, loser], **settings) == Continue()  # type: ignore[arg-type]

@@ -52,11 +52,10 @@ def trial(
     end_step: int = 10,
     params: dict[str, Any] | None = None,
 ) -> FrozenTrial:
-    """A COMPLETE trial; id and number default to something unique per member/generation."""
+    """A COMPLETE trial; its id (number) defaults to something unique per member/generation."""
     number = member + 100 * generation if number is None else number
     return FrozenTrial(
-        id=number + 1,
-        number=number,
+        id=number,
         member=member,
         generation=generation,
         parent_id=None,

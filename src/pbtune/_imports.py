@@ -1,17 +1,59 @@
 """Importing the user's code by reference: ``module:name`` or ``path/to/file.py:name``.
 
-One place for it, used by stored fitness functions, training entries and user strategies.
+One place for it, used by stored fitness functions, training entries and user strategies;
+and the check that a script does not run a study while it is being imported.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import multiprocessing
 import sys
 from pathlib import Path
 from typing import Any
 
 from pbtune._errors import ConfigError
+
+UNGUARDED_EXIT = 87
+"""The exit code of a worker process that found the script it imports running a study."""
+
+_loading: list[Path] = []  # the files `import_object` is executing now (innermost last)
+
+
+def refuse_study_while_imported(action: str) -> None:
+    """Refuse to ``action`` (create, load or run a study) while the user's script is being
+    imported to find a function in it, which is what a script without an
+    ``if __name__ == "__main__":`` guard does in every worker process.
+
+    A worker process started by `multiprocessing` ("spawn") imports the main script
+    before it runs: it exits at once with `UNGUARDED_EXIT`, quietly, and the run that
+    started it explains, once (`unguarded_script`). A script imported by
+    `import_object` (``pbtune run script.py:train``, ``pbtune worker --entry``) gets a
+    `ConfigError`.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        sys.exit(UNGUARDED_EXIT)
+    if _loading:
+        raise ConfigError(unguarded_script(_loading[-1], action))
+
+
+def unguarded_script(script: Path | str | None, action: str = "creates or runs a study"
+                     ) -> str:
+    """What to write when ``script`` runs a study at import time."""
+    name = f"{str(script)!r}" if script else "your script"
+    return (
+        f"{name} {action} when it is imported, and pbtune's worker processes import it "
+        "to find your training function, so each of them would run the study again. Put "
+        "the study's code at the end of the script under the main guard, with the "
+        "training function above it at the top level:\n\n"
+        "    def train(trial): ...\n\n"
+        "    if __name__ == \"__main__\":\n"
+        "        study = pbtune.create_study(..., load_if_exists=True)\n"
+        "        study.optimize(train, workers=2)\n\n"
+        "(or run the workers as threads: study.optimize(train, backend=\"thread\")). "
+        "Nothing recorded was lost: run the script again."
+    )
 
 
 def object_ref(obj: Any) -> str:
@@ -57,9 +99,15 @@ def _load_file(path: Path, what: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     sys.path.insert(0, str(path.parent))
+    _loading.append(path)
     try:
         spec.loader.exec_module(module)
+    except ConfigError:
+        del sys.modules[module_name]
+        raise  # pbtune's own advice (a study run at import time) says it best
     except Exception as error:
         del sys.modules[module_name]
         raise ConfigError(f"{what}: importing {str(path)!r} failed: {error!r}") from error
+    finally:
+        _loading.pop()
     return module

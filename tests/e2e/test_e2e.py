@@ -40,7 +40,8 @@ def assert_accounted_for(study: pbtune.Study) -> None:
     """Every member reached max_steps; every trial ended; checkpoints match the records."""
     trials = study.trials()
     assert study.state == pbtune.StudyState.COMPLETE
-    assert all(t.state in (TrialState.COMPLETE, TrialState.FAILED) for t in trials)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAILED, TrialState.LOST)
+               for t in trials)
     by_id = {t.id: t for t in trials}
     for t in trials:
         if t.parent_id is not None:
@@ -206,7 +207,8 @@ def test_killed_worker_costs_one_segment_and_the_study_finishes(tmp_path: Path) 
     assert process.returncode == 0, output.decode()
     study = pbtune.load_study("e2e", storage=storage)
     assert_accounted_for(study)
-    lost = [t for t in study.trials([TrialState.FAILED]) if (t.error or "").startswith("lost")]
+    lost = study.trials([TrialState.LOST])
+    assert all((t.error or "").startswith("lost") for t in lost)
     assert {t.id for t in lost} >= killed - {t.id for t in study.trials([TrialState.COMPLETE])}
     assert len(lost) >= 1
 
@@ -252,7 +254,7 @@ def test_killed_controller_resumes_with_the_same_command(tmp_path: Path) -> None
             assert replace(after[trial_id], checkpoint=None) == replace(trial, checkpoint=None)
     interrupted = [t for t in before.values() if t.state == TrialState.RUNNING]
     for trial in interrupted:
-        assert after[trial.id].state == TrialState.FAILED
+        assert after[trial.id].state == TrialState.LOST
         retries = [t for t in after.values() if t.decision == "retry" and t.member == trial.member
                    and t.start_step == trial.start_step and t.number > trial.number]
         assert len(retries) == 1
@@ -312,8 +314,9 @@ def test_workers_that_keep_dying_end_the_run_with_an_error(tmp_path: Path) -> No
     with pytest.raises(pbtune.StudyFailedError, match="worker processes kept dying"):
         study.optimize(f"{TRAINERS}:kills_its_process", workers=2, show_progress=False)
     assert study.state == pbtune.StudyState.RUNNING  # unfinished, not wrongly COMPLETE
-    lost = study.trials([TrialState.FAILED])
+    lost = study.trials([TrialState.LOST])
     assert lost and all("exit code 3" in (t.error or "") for t in lost)
+    assert not study.trials([TrialState.FAILED])  # no trial failed by the code's own hand
 
 
 def test_sys_exit_in_training_code_fails_only_that_trial(

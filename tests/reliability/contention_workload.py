@@ -236,7 +236,7 @@ def audit(study: pbtune.Study, log: Path, stderr: str) -> Audit:
     result = Audit(
         trials=len(trials),
         complete=sum(t.state == TrialState.COMPLETE for t in trials),
-        failed=sum(t.state == TrialState.FAILED for t in trials),
+        failed=sum(t.state.is_failure for t in trials),  # FAILED or LOST
         unfinished=sum(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in trials),
         executions=len(executions),
         double_claims=double_claims(executions),
@@ -252,7 +252,7 @@ def audit(study: pbtune.Study, log: Path, stderr: str) -> Audit:
             problems.append(f"trial {t.id} is {t.state.value}: {(t.error or '').strip()[-300:]}")
     # Trial counts add up: each member's first trial, one decision per COMPLETE trial but
     # the member's last (exploits skip ahead, so that is fewer than max_steps allows), one
-    # retry per FAILED trial.
+    # retry per FAILED or LOST trial.
     if result.trials != result.complete + result.failed + result.unfinished:
         problems.append(f"trial states do not add up: {result.figures()}")
     decisions = Counter(t.decision for t in trials)

@@ -80,7 +80,7 @@ def test_killed_controller_resumes_and_repeats_only_interrupted_segments(
                     trial, checkpoint=None)
             elif trial.state == TrialState.RUNNING:
                 interrupted[trial_id] = trial
-                assert after[trial_id].state == TrialState.FAILED
+                assert after[trial_id].state == TrialState.LOST
                 assert (after[trial_id].error or "").startswith("lost")
                 retries = [t for t in after.values() if t.decision == "retry"
                            and (t.member, t.start_step, t.end_step, t.parent_id)

@@ -98,7 +98,7 @@ def test_a_checkpoint_torn_by_a_kill_is_never_committed(tmp_path: Path) -> None:
     assert audit.problems == []
     trials = {t.number: t for t in storage.get_trials(study_id)}
     for number in torn:
-        assert trials[number].state == TrialState.FAILED
+        assert trials[number].state == TrialState.LOST
         assert (trials[number].error or "").startswith("lost")
         assert not workload_final(study_dir, number).exists()
     # The end of the run swept the staging area with the torn files in it.

@@ -67,7 +67,7 @@ def test_a_zombie_workers_late_result_is_refused_and_changes_nothing(
 
         original, retry = wait_for(retried, 30, "the lost trial's retry to complete")
         assert process_state(pid) == "T", "the zombie must still be paused"
-        assert original.state == TrialState.FAILED
+        assert original.state == TrialState.LOST
         assert (original.error or "").startswith("lost: no heartbeat"), original.error
         stored = study.storage.write(study.id, lambda tx: tx.trial_with_claim(zombie_id))
         assert stored is not None and stored[1] is None  # the claim was revoked
@@ -98,10 +98,11 @@ def test_a_zombie_workers_late_result_is_refused_and_changes_nothing(
     study = pbtune.load_study(name, storage=url)
     trials = study.trials()
     assert study.state == pbtune.StudyState.COMPLETE
-    # The original stays FAILED as lost; the retry's result is the one recorded.
+    # The original stays LOST; the retry's result is the one recorded.
     assert study.trial(zombie_id) == original
     assert without_checkpoint(study.trial(retry.id)) == without_checkpoint(retry)
-    assert [t.id for t in trials if t.state == TrialState.FAILED] == [zombie_id]
+    assert [t.id for t in trials if t.state.is_failure] == [zombie_id]
+    assert study.trial(zombie_id).state == TrialState.LOST
     assert all("zombie" not in (t.metrics or {}) for t in trials)
     assert all(t.fitness != -1000.0 for t in trials)
     assert all(t.parent_id != zombie_id for t in trials)

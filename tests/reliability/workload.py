@@ -373,7 +373,8 @@ class CheckpointAudit:
             problem = self._whole(trial.checkpoint, ends.get(trial.number))
             self.checkpoints_checked += problem is None
             # The collector forgets a checkpoint in the database before it deletes it.
-            if problem is not None and self.storage.get_trial(trial.id).checkpoint is not None:
+            stored = self.storage.get_trial(self.study_id, trial.id)
+            if problem is not None and stored.checkpoint is not None:
                 self.problems.append(f"COMPLETE trial {trial.number}: {problem}")
         self._check_dirs(names, ends)
 
@@ -436,7 +437,7 @@ def log_problems(events: Iterable[dict[str, Any]], study: str,
     past its heartbeat timeout, whose claim was revoked and whose result is refused) is
     no harm: nobody uses what it trains. ``trials`` lets those be told apart."""
     revoked = {t.id: t.finished_at for t in trials
-               if t.state == TrialState.FAILED and t.finished_at is not None}
+               if t.state.is_failure and t.finished_at is not None}
     starts: dict[int, list[dict[str, Any]]] = defaultdict(list)
     ends: dict[int, list[dict[str, Any]]] = defaultdict(list)
     bad: list[str] = []
@@ -475,10 +476,12 @@ def study_problems(storage: Storage, name: str, events: Sequence[dict[str, Any]]
     if record.state != pbtune.StudyState.COMPLETE:
         problems.append(f"study state is {record.state.value}: {record.error}")
     for t in trials:
-        if t.state not in (TrialState.COMPLETE, TrialState.FAILED):
+        if t.state != TrialState.COMPLETE and not t.state.is_failure:
             problems.append(f"trial {t.number} ended {t.state.value}")
-        if t.state == TrialState.FAILED:
-            if only_lost_failures and not (t.error or "").startswith("lost"):
+        if t.state.is_failure:
+            if t.state == TrialState.LOST and not (t.error or "").startswith("lost"):
+                problems.append(f"trial {t.number} is LOST without saying so: {t.error!r:.200}")
+            if only_lost_failures and t.state != TrialState.LOST:
                 problems.append(f"trial {t.number} failed not as lost: {t.error!r:.200}")
             retries = [r for r in trials if r.decision == "retry" and r.number > t.number
                        and (r.member, r.start_step, r.end_step, r.parent_id, r.params)
@@ -499,7 +502,7 @@ def study_problems(storage: Storage, name: str, events: Sequence[dict[str, Any]]
         if latest.state != TrialState.COMPLETE or latest.end_step != config.max_steps:
             problems.append(f"member {member} did not reach max_steps: its latest trial "
                             f"{latest.number} is {latest.state.value} at {latest.end_step}")
-        failed = sum(t.state == TrialState.FAILED for t in mine)
+        failed = sum(t.state.is_failure for t in mine)
         complete = sum(t.state == TrialState.COMPLETE for t in mine)
         retries = sum(t.decision == "retry" for t in mine)
         # ("explore": in place, when the members still training tie, e.g. two that copied
@@ -528,8 +531,7 @@ def trained_steps(events: Iterable[dict[str, Any]], study: str) -> int:
 
 
 def lost_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials
-            if t.state == TrialState.FAILED and (t.error or "").startswith("lost")]
+    return [t for t in trials if t.state == TrialState.LOST]
 
 
 # -- storages ------------------------------------------------------------------------------

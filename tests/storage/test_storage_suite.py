@@ -195,7 +195,7 @@ def test_create_study_with_initial_trials(storage: Storage) -> None:
     trials = storage.get_trials(record.id)
     assert [t.number for t in trials] == [0, 1, 2]
     assert [t.member for t in trials] == [0, 1, 2]
-    assert len({t.id for t in trials}) == 3
+    assert [t.id for t in trials] == [0, 1, 2]  # a trial's id is its number in the study
     for t in trials:
         assert t.state == TrialState.QUEUED
         assert t.study_id == record.id
@@ -207,7 +207,7 @@ def test_create_study_with_initial_trials(storage: Storage) -> None:
         assert t.created_at == 1000.0
         assert t.metrics is None and t.fitness is None and t.checkpoint is None
         assert t.worker is None and t.started_at is None
-        assert storage.get_trial(t.id) == t
+        assert storage.get_trial(record.id, t.id) == t
     members = storage.get_members(record.id)
     assert [(m.member, m.state, m.failures, m.latest_complete_id) for m in members] == [
         (0, MemberState.ACTIVE, 0, None), (1, MemberState.ACTIVE, 0, None),
@@ -257,8 +257,13 @@ def test_study_state_round_trips(storage: Storage) -> None:
 
 
 def test_missing_trial_is_a_storage_error(storage: Storage) -> None:
-    with pytest.raises(StorageError, match=r"no trial with id 12345"):
-        storage.get_trial(12345)
+    a = make_study(storage, "a", [10, 10])
+    b = make_study(storage, "b", [10, 10, 10])
+    assert storage.get_trial(b, 2).study_id == b
+    with pytest.raises(StorageError, match=r"no trial 2 in study"):
+        storage.get_trial(a, 2)  # trial 2 of another study is not this one's
+    with pytest.raises(StorageError, match=r"no trial 12345 in study"):
+        storage.get_trial(a, 12345)
 
 
 # -- claims --------------------------------------------------------------------------------------
@@ -284,7 +289,7 @@ def test_claim_marks_the_trial_running_for_the_worker(storage: Storage) -> None:
     assert held.claim == "token-1"
     assert trial.started_at is not None and trial.started_at >= before - 1
     assert held.heartbeat_at == trial.started_at
-    assert storage.get_trial(trial.id) == trial
+    assert storage.get_trial(study_id, trial.id) == trial
     assert storage.held_trials(study_id) == [held]
     # the same claim again (a retried transaction) gets the trial it holds
     assert claim_held(storage, study_id, "token-1", "host:1:abc") == held
@@ -352,7 +357,7 @@ def test_transitions_are_compare_and_set(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10])
     trial = claim(storage, study_id, "right")
     assert trial is not None
-    before = storage.get_trial(trial.id)
+    before = storage.get_trial(study_id, trial.id)
     queued = replace(trial, state=TrialState.QUEUED)  # as read before it was claimed
 
     def complete(seen: FrozenTrial, token: str) -> FrozenTrial | None:
@@ -361,17 +366,17 @@ def test_transitions_are_compare_and_set(storage: Storage) -> None:
 
     assert complete(trial, "wrong") is None
     assert storage.write(study_id, lambda tx: tx.start(queued, "w2", "other", 1.0)) is None
-    assert storage.get_trial(trial.id) == before  # refusals change nothing
+    assert storage.get_trial(study_id, trial.id) == before  # refusals change nothing
     done = complete(trial, "right")
     assert done is not None  # the new record, as stored
-    assert done == storage.get_trial(trial.id)
+    assert done == storage.get_trial(study_id, trial.id)
     assert (done.state, done.fitness, done.finished_at) == (TrialState.COMPLETE, 1.0, 5.0)
     assert str(done.checkpoint) == "/ckpt"
     # a finished trial cannot be changed by a late or duplicate writer
     assert complete(trial, "right") is None
     assert storage.write(study_id, lambda tx: tx.fail(trial, "right", error="late",
                                                       now=6.0)) is None
-    assert storage.get_trial(trial.id) == done
+    assert storage.get_trial(study_id, trial.id) == done
 
 
 def test_an_illegal_transition_is_refused_before_it_is_written(storage: Storage) -> None:
@@ -380,7 +385,7 @@ def test_an_illegal_transition_is_refused_before_it_is_written(storage: Storage)
     with pytest.raises(AssertionError, match="illegal transition QUEUED -> COMPLETE"):
         storage.write(study_id, lambda tx: tx.complete(
             queued, "token", metrics={}, fitness=1.0, checkpoint=None, now=1.0))
-    assert storage.get_trial(queued.id) == queued
+    assert storage.get_trial(study_id, queued.id) == queued
 
 
 @pytest.mark.usefixtures("moves")
@@ -442,55 +447,58 @@ def test_heartbeat_only_for_the_holder(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10, 10])
     trial = claim(storage, study_id, "mine")
     assert trial is not None
-    assert storage.heartbeat(trial.id, "mine", 5e9) is True
+    assert storage.heartbeat(study_id, trial.id, "mine", 5e9) is True
     assert held_claims(storage, study_id)[trial.id] == ("mine", 5e9)
-    assert storage.heartbeat(trial.id, "theirs", 6e9) is False
+    assert storage.heartbeat(study_id, trial.id, "theirs", 6e9) is False
     assert held_claims(storage, study_id)[trial.id] == ("mine", 5e9)
     queued = storage.get_trials(study_id, [TrialState.QUEUED])[0]
-    assert storage.heartbeat(queued.id, "mine", 6e9) is False
-    assert storage.heartbeat(987654, "mine", 6e9) is False
+    assert storage.heartbeat(study_id, queued.id, "mine", 6e9) is False
+    assert storage.heartbeat(study_id, 987654, "mine", 6e9) is False
     assert finish(storage, trial, "mine", 0.5)
-    assert storage.heartbeat(trial.id, "mine", 7e9) is False  # finished: nobody holds it
+    assert storage.heartbeat(study_id, trial.id, "mine", 7e9) is False  # finished: nobody holds it
     assert trial.id not in held_claims(storage, study_id)
 
 
 def test_reports_round_trip_in_step_order(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10, 10])
     first, second = storage.get_trials(study_id)
-    storage.add_report(first.id, 5, {"acc": 0.5, "loss": 1 / 3})
-    storage.add_report(first.id, 1, {"acc": 0.1})
-    storage.add_report(second.id, 3, {"λ": 1e-300})
-    storage.add_report(first.id, 5, {"acc": 0.55})
-    assert storage.get_reports(first.id) == [
+    storage.add_report(study_id, first.id, 5, {"acc": 0.5, "loss": 1 / 3})
+    storage.add_report(study_id, first.id, 1, {"acc": 0.1})
+    storage.add_report(study_id, second.id, 3, {"λ": 1e-300})
+    storage.add_report(study_id, first.id, 5, {"acc": 0.55})
+    assert storage.get_reports(study_id, first.id) == [
         (1, {"acc": 0.1}), (5, {"acc": 0.5, "loss": 1 / 3}), (5, {"acc": 0.55})]
-    assert storage.get_reports(second.id) == [(3, {"λ": 1e-300})]
-    assert storage.get_reports(987654) == []
+    assert storage.get_reports(study_id, second.id) == [(3, {"λ": 1e-300})]
+    assert storage.get_reports(study_id, 987654) == []
 
 
 # -- reads -------------------------------------------------------------------------------------
 
 
 def test_count_states_and_filtered_reads(storage: Storage) -> None:
-    study_id = make_study(storage, end_steps=[10, 10, 10, 10])
-    assert storage.count_states(study_id) == {
-        TrialState.QUEUED: 4, TrialState.RUNNING: 0, TrialState.COMPLETE: 0,
-        TrialState.FAILED: 0, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
+    study_id = make_study(storage, end_steps=[10, 10, 10, 10, 10])
+    none = {state: 0 for state in TrialState}
+    assert storage.count_states(study_id) == {**none, TrialState.QUEUED: 5}
     a = claim(storage, study_id, "a")
     b = claim(storage, study_id, "b")
     c = claim(storage, study_id, "c")
-    assert a and b and c
+    d = claim(storage, study_id, "d")
+    assert a and b and c and d
     assert finish(storage, a, "a", 1.0)
     assert fail(storage, b, "b", "boom")
+    assert storage.write(study_id, lambda tx: tx.fail(
+        d, "d", error="lost: the run was interrupted", now=2e9, revoke=True,
+        state=TrialState.LOST)) is not None
     assert storage.count_states(study_id) == {
-        TrialState.QUEUED: 1, TrialState.RUNNING: 1, TrialState.COMPLETE: 1,
-        TrialState.FAILED: 1, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
+        **none, TrialState.QUEUED: 1, TrialState.RUNNING: 1, TrialState.COMPLETE: 1,
+        TrialState.FAILED: 1, TrialState.LOST: 1}
     assert [t.id for t in storage.get_trials(study_id, [TrialState.FAILED])] == [b.id]
-    assert storage.get_trial(b.id).error == "boom"
+    assert [t.id for t in storage.get_trials(study_id, [TrialState.LOST])] == [d.id]
+    assert storage.get_trial(study_id, b.id).error == "boom"
     assert {t.id for t in storage.get_trials(study_id, [TrialState.RUNNING,
                                                         TrialState.COMPLETE])} == {a.id, c.id}
     assert storage.count_states(make_study(storage, "other", end_steps=[10])) == {
-        TrialState.QUEUED: 1, TrialState.RUNNING: 0, TrialState.COMPLETE: 0,
-        TrialState.FAILED: 0, TrialState.TRAINED: 0, TrialState.EVALUATING: 0}
+        **none, TrialState.QUEUED: 1}
     assert storage.count_states(987654) == {state: 0 for state in TrialState}
 
 
@@ -576,7 +584,7 @@ def test_metrics_round_trip_exactly(storage: Storage) -> None:
     metrics = {name or "empty": 1 / (i + 3) for i, name in enumerate(TRICKY)}
     metrics["tiny"] = 5e-324
     assert finish(storage, trial, "tok", 1 / 7, metrics)
-    stored = storage.get_trial(trial.id)
+    stored = storage.get_trial(study_id, trial.id)
     assert stored.metrics == metrics
     assert stored.fitness == 1 / 7
 

@@ -49,20 +49,3 @@ def test_different_databases_have_different_gates(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     same = WriteGate(str(tmp_path / "sub" / ".." / "a.db")).path
     assert same == WriteGate(str(tmp_path / "a.db")).path
-
-
-def test_a_database_at_schema_version_1_is_moved_to_2(tmp_path: Path) -> None:
-    from sqlalchemy import select, update
-
-    from pbtune import Storage
-    from pbtune.storages._schema import SCHEMA_VERSION, meta
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    first = Storage(url)
-    first._read(lambda c: None)
-    with first._engine.begin() as connection:  # as the release before the evaluation states
-        connection.execute(update(meta).values(value="1"))
-    first.dispose()
-    again = Storage(url)
-    version = again._read(lambda c: c.execute(select(meta.c.value)).scalar_one())
-    assert version == str(SCHEMA_VERSION) == "2"

@@ -48,7 +48,6 @@ def trial_dict(trial: FrozenTrial) -> dict[str, Any]:
     """A trial as plain JSON data."""
     return {
         "id": trial.id,
-        "number": trial.number,
         "member": trial.member,
         "generation": trial.generation,
         "parent_id": trial.parent_id,
@@ -99,7 +98,7 @@ def trials_csv(trials: Sequence[FrozenTrial], params: Sequence[str]) -> str:
     metrics: list[str] = []
     for trial in trials:
         metrics.extend(m for m in (trial.metrics or {}) if m not in metrics)
-    fixed = ["id", "number", "member", "generation", "parent_id", "start_step", "end_step",
+    fixed = ["id", "member", "generation", "parent_id", "start_step", "end_step",
              "state", "fitness", "decision"]
     rows = []
     for trial in trials:

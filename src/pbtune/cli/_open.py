@@ -57,4 +57,4 @@ def param_names(study: StudyRecord, params: Iterable[Mapping[str, Any]]) -> list
 
 
 def failed_trials(storage: Storage, study: StudyRecord) -> list[FrozenTrial]:
-    return storage.get_trials(study.id, [TrialState.FAILED])
+    return storage.get_trials(study.id, [TrialState.FAILED, TrialState.LOST])

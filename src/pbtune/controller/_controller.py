@@ -121,7 +121,7 @@ class Controller:
         if trial.parent_id is None:
             return None
         if parent is None:
-            parent = self.storage.get_trial(trial.parent_id)
+            parent = self.storage.get_trial(self.study.id, trial.parent_id)
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
         if parent.checkpoint is None:
             raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
@@ -129,11 +129,12 @@ class Controller:
 
     def heartbeat(self, claimed: Claimed) -> bool:
         """Keep a held trial fresh; False once the claim is no longer held."""
-        return self.storage.heartbeat(claimed.trial.id, claimed.claim, time.time())
+        return self.storage.heartbeat(self.study.id, claimed.trial.id, claimed.claim,
+                                      time.time())
 
     def report(self, trial_id: int, step: int, values: Mapping[str, float | None]) -> None:
         """Store intermediate metrics of a running trial (`Trial.report`)."""
-        self.storage.add_report(trial_id, step, dict(values))  # type: ignore[arg-type]
+        self.storage.add_report(self.study.id, trial_id, step, dict(values))  # type: ignore[arg-type]
 
     def check(self, claimed: Claimed, metrics: Any) -> Result:
         """What a result of ``claimed`` records: its metrics, and its fitness. A training
@@ -276,22 +277,25 @@ class Controller:
 
     def tell_failure(
         self, claimed: Claimed, error: BaseException | str, *, counts: bool = True,
-        lost: bool = False,
+        lost: bool = False, state: TrialState | None = None,
     ) -> bool:
-        """Record a FAILED trial with ``error`` (an exception's traceback or a message);
+        """Record a failed trial with ``error`` (an exception's traceback or a message);
         the member retries it (bounded) or stops.
 
         ``counts=False`` (an interrupted run) retries without using up ``max_retries``.
         ``lost=True`` (failed on behalf of a dead or silent worker) also revokes the claim,
-        so that the worker, should it come back, has its late result refused.
+        so that the worker, should it come back, has its late result refused. The trial
+        becomes ``state``: by default LOST for a lost trial, else FAILED (the code's fault).
         """
         text = error_text(error)
+        ended = state or (TrialState.LOST if lost else TrialState.FAILED)
 
         def work(tx: Transaction) -> bool:
             now = time.time()
-            failed = tx.fail(claimed.trial, claimed.claim, error=text, now=now, revoke=lost)
+            failed = tx.fail(claimed.trial, claimed.claim, error=text, now=now, revoke=lost,
+                             state=ended)
             if failed is None:
-                mine = _recorded(tx, claimed, TrialState.FAILED, revoked=lost)
+                mine = _recorded(tx, claimed, ended, revoked=lost)
                 return mine is not None and mine.error == text
             after_failure(tx, self.config, claimed.trial, now, counts=counts)
             return True
@@ -350,9 +354,10 @@ class Controller:
         return how many."""
         return self._reaper.reap(time.time() if now is None else now)
 
-    def fail_lost(self, held: HeldTrial | Claimed, reason: str, *, counts: bool = True
-                  ) -> bool:
-        """Fail a held trial whose worker is gone; its member retries it.
+    def fail_lost(self, held: HeldTrial | Claimed, reason: str, *, counts: bool = True,
+                  state: TrialState = TrialState.LOST) -> bool:
+        """Fail a held trial whose worker is gone (LOST; FAILED for ``state=FAILED``, as a
+        trial that ran past ``trial_timeout`` is); its member retries it.
 
         An EVALUATING trial whose evaluator went silent or was interrupted
         (``counts=False``) goes back to TRAINED: its training is kept, and its claim is
@@ -367,7 +372,7 @@ class Controller:
                              held.trial.id, reason)
                 return True
             return False
-        return self.tell_failure(claimed, reason, counts=counts, lost=True)
+        return self.tell_failure(claimed, reason, counts=counts, lost=True, state=state)
 
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the held trials of a worker known to be dead."""

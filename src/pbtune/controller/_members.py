@@ -207,7 +207,7 @@ def collect_garbage(
     sign = -1.0 if config.mode == "max" else 1.0
     best = sorted(
         (t for t in holders if t.fitness is not None),
-        key=lambda t: (sign * t.fitness, t.number),  # type: ignore[operator]
+        key=lambda t: (sign * t.fitness, t.id),  # type: ignore[operator]
     )[: config.keep_best]
     keep.update(t.id for t in best)
     garbage = [t for t in holders if t.id not in keep]

@@ -160,11 +160,10 @@ class TrialRun:
                 raise TrialFailedError(f"trial {trial.id} to evaluate has no checkpoint")
             directory = self._store.open(trial.checkpoint, trial.id)  # verified, read-only
         else:
-            directory = self._staging = self._store.stage(trial.number, self.claimed.claim)
+            directory = self._staging = self._store.stage(trial.id, self.claimed.claim)
             parent = self._controller.parent_checkpoint(self.claimed)
         return Trial(
             id=trial.id,
-            number=trial.number,
             member=trial.member,
             generation=trial.generation,
             params=trial.params,

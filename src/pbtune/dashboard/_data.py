@@ -171,7 +171,7 @@ def lineage(data: StudyData, study: StudyRecord, trial_id: int | None) -> list[F
     while chain[-1].parent_id is not None and len(chain) <= len(snap.trials):
         parent = snap.by_id.get(chain[-1].parent_id)
         if parent is None:  # created after the snapshot was read: read it directly
-            parent = data.storage.get_trial(chain[-1].parent_id)
+            parent = data.storage.get_trial(study.id, chain[-1].parent_id)
         chain.append(parent)
     return chain[::-1]
 

@@ -13,13 +13,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    select,
+    update,
 )
+from sqlalchemy.engine import Connection
 
-# 2: trials may be TRAINED or EVALUATING (studies with an evaluate function). The tables
-# are those of 1, so a database at 1 is moved to 2 when opened; an older pbtune then
-# refuses it with a clear message instead of failing on a state it does not know.
-SCHEMA_VERSION = 2
-UPGRADABLE_VERSIONS = ("1",)
+# 2: trials may be TRAINED or EVALUATING (studies with an evaluate function).
+# 3: a trial's id, as users see it, is its number in its study (0, 1, 2, ...), so
+#    `parent_id` and `latest_complete_id` hold numbers; trials may be LOST.
+# The tables are those of 1, so an older database is moved to 3 when opened (see
+# `upgrade`); an older pbtune then refuses it with a clear message instead of reading
+# numbers as row keys or failing on a state it does not know.
+SCHEMA_VERSION = 3
+UPGRADABLE_VERSIONS = ("1", "2")
 
 metadata = MetaData()
 
@@ -47,7 +53,8 @@ members = Table(
     metadata,
     Column("study_id", Integer, ForeignKey("pbtune_studies.id"), primary_key=True),
     Column("member", Integer, primary_key=True),
-    # The member's latest COMPLETE trial: the population snapshot is one row per member.
+    # The number of the member's latest COMPLETE trial: the population snapshot is one row
+    # per member.
     Column("latest_complete_id", Integer, nullable=True),
     # Failures since the member's last COMPLETE trial (bounded by max_retries).
     Column("failures", Integer, nullable=False, default=0),
@@ -62,7 +69,9 @@ trials = Table(
     Column("number", Integer, nullable=False),
     Column("member", Integer, nullable=False),
     Column("generation", Integer, nullable=False),
-    Column("parent_id", Integer, nullable=True),
+    # The row key `id` stays inside the storage (reports refer to it); everything else
+    # names a trial by its `number` in the study, which is the id users see.
+    Column("parent_id", Integer, nullable=True),  # the parent's number in this study
     Column("params", JSON, nullable=False),
     Column("start_step", Integer, nullable=False),
     Column("end_step", Integer, nullable=False),
@@ -95,3 +104,24 @@ reports = Table(
     Column("metrics", JSON, nullable=False),
     Index("ix_pbtune_reports_trial", "trial_id", "step"),
 )
+
+
+def upgrade(connection: Connection, version: str) -> None:
+    """Move a database written at schema ``version`` (1 or 2) to `SCHEMA_VERSION`: trial
+    references that held row keys now hold numbers in the study."""
+    parent = trials.alias("parent")
+    connection.execute(
+        update(trials)
+        .where(trials.c.parent_id.is_not(None))
+        .values(parent_id=select(parent.c.number)
+                .where(parent.c.id == trials.c.parent_id).scalar_subquery())
+    )
+    connection.execute(
+        update(members)
+        .where(members.c.latest_complete_id.is_not(None))
+        .values(latest_complete_id=select(trials.c.number)
+                .where(trials.c.id == members.c.latest_complete_id).scalar_subquery())
+    )
+    connection.execute(
+        update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+    )

@@ -17,7 +17,11 @@ from pbtune.trial import TrialState
 ACTIVE = tuple(s.value for s in TrialState if s.is_active)
 HELD = tuple(s.value for s in TrialState if s.is_held)
 STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
-TRIAL_BY_ID = select(trials).where(trials.c.id == bindparam("b_id"), trials.c.study_id == STUDY)
+# A trial is named by its number in the study (the id users see); the unique index
+# ix_pbtune_trials_number finds it.
+TRIAL_BY_ID = select(trials).where(
+    trials.c.number == bindparam("b_id"), trials.c.study_id == STUDY
+)
 
 
 def _next_in(state: TrialState) -> Select[Any]:
@@ -40,12 +44,12 @@ HELD_BY = select(trials).where(
 )
 NEXT_TRAINED = _next_in(TrialState.TRAINED)
 NEXT_TRAINED_SKIP_LOCKED = NEXT_TRAINED.with_for_update(skip_locked=True)
-AWAITING_EVALUATION = select(trials.c.id).where(
+AWAITING_EVALUATION = select(trials.c.number).where(
     trials.c.study_id == STUDY,
     trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
 )
 MOVE = update(trials).where(
-    trials.c.id == bindparam("b_id"),
+    trials.c.number == bindparam("b_id"),
     trials.c.study_id == STUDY,
     trials.c.state == bindparam("b_state"),
 )
@@ -75,12 +79,13 @@ UPDATE_MEMBER = update(members).where(
 )
 POPULATION = (
     select(trials)
-    .join(members, trials.c.id == members.c.latest_complete_id)
+    .join(members, (trials.c.study_id == members.c.study_id)
+          & (trials.c.number == members.c.latest_complete_id))
     .where(members.c.study_id == STUDY)
     .order_by(trials.c.member)
 )
 CHECKPOINT_HOLDERS = select(
-    trials.c.id, trials.c.number, trials.c.fitness, trials.c.checkpoint
+    trials.c.number, trials.c.fitness, trials.c.checkpoint
 ).where(trials.c.study_id == STUDY, trials.c.checkpoint.is_not(None))
 PENDING_PARENTS = select(trials.c.parent_id).where(
     trials.c.study_id == STUDY,
@@ -89,9 +94,11 @@ PENDING_PARENTS = select(trials.c.parent_id).where(
 )
 _PARENT = trials.alias("parent")
 _WITH_START = select(
-    trials.c.id, trials.c.member, trials.c.parent_id, trials.c.params, trials.c.start_step,
-    trials.c.end_step, trials.c.fitness, _PARENT.c.fitness.label("start_fitness"),
-).outerjoin(_PARENT, _PARENT.c.id == trials.c.parent_id)
+    trials.c.number, trials.c.member, trials.c.parent_id, trials.c.params,
+    trials.c.start_step, trials.c.end_step, trials.c.fitness,
+    _PARENT.c.fitness.label("start_fitness"),
+).outerjoin(_PARENT, (_PARENT.c.study_id == trials.c.study_id)
+            & (_PARENT.c.number == trials.c.parent_id))
 # Newest first by number: SQLite and PostgreSQL walk ix_pbtune_trials_number backwards and
 # stop after the limit, so the read costs the same however many trials the study holds.
 RECENT_COMPLETE = (

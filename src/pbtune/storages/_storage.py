@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, ScalarSelect, func, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
@@ -37,6 +37,7 @@ from pbtune.storages._schema import (
     reports,
     studies,
     trials,
+    upgrade,
 )
 from pbtune.storages._txn import Transaction, row_to_trial
 from pbtune.trial import FrozenTrial, TrialState
@@ -173,14 +174,13 @@ class Storage:
                 except IntegrityError:
                     pass  # another process created it first
                 return
+            # Locked (PostgreSQL; SQLite's write transaction is exclusive already), so two
+            # processes opening an old database upgrade it once.
             version = connection.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
+                select(meta.c.value).where(meta.c.key == "schema_version").with_for_update()
             ).scalar_one_or_none()
             if version in UPGRADABLE_VERSIONS:
-                connection.execute(
-                    update(meta).where(meta.c.key == "schema_version")
-                    .values(value=str(SCHEMA_VERSION))
-                )
+                upgrade(connection, version)
                 return
         if version != str(SCHEMA_VERSION):
             raise StorageError(
@@ -268,13 +268,12 @@ class Storage:
         self.write(study_id, lambda tx: tx.set_study_state(state, error))
 
     # -- trials (reads) ----------------------------------------------------------------------
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        row = self._read(
-            lambda c: c.execute(select(trials).where(trials.c.id == trial_id)).mappings().first()
-        )
-        if row is None:
-            raise StorageError(f"no trial with id {trial_id} in {self!r}")
-        return row_to_trial(row)
+    def get_trial(self, study_id: int, trial_id: int) -> FrozenTrial:
+        """The study's trial ``trial_id`` (its number in the study)."""
+        found = self._read(lambda c: Transaction(c, study_id, lock_study=False).trial(trial_id))
+        if found is None:
+            raise StorageError(f"no trial {trial_id} in study {study_id} of {self!r}")
+        return found
 
     def get_trials(
         self, study_id: int, states: Sequence[TrialState] | None = None
@@ -341,13 +340,14 @@ class Storage:
             )
         )
 
-    def heartbeat(self, trial_id: int, claim: str, now: float) -> bool:
+    def heartbeat(self, study_id: int, trial_id: int, claim: str, now: float) -> bool:
         """Refresh a held (RUNNING or EVALUATING) trial's heartbeat; False if it is no
         longer this claim's."""
         query = (
             update(trials)
             .where(
-                trials.c.id == trial_id,
+                trials.c.study_id == study_id,
+                trials.c.number == trial_id,
                 trials.c.claim == claim,
                 trials.c.state.in_((TrialState.RUNNING.value, TrialState.EVALUATING.value)),
             )
@@ -360,23 +360,33 @@ class Storage:
 
         return self._retry(attempt)
 
-    def add_report(self, trial_id: int, step: int, values: dict[str, float]) -> None:
+    def add_report(self, study_id: int, trial_id: int, step: int,
+                   values: dict[str, float]) -> None:
+        key = _row_key(study_id, trial_id)
+
         def attempt() -> None:
             with self._connect(write=True) as connection:
                 connection.execute(
-                    insert(reports).values(trial_id=trial_id, step=step, metrics=values)
+                    insert(reports).values(trial_id=key, step=step, metrics=values)
                 )
 
         self._retry(attempt)
 
-    def get_reports(self, trial_id: int) -> list[tuple[int, dict[str, float]]]:
+    def get_reports(self, study_id: int, trial_id: int) -> list[tuple[int, dict[str, float]]]:
         query = (
             select(reports.c.step, reports.c.metrics)
-            .where(reports.c.trial_id == trial_id)
+            .where(reports.c.trial_id == _row_key(study_id, trial_id))
             .order_by(reports.c.step, reports.c.id)
         )
         rows = self._read(lambda c: list(c.execute(query)))
         return [(int(step), dict(values)) for step, values in rows]
+
+
+def _row_key(study_id: int, trial_id: int) -> ScalarSelect[Any]:
+    """The row key of the study's trial ``trial_id``, which reports refer to."""
+    return select(trials.c.id).where(
+        trials.c.study_id == study_id, trials.c.number == trial_id
+    ).scalar_subquery()
 
 
 def _study(row: Any) -> StudyRecord:

@@ -30,8 +30,7 @@ from pbtune.trial import FrozenTrial, TrialState
 
 def row_to_trial(row: RowMapping) -> FrozenTrial:
     return FrozenTrial(
-        id=row["id"],
-        number=row["number"],
+        id=row["number"],
         member=row["member"],
         generation=row["generation"],
         parent_id=row["parent_id"],
@@ -60,7 +59,6 @@ class Holder(NamedTuple):
     """A trial that holds a checkpoint: what garbage collection needs of it."""
 
     id: int
-    number: int
     fitness: float | None
     checkpoint: Location
 
@@ -194,13 +192,15 @@ class Transaction:
         return row_to_held(row) if row is not None else None
 
     def fail(self, trial: FrozenTrial, claim: str, *, error: str, now: float,
-             revoke: bool = False) -> FrozenTrial | None:
-        """RUNNING or EVALUATING -> FAILED. ``revoke`` (failed on behalf of a lost worker)
-        clears the claim, so that worker's late result is refused."""
+             revoke: bool = False, state: TrialState = TrialState.FAILED
+             ) -> FrozenTrial | None:
+        """RUNNING or EVALUATING -> FAILED, or LOST (``state``). ``revoke`` (failed on
+        behalf of a lost worker) clears the claim, so that worker's late result is refused."""
+        assert state.is_failure
         values: dict[str, Any] = {"error": error, "finished_at": now, "checkpoint": None}
         if revoke:
             values["claim"] = None
-        row = self._move(trial, claim, TrialState.FAILED, **values)
+        row = self._move(trial, claim, state, **values)
         return row_to_trial(row) if row is not None else None
 
     def requeue(self, trial: FrozenTrial, claim: str) -> FrozenTrial | None:
@@ -272,13 +272,16 @@ class Transaction:
         )
 
     def first_failure(self, *, reported: bool = False) -> FrozenTrial | None:
-        """The earliest FAILED trial; with ``reported``, the earliest that its own worker
-        reported (not one failed as lost, whose claim was revoked)."""
+        """The earliest FAILED or LOST trial; with ``reported``, the earliest FAILED one
+        that its own worker reported (not one failed on behalf of a killed worker, whose
+        claim was revoked)."""
         query = select(trials).where(
-            trials.c.study_id == self.study_id, trials.c.state == TrialState.FAILED.value
+            trials.c.study_id == self.study_id,
+            trials.c.state.in_((TrialState.FAILED.value, TrialState.LOST.value)),
         )
         if reported:
-            query = query.where(trials.c.claim.is_not(None))
+            query = query.where(trials.c.state == TrialState.FAILED.value,
+                                trials.c.claim.is_not(None))
         query = query.order_by(trials.c.finished_at, trials.c.number).limit(1)
         row = self._c.execute(query).mappings().first()
         return row_to_trial(row) if row is not None else None
@@ -347,7 +350,7 @@ class Transaction:
     def checkpoint_holders(self) -> list[Holder]:
         """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
         return [
-            Holder(id=r.id, number=r.number, fitness=r.fitness,
+            Holder(id=r.number, fitness=r.fitness,
                    checkpoint=as_location(r.checkpoint))
             for r in self._c.execute(q.CHECKPOINT_HOLDERS, self._study)
         ]
@@ -359,7 +362,11 @@ class Transaction:
     def forget_checkpoints(self, trial_ids: Iterable[int]) -> None:
         ids = list(trial_ids)
         if ids:
-            self._c.execute(update(trials).where(trials.c.id.in_(ids)).values(checkpoint=None))
+            self._c.execute(
+                update(trials)
+                .where(trials.c.study_id == self.study_id, trials.c.number.in_(ids))
+                .values(checkpoint=None)
+            )
 
     # -- the study ---------------------------------------------------------------------------
     def set_study_state(self, state: StudyState, error: str | None = None) -> None:

@@ -57,7 +57,6 @@ def replay(
         directory.mkdir()
         trial = Trial(
             id=index,
-            number=index,
             member=0,
             generation=index,
             params=dict(segment.params),

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TypeVar, get_args
 
 from pbtune import checkpoints
-from pbtune._errors import ConfigError, DuplicatedStudyError, StudyFailedError
+from pbtune._errors import ConfigError, DuplicatedStudyError, StorageError, StudyFailedError
+from pbtune._imports import refuse_study_while_imported
 from pbtune.checkpoints import Location
 from pbtune.controller import Controller, Role, StudyConfig, import_object, initial_trials
 from pbtune.space import Param, SearchSpace
@@ -98,6 +99,7 @@ class Study:
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
         """
+        refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
         run = pick_backend(self.storage, backend)
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
@@ -163,6 +165,7 @@ class Study:
             study = pbtune.load_study("digits", storage="postgresql://db-host/pbtune")
             study.join("train.py:train", workers=4)
         """
+        refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
         if max_trials is not None:
             _check_count("max_trials", max_trials)
@@ -248,10 +251,15 @@ class Study:
 
     def trial(self, trial_id: int) -> FrozenTrial:
         """One trial of this study by id."""
-        trial = self.storage.get_trial(trial_id)
-        if trial.study_id != self.id:
-            raise ConfigError(f"trial {trial_id} does not belong to study {self.name!r}")
-        return trial
+        try:
+            return self.storage.get_trial(self.id, trial_id)
+        except StorageError:
+            made = sum(self.storage.count_states(self.id).values())
+            numbered = f"0 to {made - 1}" if made else "none yet"
+            raise ConfigError(
+                f"study {self.name!r} has no trial {trial_id!r}; its trials are numbered in "
+                f"the order they were made ({numbered})"
+            ) from None
 
     @property
     def best_trial(self) -> FrozenTrial:
@@ -269,7 +277,7 @@ class Study:
         trial = self.best_trial if trial_id is None else self.trial(trial_id)
         chain = [trial]
         while chain[-1].parent_id is not None:
-            chain.append(self.storage.get_trial(chain[-1].parent_id))
+            chain.append(self.storage.get_trial(self.id, chain[-1].parent_id))
         return chain[::-1]
 
     def schedule(self, trial_id: int | None = None) -> list[Segment]:
@@ -281,7 +289,7 @@ class Study:
 
     def reports(self, trial_id: int) -> list[tuple[int, dict[str, float]]]:
         """Intermediate metrics the trial reported with `Trial.report`."""
-        return self.storage.get_reports(trial_id)
+        return self.storage.get_reports(self.id, trial_id)
 
     def progress(self) -> StudyProgress:
         return measure(self.storage, self.storage.get_study_by_id(self.id))
@@ -339,6 +347,7 @@ def create_study(
             steps_per_trial=100, max_steps=3000,
         )
     """
+    refuse_study_while_imported("creates a study")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"study name must be a non-empty string, got {name!r}")
     if len(name) > MAX_STUDY_NAME_LENGTH:

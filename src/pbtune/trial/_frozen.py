@@ -13,15 +13,17 @@ from pbtune.trial._state import TrialState
 class FrozenTrial:
     """One trial as stored: a segment of training for one member.
 
-    ``parent_id`` names the trial whose checkpoint it warm-started from (None for a
-    member's first trial); ``checkpoint`` is its committed checkpoint: a `Path` for a local
-    directory, a `str` URL (``s3://bucket/prefix/...``) for a remote one, or None when it
-    has none (not finished, failed, or garbage-collected). ``worker`` names the worker that
-    ran it last (``host:pid:tag``, or ``ray:...``).
+    ``id`` is the trial's number in its study (0, 1, 2, ... in the order trials were
+    made): the one name a trial has in the API, the CLI, the dashboard, the logs and its
+    checkpoint folder (``trial-000042``). ``parent_id`` names the trial whose checkpoint
+    it warm-started from (None for a member's first trial); ``checkpoint`` is its committed
+    checkpoint: a `Path` for a local directory, a `str` URL (``s3://bucket/prefix/...``)
+    for a remote one, or None when it has none (not finished, failed, or
+    garbage-collected). ``worker`` names the worker that ran it last (``host:pid:tag``,
+    or ``ray:...``).
     """
 
     id: int
-    number: int
     member: int
     generation: int
     parent_id: int | None
@@ -39,6 +41,11 @@ class FrozenTrial:
     started_at: float | None = None
     finished_at: float | None = None
     study_id: int | None = field(default=None, repr=False)
+
+    @property
+    def number(self) -> int:
+        """The same as ``id`` (the trial's number in its study), as Optuna names it."""
+        return self.id
 
     @property
     def duration(self) -> float | None:

@@ -17,7 +17,8 @@ class Trial:
     ``checkpoint_root`` it is a verified download); write this trial's checkpoint into the
     local directory ``checkpoint_dir``; return the metrics at ``end_step``. ``seed`` is the
     study's seed, for code that must build the same initial model in every member and in a
-    replay.
+    replay. ``id`` is the trial's number in its study (also ``number``), the name it has
+    everywhere else (its checkpoint folder is ``trial-000042``).
 
     Example::
 
@@ -33,7 +34,6 @@ class Trial:
         self,
         *,
         id: int,
-        number: int,
         member: int,
         generation: int,
         params: dict[str, Any],
@@ -46,7 +46,6 @@ class Trial:
         report_sink: ReportSink | None = None,
     ) -> None:
         self.id = id
-        self.number = number
         self.member = member
         self.generation = generation
         self.params = dict(params)
@@ -57,6 +56,11 @@ class Trial:
         self.study_name = study_name
         self.seed = seed
         self._report_sink = report_sink
+
+    @property
+    def number(self) -> int:
+        """The same as ``id``: the trial's number in its study."""
+        return self.id
 
     def report(self, step: int, **metrics: float) -> None:
         """Record intermediate metrics at ``step`` (optional; shown in plots)."""

@@ -6,9 +6,9 @@ import gc
 import logging
 import multiprocessing as mp
 import os
-import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -19,11 +19,13 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pbtune._errors import ConfigError
+from pbtune._imports import UNGUARDED_EXIT, unguarded_script
 from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrainFn
 from pbtune.worker._loop import Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
+from pbtune.worker._sendable import check_sendable
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -181,6 +183,8 @@ def run_processes(
                 if process.is_alive():
                     continue
                 del live[worker]
+                if process.exitcode == UNGUARDED_EXIT:
+                    raise ConfigError(unguarded_script(_main_script()))
                 reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
                 if restarts.exited(worker, reason, crashed=process.exitcode != 0):
                     spawn(roles[worker])
@@ -258,16 +262,13 @@ def worker_roles(workers: int, evaluators: int) -> list[Role]:
     return trainer * workers + evaluator * evaluators
 
 
+def _main_script() -> str | None:
+    """The file of the script being run (``python script.py``), if any."""
+    return getattr(sys.modules.get("__main__"), "__file__", None)
+
+
 def _check_picklable(*objects: Any) -> None:
-    # Worker processes are started fresh ("spawn"), so the function travels by reference.
     for obj in objects:
-        if obj is None or isinstance(obj, Entry):
-            continue
-        try:
-            pickle.dumps(obj)
-        except Exception as error:
-            raise ConfigError(
-                f"{getattr(obj, '__qualname__', obj)!r} cannot be sent to worker processes "
-                f"({error}). Define it at the top level of a module (not a lambda or a "
-                "nested function), and start the study under `if __name__ == '__main__':`"
-            ) from None
+        if obj is not None and not isinstance(obj, Entry):
+            check_sendable(obj, "the training function" if obj is objects[0] else
+                           "the fitness function")

@@ -124,5 +124,6 @@ def enforce_trial_timeout(controller: Controller, live: Container[str],
             continue
         # Fail first: only if that still finds the trial running is its worker killed, so
         # a worker that just moved on to another trial is left alone.
-        if controller.fail_lost(held, f"timed out: ran longer than trial_timeout={limit}s"):
+        if controller.fail_lost(held, f"timed out: ran longer than trial_timeout={limit}s",
+                                state=TrialState.FAILED):
             kill(worker)
