@@ -18,6 +18,7 @@ def memory_study() -> pbtune.Study:
 
 
 def train(trial: pbtune.Trial) -> dict[str, float]:
+    (trial.checkpoint_dir / "state").write_text(str(trial.end_step))
     return {"m": trial.params["x"]}
 
 

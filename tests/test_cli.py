@@ -126,7 +126,8 @@ def test_run_again_continues_the_same_study(ran: Ran, monkeypatch: pytest.Monkey
 def test_status_shows_progress_counts_best_and_last_error_lines(ran: Ran) -> None:
     out = ok(["status", "--storage", ran.url])
     assert "study 'tiny'" in out and "COMPLETE" in out
-    assert "6/6 steps (100.0%)" in out
+    # member 0 gave up after failing from step 2 on: only steps that trained count
+    assert "5/6 steps (83.3%)" in out
     assert "failed trials of 'tiny'" in out
     assert "ValueError: planted failure" in out
     assert "Traceback" not in out  # only the last line without --errors
@@ -312,6 +313,7 @@ def test_the_study_file_may_name_the_command(tmp_path: Path) -> None:
 def test_run_with_a_command_from_the_study_file(tmp_path: Path) -> None:
     write = (
         "import json, os\n"
+        "open(os.path.join(os.environ['PBTUNE_CHECKPOINT_DIR'], 'state'), 'w').write('1')\n"
         "json.dump({'score': float(os.environ['PBTUNE_END_STEP'])},"
         " open(os.environ['PBTUNE_METRICS_FILE'], 'w'))\n"
     )

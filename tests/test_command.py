@@ -246,6 +246,7 @@ def test_param_variable_names() -> None:
 def test_a_study_in_memory_runs_command_trials(tmp_path: Path) -> None:
     body = (
         "info = json.load(open(os.environ['PBTUNE_TRIAL_FILE']))\n"
+        "open(os.path.join(info['checkpoint_dir'], 'state'), 'w').write('1')\n"
         "json.dump({'score': info['end_step'] * float(os.environ['PBTUNE_PARAM_LR'])},\n"
         "          open(os.environ['PBTUNE_METRICS_FILE'], 'w'))\n"
     )

@@ -843,6 +843,7 @@ def test_a_worker_that_stops_early_leaves_no_trial_claimed(tmp_path: Path) -> No
     controller = make_controller(tmp_path, population_size=3)
 
     def train(trial: Any) -> dict[str, float]:
+        (trial.checkpoint_dir / "state").write_text(str(trial.end_step))
         return {"acc": float(trial.end_step)}
 
     assert run_worker(controller.storage, "study", train, max_trials=4) == 4
@@ -1004,3 +1005,27 @@ def test_a_retried_training_tell_finds_its_own_result_after_an_evaluator_took_it
     # the same tell again (a retry whose first COMMIT went through) is a success
     assert controller.tell_and_ask(trained, {}, path, None)[0]
     assert stored(controller, trained.trial.id).state == TrialState.EVALUATING
+
+
+def test_a_trial_that_writes_no_checkpoint_fails_at_once_and_the_study_stops(
+    tmp_path: Path,
+) -> None:
+    from pbtune.worker import run_worker
+
+    study = create_study("forgetful", space=SPACE, storage=None, metric="acc",
+                         population_size=3, steps_per_trial=5, max_steps=20,
+                         checkpoint_root=tmp_path)
+
+    def train(trial: Any) -> dict[str, float]:
+        (trial.checkpoint_dir / "empty-folder").mkdir()  # a folder with no file is empty
+        return {"acc": float(trial.end_step)}
+
+    run_worker(study.storage, "forgetful", train)
+    assert study.state == StudyState.FAILED
+    assert "wrote no checkpoint" in (study.error or "")
+    trials = study.trials()
+    assert not [t for t in trials if t.state == TrialState.COMPLETE]
+    assert all(t.start_step == 0 for t in trials)  # stopped within its first generation
+    assert {t.member for t in trials if t.state == TrialState.FAILED} == {0, 1, 2}
+    progress = study.progress()
+    assert (progress.steps_done, progress.steps_total) == (0, 60)  # nothing trained for good

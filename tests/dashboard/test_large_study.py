@@ -46,8 +46,10 @@ def bulk_study(tmp_path: Path) -> pbtune.Storage:
     with storage._engine.begin() as connection:  # the test's bulk insert; pbtune never does this
         connection.execute(delete(trials).where(trials.c.study_id == study.id))
         connection.execute(insert(trials), rows)
-        connection.execute(update(members).where(members.c.study_id == study.id)
-                           .values(state="DONE"))
+        for m in range(POPULATION):  # each member's latest trial is its last generation's
+            connection.execute(
+                update(members).where(members.c.study_id == study.id, members.c.member == m)
+                .values(state="DONE", latest_complete_id=(GENERATIONS - 1) * POPULATION + m))
     return storage
 
 

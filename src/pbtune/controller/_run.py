@@ -104,6 +104,8 @@ class TrialRun:
             raise TrialFailedError(f"the evaluate function raised {error!r}") from error
         finally:
             self.call_s = time.perf_counter() - began
+        if self._staging is not None:
+            _check_wrote_checkpoint(handle)
         # Checked now, in this thread: a metric that is a live object (a tensor the next
         # trial reuses) is read before anything else can change it.
         self._result = self._controller.check(self.claimed, returned)
@@ -175,6 +177,21 @@ class TrialRun:
             seed=self._controller.config.seed,
             report_sink=_report_sink(self._controller, trial.id),
         )
+
+
+def _check_wrote_checkpoint(trial: Trial) -> None:
+    """A trial to train must leave a checkpoint: its children warm-start from it. An empty
+    directory would be committed and fail only a generation later, in the child, with
+    the user's own error about a missing file; fail here instead, with what to write."""
+    if any(path.is_file() for path in trial.checkpoint_dir.rglob("*")):
+        return
+    raise TrialFailedError(
+        f"trial {trial.id} wrote no checkpoint: trial.checkpoint_dir (for a command, "
+        "$PBTUNE_CHECKPOINT_DIR) was left empty. Save there what your code needs to go on "
+        "training (the model's weights, the optimizer's state, the step), and load it from "
+        "trial.parent_checkpoint when that is not None: every later trial warm-starts "
+        "from a checkpoint, its own member's or a better member's it copies."
+    )
 
 
 def _report_sink(controller: RunsTrials, trial_id: int) -> Callable[[int, dict[str, float]], None]:

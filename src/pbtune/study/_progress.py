@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from pbtune.storages import MemberState, Storage, StudyRecord
+from pbtune.storages import Storage, StudyRecord
 from pbtune.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:  # rich is imported when a display is made: worker processes never need it
@@ -42,13 +42,10 @@ def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
 def measure(storage: Storage, study: StudyRecord) -> StudyProgress:
     config = study.config
     max_steps = int(config["max_steps"])
-    done = 0
+    # Steps that trained to completion: each member's latest COMPLETE trial's end. A
+    # member that gave up after failures counts as far as it got, not as done.
     latest = {t.member: t.end_step for t in storage.get_population(study.id)}
-    for member in storage.get_members(study.id):
-        if member.state != MemberState.ACTIVE:
-            done += max_steps  # finished, or given up on: nothing left to train
-        else:
-            done += min(latest.get(member.member, 0), max_steps)
+    done = sum(min(end, max_steps) for end in latest.values())
     best = best_trial(storage, study)
     return StudyProgress(
         steps_done=done,
