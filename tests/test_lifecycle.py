@@ -371,3 +371,15 @@ def test_trials_dataframe_without_pandas_says_what_to_install(
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ConfigError, match=r'pip install "pbtune\[pandas\]"'):
         study.trials_dataframe()
+
+
+def test_the_same_settings_again_write_nothing(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    run(pbtune.create_study("same", **settings(tmp_path)))
+
+    def no_write(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("loading a study with its own settings wrote to the storage")
+
+    monkeypatch.setattr(pbtune.Storage, "write", no_write)
+    again = pbtune.create_study("same", load_if_exists=True, **settings(tmp_path))
+    assert again.state == StudyState.COMPLETE

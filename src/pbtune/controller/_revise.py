@@ -46,14 +46,21 @@ def revise_study(storage: Storage, study_id: int, study_name: str, given: Mappin
     Any other difference raises `SettingsConflictError` and changes nothing.
     """
 
+    def wanted(current: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **given} if partial else dict(given)
+
+    # A look first: the same settings again (every `pbtune run` of a study) write nothing.
+    stored = StudyConfig.from_dict(storage.get_study_by_id(study_id).config).to_dict()
+    if not compare_settings(stored, wanted(stored)):
+        return Revision((), (), stored)
+
     def work(tx: Transaction) -> Revision:
         current = StudyConfig.from_dict(tx.study_config()).to_dict()
-        wanted = {**current, **given} if partial else dict(given)
-        changes = compare_settings(current, wanted)
+        changes = compare_settings(current, wanted(current))
         _refuse(tx, study_name, changes)
         if not changes:
             return Revision((), (), current)
-        revised = StudyConfig.from_dict(wanted).to_dict()  # checked as a whole
+        revised = StudyConfig.from_dict(wanted(current)).to_dict()  # checked as a whole
         tx.set_study_config(revised)
         old, new = int(current["max_steps"]), int(revised["max_steps"])
         notes: list[str] = []
