@@ -13,7 +13,6 @@ from pbtune.storages._records import MemberState
 from pbtune.storages._schema import members, reports, studies, trials
 from pbtune.trial import TrialState
 
-
 # Built once: a decision reads it every time (see `max_steps`).
 _MAX_STEPS = select(studies.c.config["max_steps"].as_integer()).where(
     studies.c.id == bindparam("b_study", type_=Integer))
