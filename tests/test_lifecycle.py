@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -383,3 +384,12 @@ def test_the_same_settings_again_write_nothing(tmp_path: Path,
     monkeypatch.setattr(pbtune.Storage, "write", no_write)
     again = pbtune.create_study("same", load_if_exists=True, **settings(tmp_path))
     assert again.state == StudyState.COMPLETE
+
+
+def test_pandas_is_imported_only_for_a_dataframe() -> None:
+    code = ("import sys, pbtune\n"
+            "print(sorted(m for m in ('pandas', 'torch', 'ray', 'matplotlib') "
+            "if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
