@@ -29,6 +29,7 @@ from pbtune._errors import (
     TrialFailedError,
 )
 from pbtune._version import __version__
+from pbtune.controller import SettingsConflictError
 from pbtune.space import Choice, Float, Int, SearchSpace
 from pbtune.storages import Storage, StudyState
 from pbtune.strategies import (
@@ -41,7 +42,16 @@ from pbtune.strategies import (
     Tournament,
     Truncation,
 )
-from pbtune.study import ReplayResult, Study, create_study, load_schedule, load_study, replay
+from pbtune.study import (
+    ReplayResult,
+    Study,
+    StudyInUseError,
+    create_study,
+    delete_study,
+    load_schedule,
+    load_study,
+    replay,
+)
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
 from pbtune.worker import Command, RayBackend
 
@@ -66,10 +76,12 @@ __all__ = [
     "SearchSpace",
     "SearchSpaceError",
     "Segment",
+    "SettingsConflictError",
     "Storage",
     "StorageError",
     "Study",
     "StudyFailedError",
+    "StudyInUseError",
     "StudyNotFoundError",
     "StudyState",
     "Tournament",
@@ -79,6 +91,7 @@ __all__ = [
     "Truncation",
     "__version__",
     "create_study",
+    "delete_study",
     "load_schedule",
     "load_study",
     "replay",

@@ -672,3 +672,97 @@ def test_recent_results_and_pending_trials(storage: Storage) -> None:
     active = storage.write(study_id, lambda tx: tx.active_with_start())
     assert [(t.member, t.fitness, t.start_fitness) for t in active] == [
         (m, None, 2.0) for m in sorted({0, 1, 2} - {second.member})]
+
+
+# -- a study's life: its settings, its budget, its deletion -----------------------------------
+def rows_of(storage: Storage, study_id: int) -> dict[str, list[Any]]:
+    """Every row the study owns, table by table."""
+    from pbtune.storages._schema import members, reports, studies, trials
+
+    def read(c: Connection) -> dict[str, list[Any]]:
+        own = select(trials.c.id).where(trials.c.study_id == study_id)
+        return {
+            "studies": list(c.execute(select(studies).where(studies.c.id == study_id))),
+            "members": list(c.execute(select(members).where(members.c.study_id == study_id))),
+            "trials": list(c.execute(select(trials).where(trials.c.study_id == study_id))),
+            "reports": list(c.execute(select(reports).where(reports.c.trial_id.in_(own)))),
+        }
+
+    return storage._read(read)
+
+
+def test_delete_study_removes_its_rows_and_nothing_of_another(storage: Storage) -> None:
+    doomed = make_study(storage, "doomed", end_steps=[10, 10])
+    kept = make_study(storage, "kept", end_steps=[10, 10])
+    for study_id in (doomed, kept):
+        trial = claim(storage, study_id, f"c{study_id}")
+        assert trial is not None
+        storage.add_report(trial.id, 5, {"acc": 0.5})
+        assert finish(storage, trial, f"c{study_id}", fitness=1.0)
+    kept_rows = rows_of(storage, kept)
+    assert all(kept_rows.values()) and all(rows_of(storage, doomed).values())
+
+    assert storage.delete_study(doomed) == []
+    assert rows_of(storage, doomed) == {"studies": [], "members": [], "trials": [],
+                                        "reports": []}
+    assert rows_of(storage, kept) == kept_rows
+    assert [s.name for s in storage.list_studies()] == ["kept"]
+    with pytest.raises(StudyNotFoundError, match="studies here: 'kept'"):
+        storage.get_study("doomed")
+    again = make_study(storage, "doomed", end_steps=[10])  # the name is free again
+    assert len(storage.get_trials(again)) == 1
+
+
+def test_delete_study_waits_for_trials_held_with_a_fresh_heartbeat(storage: Storage) -> None:
+    study_id = make_study(storage, "busy", end_steps=[10, 10])
+    held = claim_held(storage, study_id, "token", worker="host:1:w")
+    assert held is not None and held.heartbeat_at is not None
+    busy = storage.delete_study(study_id, unless_held_since=held.heartbeat_at)
+    assert [(h.trial.id, h.claim) for h in busy] == [(held.trial.id, "token")]
+    assert len(storage.get_trials(study_id)) == 2  # nothing deleted
+    # a heartbeat older than the limit (a worker killed outright) holds nothing up
+    assert storage.delete_study(study_id, unless_held_since=held.heartbeat_at + 1.0) == []
+    assert storage.list_studies() == []
+
+
+def test_study_settings_budget_and_furthest_step(storage: Storage) -> None:
+    config = {"metric": "acc", "mode": "max", "max_steps": 30, "space": {"x": {"type": "int"}}}
+    study_id = make_study(storage, "s", end_steps=[10, 4, 10], config=config)
+    other = make_study(storage, "other", end_steps=[99],
+                       config={**config, "max_steps": 99})
+    assert storage.write(study_id, lambda tx: (tx.study_config(), tx.max_steps())) == (
+        config, 30)
+    storage.write(study_id, lambda tx: tx.set_study_config({**config, "max_steps": 2**31 - 1}))
+    assert storage.write(study_id, lambda tx: tx.max_steps()) == 2**31 - 1
+    assert storage.get_study("s").config == {**config, "max_steps": 2**31 - 1}
+    assert storage.get_study("other").config["max_steps"] == 99
+    assert storage.write(study_id, lambda tx: tx.furthest_step()) == 10
+    trial = claim(storage, study_id, "c")  # the 0-4 one: the smallest end_step
+    assert trial is not None and trial.end_step == 4
+    assert fail(storage, trial, "c", "boom")
+    assert storage.write(study_id, lambda tx: tx.furthest_step()) == 10  # FAILED count not
+    assert storage.write(other, lambda tx: tx.furthest_step()) == 99
+
+
+def test_lengthen_queued_trials_cut_short_and_resume_members(storage: Storage) -> None:
+    stretches = [(8, 10), (0, 10), (6, 10), (2, 6), (8, 10), (9, 10)]
+    initial = [NewTrial(member=m, generation=0, parent_id=None, params={"m": m},
+                        start_step=start, end_step=end, decision="initial")
+               for m, (start, end) in enumerate(stretches)]
+    study_id = make_study(storage, "s", initial=initial)
+    other = make_study(storage, "other", initial=initial[:1])
+    running = claim(storage, study_id, "c")  # member 3's (2, 6): the smallest end_step
+    assert running is not None and running.member == 3
+    running = claim(storage, study_id, "d")  # then member 0's (8, 10), cut short but held
+    assert running is not None and running.member == 0
+    # The old budget 10, the new 13, 4 steps a trial: only queued trials that 10 cut short
+    # grow, to 4 steps or to the new budget.
+    count = storage.write(study_id, lambda tx: tx.lengthen_queued(10, 13, steps_per_trial=4))
+    assert count == 2
+    assert {t.member: (t.start_step, t.end_step) for t in storage.get_trials(study_id)} == {
+        0: (8, 10), 1: (0, 10), 2: (6, 10), 3: (2, 6), 4: (8, 12), 5: (9, 13)}
+    assert [t.end_step for t in storage.get_trials(other)] == [10]
+    storage.write(study_id, lambda tx: tx.member_done(1))
+    assert storage.get_members(study_id)[1].state == MemberState.DONE
+    storage.write(study_id, lambda tx: tx.member_resumed(1))
+    assert storage.get_members(study_id)[1].state == MemberState.ACTIVE

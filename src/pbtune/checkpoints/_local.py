@@ -169,3 +169,11 @@ class LocalStore(CheckpointStore):
 
     def sweep(self, keep: Set[Location]) -> int:
         return sweep(self.study_dir, {Path(k) for k in keep})
+
+    def destroy(self) -> None:
+        # The study's own folder (named after the study and a random salt), never its root.
+        assert self.study_dir.name and self.study_dir != self.study_dir.parent
+        if self.study_dir.is_symlink():
+            self.study_dir.unlink()
+        elif self.study_dir.exists():
+            shutil.rmtree(self.study_dir)

@@ -12,6 +12,7 @@ fsspec is imported here only, so the core works without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -209,6 +210,13 @@ class RemoteStore(CheckpointStore):
                 self._delete(f"{study}/{name}")
                 removed += 1
         return removed
+
+    def destroy(self) -> None:
+        fs, _ = self._fs()
+        study = self._path_of(self.location)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(study, recursive=True)
+        fs.invalidate_cache(study)
 
     def _delete(self, prefix: str) -> None:
         fs, _ = self._fs()

@@ -54,6 +54,11 @@ class CheckpointStore(ABC):
     def sweep(self, keep: Set[Location]) -> int:
         """Delete the checkpoints and partial uploads no trial refers to; return the count."""
 
+    def destroy(self) -> None:
+        """Delete the study's whole location, every checkpoint in it (the study itself is
+        being deleted); a location that does not exist is no error."""
+        self.sweep(set())
+
     def discard(self, staging: Path | None) -> None:
         """Delete a staging directory that will not be committed."""
         if staging is not None:

@@ -12,6 +12,7 @@ from pbtune._errors import PbtuneError
 from pbtune._version import __version__
 from pbtune.cli._cluster import create, worker
 from pbtune.cli._dashboard import dashboard, plot
+from pbtune.cli._delete import delete
 from pbtune.cli._read import best, schedule_command, status, trials
 from pbtune.cli._run import replay_command, run
 
@@ -61,12 +62,12 @@ def cli() -> None:
     Run a study from a YAML file with `pbtune run`, then read it with `status`,
     `trials`, `best` and `schedule`, see it with `dashboard` or `plot`, and retrain the
     winning schedule with `replay`. On a cluster, `create` the study and start
-    `pbtune worker`s that join it.
+    `pbtune worker`s that join it. `delete` removes a study and its checkpoints.
     """
 
 
 for command in (run, create, worker, status, trials, best, schedule_command, replay_command,
-                dashboard, plot):
+                dashboard, plot, delete):
     cli.add_command(command)
 
 

@@ -12,8 +12,10 @@ from click.core import ParameterSource
 from pbtune._errors import ConfigError, PbtuneError, SearchSpaceError
 from pbtune.cli import _format as fmt
 from pbtune.cli._config import RunConfig, load_config
+from pbtune.cli._delete import settings_conflict
 from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
+from pbtune.controller import SettingsConflictError
 from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
 from pbtune.trial import Segment, TrialState
 from pbtune.worker import Command, Entry
@@ -102,6 +104,8 @@ def study_settings(config_path: Path, storage_url: str | None,
 def create_from_settings(config: RunConfig, name: str, url: str) -> Study:
     try:
         return create_study(name, storage=url, load_if_exists=True, **config.options)
+    except SettingsConflictError as error:
+        raise settings_conflict(error, config.path, name, url) from None
     except (ConfigError, SearchSpaceError) as error:
         raise type(error)(f"{config.path}: {error}") from None
 

@@ -7,26 +7,39 @@ the controller's too; a worker only adds the threads.
 """
 
 from pbtune._imports import import_object, object_ref
+from pbtune.controller._changes import (
+    CHANGEABLE,
+    SettingChange,
+    SettingsConflictError,
+    compare_settings,
+)
 from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Result, Role, Wait
 from pbtune.controller._config import StudyConfig
 from pbtune.controller._controller import Controller
 from pbtune.controller._members import initial_trials
 from pbtune.controller._metrics import check_metrics
+from pbtune.controller._revise import Revision, revise_study
 from pbtune.controller._run import TrialRun
 
 __all__ = [
+    "CHANGEABLE",
     "DONE",
     "WAIT",
     "Claimed",
     "Controller",
     "Done",
     "Result",
+    "Revision",
     "Role",
+    "SettingChange",
+    "SettingsConflictError",
     "StudyConfig",
     "TrialRun",
     "Wait",
     "check_metrics",
+    "compare_settings",
     "import_object",
     "initial_trials",
     "object_ref",
+    "revise_study",
 ]

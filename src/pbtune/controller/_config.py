@@ -9,6 +9,7 @@ from typing import Any
 
 from pbtune._errors import ConfigError
 from pbtune._imports import import_object, object_ref
+from pbtune.controller._changes import compare_settings
 from pbtune.space import SearchSpace
 from pbtune.strategies import (
     ExploitStrategy,
@@ -174,8 +175,8 @@ class StudyConfig:
 
     def differences(self, other: StudyConfig) -> list[str]:
         """Names of the settings in which ``other`` differs (for load_if_exists)."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        return [key for key in mine if mine[key] != theirs.get(key)]
+        return sorted({change.name.split(".")[0]
+                       for change in compare_settings(self.to_dict(), other.to_dict())})
 
 
 def _positive_int(name: str, value: Any, *, high: int, allow_zero: bool = False) -> None:

@@ -8,6 +8,8 @@ is given, so a result and everything it causes commit together.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from pbtune.controller._config import StudyConfig
@@ -52,6 +54,7 @@ def enqueue_next(
 ) -> bool:
     """Decide and enqueue the member's next trial; False if the member is done. What the
     caller should log once the transaction commits is added to ``notes``."""
+    config = with_stored_budget(tx, config)
     decision = decide(
         finished,
         population,
@@ -81,6 +84,14 @@ def enqueue_next(
         now,
     )
     return True
+
+
+def with_stored_budget(tx: Transaction, config: StudyConfig) -> StudyConfig:
+    """``config`` with the study's stored ``max_steps``, read in this transaction: another
+    process may have raised (or lowered) the budget since this one read its settings (see
+    `revise_study`), and every decision from then on must follow it."""
+    stored = tx.max_steps()
+    return config if stored == config.max_steps else replace(config, max_steps=stored)
 
 
 def read_history(tx: Transaction, config: StudyConfig) -> History:

@@ -267,6 +267,28 @@ class Storage:
     def set_study_state(self, study_id: int, state: StudyState, error: str | None = None) -> None:
         self.write(study_id, lambda tx: tx.set_study_state(state, error))
 
+    def delete_study(
+        self, study_id: int, *, unless_held_since: float | None = None
+    ) -> list[HeldTrial]:
+        """Delete every row of the study (its trials' reports, its trials, its members and
+        the study) in one transaction, nothing of other studies.
+
+        With ``unless_held_since``, a study with a trial that a worker holds and beat for
+        at or after that time is left as it is, and those trials are returned; an empty
+        list means it was deleted. Its checkpoints are the caller's to delete.
+        """
+
+        def work(tx: Transaction) -> list[HeldTrial]:
+            if unless_held_since is not None:
+                busy = [h for h in tx.held()
+                        if h.heartbeat_at is not None and h.heartbeat_at >= unless_held_since]
+                if busy:
+                    return busy
+            tx.delete_study_rows()
+            return []
+
+        return self.write(study_id, work)
+
     # -- trials (reads) ----------------------------------------------------------------------
     def get_trial(self, study_id: int, trial_id: int) -> FrozenTrial:
         """The study's trial ``trial_id`` (its number in the study)."""

@@ -5,7 +5,8 @@ A trial changes state only through a named transition (`start`, `start_evaluatio
 on the trial's state (and, for a held trial, its claim), checked against
 `pbtune.trial.TRANSITIONS`, that returns the new record (None when another writer got there
 first). A member's row changes through
-`member_completed`, `member_failed` and `member_done`.
+`member_completed`, `member_failed` and `member_done` (and `member_resumed`, when a raised
+budget lets a finished member train on: see `StudyLifecycle`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import (
 
 from pbtune.checkpoints import Location, as_location
 from pbtune.storages import _statements as q
+from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
@@ -77,7 +79,7 @@ class Stretch(NamedTuple):
     start_fitness: float | None
 
 
-class Transaction:
+class Transaction(StudyLifecycle):
     """One transaction scoped to one study: the controller's reads and writes.
 
     On PostgreSQL the study row is locked first, so the decisions of one study are

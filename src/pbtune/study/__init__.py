@@ -1,19 +1,24 @@
 """The study API: create, load, optimize, read results, replay a schedule (and read or
 write it as a file)."""
 
+from pbtune.study._lifecycle import DeletedStudy, StudyInUseError, delete_study
+from pbtune.study._open import DEFAULT_STORAGE, open_storage
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.study._replay import ReplayResult, replay
 from pbtune.study._schedule import load_schedule, schedule_csv, schedule_json
-from pbtune.study._study import DEFAULT_STORAGE, Study, create_study, load_study, open_storage
+from pbtune.study._study import Study, create_study, load_study
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "DeletedStudy",
     "ProgressDisplay",
     "ReplayResult",
     "Study",
+    "StudyInUseError",
     "StudyProgress",
     "best_trial",
     "create_study",
+    "delete_study",
     "load_schedule",
     "load_study",
     "measure",

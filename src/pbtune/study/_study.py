@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar, get_args
+from typing import Any, TypeVar, get_args
 
 from pbtune import checkpoints
 from pbtune._errors import ConfigError, DuplicatedStudyError, StorageError, StudyFailedError
@@ -17,20 +17,16 @@ from pbtune.controller import Controller, Role, StudyConfig, import_object, init
 from pbtune.space import Param, SearchSpace
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
+from pbtune.study._frame import trials_frame
+from pbtune.study._lifecycle import check_extension, revise, storage_argument
+from pbtune.study._open import DEFAULT_STORAGE, StorageLike, open_storage
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
 from pbtune.trial import FrozenTrial, Segment, TrainFn, Trial, TrialState
 from pbtune.worker import Entry, RayBackend, fail_dead_local_workers, run_processes
 
-DEFAULT_STORAGE = "sqlite:///pbtune.db"
 _log = logging.getLogger("pbtune.study")
 _Ran = TypeVar("_Ran")
-
-StorageLike = Storage | str | None
-
-
-def open_storage(storage: StorageLike) -> Storage:
-    return storage if isinstance(storage, Storage) else Storage(storage)
 
 
 class Study:
@@ -238,6 +234,8 @@ class Study:
         """Delete checkpoints and staging folders that no trial refers to (a finished
         study's leftovers from crashed workers); `optimize` does it at the end of a run."""
         keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
+        if self.storage.get_study_state(self.id) != StudyState.COMPLETE:
+            return  # raised budget (`extend`) runs it again: its new trials are not in keep
         store = self._checkpoint_store()
         try:
             store.sweep(keep)
@@ -267,10 +265,41 @@ class Study:
         among those that reached ``max_steps`` (before any has, the best so far). Ties go to
         the later step, then the earlier trial. The ``keep_best`` best trials anywhere in
         the study keep their checkpoints too."""
-        best = best_trial(self.storage, self._record)
+        best = best_trial(self.storage, self.storage.get_study_by_id(self.id))
         if best is None:
             raise ConfigError(f"study {self.name!r} has no COMPLETE trial yet")
         return best
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The params of `best_trial`: those of its last segment (what PBT learned is the
+        whole schedule of its lineage: `schedule`)."""
+        return dict(self.best_trial.params)
+
+    @property
+    def best_value(self) -> float:
+        """The fitness of `best_trial`."""
+        fitness = self.best_trial.fitness
+        assert fitness is not None, "a COMPLETE trial has a fitness"
+        return fitness
+
+    def trials_dataframe(self, states: Sequence[TrialState] | None = None) -> Any:
+        """The trials as a pandas DataFrame (``pip install "pbtune[pandas]"``), a row per
+        trial: ``number``, ``state``, ``member``, ``generation``, ``parent`` (its number),
+        ``decision``, ``start_step``, ``end_step``, ``fitness``, ``params_<name>``,
+        ``metrics_<name>``, the times (``datetime_start``, ...) and ``worker``.
+
+        Example::
+
+            df = study.trials_dataframe([pbtune.TrialState.COMPLETE])
+            df.groupby("member")["fitness"].max()
+        """
+        everyone = self.trials()  # all of them: a parent's number is read from its row
+        frame = trials_frame(everyone, list(self.config.space))
+        if states is not None:
+            wanted = {TrialState(s).value for s in states}
+            frame = frame[frame["state"].isin(wanted)].reset_index(drop=True)
+        return frame
 
     def lineage(self, trial_id: int | None = None) -> list[FrozenTrial]:
         """The trials whose checkpoints led to ``trial_id`` (best by default), oldest first."""
@@ -293,6 +322,34 @@ class Study:
 
     def progress(self) -> StudyProgress:
         return measure(self.storage, self.storage.get_study_by_id(self.id))
+
+    # -- changing ----------------------------------------------------------------------------
+    def extend(self, max_steps: int) -> None:
+        """Raise the budget to ``max_steps``: every member that reached the old one trains
+        on from its latest checkpoint, its next trial decided as any finished trial's is
+        (continue, exploit or explore), so lineages go on unbroken, and a finished study
+        runs again at the next `optimize` or `join`. Members that gave up after
+        ``max_retries`` failures stay stopped. Workers running now follow the new budget.
+
+        Example::
+
+            study = pbtune.load_study("digits", storage="sqlite:///pbtune.db")
+            study.extend(max_steps=6000)
+            study.optimize(train, workers=2)
+        """
+        check_extension(self.storage.get_study_by_id(self.id), max_steps)
+        self._revise({"max_steps": max_steps}, partial=True,
+                     storage=storage_argument(None, self.storage))
+
+    def _revise(self, given: dict[str, Any], *, storage: str, partial: bool = False) -> None:
+        """Store changed settings (see `revise_study`) and read them back."""
+        revise(self.storage, self._record, given, storage=storage, partial=partial)
+        self._record = self.storage.get_study_by_id(self.id)
+        evaluate = self.config.evaluate
+        self.config = StudyConfig.from_dict(
+            self._record.config, fitness=self.config.fitness,
+            evaluate=evaluate if callable(evaluate) else None,
+        )
 
 
 def _check_count(name: str, value: object) -> None:
@@ -326,6 +383,12 @@ def create_study(
     trial_timeout: float | None = None,
 ) -> Study:
     """Create a PBT study (or load it, with ``load_if_exists=True``).
+
+    An existing study loaded with ``load_if_exists`` takes a changed ``max_steps`` (raised:
+    every member trains on from its latest checkpoint, as `Study.extend`; lowered: no
+    lower than its trials reach) and changed ``max_retries``, ``keep_best``,
+    ``heartbeat_timeout`` and ``trial_timeout``; any other difference raises
+    `pbtune.SettingsConflictError`, which lists each as ``name: stored -> given``.
 
     Every member trains to ``max_steps`` in segments of ``steps_per_trial``; compute is
     ``population_size * max_steps`` steps. ``storage`` is a URL (``sqlite:///file.db``,
@@ -388,12 +451,8 @@ def create_study(
             ) from None
         study = load_study(name, storage=store, fitness=fitness,
                            evaluate=evaluate if callable(evaluate) else None)
-        changed = study.config.differences(config)
-        if changed:
-            raise ConfigError(
-                f"study {name!r} exists with other settings ({', '.join(changed)}); "
-                "use another name, or load_study() to continue it as it was"
-            ) from None
+        # Safe settings and a changed budget are taken; anything else is refused.
+        study._revise(config.to_dict(), storage=storage_argument(storage, store))
         return study
     return Study(store, record, config)
 
@@ -413,5 +472,6 @@ def load_study(
     record = store.get_study(name)
     config = StudyConfig.from_dict(record.config, fitness=fitness, evaluate=evaluate)
     return Study(store, record, config)
+
 
 
