@@ -306,7 +306,8 @@ def test_a_study_whose_workers_beat_is_not_deleted(tmp_path: Path) -> None:
     # timeout, its trial holds nothing up.
     old = time.time() - 601.0
     study.storage.write(study.id, lambda tx: tx._c.execute(
-        update(trials_table).where(trials_table.c.id == claimed.trial.id)
+        update(trials_table).where(trials_table.c.study_id == study.id,
+                                   trials_table.c.number == claimed.trial.id)
         .values(heartbeat_at=old)))
     pbtune.delete_study(name="busy", storage=url)
     assert [s.name for s in study.storage.list_studies()] == []

@@ -697,7 +697,7 @@ def test_delete_study_removes_its_rows_and_nothing_of_another(storage: Storage) 
     for study_id in (doomed, kept):
         trial = claim(storage, study_id, f"c{study_id}")
         assert trial is not None
-        storage.add_report(trial.id, 5, {"acc": 0.5})
+        storage.add_report(study_id, trial.id, 5, {"acc": 0.5})
         assert finish(storage, trial, f"c{study_id}", fitness=1.0)
     kept_rows = rows_of(storage, kept)
     assert all(kept_rows.values()) and all(rows_of(storage, doomed).values())

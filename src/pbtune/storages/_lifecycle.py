@@ -42,9 +42,10 @@ class StudyLifecycle:
 
     def furthest_step(self) -> int:
         """The furthest step a trial trained to or will train to (COMPLETE, running or
-        queued; a FAILED trial trained nothing that counts); 0 without any."""
+        queued; a FAILED or LOST trial trained nothing that counts); 0 without any."""
         query = select(func.max(trials.c.end_step)).where(
-            trials.c.study_id == self.study_id, trials.c.state != TrialState.FAILED.value
+            trials.c.study_id == self.study_id,
+            trials.c.state.not_in((TrialState.FAILED.value, TrialState.LOST.value)),
         )
         return int(self._c.execute(query).scalar_one() or 0)
 

@@ -37,7 +37,6 @@ def trials_frame(trials: Sequence[FrozenTrial], param_names: Sequence[str]) -> A
     returned, then ``datetime_created``, ``datetime_start``, ``datetime_complete``
     (timestamps in UTC), ``duration`` (a timedelta) and ``worker``."""
     pd = _pandas()
-    numbers = {t.id: t.number for t in trials}
     params = _names([t.params for t in trials], param_names)
     metrics = _names([t.metrics or {} for t in trials], ())
     rows = []
@@ -45,7 +44,7 @@ def trials_frame(trials: Sequence[FrozenTrial], param_names: Sequence[str]) -> A
         row: dict[str, Any] = {
             "number": t.number, "state": t.state.value, "member": t.member,
             "generation": t.generation,
-            "parent": numbers.get(t.parent_id) if t.parent_id is not None else None,
+            "parent": t.parent_id,
             "decision": t.decision, "start_step": t.start_step, "end_step": t.end_step,
             "fitness": t.fitness,
         }
