@@ -37,7 +37,7 @@ class SearchSpace(Mapping[str, Param]):
             if not isinstance(param, (Float, Int, Choice)):
                 raise SearchSpaceError(
                     f"parameter {name!r} must be pbtune.Float, pbtune.Int or pbtune.Choice, "
-                    f"got {param!r}"
+                    f"got {param!r}; {_how_to_write(param)}"
                 )
             checked[name] = param
         self._params = checked
@@ -119,3 +119,19 @@ def param_from_dict(name: str, spec: Any) -> Param:
         raise SearchSpaceError(f"parameter {name!r}: {error}") from None
     except SearchSpaceError as error:
         raise SearchSpaceError(f"parameter {name!r}: {error}") from None
+
+
+def _how_to_write(value: object) -> str:
+    """What a newcomer probably meant by ``value`` (a list, a range, a fixed value)."""
+    if isinstance(value, (list, tuple)) and value:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if numbers and len(value) == 2:
+            low, high = sorted(value)
+            kind = "Int" if all(isinstance(v, int) for v in value) else "Float"
+            return (f"a range is pbtune.{kind}({low!r}, {high!r}) (add log=True for a "
+                    f"learning rate), a set of values pbtune.Choice({list(value)!r})")
+        return f"a set of values is pbtune.Choice({list(value)!r})"
+    if isinstance(value, (bool, int, float, str)):
+        return (f"a value that never changes is pbtune.Choice([{value!r}], mutable=False), or "
+                "leave it out of the space and set it in your training function")
+    return "e.g. pbtune.Float(1e-4, 1e-1, log=True), pbtune.Int(16, 256), pbtune.Choice(['a', 'b'])"

@@ -23,7 +23,13 @@ from pbtune.study._open import DEFAULT_STORAGE, StorageLike, open_storage
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
 from pbtune.trial import FrozenTrial, Segment, TrainFn, Trial, TrialState
-from pbtune.worker import Entry, RayBackend, fail_dead_local_workers, run_processes
+from pbtune.worker import (
+    Entry,
+    RayBackend,
+    check_takes_trial,
+    fail_dead_local_workers,
+    run_processes,
+)
 
 _log = logging.getLogger("pbtune.study")
 _Ran = TypeVar("_Ran")
@@ -101,6 +107,8 @@ class Study:
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+        if not isinstance(fn, Entry):
+            check_takes_trial(fn)
         if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
             raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
         if evaluators and not self.config.evaluated:
@@ -176,6 +184,8 @@ class Study:
                                else Entry(train) if isinstance(train, str) else train)
         if not isinstance(fn, Entry) and not callable(fn):
             raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+        if not isinstance(fn, Entry):
+            check_takes_trial(fn)
         if workers > 1 and self.storage.url is None:
             raise ConfigError(
                 "join(workers > 1) starts worker processes, which need a database storage "

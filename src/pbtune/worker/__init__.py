@@ -5,12 +5,14 @@ from pbtune.worker._command import Command
 from pbtune.worker._loop import new_worker_id, run_worker
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
+from pbtune.worker._sendable import check_takes_trial
 
 __all__ = [
     "Command",
     "Entry",
     "RayBackend",
     "TrainFn",
+    "check_takes_trial",
     "fail_dead_local_workers",
     "new_worker_id",
     "run_processes",

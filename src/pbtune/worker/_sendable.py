@@ -10,6 +10,7 @@ run). Either way every worker would fail with a pickling error of its own; refus
 from __future__ import annotations
 
 import ast
+import inspect
 import pickle
 import sys
 from typing import Any
@@ -25,8 +26,9 @@ def check_sendable(obj: Any, what: str = "the training function") -> None:
     try:
         pickle.dumps(obj)
     except Exception as error:
-        where = ("it is defined inside another function" if "<locals>" in name
-                 else "it is a lambda" if "<lambda>" in name else f"{error}")
+        where = ("it is a lambda" if name.endswith("<lambda>")
+                 else "it is defined inside another function" if "<locals>" in name
+                 else f"{error}")
         raise ConfigError(
             f"{what} {name!r} cannot be sent to worker processes: {where}. Worker processes "
             "import it by its module and name, so define it at the top level of a module or "
@@ -94,3 +96,21 @@ def _is_main_guard(test: ast.expr) -> bool:
     sides = [test.left, test.comparators[0]]
     return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
             and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def check_takes_trial(fn: Any, what: str = "the training function") -> None:
+    """Raise `ConfigError` if ``fn`` cannot be called with one argument, the trial (a
+    mistake every trial would otherwise fail on, once per member)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to check
+    try:
+        signature.bind(None)
+    except TypeError:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise ConfigError(
+            f"{what} {name!r} must take one argument, the pbtune.Trial, but its signature is "
+            f"{name.rpartition('.')[2]}{signature}: write it as `def train(trial): ...` and "
+            "read trial.params, trial.start_step, trial.end_step, trial.checkpoint_dir"
+        ) from None
