@@ -83,3 +83,24 @@ def test_digits_mlp_beats_random_search_and_replays(
     assert summary["best_accuracy"] > summary["random_search_median"]
     assert abs(summary["replay_accuracy"] - summary["best_accuracy"]) <= 0.02
     assert summary["best_accuracy"] > 0.9
+
+
+def test_the_readme_quickstart_is_the_example_and_runs(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme[readme.index("## Quickstart"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    source = (EXAMPLES / "quickstart.py").read_text()
+    assert block is not None and block.group(1) == source
+    ran = subprocess.run([sys.executable, str(EXAMPLES / "quickstart.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    import pbtune
+
+    study = pbtune.load_study("quickstart", storage=f"sqlite:///{tmp_path / 'quickstart.db'}")
+    assert study.state == pbtune.StudyState.COMPLETE
+    assert study.best_trial.end_step == 200 and str(study.best_value) in ran.stdout
+    assert [s.start_step for s in study.schedule()] == list(range(0, 200, 10))
