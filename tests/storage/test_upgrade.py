@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ from sqlalchemy import select, update
 import pbtune
 from pbtune import Storage
 from pbtune.storages._schema import SCHEMA_VERSION, members, meta, trials
+from reliability import workload
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own: a SQLite file, or a fresh PostgreSQL schema."""
+    yield from workload.storage_urls(request.param, tmp_path)
 
 
 def _train(trial: pbtune.Trial) -> dict[str, float]:
@@ -38,9 +46,8 @@ def _as_written_before_3(storage: Storage, version: str) -> None:
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
-def test_an_older_database_keeps_its_lineages_and_population(tmp_path: Path,
+def test_an_older_database_keeps_its_lineages_and_population(tmp_path: Path, url: str,
                                                             version: str) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
     before = {}
     for name in ("first", "second"):  # two studies: row keys and numbers then differ
         study = pbtune.create_study(
