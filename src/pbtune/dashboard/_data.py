@@ -100,7 +100,7 @@ def summary(data: StudyData, study: StudyRecord) -> dict[str, Any]:
         "steps_done": progress.steps_done,
         "steps_total": progress.steps_total,
         "best_fitness": _num(progress.best_fitness),
-        "best_trial": best.id if best is not None else None,
+        "best_trial": best.number if best is not None else None,
         "workers_active": len({t.worker for t in running if t.worker}),
         "counts": {state.value: count for state, count in progress.counts.items()},
         "mode": study.config.get("mode"),
@@ -142,7 +142,7 @@ def lineage(data: StudyData, study: StudyRecord, number: int | None) -> list[Fro
 
 def lineage_view(data: StudyData, study: StudyRecord, number: int | None) -> dict[str, Any]:
     chain = lineage(data, study, number)
-    parents = [None, *(t.number for t in chain[:-1])]
+    parents = [None, *(t.number for t in chain)][: len(chain)]
     return {"trial": chain[-1].number if chain else None,
             "nodes": [_node(t, p) for t, p in zip(chain, parents, strict=True)]}
 

@@ -32,22 +32,26 @@ def is_jump(trial: FrozenTrial, by_id: dict[int, FrozenTrial]) -> bool:
     return parent is not None and (trial.decision == "exploit" or parent.member != trial.member)
 
 
-def fitness_range(values: Sequence[float], keep: Sequence[float] = ()) -> list[float] | None:
-    """A y-range for ``values`` that leaves out far outliers but always shows ``keep``.
+def fitness_range(race: Sequence[float], others: Sequence[float] = (),
+                  keep: Sequence[float] = ()) -> list[float] | None:
+    """A y-range fitted to ``race`` that leaves out far outliers but always shows ``keep``.
 
-    The range is the values' span cut at fences ``FENCE`` inter-decile ranges beyond the
-    10th and 90th percentiles (Tukey's fences, on deciles so that a population that agrees to
-    the last digit does not cut its own stragglers), widened to hold every value of ``keep``
-    (the best trial), and padded. ``None`` when there is no value. Example::
+    Fences lie ``FENCE`` inter-decile ranges beyond the 10th and 90th percentiles of ``race``
+    (Tukey's fences, on deciles so that a population that agrees to the last digit does not
+    cut its own stragglers); the range spans the values of ``race`` and ``others`` inside
+    them, widened to hold every value of ``keep`` (the best trial), and padded. ``None``
+    when ``race`` has no value. Example::
 
         fitness_range([0.14] + [0.95, 0.96, 0.97] * 5)  # about [0.949, 0.971]: no 0.14
     """
-    finite = np.asarray([v for v in values if _num(v) is not None], dtype=float)
+    finite = np.asarray([v for v in race if _num(v) is not None], dtype=float)
     if finite.size == 0:
         return None
     q1, q3 = np.percentile(finite, [10, 90])
     spread = q3 - q1
-    inside = finite[(finite >= q1 - FENCE * spread) & (finite <= q3 + FENCE * spread)]
+    extra = np.asarray([v for v in others if _num(v) is not None], dtype=float)
+    every = np.concatenate([finite, extra])
+    inside = every[(every >= q1 - FENCE * spread) & (every <= q3 + FENCE * spread)]
     lo, hi = float(inside.min()), float(inside.max())
     for value in keep:
         if _num(value) is not None:
@@ -57,8 +61,8 @@ def fitness_range(values: Sequence[float], keep: Sequence[float] = ()) -> list[f
 
 
 def _race(done: Sequence[FrozenTrial]) -> list[float]:
-    """The fitness values that the y-range is fitted to: the trials past the first
-    generation (a trained population), or all of them while there is nothing else."""
+    """The fitness values that the y-range's fences are fitted to: the trials past the
+    first generation (a trained population), or all of them while there is nothing else."""
     later = [t.fitness for t in done if t.generation > 0 and t.fitness is not None]
     return later if len(later) >= 4 else [t.fitness for t in done if t.fitness is not None]
 
@@ -125,6 +129,7 @@ def plot(data: StudyData, study: StudyRecord, max_points: int = MAX_PLOT_POINTS)
         jumps = [jumps[int(i * stride)] for i in range(MAX_JUMPS)]
     best = _best_path(data, study, snap.by_id)
     keep = [best["fitness"]] if best is not None else []
+    y_range = fitness_range(_race(done), [t.fitness for t in done if t.fitness is not None], keep)
     return {"members": members, "jumps": jumps, "total": len(done), "max_step": max_step,
-            "params": names, "best": best, "y_range": fitness_range(_race(done), keep),
+            "params": names, "best": best, "y_range": y_range,
             "metric": study.config.get("metric"), "mode": study.config.get("mode")}

@@ -97,7 +97,8 @@
       axis.values = (u, splits) => splits.map((i) => names[i]);
     } else if (opts.log) {
       axis.splits = logSplits;
-      axis.values = (u, splits) => splits.map(logValue);
+      axis.filter = (u, splits) => splits; // logSplits already thins them; uPlot would blank some
+      axis.values = (u, splits) => splits.map((v) => (v === null ? "" : logValue(v)));
     } else {
       axis.incrs = niceSteps(false);
       axis.values = linearValues;
@@ -175,7 +176,7 @@
       const y = Math.min(Math.max(it.y, ylo), yhi); // an outlier is hovered at its edge mark
       const dx = u.valToPos(it.x, "x") - cx, dy = u.valToPos(y, "y") - cy;
       const d = dx * dx + dy * dy;
-      if (d < bestD) { bestD = d; best = it; }
+      if (d <= bestD) { bestD = d; best = it; } // on a tie, the one drawn on top
     });
     return best;
   }
