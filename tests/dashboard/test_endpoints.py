@@ -14,6 +14,7 @@ import pbtune
 from dashboard.toy import SCRIPT_PARAM, STUDY, Response, call, train
 from pbtune.dashboard import DashboardApp
 from pbtune.dashboard._app import CSP
+from pbtune.dashboard._fitness import fitness_range
 
 
 def at(view: str) -> str:
@@ -44,7 +45,7 @@ def test_study_list(app: DashboardApp, toy: pbtune.Study) -> None:
     assert study["state"] == "COMPLETE"
     assert study["steps_done"] == study["steps_total"] == 4 * 40
     assert study["best_fitness"] == pytest.approx(toy.best_trial.fitness)
-    assert study["best_trial"] == toy.best_trial.id
+    assert study["best_trial"] == toy.best_trial.number
     assert study["workers_active"] == 0
     assert study["counts"]["FAILED"] == 1
 
@@ -55,22 +56,62 @@ def test_plot_has_every_member_and_exploit_jumps(app: DashboardApp, toy: pbtune.
     assert sorted(m["member"] for m in plot["members"]) == [0, 1, 2, 3]
     assert sum(len(m["points"]) for m in plot["members"]) == len(complete)
     by_id = {t.id: t for t in complete}
+    by_number = {t.number: t for t in complete}
     exploits = [t for t in complete if t.parent_id is not None
                 and by_id[t.parent_id].member != t.member]
     assert exploits, "the toy study should have exploits"
-    assert {j[5] for j in plot["jumps"]} == {t.id for t in exploits}
+    assert {j[5] for j in plot["jumps"]} == {t.number for t in exploits}
     for jump in plot["jumps"]:
-        parent, child = by_id[jump[4]], by_id[jump[5]]
+        parent, child = by_number[jump[4]], by_number[jump[5]]
+        assert child.parent_id == parent.id
         assert jump[:4] == [parent.end_step, parent.fitness, child.end_step, child.fitness]
+
+
+def test_plot_points_carry_what_a_hover_shows(app: DashboardApp, toy: pbtune.Study) -> None:
+    plot = get(app, at("plot")).json()
+    assert plot["params"] == ["h0", SCRIPT_PARAM, "opt"]
+    assert (plot["metric"], plot["mode"]) == ("q", "max")
+    by_number = {t.number: t for t in toy.trials()}
+    for member in plot["members"]:
+        for step, value, number, jumped, decision, params in member["points"]:
+            trial = by_number[number]
+            assert (trial.member, trial.end_step, trial.fitness, trial.decision) == (
+                member["member"], step, value, decision)
+            assert params == [trial.params[n] for n in plot["params"]]
+            assert jumped in (0, 1)
+
+
+def test_plot_marks_the_best_lineage_and_fits_the_y_range(
+    app: DashboardApp, toy: pbtune.Study
+) -> None:
+    plot = get(app, at("plot")).json()
+    best = toy.best_trial
+    assert plot["best"]["trial"] == best.number
+    assert [p[2] for p in plot["best"]["path"]] == [t.number for t in toy.lineage()]
+    low, high = plot["y_range"]
+    assert low <= best.fitness <= high
+
+
+def test_the_fitness_range_leaves_out_far_outliers_but_keeps_the_best() -> None:
+    race = [0.95 + 0.001 * i for i in range(20)]
+    low, high = fitness_range([0.14, *race])
+    assert 0.14 < low < 0.95 and 0.969 < high < 1.0
+    assert fitness_range([0.14, *race], keep=[0.14])[0] < 0.14  # the best is always shown
+    assert fitness_range(race, others=[0.14, 0.94])[0] < 0.94 < low  # near ones, not far
+    assert fitness_range([]) is None
+    flat = fitness_range([0.5] * 10)
+    assert flat is not None and flat[0] < 0.5 < flat[1]
 
 
 def test_lineage_of_a_given_trial_and_of_the_best(app: DashboardApp, toy: pbtune.Study) -> None:
     best = get(app, at("lineage")).json()
-    assert best["trial"] == toy.best_trial.id
-    assert [n["id"] for n in best["nodes"]] == [t.id for t in toy.lineage()]
+    assert best["trial"] == toy.best_trial.number
+    assert [n["number"] for n in best["nodes"]] == [t.number for t in toy.lineage()]
     some = toy.trials([pbtune.TrialState.COMPLETE])[10]
-    chosen = get(app, at(f"lineage?trial={some.id}")).json()
-    assert [n["id"] for n in chosen["nodes"]] == [t.id for t in toy.lineage(some.id)]
+    chosen = get(app, at(f"lineage?trial={some.number}")).json()
+    path = toy.lineage(some.id)
+    assert [n["number"] for n in chosen["nodes"]] == [t.number for t in path]
+    assert [n["parent"] for n in chosen["nodes"]] == [None, *(t.number for t in path[:-1])]
     assert [n["generation"] for n in chosen["nodes"]] == list(range(some.generation + 1))
 
 
@@ -99,7 +140,7 @@ def test_schedule_exports(app: DashboardApp, toy: pbtune.Study) -> None:
     assert [int(r["trial_id"]) for r in rows] == [s.trial_id for s in segments]
     assert [float(r[SCRIPT_PARAM]) for r in rows] == [s.params[SCRIPT_PARAM] for s in segments]
     some = toy.trials([pbtune.TrialState.COMPLETE])[5]
-    given = get(app, at(f"schedule.json?trial={some.id}")).json()
+    given = get(app, at(f"schedule.json?trial={some.number}")).json()
     assert given == [s.to_dict() for s in toy.schedule(some.id)]
 
 
@@ -108,7 +149,12 @@ def test_table_pages_sorts_and_filters(app: DashboardApp, toy: pbtune.Study) -> 
     first = get(app, at("trials?limit=10")).json()
     second = get(app, at("trials?limit=10&offset=10")).json()
     assert first["total"] == second["total"] == len(everything)
-    assert [r["id"] for r in first["rows"] + second["rows"]] == [t.id for t in everything[:20]]
+    assert [r["number"] for r in first["rows"] + second["rows"]] == [
+        t.number for t in everything[:20]]
+    assert [r["decision"] for r in first["rows"]] == [t.decision for t in everything[:10]]
+    by_decision = get(app, at("trials?sort=decision&limit=500")).json()["rows"]
+    decisions = [r["decision"] for r in by_decision if r["decision"] is not None]
+    assert decisions == sorted(decisions)
     failed = get(app, at("trials?state=FAILED")).json()
     assert failed["total"] == 1
     assert "boom <img src=x onerror=alert(2)>" in failed["rows"][0]["error"]
@@ -148,9 +194,22 @@ def test_page_and_assets_are_served_from_the_package(app: DashboardApp) -> None:
     html = page.body.decode()
     assert "<script src=\"/static/app.js\"" in html
     assert "http" not in html.replace("http-equiv", "")  # no CDN
-    for asset in ("app.js", "plots.js", "app.css"):
+    for asset in ("app.js", "charts.js", "plots.js", "schedules.js", "app.css"):
         body = get(app, "/static/" + asset).body.decode()
         assert "innerHTML" not in body and "eval(" not in body and "//cdn" not in body
+
+
+def test_the_vendored_chart_library_is_served_with_the_policy(app: DashboardApp) -> None:
+    html = get(app, "/").body.decode()
+    assert '<script src="/static/vendor/uPlot.iife.min.js"' in html
+    assert '<link rel="stylesheet" href="/static/vendor/uPlot.min.css">' in html
+    script = get(app, "/static/vendor/uPlot.iife.min.js")
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert script.body.startswith(b"/*! https://github.com/leeoniya/uPlot")
+    assert b"new Function" not in script.body and b"eval(" not in script.body
+    assert get(app, "/static/vendor/uPlot.min.css").headers["content-type"].startswith("text/css")
+    assert b"MIT License" in get(app, "/static/vendor/LICENSE-uPlot.txt").body
+    assert call(app, "/static/vendor/README.md").code == 404  # only the listed files
 
 
 def test_only_the_chosen_study_is_listed(toy: pbtune.Study) -> None:

@@ -11,6 +11,7 @@ import pbtune
 from dashboard.toy import call
 from pbtune.dashboard import DashboardApp
 from pbtune.dashboard import _data as data
+from pbtune.dashboard import _fitness as fitness
 from pbtune.storages._schema import members, trials
 
 POPULATION = 100
@@ -73,11 +74,12 @@ def test_plot_and_table_are_downsampled_and_paged(app: DashboardApp) -> None:
     assert call(app, "/api/studies").json()[0]["steps_done"] == POPULATION * GENERATIONS * STEPS
     plot = call(app, "/api/plot?study=large").json()
     assert len(plot["members"]) == POPULATION
-    assert sum(len(m["points"]) for m in plot["members"]) <= data.MAX_PLOT_POINTS
-    assert 0 < len(plot["jumps"]) <= data.MAX_JUMPS
+    assert sum(len(m["points"]) for m in plot["members"]) <= fitness.MAX_PLOT_POINTS
+    assert 0 < len(plot["jumps"]) <= fitness.MAX_JUMPS
+    assert len(plot["best"]["path"]) == GENERATIONS
     page = call(app, "/api/trials?study=large&offset=99990&limit=50").json()
     assert page["total"] == POPULATION * GENERATIONS
-    assert [r["id"] for r in page["rows"]] == list(range(99990, 100000))
+    assert [r["number"] for r in page["rows"]] == list(range(99990, 100000))
     lineage = call(app, "/api/lineage?study=large").json()
     assert len(lineage["nodes"]) == GENERATIONS  # one path, one trial per generation
     schedules = call(app, "/api/schedules?study=large").json()

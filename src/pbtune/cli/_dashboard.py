@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import click
 
+from pbtune._errors import ConfigError
 from pbtune.cli._open import open_existing, select_study
 from pbtune.cli._options import storage_option, study_option
 
@@ -23,13 +25,31 @@ def dashboard(storage_url: str, study_name: str | None, host: str, port: int) ->
     storage = open_existing(storage_url)
     if study_name is not None:
         storage.get_study(study_name)  # a clear error for a wrong name, before serving
-    server = make_dashboard_server(DashboardApp(storage, study_name), host, port)
+    try:
+        server = make_dashboard_server(DashboardApp(storage, study_name), host, port)
+    except OSError as error:
+        raise _bind_error(error, host, port) from None
     click.echo(f"pbtune dashboard on http://{host}:{server.server_port}/ (Ctrl-C to stop)",
                err=True)
     try:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _bind_error(error: OSError, host: str, port: int) -> Exception:
+    """A one-line error for a port that cannot be bound, with what to do about it."""
+    if error.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"port {port} on {host} is already in use (another dashboard or server?): pass "
+            f"--port N with a free port (--port 0 picks one), or stop the other server")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return ConfigError(f"no permission to bind port {port} on {host}: pass --port N with "
+                           f"N above 1023 (--port 0 picks a free one)")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(f"cannot bind {host}: it is not an address of this machine; pass "
+                           f"--host 127.0.0.1 (this machine only) or 0.0.0.0 (all of them)")
+    return error
 
 
 @click.command()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from pbtune.dashboard import _data as data
+from pbtune.dashboard import _fitness as fitness
 from pbtune.storages import Storage
 from pbtune.study import schedule_csv, schedule_json
 
@@ -22,7 +23,11 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-STATIC_FILES = ("index.html", "app.js", "plots.js", "app.css", "favicon.svg")
+STATIC_FILES = (
+    "index.html", "app.js", "charts.js", "plots.js", "schedules.js", "app.css", "favicon.svg",
+    # uPlot, vendored (see static/vendor/README.md): served from here, never from a CDN.
+    "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "vendor/LICENSE-uPlot.txt",
+)
 StartResponse = Callable[..., Any]
 # The study is a query parameter: a name may hold any character, "/" included.
 VIEWS = ("summary", "plot", "lineage", "schedules", "trials", "schedule.json", "schedule.csv")
@@ -108,7 +113,7 @@ class DashboardApp:
         if view == "summary":
             return self._json(data.summary(self.data, study))
         if view == "plot":
-            return self._json(data.plot(self.data, study))
+            return self._json(fitness.plot(self.data, study))
         if view == "lineage":
             return self._json(data.lineage_view(self.data, study, trial))
         if view == "schedules":
@@ -145,7 +150,8 @@ class DashboardApp:
     def _static(name: str) -> tuple[str, str, bytes, list[tuple[str, str]]]:
         if name not in STATIC_FILES:
             raise _HttpError("404 Not Found", f"no such file: {name}")
-        body = resources.files("pbtune.dashboard").joinpath("static").joinpath(name).read_bytes()
+        folder = resources.files("pbtune.dashboard").joinpath("static")
+        body = folder.joinpath(*name.split("/")).read_bytes()
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if kind.startswith("text/") or kind.endswith("javascript"):
             kind += "; charset=utf-8"

@@ -5,8 +5,9 @@
 const POLL_MS = 3000;
 const PAGE = 50;
 const P = window.pbtPlots;
-const state = { study: null, trial: null, best: null, offset: 0, sort: "id", desc: false,
-  filter: "", key: null, timer: null };
+const C = window.pbtCharts;
+const state = { study: null, trial: null, offset: 0, sort: "number", desc: false,
+  filter: "", key: null, timer: null, plot: null, shown: null, nodes: [], params: [], hidden: new Set() };
 
 function $(id) { return document.getElementById(id); }
 
@@ -32,6 +33,8 @@ function cell(tr, text, cls) {
 
 function setStatus(text) { $("status").textContent = text; }
 
+function clear(el) { el.replaceChildren(); }
+
 function progressText(s) {
   const pct = s.steps_total ? (100 * s.steps_done / s.steps_total).toFixed(0) : "100";
   return s.steps_done + " / " + s.steps_total + " steps (" + pct + "%)";
@@ -44,7 +47,7 @@ function countsText(counts) {
 function loadStudies() {
   return api("/api/studies").then((list) => {
     const body = $("studies").tBodies[0];
-    P.clear(body);
+    clear(body);
     list.forEach((s) => {
       const tr = document.createElement("tr");
       const td = cell(tr, "");
@@ -54,7 +57,7 @@ function loadStudies() {
       td.appendChild(a);
       cell(tr, s.state, "state-" + s.state);
       cell(tr, progressText(s));
-      cell(tr, P.fmtNum(s.best_fitness));
+      cell(tr, C.fmtNum(s.best_fitness));
       cell(tr, String(s.workers_active));
       cell(tr, countsText(s.counts));
       body.appendChild(tr);
@@ -64,9 +67,9 @@ function loadStudies() {
   });
 }
 
-function selectTrial(id) {
-  state.trial = id;
-  loadLineage();
+function selectTrial(number) {
+  state.trial = number;
+  return loadLineage();
 }
 
 function loadLineage() {
@@ -74,25 +77,86 @@ function loadLineage() {
   return Promise.all([api(studyPath("lineage", params)), api(studyPath("schedules", params))])
     .then((res) => {
       const lin = res[0], sch = res[1];
-      $("lineage-trial").textContent = lin.trial === null ? "-" : String(lin.trial);
-      P.drawLineage($("lineage-plot"), lin.nodes, selectTrial);
-      const last = lin.nodes.length ? lin.nodes[lin.nodes.length - 1].member : 0;
-      P.drawSchedules($("schedules"), sch, last);
+      state.nodes = lin.nodes;
+      state.shown = lin.trial;
+      const shown = lin.trial === null ? "-" : String(lin.trial);
+      $("lineage-trial").textContent = shown;
+      $("schedule-trial").textContent = shown;
+      P.drawLineage($("lineage-plot"), lin.nodes, state.params, lin.trial, selectTrial);
+      window.pbtSchedules.drawSchedules($("schedules"), sch);
       const q = lin.trial === null ? {} : { trial: lin.trial };
       $("export-json").href = studyPath("schedule.json", q);
       $("export-csv").href = studyPath("schedule.csv", q);
-      document.querySelectorAll("#pbt-plot circle").forEach((c) => {
-        c.setAttribute("class", Number(c.getAttribute("data-trial")) === lin.trial ? "selected" : "");
-      });
+      drawPlot();
     });
 }
 
+// A legend entry: a small drawn swatch and a text; ``draw(ctx, w, h)`` draws the swatch.
+function legendItem(text, draw, onClick) {
+  const item = document.createElement(onClick ? "button" : "span");
+  item.className = "legend-item";
+  if (onClick) { item.type = "button"; item.addEventListener("click", onClick); }
+  const k = window.devicePixelRatio || 1;
+  const canvas = document.createElement("canvas");
+  canvas.width = 22 * k; canvas.height = 12 * k;
+  canvas.className = "swatch";
+  draw(canvas.getContext("2d"), k);
+  const label = document.createElement("span");
+  label.textContent = text;
+  item.append(canvas, label);
+  return item;
+}
+
+function drawLegend(d, outside) {
+  const box = $("pbt-legend");
+  clear(box);
+  d.members.forEach((m) => {
+    const st = C.memberStyle(m.member);
+    const item = legendItem("member " + m.member, (ctx, k) => {
+      ctx.strokeStyle = st.color; ctx.lineWidth = 1.6 * k; ctx.setLineDash(st.dash.map((v) => v * k));
+      ctx.beginPath(); ctx.moveTo(0, 6 * k); ctx.lineTo(22 * k, 6 * k); ctx.stroke();
+      C.mark(ctx, st.shape, 11 * k, 6 * k, 3.5 * k); ctx.fillStyle = st.color; ctx.fill();
+    }, () => {
+      if (state.hidden.has(m.member)) state.hidden.delete(m.member); else state.hidden.add(m.member);
+      drawPlot();
+    });
+    item.setAttribute("data-member", String(m.member));
+    item.setAttribute("aria-pressed", String(!state.hidden.has(m.member)));
+    if (state.hidden.has(m.member)) item.classList.add("off");
+    box.appendChild(item);
+  });
+  if (d.best) {
+    const best = legendItem("best lineage: trial " + d.best.trial + " (member " + d.best.member +
+      ", fitness " + C.fmtNum(d.best.fitness) + ")", (ctx, k) => {
+      ctx.strokeStyle = "rgba(255, 190, 0, 0.55)"; ctx.lineWidth = 8 * k;
+      ctx.beginPath(); ctx.moveTo(0, 6 * k); ctx.lineTo(22 * k, 6 * k); ctx.stroke();
+    });
+    best.id = "legend-best";
+    box.appendChild(best);
+  }
+  box.appendChild(legendItem("exploit: copied another member", (ctx, k) => {
+    ctx.strokeStyle = "rgba(60, 60, 60, 0.8)"; ctx.lineWidth = k; ctx.setLineDash([2 * k, 3 * k]);
+    ctx.beginPath(); ctx.moveTo(0, 9 * k); ctx.lineTo(22 * k, 3 * k); ctx.stroke();
+  }));
+  const n = outside.below + outside.above;
+  $("outliers").textContent = n ? "(" + n + " trial" + (n > 1 ? "s" : "") +
+    " outside the y-axis, drawn as open arrowheads at its edge)" : "";
+}
+
+function drawPlot() {
+  if (!state.plot) return;
+  const out = P.drawPbtPlot($("pbt-plot"), { data: state.plot, hidden: state.hidden,
+    full: $("full-range").checked, selected: state.shown,
+    lineage: state.nodes, onClick: selectTrial });
+  drawLegend(state.plot, out);
+}
+
 function loadPlot() {
-  return api(studyPath("plot")).then((d) => P.drawPbtPlot($("pbt-plot"), d, state.trial, selectTrial));
+  return api(studyPath("plot")).then((d) => { state.plot = d; drawPlot(); });
 }
 
 function paramsText(params) {
-  return Object.entries(params || {}).map((e) => e[0] + "=" + P.fmtNum(e[1])).join(", ");
+  return Object.entries(params || {}).map((e) => e[0] + "=" + C.fmtNum(e[1])).join(", ");
 }
 
 function loadTable() {
@@ -100,20 +164,21 @@ function loadTable() {
   if (state.filter) q.state = state.filter;
   return api(studyPath("trials", q)).then((page) => {
     const body = $("trials").tBodies[0];
-    P.clear(body);
+    clear(body);
     page.rows.forEach((t) => {
       const tr = document.createElement("tr");
-      tr.setAttribute("data-trial", t.id);
-      cell(tr, String(t.id));
+      tr.setAttribute("data-trial", t.number);
+      cell(tr, String(t.number));
       cell(tr, String(t.member));
       cell(tr, String(t.generation));
-      cell(tr, t.parent_id === null ? "-" : String(t.parent_id));
+      cell(tr, t.parent === null ? "-" : String(t.parent));
       cell(tr, t.start_step + "-" + t.end_step);
       cell(tr, t.state, "state-" + t.state);
-      cell(tr, P.fmtNum(t.fitness));
+      cell(tr, t.decision || "-", "decision decision-" + (t.decision || "none"));
+      cell(tr, C.fmtNum(t.fitness));
       cell(tr, paramsText(t.params), "params");
       cell(tr, t.error || "", "error");
-      tr.addEventListener("click", () => selectTrial(t.id));
+      tr.addEventListener("click", () => selectTrial(t.number));
       body.appendChild(tr);
     });
     const end = Math.min(page.total, state.offset + page.rows.length);
@@ -123,11 +188,26 @@ function loadTable() {
   });
 }
 
+// The state filter offers every state the study counts (a new state shows up by itself).
+function fillStates(counts) {
+  const select = $("state-filter");
+  const have = Array.from(select.options).map((o) => o.value);
+  Object.keys(counts).forEach((name) => {
+    if (have.indexOf(name) >= 0) return;
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name.toLowerCase();
+    select.appendChild(option);
+  });
+}
+
 function loadStudy() {
   return api(studyPath("summary")).then((s) => {
+    state.params = s.params;
+    fillStates(s.counts);
     $("study-title").textContent = s.name;
     $("study-summary").textContent = s.state + " | " + progressText(s) + " | best fitness " +
-      P.fmtNum(s.best_fitness) + (s.metric ? " (" + s.metric + ", " + s.mode + ")" : "") +
+      C.fmtNum(s.best_fitness) + (s.metric ? " (" + s.metric + ", " + s.mode + ")" : "") +
       " | workers active " + s.workers_active + " | " + countsText(s.counts) +
       (s.error ? " | error: " + s.error : "");
     const key = JSON.stringify([s.counts, s.best_trial]);
@@ -138,6 +218,7 @@ function loadStudy() {
 }
 
 function showStudy(name) {
+  if (name !== state.study) { state.hidden = new Set(); state.plot = null; }
   state.study = name; state.trial = null; state.offset = 0; state.key = null;
   $("studies-view").hidden = true;
   $("study-view").hidden = false;
@@ -177,6 +258,16 @@ function init() {
     state.desc = state.sort === key ? !state.desc : false;
     state.sort = key; state.offset = 0; loadTable();
   }));
+  $("full-range").addEventListener("change", () => {
+    const view = $("pbt-plot").pbtView;
+    if (view) view.zoomed = false;
+    drawPlot();
+  });
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => { if (state.study !== null) loadLineage(); }, 200);
+  });
   window.addEventListener("hashchange", () => route().catch((e) => setStatus("error: " + e.message)));
   api("/api/config").then((c) => {
     if (c.study && !location.hash) location.hash = encodeURIComponent(c.study);

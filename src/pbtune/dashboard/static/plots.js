@@ -1,170 +1,242 @@
-// SVG plots drawn with createElementNS and setAttribute only: text from a study is
-// always set with textContent, never parsed as markup.
+// The dashboard's three views, drawn on uPlot charts (charts.js): the PBT plot, the lineage
+// and the schedules. Each view keeps its chart between refreshes, so a zoom survives a poll.
 "use strict";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-const MARGIN = { left: 60, right: 15, top: 10, bottom: 30 };
+(function () {
+  const C = window.pbtCharts;
 
-function svgEl(tag, attrs, parent) {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
-  if (parent) parent.appendChild(el);
-  return el;
-}
+  function ratio() { return window.devicePixelRatio || 1; }
 
-function svgText(parent, x, y, text, attrs) {
-  const el = svgEl("text", Object.assign({ x: x, y: y }, attrs || {}), parent);
-  el.textContent = text;
-  return el;
-}
-
-function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
-
-function memberColor(member) {
-  return "hsl(" + ((member * 137.508) % 360).toFixed(1) + ", 65%, 45%)";
-}
-
-function fmtNum(v) {
-  if (v === null || v === undefined) return "-";
-  if (typeof v !== "number") return String(v);
-  if (Number.isInteger(v)) return String(v);
-  return Number(v.toPrecision(4)).toString();
-}
-
-// A linear (or log) scale from [lo, hi] to [a, b].
-function scale(lo, hi, a, b, log) {
-  if (log && lo > 0 && hi > 0) {
-    const l0 = Math.log(lo), l1 = Math.log(hi) === l0 ? l0 + 1 : Math.log(hi);
-    return (v) => a + (Math.log(v) - l0) / (l1 - l0) * (b - a);
+  function memberPath(ctx, u, points, k) {
+    ctx.beginPath();
+    points.forEach((p, i) => {
+      const [x, y] = C.px(u, p.x, p.y);
+      if (i === 0 || p.jumped) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
   }
-  if (hi === lo) { hi = lo + 1; lo = lo - 1; }
-  return (v) => a + (v - lo) / (hi - lo) * (b - a);
-}
 
-function axes(svg, xlo, xhi, ylo, yhi, opts) {
-  const w = Number(svg.getAttribute("width")), h = Number(svg.getAttribute("height"));
-  const x = scale(xlo, xhi, MARGIN.left, w - MARGIN.right, false);
-  const y = scale(ylo, yhi, h - MARGIN.bottom, MARGIN.top, opts && opts.log);
-  svgEl("line", { class: "axis", x1: MARGIN.left, y1: h - MARGIN.bottom, x2: w - MARGIN.right,
-    y2: h - MARGIN.bottom }, svg);
-  svgEl("line", { class: "axis", x1: MARGIN.left, y1: MARGIN.top, x2: MARGIN.left,
-    y2: h - MARGIN.bottom }, svg);
-  for (let i = 0; i <= 4; i++) {
-    const xv = xlo + (xhi - xlo) * i / 4;
-    svgText(svg, x(xv), h - MARGIN.bottom + 14, fmtNum(Math.round(xv)), { "text-anchor": "middle" });
+  // A view's chart, made once and then fed new data; a zoom (drag) survives refreshes until
+  // a double-click restores the full view.
+  function keep(el, key, make) {
+    let view = el.pbtView;
+    if (!view || view.key !== key || view.width !== el.clientWidth) {
+      if (view) view.u.destroy();
+      view = { key: key, width: el.clientWidth, zoomed: false };
+      view.u = make(view);
+      view.u.over.addEventListener("mouseup", () => {
+        if (view.u.select.width > 0 || view.u.select.height > 0) view.zoomed = true;
+      });
+      view.u.over.addEventListener("dblclick", () => { view.zoomed = false; });
+      el.pbtView = view;
+      return view;
+    }
+    if (view.zoomed) view.u.redraw(); else view.u.setData([[0, 1], [null, null]], true);
+    return view;
   }
-  const labels = opts && opts.ticks;
-  if (labels) {
-    labels.forEach((label, i) => svgText(svg, MARGIN.left - 4, y(i) + 4, String(label),
-      { "text-anchor": "end" }));
-  } else {
-    for (let i = 0; i <= 4; i++) {
-      let yv = ylo + (yhi - ylo) * i / 4;
-      if (opts && opts.log && ylo > 0) yv = Math.exp(Math.log(ylo) + (Math.log(yhi) - Math.log(ylo)) * i / 4);
-      svgEl("line", { class: "grid", x1: MARGIN.left + 1, x2: w - MARGIN.right, y1: y(yv), y2: y(yv) }, svg);
-      svgText(svg, MARGIN.left - 4, y(yv) + 4, fmtNum(yv), { "text-anchor": "end" });
+
+  function pointItems(d) {
+    const items = [];
+    d.members.forEach((m) => m.points.forEach((p) => items.push({ x: p[0], y: p[1], number: p[2],
+      jumped: p[3] === 1, decision: p[4], params: p[5], member: m.member })));
+    return items;
+  }
+
+  function yFull(items) {
+    let lo = Infinity, hi = -Infinity;
+    items.forEach((it) => { lo = Math.min(lo, it.y); hi = Math.max(hi, it.y); });
+    const pad = hi > lo ? (hi - lo) * 0.06 : Math.max(Math.abs(hi) * 0.05, 1e-9);
+    return [lo - pad, hi + pad];
+  }
+
+  // How many points lie below and above the y-range (drawn as marks at the edge).
+  function outside(d, range) {
+    const out = { below: 0, above: 0 };
+    pointItems(d).forEach((it) => {
+      if (it.y < range[0]) out.below++; else if (it.y > range[1]) out.above++;
+    });
+    return out;
+  }
+
+  function drawPbtMarks(u, ctx, s) {
+    const k = ratio(), d = s.data, shown = (m) => !s.hidden.has(m);
+    const [ylo, yhi] = [u.scales.y.min, u.scales.y.max];
+    const many = s.items.length > 1500;
+    if (d.best && d.best.path.length) { // the best lineage: a highlighter under everything
+      ctx.strokeStyle = "rgba(255, 190, 0, 0.55)";
+      ctx.lineWidth = 9 * k; ctx.lineJoin = "round"; ctx.lineCap = "round";
+      memberPath(ctx, u, d.best.path.map((p) => ({ x: p[0], y: p[1] })), k);
+    }
+    ctx.lineCap = "butt";
+    ctx.strokeStyle = "rgba(60, 60, 60, 0.55)"; ctx.lineWidth = k; ctx.setLineDash([2 * k, 3 * k]);
+    d.jumps.forEach((j) => {
+      if (!shown(s.memberOf.get(j[5]))) return;
+      const [x0, y0] = C.px(u, j[0], j[1]), [x1, y1] = C.px(u, j[2], j[3]);
+      ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+    });
+    d.members.forEach((m) => {
+      if (!shown(m.member)) return;
+      const st = C.memberStyle(m.member);
+      ctx.strokeStyle = st.color; ctx.lineWidth = 1.6 * k;
+      ctx.setLineDash(st.dash.map((v) => v * k));
+      memberPath(ctx, u, s.byMember.get(m.member), k);
+    });
+    ctx.setLineDash([]);
+    s.items.forEach((it) => {
+      if (!shown(it.member)) return;
+      const st = C.memberStyle(it.member);
+      const [x, y] = C.px(u, it.x, it.y);
+      if (it.y < ylo || it.y > yhi) { // beyond the range: a hollow arrowhead at the edge
+        const edge = u.valToPos(it.y < ylo ? ylo : yhi, "y", true);
+        C.edgeMark(ctx, x, it.y < ylo ? edge : edge, it.y > yhi, 4.5 * k);
+        ctx.strokeStyle = st.color; ctx.lineWidth = 1.5 * k; ctx.stroke();
+        return;
+      }
+      C.mark(ctx, st.shape, x, y, (many ? 2.2 : 3.2) * k);
+      ctx.fillStyle = st.color; ctx.fill();
+    });
+    if (s.lineage && s.lineage.length && (!d.best || s.selected !== d.best.trial)) {
+      ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5 * k; ctx.setLineDash([5 * k, 3 * k]);
+      memberPath(ctx, u, s.lineage.filter((n) => n.fitness !== null)
+        .map((n) => ({ x: n.end_step, y: n.fitness })), k);
+      ctx.setLineDash([]);
+    }
+    const chosen = s.items.find((it) => it.number === s.selected);
+    if (chosen && chosen.y >= ylo && chosen.y <= yhi) {
+      const [x, y] = C.px(u, chosen.x, chosen.y);
+      ctx.beginPath(); ctx.arc(x, y, 6.5 * k, 0, 2 * Math.PI);
+      ctx.strokeStyle = "#000"; ctx.lineWidth = 2 * k; ctx.stroke();
     }
   }
-  svgText(svg, w - MARGIN.right, h - 2, "step", { "text-anchor": "end" });
-  return { x: x, y: y };
-}
 
-// The classic PBT plot: a line per member, broken where it copied another member, with the
-// exploit drawn as a dashed jump from the parent's point to the child's.
-function drawPbtPlot(svg, data, selected, onClick) {
-  clear(svg);
-  const pts = [];
-  data.members.forEach((m) => m.points.forEach((p) => pts.push(p)));
-  if (!pts.length) { svgText(svg, 80, 40, "no finished trial yet"); return; }
-  let ylo = Infinity, yhi = -Infinity;
-  pts.forEach((p) => { ylo = Math.min(ylo, p[1]); yhi = Math.max(yhi, p[1]); });
-  const s = axes(svg, 0, Math.max(1, data.max_step), ylo, yhi);
-  const lines = svgEl("g", {}, svg), jumps = svgEl("g", {}, svg), dots = svgEl("g", {}, svg);
-  data.members.forEach((m) => {
-    const color = memberColor(m.member);
-    let d = "";
-    m.points.forEach((p, i) => {
-      d += (i === 0 || p[3] ? "M" : "L") + s.x(p[0]).toFixed(1) + "," + s.y(p[1]).toFixed(1);
-    });
-    svgEl("path", { d: d, fill: "none", stroke: color, "stroke-width": 1.5, "data-member": m.member }, lines);
-    m.points.forEach((p) => {
-      const c = svgEl("circle", { cx: s.x(p[0]).toFixed(1), cy: s.y(p[1]).toFixed(1), r: 3.5,
-        fill: color, "data-trial": p[2], class: p[2] === selected ? "selected" : "" }, dots);
-      const title = svgEl("title", {}, c);
-      title.textContent = "trial " + p[2] + " (member " + m.member + "), step " + p[0] +
-        ", fitness " + fmtNum(p[1]);
-      c.addEventListener("click", () => onClick(p[2]));
-    });
-  });
-  data.jumps.forEach((j) => {
-    svgEl("path", { class: "jump", d: "M" + s.x(j[0]).toFixed(1) + "," + s.y(j[1]).toFixed(1) +
-      "L" + s.x(j[2]).toFixed(1) + "," + s.y(j[3]).toFixed(1), stroke: "#555",
-      "stroke-dasharray": "3,3", fill: "none" }, jumps);
-  });
-}
-
-// The lineage: one node per trial, generation on x, the member's lane on y.
-function drawLineage(svg, nodes, onClick) {
-  clear(svg);
-  if (!nodes.length) { svgText(svg, 80, 40, "no lineage yet"); return; }
-  const w = Number(svg.getAttribute("width")), h = Number(svg.getAttribute("height"));
-  const members = Array.from(new Set(nodes.map((n) => n.member))).sort((a, b) => a - b);
-  const g0 = nodes[0].generation, g1 = nodes[nodes.length - 1].generation;
-  const x = scale(g0, Math.max(g1, g0 + 1), MARGIN.left + 30, w - MARGIN.right, false);
-  const gap = members.length > 1 ? Math.min(40, (h - 70) / (members.length - 1)) : 0;
-  const lane = (m) => MARGIN.top + 10 + members.indexOf(m) * gap;
-  members.forEach((m) => svgText(svg, 4, lane(m) + 4, "member " + m, { fill: memberColor(m) }));
-  svgText(svg, w - MARGIN.right, h - 2, "generation", { "text-anchor": "end" });
-  for (let i = 1; i < nodes.length; i++) {
-    const a = nodes[i - 1], b = nodes[i];
-    svgEl("line", { x1: x(a.generation), y1: lane(a.member), x2: x(b.generation), y2: lane(b.member),
-      stroke: a.member === b.member ? "#999" : "#333", "stroke-dasharray": a.member === b.member ? "" : "4,3" }, svg);
+  function describePoint(it, s) {
+    const d = s.data, jump = s.parentOf.get(it.number);
+    let decision = it.decision || "-";
+    if (jump !== undefined) decision += " (copied trial " + jump.number + " of member " + jump.member + ")";
+    const lines = ["trial " + it.number, "member " + it.member + ", step " + it.x,
+      "fitness " + C.fmtNum(it.y) + (d.metric ? " (" + d.metric + ", " + d.mode + ")" : ""),
+      "decision: " + decision];
+    if (d.best && it.number === d.best.trial) lines.splice(1, 0, "best trial");
+    return lines.concat(C.paramsLines(d.params, it.params));
   }
-  const every = Math.max(1, Math.ceil(nodes.length / 40));
-  nodes.forEach((n, i) => {
-    const c = svgEl("circle", { class: "node", cx: x(n.generation), cy: lane(n.member), r: 5,
-      fill: memberColor(n.member), "data-trial": n.id }, svg);
-    const title = svgEl("title", {}, c);
-    title.textContent = "trial " + n.id + " gen " + n.generation + " steps " + n.start_step + "-" +
-      n.end_step + " fitness " + fmtNum(n.fitness) + " (" + n.decision + ")";
-    c.addEventListener("click", () => onClick(n.id));
-    if (i % every === 0 || i === nodes.length - 1) {
-      svgText(svg, x(n.generation), lane(n.member) + 18, "#" + n.id, { "text-anchor": "middle" });
-      svgText(svg, x(n.generation), h - MARGIN.bottom + 14, String(n.generation), { "text-anchor": "middle" });
-    }
-  });
-}
 
-// One small plot per param: the population's values as grey dots, the lineage as steps.
-function drawSchedules(container, data, member) {
-  clear(container);
-  data.params.forEach((p) => {
-    const box = document.createElement("div");
-    box.className = "schedule";
-    const title = document.createElement("h4");
-    title.textContent = p.name;
-    box.appendChild(title);
-    const svg = svgEl("svg", { class: "plot", width: 440, height: 200 }, box);
-    container.appendChild(box);
-    const vals = p.population.map((q) => q[2]).concat(p.lineage.map((q) => q[2]).filter((v) => v !== null));
-    const steps = p.population.map((q) => q[1]).concat(p.lineage.map((q) => q[1]));
-    if (!vals.length) { svgText(svg, 80, 40, "no values"); return; }
-    let lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals);
-    const ticks = p.choices ? p.choices.map(String) : null;
-    if (ticks) { lo = 0; hi = Math.max(1, ticks.length - 1); }
-    const s = axes(svg, 0, Math.max(1, Math.max.apply(null, steps)), lo, hi, { log: p.log, ticks: ticks });
-    const grey = svgEl("g", {}, svg);
-    p.population.forEach((q) => svgEl("circle", { class: "population", cx: s.x((q[0] + q[1]) / 2).toFixed(1),
-      cy: s.y(q[2]).toFixed(1), r: 2, fill: "#bbb" }, grey));
-    let d = "";
-    p.lineage.forEach((q) => {
-      if (q[2] === null) return;
-      d += (d ? "L" : "M") + s.x(q[0]).toFixed(1) + "," + s.y(q[2]).toFixed(1) +
-        "L" + s.x(q[1]).toFixed(1) + "," + s.y(q[2]).toFixed(1);
+  // The classic PBT plot: fitness against step, a line per member broken where it copied
+  // another member, each exploit a dotted jump from the parent's point to the child's, the
+  // best lineage highlighted. ``s``: {data, hidden (Set of members), full (bool), selected,
+  // lineage (nodes of the selected trial), onClick(number)}.
+  function drawPbtPlot(el, s) {
+    const d = s.data;
+    s.items = pointItems(d);
+    s.byMember = new Map();
+    s.memberOf = new Map();
+    s.items.forEach((it) => {
+      if (!s.byMember.has(it.member)) s.byMember.set(it.member, []);
+      s.byMember.get(it.member).push(it);
+      s.memberOf.set(it.number, it.member);
     });
-    svgEl("path", { class: "lineage", d: d, fill: "none", stroke: memberColor(member), "stroke-width": 2.5 }, svg);
-  });
-}
+    s.parentOf = new Map();
+    d.jumps.forEach((j) => s.parentOf.set(j[5], { number: j[4] }));
+    d.jumps.forEach((j) => { s.parentOf.get(j[5]).member = s.memberOf.has(j[4]) ? s.memberOf.get(j[4]) : "?"; });
+    if (!s.items.length) {
+      if (el.pbtView) { el.pbtView.u.destroy(); el.pbtView = null; }
+      const p = document.createElement("p");
+      p.className = "muted empty";
+      p.textContent = "no finished trial yet";
+      el.replaceChildren(p);
+      return { below: 0, above: 0 };
+    }
+    const range = s.full || !d.y_range ? yFull(s.items) : d.y_range;
+    s.range = range;
+    el.pbtState = s;
+    const label = "fitness" + (d.metric ? " (" + d.metric + ", " + d.mode + ")" : "");
+    keep(el, "pbt", () => {
+      const u = C.chart(el, { height: 380, xLabel: "step", yLabel: label,
+        xRange: () => [0, Math.max(1, el.pbtState.data.max_step) * 1.02],
+        yRange: () => el.pbtState.range,
+        draw: (u, ctx) => drawPbtMarks(u, ctx, el.pbtState),
+        onCursor: (u) => {
+          const st = el.pbtState, it = C.nearest(u, st.items, (i) => !st.hidden.has(i.member));
+          if (it) tip.show(it.x, it.y, describePoint(it, st)); else tip.hide();
+          st.hover = it;
+        } });
+      const tip = C.tooltip(u);
+      C.onPointClick(u, () => el.pbtState.hover, (it) => el.pbtState.onClick(it.number));
+      return u;
+    });
+    return outside(d, range);
+  }
 
-window.pbtPlots = { drawPbtPlot: drawPbtPlot, drawLineage: drawLineage, drawSchedules: drawSchedules,
-  memberColor: memberColor, fmtNum: fmtNum, clear: clear };
+  function laneOf(members) {
+    const lanes = Array.from(new Set(members)).sort((a, b) => a - b);
+    return { lanes: lanes, index: new Map(lanes.map((m, i) => [m, i])) };
+  }
+
+  function drawLineageMarks(u, ctx, s) {
+    const k = ratio(), nodes = s.nodes, lane = (n) => s.lanes.index.get(n.member);
+    for (let i = 1; i < nodes.length; i++) {
+      const a = nodes[i - 1], b = nodes[i], copied = a.member !== b.member;
+      const [x0, y0] = C.px(u, a.generation, lane(a)), [x1, y1] = C.px(u, b.generation, lane(b));
+      ctx.strokeStyle = copied ? "#333" : "#999"; ctx.lineWidth = (copied ? 1.3 : 2) * k;
+      ctx.setLineDash(copied ? [4 * k, 3 * k] : []);
+      ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    const spacing = Math.abs(u.valToPos(1, "x", true) - u.valToPos(0, "x", true));
+    const every = Math.max(1, Math.ceil(44 * k / Math.max(spacing, 1)));
+    ctx.font = (11 * k) + "px system-ui, sans-serif"; ctx.textAlign = "center";
+    nodes.forEach((n, i) => {
+      const st = C.memberStyle(n.member), [x, y] = C.px(u, n.generation, lane(n));
+      C.mark(ctx, st.shape, x, y, 5 * k);
+      ctx.fillStyle = st.color; ctx.fill();
+      if (n.number === s.selected) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2 * k; ctx.stroke(); }
+      if (i % every === 0 || i === nodes.length - 1) {
+        ctx.fillStyle = "#444"; ctx.fillText("#" + n.number, x, y - 9 * k);
+      }
+    });
+  }
+
+  function describeNode(n, names) {
+    const copied = n.decision === "exploit" ? " (copied trial " + n.parent + ")" : "";
+    return ["trial " + n.number, "member " + n.member + ", generation " + n.generation,
+      "steps " + n.start_step + "-" + n.end_step, "fitness " + C.fmtNum(n.fitness),
+      "decision: " + (n.decision || "-") + copied]
+      .concat(names.map((p) => p + " = " + C.fmtNum(n.params[p])));
+  }
+
+  // The lineage: one node per trial, generation (whole numbers) on x, one lane per member.
+  function drawLineage(el, nodes, names, selected, onClick) {
+    if (!nodes.length) {
+      if (el.pbtView) { el.pbtView.u.destroy(); el.pbtView = null; }
+      const p = document.createElement("p");
+      p.className = "muted empty";
+      p.textContent = "no lineage yet";
+      el.replaceChildren(p);
+      return;
+    }
+    const lanes = laneOf(nodes.map((n) => n.member));
+    const s = { nodes: nodes, lanes: lanes, selected: selected, names: names, onClick: onClick,
+      items: nodes.map((n) => ({ x: n.generation, y: lanes.index.get(n.member), node: n })) };
+    el.pbtState = s;
+    const height = Math.min(480, Math.max(170, 70 + 30 * lanes.lanes.length));
+    keep(el, "lineage:" + lanes.lanes.join(","), () => {
+      const u = C.chart(el, { height: height, xLabel: "generation", yLabel: "", integerX: true,
+        categories: lanes.lanes.map((m) => "member " + m),
+        xRange: () => {
+          const g = el.pbtState.nodes.map((n) => n.generation);
+          return [Math.min.apply(null, g) - 0.5, Math.max.apply(null, g) + 0.5];
+        },
+        yRange: () => [-0.85, el.pbtState.lanes.lanes.length - 0.5], yDir: -1,
+        draw: (u, ctx) => drawLineageMarks(u, ctx, el.pbtState),
+        onCursor: (u) => {
+          const it = C.nearest(u, el.pbtState.items);
+          if (it) tip.show(it.x, it.y, describeNode(it.node, el.pbtState.names)); else tip.hide();
+          el.pbtState.hover = it;
+        } });
+      const tip = C.tooltip(u);
+      C.onPointClick(u, () => el.pbtState.hover, (it) => el.pbtState.onClick(it.node.number));
+      return u;
+    });
+  }
+
+  window.pbtPlots = { drawPbtPlot: drawPbtPlot, drawLineage: drawLineage, outside: outside };
+})();
