@@ -41,7 +41,15 @@ from pbtune.strategies import (
     Tournament,
     Truncation,
 )
-from pbtune.study import ReplayResult, Study, create_study, load_schedule, load_study, replay
+from pbtune.study import (
+    ReplayResult,
+    Study,
+    StudySummary,
+    create_study,
+    load_schedule,
+    load_study,
+    replay,
+)
 from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
 from pbtune.worker import Command, RayBackend
 
@@ -72,6 +80,7 @@ __all__ = [
     "StudyFailedError",
     "StudyNotFoundError",
     "StudyState",
+    "StudySummary",
     "Tournament",
     "Trial",
     "TrialFailedError",
