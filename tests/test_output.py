@@ -5,6 +5,7 @@ returns and logs, the level that silences them, and Ctrl-C as one line."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -92,6 +93,8 @@ def test_a_run_into_a_file_logs_one_line_per_finished_trial(ran: tuple[Path, str
     failed = next(t for t in finished if t.state == TrialState.FAILED)
     assert (f"trial {failed.number} (member 0, steps 2-3) failed: ValueError: planted failure "
             "(failure 1 in a row, max_retries=1); next: retry as trial") in text
+    failures = [t for t in finished if t.state == TrialState.FAILED]
+    assert text.count("planted failure") == len(failures)  # said once, by the run
     assert "Traceback" not in text
 
 
@@ -147,13 +150,14 @@ def test_status_lines_off_a_terminal_unless_show_progress_is_false(
     study = _study(tmp_path)
     study.optimize(_train, show_progress=False)
     monkeypatch.setattr(_monitor, "STATUS_EVERY_S", 0.0)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
     record = study.storage.get_study(study.name)
     best = study.best_trial
     with caplog.at_level(logging.INFO, logger="pbtune"):
         for show, expected in ((None, 1), (False, 0)):
             caplog.clear()
             with RunMonitor(study.storage, record, show_progress=show) as monitor:
-                monitor.tick()  # pytest captures stderr: not a terminal, so no bar
+                monitor.tick()
             lines = [m for m in caplog.messages if m.startswith("study 'words': ")]
             assert len(lines) == expected
     assert lines == [] and monitor.status_line().startswith(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TextIO
 
@@ -75,6 +77,26 @@ class DropSummary(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, SUMMARY, False)
+
+
+class DropTrialFailures(logging.Filter):
+    """Drops a worker loop's own note of a failed trial (``pbtune.worker``: "trial N
+    failed: ...") where the run that started the loop logs a line for every finished
+    trial, failures included, so each failure is said once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("trial %s failed")
+
+
+@contextmanager
+def trial_failures_said_by_the_run() -> Iterator[None]:
+    """While a run's monitor logs every finished trial: `DropTrialFailures`."""
+    logger, drop = logging.getLogger(f"{ROOT}.worker"), DropTrialFailures()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def reported_interrupt(error: BaseException) -> bool:

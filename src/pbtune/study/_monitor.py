@@ -24,7 +24,11 @@ import threading
 import time
 from types import TracebackType
 
-from pbtune._logging import ensure_default_handler, mark_reported
+from pbtune._logging import (
+    ensure_default_handler,
+    mark_reported,
+    trial_failures_said_by_the_run,
+)
 from pbtune.storages import Storage, StudyRecord
 from pbtune.study._progress import ProgressDisplay, measure
 from pbtune.study._report import Mine, TrialLog
@@ -58,6 +62,8 @@ class RunMonitor:
         self._trials = TrialLog(storage, study, mine=mine)
         self._started = time.monotonic()
         self._next_status = self._started + STATUS_EVERY_S
+        # The lines say each failure: the in-process worker loops need not say it too.
+        self._quiet_workers = trial_failures_said_by_the_run()
         self._stop = threading.Event()
         self._thread = (threading.Thread(target=self._tick_in_background,
                                          name="pbtune-monitor", daemon=True)
@@ -68,6 +74,7 @@ class RunMonitor:
         return time.monotonic() - self._started
 
     def __enter__(self) -> RunMonitor:
+        self._quiet_workers.__enter__()
         self._display.__enter__()
         if self._thread is not None:
             self._thread.start()
@@ -78,15 +85,19 @@ class RunMonitor:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join()
-        if isinstance(error, KeyboardInterrupt):
-            self._display.__exit__(kind, error, tb)
-            self._interrupted(error)
-            return
         try:
-            if error is None:
+            if isinstance(error, KeyboardInterrupt):
+                self._display.__exit__(kind, error, tb)
+                self._interrupted(error)
+                return
+            try:
                 self._trials.read()  # what finished since the last look, above the bar
+            except Exception as failure:  # the run's own error, if any, is the one to see
+                _log.debug("cannot read the study: %s", failure)
+            finally:
+                self._display.__exit__(kind, error, tb)
         finally:
-            self._display.__exit__(kind, error, tb)
+            self._quiet_workers.__exit__(None, None, None)
 
     def tick(self) -> None:
         """Refresh the bar, log the trials that finished and, off a terminal, a status
@@ -123,7 +134,7 @@ class RunMonitor:
         it ends prints no traceback (see `pbtune._logging.mark_reported`)."""
         try:
             stopped: int | None = sum(is_lost(t) for t in self._trials.read(log=False))
-        except Exception:  # the storage is unreachable, or a second Ctrl-C
+        except (Exception, KeyboardInterrupt):  # the storage is unreachable; a second Ctrl-C
             stopped = None
         if stopped is None:
             what = "its running trials are retried on the next run"

@@ -116,7 +116,7 @@ class _Lines:
                     f"{so_far}")
         if is_lost(trial):
             reason = _short(trial.error).removeprefix("lost: ")
-            return f"{head} lost ({reason}); it does not count as a failure; {then}"
+            return f"{head} lost ({reason}); {then}"
         if trial.state == TrialState.FAILED:
             failures = self._failures_in_a_row(trial)
             limit = self.study.config.get("max_retries")

@@ -182,7 +182,8 @@ class Study:
         ``"train"``, or only ``"evaluate"`` (``train`` may then be None). Unlike
         `optimize`, workers that stop before the study is done are no error, since others
         go on with it: read `state` afterwards. Once the study is COMPLETE, the
-        checkpoints no trial refers to are deleted.
+        checkpoints no trial refers to are deleted. It logs a line per trial run here
+        and, every minute, a status line of the whole study (see `optimize`).
 
         Example::
 

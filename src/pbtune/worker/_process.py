@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pbtune._errors import ConfigError
+from pbtune._logging import DropTrialFailures
 from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrainFn
@@ -64,6 +65,8 @@ def _worker_main(
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent()
     logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
+    # The run that started this process logs a line for every finished trial.
+    logging.getLogger("pbtune.worker").addFilter(DropTrialFailures())
     storage = Storage(url)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
