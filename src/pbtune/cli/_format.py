@@ -186,11 +186,11 @@ def study_table(study: StudyRecord, progress: StudyProgress, best: FrozenTrial |
 
 def failures_table(study: StudyRecord, failed: Sequence[FrozenTrial]) -> Table:
     table = Table(title=f"failed trials of {study.name!r}", title_justify="left")
-    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("trial", justify="right", no_wrap=True)
     table.add_column("member", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("error", overflow="fold")
     for trial in failed:
-        table.add_row(str(trial.id), str(trial.member), f"{trial.start_step}-{trial.end_step}",
-                      last_line(trial.error))
+        table.add_row(str(trial.number), str(trial.member),
+                      f"{trial.start_step}-{trial.end_step}", last_line(trial.error))
     return table
