@@ -43,6 +43,11 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, _value: TextIO) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:  # configured since: the root's handlers print it
+            return
+        super().emit(record)
+
 
 def get_logger(name: str) -> logging.Logger:
     """``pbtune.<name>``: a child of the logger users configure."""
