@@ -10,6 +10,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -109,17 +110,23 @@ def read_json(ran: Ran, *args: str) -> Any:
 # -- the real run ------------------------------------------------------------------------------
 def test_run_prints_summary_and_keeps_checkpoints_next_to_the_file(ran: Ran) -> None:
     assert "study 'tiny' COMPLETE" in ran.run.stdout
-    assert "best trial" in ran.run.stdout and "params: lr=" in ran.run.stdout
-    assert "Traceback" not in ran.run.stdout
+    assert "best at max_steps: score (max)" in ran.run.stdout
+    assert "params: lr=" in ran.run.stdout and "checkpoint (the trained model): " in ran.run.stdout
+    assert f"pbtune status --storage {ran.url} --study tiny" in ran.run.stdout
+    assert "Traceback" not in ran.run.stdout + ran.run.stderr
     assert (ran.folder / "ckpt").is_dir()  # relative to the YAML file's folder
 
 
-def test_run_again_continues_the_same_study(ran: Ran, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_again_continues_the_same_study(ran: Ran, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     before = read_json(ran, "trials", "--format", "json")
     monkeypatch.chdir(ran.folder)
-    out = ok(["run", "train.py:train", "--config", "study.yaml", "--storage", ran.url,
-              "--no-progress"])
-    assert "study 'tiny' COMPLETE" in out
+    with caplog.at_level(logging.INFO, logger="pbtune"):
+        out = ok(["run", "train.py:train", "--config", "study.yaml", "--storage", ran.url,
+                  "--no-progress"])
+    assert "study 'tiny' COMPLETE" in out and "best at max_steps" in out
+    assert "study 'tiny' is COMPLETE: nothing left to run" in caplog.messages
+    assert not any("finished" in m for m in caplog.messages)  # no trial ran
     assert read_json(ran, "trials", "--format", "json") == before
 
 

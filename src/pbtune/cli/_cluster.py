@@ -3,16 +3,24 @@
 
 from __future__ import annotations
 
+import shlex
+import time
 from pathlib import Path
 
 import click
 
 from pbtune.cli._open import open_existing
-from pbtune.cli._options import add_cwd_to_path, console
-from pbtune.cli._run import ENTRY_HELP, create_from_config, load_entry
+from pbtune.cli._options import add_cwd_to_path
+from pbtune.cli._run import (
+    ENTRY_HELP,
+    create_from_settings,
+    exit_interrupted,
+    load_entry,
+    study_settings,
+)
 from pbtune.controller import Role
-from pbtune.storages import StudyState
-from pbtune.study import load_study
+from pbtune.storages import Storage, StudyState, sqlite_file
+from pbtune.study import load_study, storage_text, summarize
 
 
 @click.command()
@@ -26,8 +34,35 @@ from pbtune.study import load_study
 def create(config_path: Path, storage_url: str | None, study_name: str | None) -> None:
     """Create the study described by --config without running it, for `pbtune worker`s
     to join. Creating a study that exists with the same settings does nothing."""
-    study = create_from_config(config_path, storage_url, study_name)
-    console().print(f"study {study.name!r} in {study.storage!r}", markup=False)
+    config, name, url = study_settings(config_path, storage_url, study_name)
+    existed = _exists(url, name)
+    study = create_from_settings(config, name, url)
+    where = f"--storage {shlex.quote(storage_text(url))} --study {shlex.quote(study.name)}"
+    did = "exists with the same settings" if existed else "created"
+    lines = [
+        f"study {study.name!r} {did} in {storage_text(url)}",
+        "next, on any machine that reaches the storage and the checkpoint_root "
+        f"({study.config.checkpoint_root}):",
+        f"  pbtune worker {where} --entry path/to/script.py:train",
+        f"or run it here: pbtune run path/to/script.py:train --config "
+        f"{shlex.quote(str(config_path))} {where}",
+    ]
+    if config.command is not None:  # a command study runs with `pbtune run` only
+        lines[2:] = [f"  pbtune run --config {shlex.quote(str(config_path))} {where}"]
+    click.echo("\n".join(lines))
+
+
+def _exists(url: str, name: str) -> bool:
+    """Whether ``url`` holds a study called ``name`` (a SQLite file not there yet holds
+    none, and is not made here)."""
+    database = sqlite_file(url)
+    if database is not None and not Path(database).exists():
+        return False
+    storage = Storage(url)
+    try:
+        return any(study.name == name for study in storage.list_studies())
+    finally:
+        storage.dispose()
 
 
 @click.command(epilog=ENTRY_HELP.replace("ENTRY", "--entry"))
@@ -60,9 +95,16 @@ def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int
     add_cwd_to_path()
     if entry is not None:
         load_entry(entry)
-    done = study.join(entry, workers=workers, max_trials=max_trials, role=role)
+    started = time.monotonic()
+    try:
+        done = study.join(entry, workers=workers, max_trials=max_trials, role=role)
+    except KeyboardInterrupt as error:
+        exit_interrupted(error)
     state = study.state
     ran = "" if done is None else f"ran {done} trial(s); "
     click.echo(f"{ran}study {study_name!r} is {state.value}", err=True)
+    if state == StudyState.COMPLETE:
+        record = storage.get_study(study_name)
+        click.echo(str(summarize(storage, record, time.monotonic() - started)))
     if state == StudyState.FAILED:
         raise click.ClickException(f"study {study_name!r} failed: {study.error}")

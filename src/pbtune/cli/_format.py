@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtune.storages import StudyRecord
-from pbtune.study import StudyProgress
+from pbtune.study import StudyProgress, fitness_label
 from pbtune.trial import FrozenTrial, Segment, TrialState
 
 _STATE_STYLE = {
@@ -169,9 +169,15 @@ def study_table(study: StudyRecord, progress: StudyProgress, best: FrozenTrial |
     table.add_row("trials", ", ".join(
         f"{progress.counts.get(state, 0)} {state.value.lower()}" for state in TrialState
     ))
-    table.add_row("best fitness", "-" if best is None else f"{number(best.fitness)} "
-                  f"(trial {best.id}, member {best.member}, steps {best.start_step}-"
-                  f"{best.end_step})")
+    if best is None:
+        table.add_row("best", "-")
+    else:  # the best of the final population once it exists, else the best so far
+        final = best.end_step >= int(study.config.get("max_steps", best.end_step))
+        table.add_row(
+            "best at max_steps" if final else "best so far",
+            f"{fitness_label(study.config)} {number(best.fitness)} (trial {best.number}, "
+            f"member {best.member}, steps {best.start_step}-{best.end_step})",
+        )
     if study.error:
         table.add_row("error", Text(study.error, style="red"))
     return table
@@ -179,11 +185,11 @@ def study_table(study: StudyRecord, progress: StudyProgress, best: FrozenTrial |
 
 def failures_table(study: StudyRecord, failed: Sequence[FrozenTrial]) -> Table:
     table = Table(title=f"failed trials of {study.name!r}", title_justify="left")
-    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("trial", justify="right", no_wrap=True)
     table.add_column("member", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("error", overflow="fold")
     for trial in failed:
-        table.add_row(str(trial.id), str(trial.member), f"{trial.start_step}-{trial.end_step}",
-                      last_line(trial.error))
+        table.add_row(str(trial.number), str(trial.member),
+                      f"{trial.start_step}-{trial.end_step}", last_line(trial.error))
     return table

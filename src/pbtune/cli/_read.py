@@ -44,7 +44,7 @@ def status(storage_url: str, study_name: str | None, errors: bool) -> None:
         out.print(fmt.failures_table(study, failed))
         if errors:
             for trial in failed:
-                out.print(Rule(f"trial {trial.id} (member {trial.member}, steps "
+                out.print(Rule(f"trial {trial.number} (member {trial.member}, steps "
                                f"{trial.start_step}-{trial.end_step})", align="left"))
                 out.print(trial.error or "(no error text stored)", markup=False, soft_wrap=True)
 

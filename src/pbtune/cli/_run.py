@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
 
 from pbtune._errors import ConfigError, PbtuneError, SearchSpaceError
+from pbtune._logging import DropSummary, ensure_default_handler, reported_interrupt
 from pbtune.cli import _format as fmt
 from pbtune.cli._config import RunConfig, load_config
 from pbtune.cli._delete import settings_conflict
 from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
 from pbtune.controller import SettingsConflictError
-from pbtune.study import DEFAULT_STORAGE, Study, create_study, load_schedule, replay
-from pbtune.trial import Segment, TrialState
+from pbtune.study import (
+    DEFAULT_STORAGE,
+    ReplayResult,
+    Study,
+    create_study,
+    load_schedule,
+    replay,
+)
+from pbtune.trial import Segment
 from pbtune.worker import Command, Entry
 
 ENTRY_HELP = "ENTRY is the training function: path/to/script.py:train or module:train."
+EXIT_INTERRUPTED = 130  # a shell's code for a program that Ctrl-C ended
 
 
 RUN_HELP = (
@@ -55,12 +69,35 @@ def run(entry: str | None, config_path: Path, command_line: str | None, workers:
     settings = study_settings(config_path, storage_url, study_name)
     train = _training_function(entry, command_line, settings[0].command)
     study = create_from_settings(*settings)
+    with summary_printed_here():
+        try:
+            summary = study.optimize(train, workers=workers,
+                                     show_progress=False if no_progress else None)
+        except KeyboardInterrupt as error:
+            exit_interrupted(error)
+    click.echo(str(summary))
+
+
+@contextmanager
+def summary_printed_here() -> Iterator[None]:
+    """This command prints the run's summary on stdout: drop the copy that `optimize`
+    logs (the per-trial lines still go to stderr)."""
+    ensure_default_handler()
+    logger, drop = logging.getLogger("pbtune.study"), DropSummary()
+    logger.addFilter(drop)
     try:
-        study.optimize(train, workers=workers, show_progress=False if no_progress else None)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; run the same command again to continue the study.", err=True)
-        raise click.exceptions.Exit(130) from None
-    _summary(study)
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def exit_interrupted(error: KeyboardInterrupt) -> NoReturn:
+    """End a command that Ctrl-C (or SIGTERM) stopped with exit code 130 and one line:
+    the run logged it (how many trials were stopped, how to continue), else it is said
+    here."""
+    if not reported_interrupt(error):
+        click.echo("Interrupted; run the same command again to continue.", err=True)
+    raise click.exceptions.Exit(EXIT_INTERRUPTED)
 
 
 def _training_function(entry: str | None, command_line: str | None,
@@ -84,13 +121,6 @@ def _training_function(entry: str | None, command_line: str | None,
         raise click.UsageError(f"--command {line!r}: {error}") from None
 
 
-def create_from_config(config_path: Path, storage_url: str | None,
-                       study_name: str | None) -> Study:
-    """Create the study a YAML file describes, or load it if it exists with the same
-    settings; ``storage_url`` and ``study_name`` override the file's."""
-    return create_from_settings(*study_settings(config_path, storage_url, study_name))
-
-
 def study_settings(config_path: Path, storage_url: str | None,
                    study_name: str | None) -> tuple[RunConfig, str, str]:
     """The parsed file, the study's name and its storage URL (the options win)."""
@@ -108,26 +138,6 @@ def create_from_settings(config: RunConfig, name: str, url: str) -> Study:
         raise settings_conflict(error, config.path, name, url) from None
     except (ConfigError, SearchSpaceError) as error:
         raise type(error)(f"{config.path}: {error}") from None
-
-
-def _summary(study: Study) -> None:
-    out = console()
-    state = study.state.value
-    out.print(f"study {study.name!r} {state} in {study.storage.url or 'memory'}", markup=False)
-    trials = study.trials()
-    if not any(t.fitness is not None for t in trials):
-        out.print("no trial has completed yet", markup=False)
-        return
-    best = study.best_trial
-    out.print(
-        f"best trial {best.id} (member {best.member}, steps {best.start_step}-{best.end_step}): "
-        f"fitness {fmt.number(best.fitness)}",
-        markup=False,
-    )
-    out.print(f"params: {fmt.params_text(best.params)}", markup=False)
-    failed = sum(t.state == TrialState.FAILED for t in trials)
-    if failed:
-        out.print(f"{failed} trial(s) failed; see `pbtune status --errors`", markup=False)
 
 
 def load_entry(entry: str) -> Any:
@@ -149,7 +159,8 @@ def load_entry(entry: str) -> Any:
               help="Replay this trial's lineage [default: best trial].")
 @click.option(
     "--checkpoint-root", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
-    help="Where the replay writes its checkpoints [default: a temporary folder].",
+    help="Where the replay writes its checkpoints, kept [default: a temporary folder, "
+         "deleted at the end].",
 )
 @click.option("--seed", type=int, default=None,
               help="trial.seed for the training function [default: the study's, or 0].")
@@ -169,9 +180,35 @@ def replay_command(
     segments, study_seed = _replay_schedule(ctx, schedule_file, storage_url, study_name, trial_id)
     add_cwd_to_path()
     fn = load_entry(entry)
+    # Without --checkpoint-root the checkpoints go to a temporary folder, deleted at the
+    # end (also on an error or Ctrl-C): only the metrics are the result then.
+    scratch = None if checkpoint_root is not None else Path(
+        tempfile.mkdtemp(prefix="pbtune-replay-"))
     try:
-        result = replay(fn, segments, checkpoint_root=checkpoint_root,
-                        seed=seed if seed is not None else study_seed)
+        result = _replay(fn, segments, checkpoint_root or scratch,
+                         seed if seed is not None else study_seed)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    kept = None if scratch is not None else str(result.checkpoint)
+    if output_format == "json":
+        emit(fmt.to_json({
+            "metrics": result.metrics,
+            "segment_metrics": result.segment_metrics,
+            "checkpoint": kept,
+        }))
+        return
+    out = console()
+    out.print(fmt.schedule_table(segments, result.segment_metrics))
+    out.print(f"final metrics: {fmt.params_text(result.metrics)}", markup=False)
+    out.print(f"checkpoint: {kept or 'not kept (pass --checkpoint-root DIR to keep it)'}",
+              markup=False)
+
+
+def _replay(fn: Any, segments: list[Segment], root: Path | None, seed: int) -> ReplayResult:
+    """`replay`, with an error of the user's function as one line."""
+    try:
+        return replay(fn, segments, checkpoint_root=root, seed=seed)
     except PbtuneError:
         raise
     except Exception as error:  # the user's training function raised
@@ -180,17 +217,6 @@ def replay_command(
             f"replay: the training function raised {type(error).__name__}: {error} "
             f"({frame.filename}:{frame.lineno})"
         ) from None
-    if output_format == "json":
-        emit(fmt.to_json({
-            "metrics": result.metrics,
-            "segment_metrics": result.segment_metrics,
-            "checkpoint": str(result.checkpoint),
-        }))
-        return
-    out = console()
-    out.print(fmt.schedule_table(segments, result.segment_metrics))
-    out.print(f"final metrics: {fmt.params_text(result.metrics)}", markup=False)
-    out.print(f"checkpoint: {result.checkpoint}", markup=False)
 
 
 def _replay_schedule(ctx: click.Context, schedule_file: Path | None, storage_url: str,

@@ -7,6 +7,8 @@ from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, m
 from pbtune.study._replay import ReplayResult, replay
 from pbtune.study._schedule import load_schedule, schedule_csv, schedule_json
 from pbtune.study._study import Study, create_study, load_study
+from pbtune.study._summary import StudySummary, summarize
+from pbtune.study._text import counts_text, fitness_label, next_commands, storage_text
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -16,14 +18,20 @@ __all__ = [
     "Study",
     "StudyInUseError",
     "StudyProgress",
+    "StudySummary",
     "best_trial",
+    "counts_text",
     "create_study",
     "delete_study",
+    "fitness_label",
     "load_schedule",
     "load_study",
     "measure",
+    "next_commands",
     "open_storage",
     "replay",
     "schedule_csv",
     "schedule_json",
+    "storage_text",
+    "summarize",
 ]

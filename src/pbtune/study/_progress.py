@@ -1,4 +1,5 @@
-"""The live progress display while `Study.optimize` runs (quiet when not a terminal)."""
+"""How far a study is (`measure`), and the live progress bar while `Study.optimize`
+runs on a terminal (off a terminal, `RunMonitor` logs status lines instead)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from pbtune.storages import Storage, StudyRecord
+from pbtune.study._text import counts_text
+from pbtune.study._text import fitness_label as _label
+from pbtune.study._text import number as _number
 from pbtune.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:  # rich is imported when a display is made: worker processes never need it
@@ -56,7 +60,9 @@ def measure(storage: Storage, study: StudyRecord) -> StudyProgress:
 
 
 class ProgressDisplay:
-    """A rich progress bar with the study's best fitness and trial counts."""
+    """A rich progress bar of steps, with the best fitness so far (over every COMPLETE
+    trial, at any step: the final best is the best at ``max_steps``) and the trial
+    counts of every state."""
 
     def __init__(self, storage: Storage, study: StudyRecord, *, enabled: bool | None = None,
                  console: Console | None = None) -> None:
@@ -116,13 +122,9 @@ class ProgressDisplay:
             return
         self._last = now
         state = measure(self._storage, self._study)
-        best = "-" if state.best_fitness is None else f"{state.best_fitness:.6g}"
-        counts = state.counts
-        evaluating = counts[TrialState.TRAINED] + counts[TrialState.EVALUATING]
-        self._status.plain = (
-            f"  best {best} | running {counts[TrialState.RUNNING]} "
-            + (f"to evaluate {evaluating} " if evaluating else "")
-            + f"queued {counts[TrialState.QUEUED]} complete {counts[TrialState.COMPLETE]} "
-            f"failed {counts[TrialState.FAILED]}"
-        )
+        mode = str(self._study.config.get("mode", "max"))
+        best = self._storage.best_trial(self._study.id, mode)
+        so_far = "-" if best is None else f"{_number(best.fitness)} (trial {best.number})"
+        self._status.plain = (f"  best so far: {_label(self._study.config)} {so_far} | "
+                              f"trials: {counts_text(state.counts)}")
         self._progress.update(self._task, total=state.steps_total, completed=state.steps_done)

@@ -35,6 +35,8 @@ def replay(
     """Train one model from step 0 along ``schedule``, each segment warm-starting from the
     previous one's checkpoint; return the final metrics. ``seed`` is what the function sees
     as ``trial.seed``: pass the study's (``study.config.seed``) to rebuild its model.
+    Without ``checkpoint_root`` the checkpoints go to a new temporary folder that is
+    yours to keep or delete (``result.checkpoint`` is in it); `pbtune replay` deletes it.
 
     Example::
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, get_args
 from pbtune import checkpoints
 from pbtune._errors import ConfigError, DuplicatedStudyError, StorageError, StudyFailedError
 from pbtune._imports import refuse_study_while_imported
+from pbtune._logging import ensure_default_handler
 from pbtune.checkpoints import Location
 from pbtune.controller import Controller, Role, StudyConfig, import_object, initial_trials
 from pbtune.space import Param, SearchSpace
@@ -19,9 +20,11 @@ from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
 from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
+from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._open import DEFAULT_STORAGE, StorageLike, open_storage
-from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
+from pbtune.study._progress import StudyProgress, best_trial, measure
 from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
+from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, summarize
 from pbtune.trial import FrozenTrial, Segment, TrainFn, Trial, TrialState
 from pbtune.worker import (
     Entry,
@@ -79,8 +82,9 @@ class Study:
         evaluators: int = 0,
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
-    ) -> None:
-        """Run the study until its budget is spent, with ``workers`` in parallel.
+    ) -> StudySummary:
+        """Run the study until its budget is spent, with ``workers`` in parallel; return
+        (and log) a `StudySummary`: the best trial, its checkpoint, the next commands.
 
         ``train`` is a function (module level, so worker processes can import it),
         ``"path/to/script.py:train"``, or a `pbtune.Command` that runs any program.
@@ -89,7 +93,16 @@ class Study:
         in-memory study), ``"ray"`` or a `RayBackend` (Ray actors). A study stopped by a
         crash or Ctrl-C continues where it was when this is called again. Raises
         `StudyFailedError` if the study cannot go on (e.g. every member's first trial
-        failed).
+        failed). A COMPLETE study has nothing left to run: its summary comes back at once.
+
+        While it runs, the ``pbtune`` logger says at INFO what each finished trial did
+        and, off a terminal, how far the study is every minute; ``show_progress`` (None:
+        on a terminal) shows a live bar instead of those status lines, False neither.
+        ``logging.getLogger("pbtune").setLevel(logging.WARNING)`` silences the lines.
+        Ctrl-C (or SIGTERM) stops the workers, logs one line (how many running trials
+        were stopped; they are retried on the next run and do not count as failures)
+        and raises KeyboardInterrupt; a script it ends prints no traceback and exits as
+        Ctrl-C does (a shell sees code 130).
 
         In a study with an ``evaluate`` function (see `create_study`), every worker
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
@@ -119,6 +132,8 @@ class Study:
         if self.config.evaluated and self.storage.url is not None:
             self._check_evaluate_importable()
         record = self.storage.get_study_by_id(self.id)
+        if record.state == StudyState.COMPLETE:
+            return self._summary(0.0, f"study {self.name!r} is COMPLETE: nothing left to run")
         if record.state == StudyState.FAILED:
             if not self.storage.count_active(self.id):
                 raise StudyFailedError(
@@ -131,7 +146,8 @@ class Study:
             run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
                 evaluators=evaluators)
 
-        _, record = self._run_workers(start, show_progress=show_progress)
+        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress)
+        _, record = self._run_workers(start, monitor)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
         if record.state == StudyState.RUNNING:
@@ -143,6 +159,16 @@ class Study:
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
+        return self._summary(monitor.elapsed_s)
+
+    def _summary(self, elapsed_s: float, note: str | None = None) -> StudySummary:
+        """The run's summary, logged (after ``note``) at INFO and returned."""
+        ensure_default_handler()
+        if note:
+            _log.info("%s", note)
+        summary = summarize(self.storage, self._record, elapsed_s)
+        _log.info("%s", summary, extra=SUMMARY_EXTRA)
+        return summary
 
     def join(
         self,
@@ -162,7 +188,8 @@ class Study:
         ``"train"``, or only ``"evaluate"`` (``train`` may then be None). Unlike
         `optimize`, workers that stop before the study is done are no error, since others
         go on with it: read `state` afterwards. Once the study is COMPLETE, the
-        checkpoints no trial refers to are deleted.
+        checkpoints no trial refers to are deleted. It logs a line per trial run here
+        and, every minute, a status line of the whole study (see `optimize`).
 
         Example::
 
@@ -202,25 +229,25 @@ class Study:
                           max_trials=max_trials, role=role)
             return None
 
-        done, _ = self._run_workers(start, show_progress=False)
+        monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
+                             mine=LocalWorkers(), background=workers == 1)
+        done, _ = self._run_workers(start, monitor)
         return done
 
     def _run_workers(
         self,
         start: Callable[[Controller, Callable[[], None]], _Ran],
-        *,
-        show_progress: bool | None,
+        monitor: RunMonitor,
     ) -> tuple[_Ran, StudyRecord]:
         """The run that `optimize` and `join` share: fail the trials of this host's dead
         workers, ``start(controller, tick)`` the workers (SIGTERM stops them as Ctrl-C
-        does; ``tick`` refreshes the progress display), and sweep the checkpoints of a
-        study that is then COMPLETE. Returns what ``start`` did and the study's record."""
+        does; ``tick`` is the ``monitor``'s: bar, trial lines, status lines), and sweep
+        the checkpoints of a study that is then COMPLETE. Returns what ``start`` did and
+        the study's record."""
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
-        with sigterm_as_interrupt(), ProgressDisplay(
-            self.storage, self._record, enabled=show_progress
-        ) as display:
-            ran = start(controller, display.update)
+        with sigterm_as_interrupt(), monitor:
+            ran = start(controller, monitor.tick)
         record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.COMPLETE:
             # Nothing of this run is running any more: delete what crashed workers and

@@ -12,14 +12,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pbtune._errors import ConfigError
 from pbtune._imports import UNGUARDED_EXIT, unguarded_script
+from pbtune._logging import DropTrialFailures
 from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrainFn
@@ -60,8 +63,12 @@ def _worker_main(
     role: Role = "both",
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    if hasattr(signal, "pthread_sigmask"):  # see _children_ignore_sigint
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent()
     logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
+    # The run that started this process logs a line for every finished trial.
+    logging.getLogger("pbtune.worker").addFilter(DropTrialFailures())
     storage = Storage(url)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
@@ -87,6 +94,30 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="pbtune-parent-watch", daemon=True).start()
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start processes that ignore SIGINT from their first instruction on.
+
+    A terminal's Ctrl-C goes to the whole process group: a worker still importing its
+    modules would print a KeyboardInterrupt traceback of its own. The child inherits
+    SIGINT ignored; here it is blocked meanwhile, so a Ctrl-C in that moment waits and
+    is this process's as soon as the child has started (Linux keeps a blocked signal
+    pending even while it is ignored).
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "pthread_sigmask"):
+        yield
+        return
+    resource_tracker.ensure_running()  # starting it unblocks SIGINT: do it before
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def worker_id_for(pid: int, tag: str) -> str:
@@ -161,7 +192,8 @@ def run_processes(
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )
-        process.start()
+        with _children_ignore_sigint():
+            process.start()
         assert process.pid is not None
         live[worker_id_for(process.pid, tag)] = process
         roles[worker_id_for(process.pid, tag)] = role
