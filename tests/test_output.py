@@ -278,8 +278,10 @@ def _wait_running(url: str, process: subprocess.Popen[str]) -> int:
     pytest.fail("no trial started within a minute")
 
 
+@pytest.mark.parametrize("presses", [1, 2])
 @pytest.mark.parametrize("how", ["pbtune run", "python script.py"])
-def test_ctrl_c_stops_with_one_line_and_code_130(tmp_path: Path, how: str) -> None:
+def test_ctrl_c_stops_with_one_line_and_code_130(tmp_path: Path, how: str,
+                                                 presses: int) -> None:
     (tmp_path / "script.py").write_text(SCRIPT)
     (tmp_path / "study.yaml").write_text(
         "name: out\nmetric: accuracy\npopulation_size: 3\nsteps_per_trial: 1\nmax_steps: 4\n"
@@ -294,7 +296,8 @@ def test_ctrl_c_stops_with_one_line_and_code_130(tmp_path: Path, how: str) -> No
     )
     try:
         _wait_running(url, process)
-        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
+        for _ in range(presses):  # a terminal's Ctrl-C: the whole group; an impatient user
+            os.killpg(process.pid, signal.SIGINT)  # presses it twice
         out, err = process.communicate(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -305,7 +308,8 @@ def test_ctrl_c_stops_with_one_line_and_code_130(tmp_path: Path, how: str) -> No
     lines = [line for line in (out + err).splitlines() if line.strip()]
     study = pbtune.load_study("out", storage=url)
     lost = [t for t in study.trials() if is_lost(t)]
-    assert lost and all(t.state != TrialState.COMPLETE for t in lost)
+    assert lost and all(t.state == TrialState.LOST for t in lost)
+    assert not study.trials([TrialState.RUNNING])  # the clean-up ran to its end
     assert len(lines) == 1, lines
     assert re.fullmatch(
         rf"\[W [-\d]+ [:\d]+ pbtune\] interrupted: {len(lost)} running trial\(s\) stopped; "

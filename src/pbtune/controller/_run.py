@@ -104,11 +104,12 @@ class TrialRun:
             raise TrialFailedError(f"the evaluate function raised {error!r}") from error
         finally:
             self.call_s = time.perf_counter() - began
+        # Checked now, in this thread: a metric that is a live object (a tensor the next
+        # trial reuses) is read before anything else can change it. What the function
+        # returned is checked first: a NaN loss says more than the checkpoint it skipped.
+        self._result = self._controller.check(self.claimed, returned)
         if self._staging is not None:
             _check_wrote_checkpoint(handle)
-        # Checked now, in this thread: a metric that is a live object (a tensor the next
-        # trial reuses) is read before anything else can change it.
-        self._result = self._controller.check(self.claimed, returned)
 
     def commit(self) -> None:
         """Make the trained checkpoint durable under its final name (a remote store

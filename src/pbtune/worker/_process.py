@@ -120,6 +120,55 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
+@contextmanager
+def interrupts_once() -> Iterator[None]:
+    """While inside, the first Ctrl-C or SIGTERM raises `KeyboardInterrupt` and later ones
+    are ignored: a user who presses Ctrl-C twice stops the run once, and its clean-up
+    (stop the workers, record their trials as LOST) runs to the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def once(signum: int, _frame: Any) -> None:
+        came.append(signum)
+        if len(came) == 1:
+            raise KeyboardInterrupt(*(("SIGTERM",) if signum == signal.SIGTERM else ()))
+
+    previous = {number: signal.signal(number, once)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM off while inside, and raise them as `KeyboardInterrupt` on
+    the way out: a run's clean-up (stop the workers, record their trials as LOST) must
+    not be cut short by a second Ctrl-C, or those trials would show as RUNNING until the
+    next run. It takes seconds at most: a worker that does not stop is killed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        came.append(signum)
+
+    previous = {number: signal.signal(number, hold)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if came:
+        raise KeyboardInterrupt(*(("SIGTERM",) if came[-1] == signal.SIGTERM else ()))
+
+
 def worker_id_for(pid: int, tag: str) -> str:
     return f"{socket.gethostname()}:{pid}:{tag}"
 
@@ -205,36 +254,39 @@ def run_processes(
     def enforce_timeout() -> None:
         enforce_trial_timeout(controller, live, kill)
 
-    for each in [role] * workers if role is not None else worker_roles(workers, evaluators):
-        spawn(each)
-    try:
-        while live:
-            # Wakes as soon as a worker exits, so the end of a run is not a poll away.
-            wait([process.sentinel for process in live.values()], timeout=MONITOR_INTERVAL_S)
-            for worker, process in list(live.items()):
-                if process.is_alive():
-                    continue
-                del live[worker]
-                if process.exitcode == UNGUARDED_EXIT:
-                    raise ConfigError(unguarded_script(_main_script()))
-                reason = f"lost: worker process {process.pid} died (exit code {process.exitcode})"
-                if restarts.exited(worker, reason, crashed=process.exitcode != 0):
-                    spawn(roles[worker])
-            if role is None and restarts.deaths and not roles_can_finish(
-                (roles[w] for w in live), controller.config.evaluated
-            ):
-                break  # the run's trainers or evaluators are all gone for good
-            watch_study(controller, enforce_timeout, tick)
-    finally:
-        for process in live.values():
-            if process.is_alive():
-                process.terminate()
-        for worker, process in live.items():
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            restarts.interrupted(worker)
+    with interrupts_once():  # a second Ctrl-C must not cut the clean-up short
+        for each in [role] * workers if role is not None else worker_roles(workers, evaluators):
+            spawn(each)
+        try:
+            while live:
+                # Wakes as soon as a worker exits, so the end of a run is not a poll away.
+                wait([process.sentinel for process in live.values()], timeout=MONITOR_INTERVAL_S)
+                for worker, process in list(live.items()):
+                    if process.is_alive():
+                        continue
+                    del live[worker]
+                    if process.exitcode == UNGUARDED_EXIT:
+                        raise ConfigError(unguarded_script(_main_script()))
+                    reason = (f"lost: worker process {process.pid} died "
+                              f"(exit code {process.exitcode})")
+                    if restarts.exited(worker, reason, crashed=process.exitcode != 0):
+                        spawn(roles[worker])
+                if role is None and restarts.deaths and not roles_can_finish(
+                    (roles[w] for w in live), controller.config.evaluated
+                ):
+                    break  # the run's trainers or evaluators are all gone for good
+                watch_study(controller, enforce_timeout, tick)
+        finally:
+            with interrupts_deferred():
+                for process in live.values():
+                    if process.is_alive():
+                        process.terminate()
+                for worker, process in live.items():
+                    process.join(timeout=5)
+                    if process.is_alive():
+                        process.kill()
+                        process.join()
+                    restarts.interrupted(worker)
     restarts.check()
 
 

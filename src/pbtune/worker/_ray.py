@@ -19,7 +19,13 @@ from pbtune.controller import Controller, Role
 from pbtune.storages import Storage, absolute_sqlite_url
 from pbtune.trial import TrainFn
 from pbtune.worker._loop import run_worker
-from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
+from pbtune.worker._process import (
+    MONITOR_INTERVAL_S,
+    Entry,
+    Tick,
+    interrupts_deferred,
+    worker_roles,
+)
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 
 _log = logging.getLogger("pbtune.worker")
@@ -193,9 +199,10 @@ def run_ray(
                     break  # the trainers or the evaluators are all gone for good
                 watch_study(controller, enforce_timeout, tick)
         finally:
-            for worker, actor in live.values():
-                ray.kill(actor)
-                restarts.interrupted(worker)
+            with interrupts_deferred():
+                for worker, actor in live.values():
+                    ray.kill(actor)
+                    restarts.interrupted(worker)
         restarts.check()
     finally:
         if started:
