@@ -107,8 +107,7 @@ def misbehaves(trial: pbtune.Trial) -> Any:
     """Bad results by trial number (`KINDS`), then normal training."""
     _record_parent(trial)
     score = _score(trial)
-    if trial.start_step > 0:
-        (trial.checkpoint_dir / "state.json").write_text(json.dumps({"score": score}))
+    (trial.checkpoint_dir / "state.json").write_text(json.dumps({"score": score}))
     if trial.number < len(KINDS):
         return _bad_result(KINDS[trial.number][0], trial, score)
     return {METRIC: score}
