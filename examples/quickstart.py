@@ -4,7 +4,7 @@ import pbtune
 
 
 def train(trial):  # SGD on a noisy quadratic: a large lr helps early, a small one late
-    rng = np.random.default_rng(trial.id)
+    rng = np.random.default_rng([trial.seed, trial.start_step])  # a replay sees the same noise
     w = np.load(trial.parent_checkpoint / "w.npy") if trial.parent_checkpoint else np.full(10, 5.0)
     for _ in range(trial.start_step, trial.end_step):
         w -= trial.params["lr"] * (w + rng.normal(0.0, 1.0, w.shape))

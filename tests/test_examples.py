@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -104,3 +105,16 @@ def test_the_readme_quickstart_is_the_example_and_runs(tmp_path: Path) -> None:
     assert study.state == pbtune.StudyState.COMPLETE
     assert study.best_trial.end_step == 200 and str(study.best_value) in ran.stdout
     assert [s.start_step for s in study.schedule()] == list(range(0, 200, 10))
+    # The noise of a segment depends on its steps only: a replay retrains the same model.
+    quickstart = _import_file(EXAMPLES / "quickstart.py")
+    replayed = pbtune.replay(quickstart.train, study.schedule(),
+                             checkpoint_root=tmp_path / "replay", seed=study.config.seed)
+    assert replayed.metrics == study.best_trial.metrics
+
+
+def _import_file(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -165,3 +165,12 @@ def test_names_defined_on_import_skip_the_main_guard() -> None:
     assert {"os", "np", "P", "top", "Model", "X", "torch", "posix_only",
             "imported_only"} <= names
     assert "hidden" not in names
+
+
+def test_a_script_read_from_stdin_is_refused_with_one_message(tmp_path: Path) -> None:
+    ran = subprocess.run([sys.executable, "-"], input=TRAIN + STUDY, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 1
+    assert ran.stderr.count("Traceback") == 1, ran.stderr
+    last = ran.stderr.strip().splitlines()[-1]
+    assert "a script read from stdin" in last and "save it in a .py file" in last, last

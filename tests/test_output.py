@@ -132,7 +132,11 @@ def test_the_logging_level_silences_the_lines(tmp_path: Path) -> None:
     (tmp_path / "script.py").write_text(SCRIPT)
     code, text = _run_script(tmp_path, QUIET="1")
     assert code == 0, text
-    assert not TRIAL_LINE.search(text) and "best at max_steps" not in text
+    # At WARNING only the trials that failed are still told, once each.
+    kinds = [m.group(2) for m in TRIAL_LINE.finditer(text)]
+    assert "finished" not in kinds and "best at max_steps" not in text
+    study = pbtune.load_study("out", storage=f"sqlite:///{tmp_path / 'out.db'}")
+    assert kinds.count("failed") == len(study.trials([TrialState.FAILED]))
     assert "RETURNED" in text  # the run itself is the same
 
 

@@ -22,6 +22,7 @@ _STATE_STYLE = {
     TrialState.EVALUATING: "magenta",
     TrialState.COMPLETE: "green",
     TrialState.FAILED: "red",
+    TrialState.LOST: "bright_black",
 }
 
 
@@ -184,12 +185,18 @@ def study_table(study: StudyRecord, progress: StudyProgress, best: FrozenTrial |
 
 
 def failures_table(study: StudyRecord, failed: Sequence[FrozenTrial]) -> Table:
-    table = Table(title=f"failed trials of {study.name!r}", title_justify="left")
+    """FAILED trials (the code's fault) and LOST ones (not the code's), each marked."""
+    states = {t.state for t in failed}
+    kinds = " and ".join(s.value.lower() for s in TrialState if s in states) or "failed"
+    table = Table(title=f"{kinds} trials of {study.name!r}", title_justify="left")
     table.add_column("trial", justify="right", no_wrap=True)
     table.add_column("member", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     table.add_column("error", overflow="fold")
     for trial in failed:
         table.add_row(str(trial.number), str(trial.member),
-                      f"{trial.start_step}-{trial.end_step}", last_line(trial.error))
+                      f"{trial.start_step}-{trial.end_step}",
+                      Text(trial.state.value, style=_STATE_STYLE.get(trial.state, "")),
+                      last_line(trial.error))
     return table

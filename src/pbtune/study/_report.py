@@ -79,7 +79,9 @@ class TrialLog:
             if trial.state == TrialState.COMPLETE and self._better(trial):
                 self._best = trial
             if lines is not None and (self._mine is None or self._mine(trial)):
-                _log.info("%s", lines.line(trial, self._best))
+                # a failed or lost trial is news a user may want even at WARNING
+                level = logging.INFO if trial.state == TrialState.COMPLETE else logging.WARNING
+                _log.log(level, "%s", lines.line(trial, self._best))
         return new
 
     def _better(self, trial: FrozenTrial) -> bool:

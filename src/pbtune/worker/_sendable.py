@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import pickle
 import sys
 from typing import Any
@@ -37,11 +38,11 @@ def check_sendable(obj: Any, what: str = "the training function") -> None:
     if getattr(obj, "__module__", None) != "__main__" or not callable(obj):
         return
     script = getattr(sys.modules.get("__main__"), "__file__", None)
-    if script is None:
+    if script is None or not os.path.isfile(script):  # `python -c`, `python - < x.py`
         raise ConfigError(
-            f"{what} {name!r} is defined in an interactive session or a notebook, which "
-            "worker processes cannot import: move it to a .py file and import it from "
-            f"there, {_THREADS}"
+            f"{what} {name!r} is defined in an interactive session, a notebook or a "
+            "script read from stdin, which worker processes cannot import: save it in a "
+            f".py file and run that (or import it from there), {_THREADS}"
         )
     top = name.split(".")[0]
     try:
