@@ -1,12 +1,13 @@
 """The study API: create, load, optimize, read results, replay a schedule (and read or
 write it as a file)."""
 
+from pbtune.study._create import create_study, load_study
 from pbtune.study._lifecycle import DeletedStudy, StudyInUseError, delete_study
 from pbtune.study._open import DEFAULT_STORAGE, open_storage
 from pbtune.study._progress import ProgressDisplay, StudyProgress, best_trial, measure
 from pbtune.study._replay import ReplayResult, replay
 from pbtune.study._schedule import load_schedule, schedule_csv, schedule_json
-from pbtune.study._study import Study, create_study, load_study
+from pbtune.study._study import Study
 from pbtune.study._summary import StudySummary, summarize
 from pbtune.study._text import counts_text, fitness_label, next_commands, storage_text
 

@@ -1,0 +1,138 @@
+"""The user's entry points: `create_study` and `load_study`, which return a `Study`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pbtune import checkpoints
+from pbtune._errors import ConfigError, DuplicatedStudyError
+from pbtune._imports import refuse_study_while_imported
+from pbtune.controller import StudyConfig, initial_trials
+from pbtune.space import Param, SearchSpace
+from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
+from pbtune.study._lifecycle import storage_argument
+from pbtune.study._open import DEFAULT_STORAGE, StorageLike, open_storage
+from pbtune.study._study import Study
+from pbtune.trial import Trial
+
+MAX_STUDY_NAME_LENGTH = 512  # the storage's study name column
+
+
+def create_study(
+    name: str,
+    *,
+    space: Mapping[str, Param] | SearchSpace,
+    storage: StorageLike = DEFAULT_STORAGE,
+    metric: str | None = None,
+    mode: Mode = "max",
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    evaluate: Callable[[Trial], Mapping[str, float]] | str | None = None,
+    population_size: int = 8,
+    steps_per_trial: int = 100,
+    max_steps: int = 1000,
+    exploit: ExploitStrategy | None = None,
+    explore: ExploreStrategy | None = None,
+    checkpoint_root: str | Path = "pbtune_checkpoints",
+    seed: int = 0,
+    load_if_exists: bool = False,
+    max_retries: int = 3,
+    keep_best: int = 3,
+    heartbeat_timeout: float = 60.0,
+    trial_timeout: float | None = None,
+) -> Study:
+    """Create a PBT study (or load it, with ``load_if_exists=True``).
+
+    An existing study loaded with ``load_if_exists`` takes a changed ``max_steps`` (raised:
+    every member trains on from its latest checkpoint, as `Study.extend`; lowered: no
+    lower than its trials reach) and changed ``max_retries``, ``keep_best``,
+    ``heartbeat_timeout`` and ``trial_timeout``; any other difference raises
+    `pbtune.SettingsConflictError`, which lists each as ``name: stored -> given``.
+
+    Every member trains to ``max_steps`` in segments of ``steps_per_trial``; compute is
+    ``population_size * max_steps`` steps. ``storage`` is a URL (``sqlite:///file.db``,
+    ``postgresql://...``), a `Storage`, or None for an in-memory study.
+
+    ``evaluate`` (a module-level function or ``"file.py:name"``) scores each trial after
+    its training, as Li et al.'s and FIRE-PBT's separate evaluators do: a trained trial
+    waits (TRAINED) until a worker runs ``evaluate(trial)`` on its committed checkpoint
+    (``trial.checkpoint_dir``, read-only); those metrics, merged over training's, give
+    the fitness, so it can be a score training never computes (BLEU, an external
+    program's verdict). Any worker evaluates, or dedicated ones
+    (``optimize(..., evaluators=K)``); an evaluator that dies costs only the evaluation.
+
+    Example::
+
+        study = pbtune.create_study(
+            name="digits", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
+            metric="accuracy", mode="max", population_size=8,
+            steps_per_trial=100, max_steps=3000,
+        )
+    """
+    refuse_study_while_imported("creates a study")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"study name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_STUDY_NAME_LENGTH:
+        raise ConfigError(
+            f"study name is {len(name)} characters long; at most {MAX_STUDY_NAME_LENGTH} fit "
+            "in the storage"
+        )
+    config = StudyConfig(
+        space=SearchSpace(space),
+        metric=metric,
+        mode=mode,
+        fitness=fitness,
+        evaluate=evaluate,
+        population_size=population_size,
+        steps_per_trial=steps_per_trial,
+        max_steps=max_steps,
+        exploit=exploit if exploit is not None else Tournament(),
+        explore=explore if explore is not None else Perturb(),
+        checkpoint_root=checkpoints.resolve_root(checkpoint_root),
+        seed=seed,
+        max_retries=max_retries,
+        keep_best=keep_best,
+        heartbeat_timeout=heartbeat_timeout,
+        trial_timeout=trial_timeout,
+    )
+    checkpoints.check_root(config.checkpoint_root)
+    store = open_storage(storage)
+    directory = checkpoints.study_dir_name(name, uuid.uuid4().hex)
+    try:
+        record = store.create_study(
+            name, config.to_dict(), directory, initial_trials(config), time.time()
+        )
+    except DuplicatedStudyError:
+        if not load_if_exists:
+            raise DuplicatedStudyError(
+                f"a study named {name!r} exists in {store!r}; pass load_if_exists=True to "
+                "continue it, or choose another name"
+            ) from None
+        study = load_study(name, storage=store, fitness=fitness,
+                           evaluate=evaluate if callable(evaluate) else None)
+        # Safe settings and a changed budget are taken; anything else is refused.
+        study._revise(config.to_dict(), storage=storage_argument(storage, store))
+        return study
+    return Study(store, record, config)
+
+
+def load_study(
+    name: str,
+    *,
+    storage: StorageLike = DEFAULT_STORAGE,
+    fitness: Callable[[Mapping[str, float]], float] | None = None,
+    evaluate: Callable[[Trial], Mapping[str, float]] | None = None,
+) -> Study:
+    """Open an existing study, e.g. to read its results or continue it after a crash.
+
+    ``fitness`` and ``evaluate``: the functions the study was created with, where they
+    cannot be imported by their recorded names (e.g. defined in a notebook)."""
+    store = open_storage(storage)
+    record = store.get_study(name)
+    config = StudyConfig.from_dict(record.config, fitness=fitness, evaluate=evaluate)
+    return Study(store, record, config)
+
+
+
