@@ -319,3 +319,34 @@ def test_ctrl_c_stops_with_one_line_and_code_130(tmp_path: Path, how: str,
         rf"\[W [-\d]+ [:\d]+ pbtune\] interrupted: {len(lost)} running trial\(s\) stopped; "
         "they are retried on the next run and do not count as failures; run the same "
         "command again to continue study 'out'", lines[0]), lines[0]
+
+
+def test_each_look_reads_only_the_trials_that_changed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pbtune.study._report import TrialLog
+    from pbtune.worker import run_worker
+
+    study = _study(tmp_path)
+    reads: list[tuple[int, frozenset[int], list[int]]] = []
+    since = study.storage.get_trials_since
+
+    def recorded(study_id: int, after: int, also: frozenset[int] = frozenset()
+                 ) -> list[FrozenTrial]:
+        found = since(study_id, after, also)
+        reads.append((after, frozenset(also), [t.id for t in found]))
+        return found
+
+    study.storage.get_trials_since = recorded  # type: ignore[method-assign]
+    log = TrialLog(study.storage, study.storage.get_study("words"))
+    with caplog.at_level(logging.INFO, logger="pbtune"):
+        while study.state == pbtune.StudyState.RUNNING:
+            run_worker(study.storage, "words", _train, max_trials=1)
+            log.read()
+    assert reads[0][0] == -1  # the first look reads the study whole; later ones do not
+    highest = reads[0][2][-1]
+    for after, also, found in reads[1:]:
+        assert after == highest and set(found) >= also
+        assert all(n in also or n > after for n in found)
+        highest = max([after, *found])
+    lines = [m for m in map(TRIAL_LINE.search, ("] " + m for m in caplog.messages)) if m]
+    assert sorted(int(m.group(1)) for m in lines) == [t.id for t in study.trials()]

@@ -215,6 +215,28 @@ def test_create_study_with_initial_trials(storage: Storage) -> None:
     assert storage.get_population(record.id) == []
 
 
+def test_trials_since_a_look_are_the_new_ones_and_those_it_found_unfinished(
+    storage: Storage,
+) -> None:
+    other = make_study(storage, "other", [10, 10, 10, 10])
+    study_id = make_study(storage, "s", [10, 10, 10, 10])
+    a = claim(storage, study_id, "a")
+    assert a is not None and finish(storage, a, "a", 1.0)
+    seen = storage.get_trials_since(study_id, -1)
+    assert [t.id for t in seen] == [0, 1, 2, 3] and seen == storage.get_trials(study_id)
+    unfinished = {t.id for t in seen if t.state.is_active}
+    assert storage.get_trials_since(study_id, 3, unfinished) == [
+        t for t in storage.get_trials(study_id) if t.id in unfinished]
+    b = claim(storage, study_id, "b")
+    assert b is not None and finish(storage, b, "b", 2.0)
+    storage.write(study_id, lambda tx: tx.add_trial(new_trials([20])[0], 2e9))  # id 4
+    since = storage.get_trials_since(study_id, 3, unfinished)
+    assert [t.id for t in since] == sorted(unfinished | {4})
+    assert {t.id: t.state for t in since}[b.id] == TrialState.COMPLETE
+    assert all(t.study_id == study_id for t in since)  # nothing of the other study
+    assert len(storage.get_trials_since(other, -1)) == 4
+
+
 def test_studies_are_independent(storage: Storage) -> None:
     a = make_study(storage, "a", [10, 10])
     b = make_study(storage, "b", [10, 10, 10])

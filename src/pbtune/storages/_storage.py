@@ -10,11 +10,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, ScalarSelect, func, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    ScalarSelect,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
@@ -303,6 +313,22 @@ class Storage:
         query = select(trials).where(trials.c.study_id == study_id).order_by(trials.c.number)
         if states is not None:
             query = query.where(trials.c.state.in_([TrialState(s).value for s in states]))
+        rows = self._read(lambda c: list(c.execute(query).mappings()))
+        return [row_to_trial(r) for r in rows]
+
+    def get_trials_since(
+        self, study_id: int, after: int, also: Collection[int] = ()
+    ) -> list[FrozenTrial]:
+        """The study's trials numbered above ``after``, and those numbered in ``also``, by
+        number: what changed since a look that saw every trial up to ``after`` (and found
+        those in ``also`` unfinished). Trials are numbered in the order their transactions
+        commit, so none numbered lower appears later."""
+        query = (
+            select(trials)
+            .where(trials.c.study_id == study_id,
+                   or_(trials.c.number > after, trials.c.number.in_(sorted(also))))
+            .order_by(trials.c.number)
+        )
         rows = self._read(lambda c: list(c.execute(query).mappings()))
         return [row_to_trial(r) for r in rows]
 

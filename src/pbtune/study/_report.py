@@ -7,9 +7,10 @@ since its last look. That works the same for every backend and for `pbtune worke
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pbtune.storages import Storage, StudyRecord
@@ -19,9 +20,6 @@ from pbtune.trial import FrozenTrial, TrialState
 _log = logging.getLogger("pbtune.study")
 
 READ_EVERY_S = 0.5
-# A look that reads every trial is put off until this many times its cost has passed,
-# so a study of 1e5 trials costs its monitor a few percent, never its whole time.
-READ_COST_FACTOR = 20.0
 ERROR_CHARS = 200
 
 Mine = Callable[[FrozenTrial], bool]
@@ -46,6 +44,12 @@ class TrialLog:
         self._finished = -1
         self._best: FrozenTrial | None = None
         self._next_read = 0.0
+        # Every trial read so far, by id; the ids of each member's trials in order; the
+        # unfinished ones, read again at each look. A look reads only what changed.
+        self._known: dict[int, FrozenTrial] = {}
+        self._by_member: dict[int, list[int]] = {}
+        self._unfinished: set[int] = set()
+        self._highest = -1
         self.read(log=False)
 
     @property
@@ -60,20 +64,29 @@ class TrialLog:
 
     def read(self, *, log: bool = True) -> list[FrozenTrial]:
         """Read the trials that finished since the last look, log them (``log``) and
-        return them. Every trial is read only when the count of finished ones moved."""
-        started = time.monotonic()
+        return them. A look reads the trials made since the last one and those it found
+        unfinished, and only when the count of finished ones moved: its cost follows what
+        happened, not the size of the study."""
+        self._next_read = time.monotonic() + READ_EVERY_S
         counts = self._storage.count_states(self._study.id)
         finished = sum(count for state, count in counts.items() if not state.is_active)
         if finished == self._finished:
-            self._next_read = started + READ_EVERY_S
             return []
-        trials = self._storage.get_trials(self._study.id)
-        cost = time.monotonic() - started
-        self._next_read = started + max(READ_EVERY_S, READ_COST_FACTOR * cost)
         self._finished = finished
-        new = sorted((t for t in trials if not t.state.is_active and t.number not in self._seen),
-                     key=lambda t: (t.finished_at or 0.0, t.number))
-        lines = _Lines(trials, self._study) if log else None
+        changed = self._storage.get_trials_since(self._study.id, self._highest,
+                                                 self._unfinished)
+        for trial in changed:
+            if trial.id > self._highest:
+                self._by_member.setdefault(trial.member, []).append(trial.id)
+                self._highest = trial.id
+            self._known[trial.id] = trial
+            if trial.state.is_active:
+                self._unfinished.add(trial.id)
+            else:
+                self._unfinished.discard(trial.id)
+        new = sorted((t for t in changed if not t.state.is_active and t.id not in self._seen),
+                     key=lambda t: (t.finished_at or 0.0, t.id))
+        lines = _Lines(self._known, self._by_member, self._study) if log else None
         for trial in new:
             self._seen.add(trial.number)
             if trial.state == TrialState.COMPLETE and self._better(trial):
@@ -96,16 +109,12 @@ class TrialLog:
 
 @dataclass
 class _Lines:
-    """The text of a finished trial's line, from one read of the study's trials."""
+    """The text of a finished trial's line, from the trials read so far: ``known`` by id,
+    and the ids of each member's trials in order (``by_member``)."""
 
-    trials: Sequence[FrozenTrial]
+    known: Mapping[int, FrozenTrial]
+    by_member: Mapping[int, Sequence[int]]
     study: StudyRecord
-
-    def __post_init__(self) -> None:
-        self._by_id = {t.id: t for t in self.trials}
-        self._by_member: dict[int, list[FrozenTrial]] = {}
-        for trial in self.trials:  # in the order of their numbers
-            self._by_member.setdefault(trial.member, []).append(trial)
 
     def line(self, trial: FrozenTrial, best: FrozenTrial | None) -> str:
         head = (f"trial {trial.number} (member {trial.member}, steps "
@@ -136,14 +145,15 @@ class _Lines:
 
     def _next(self, trial: FrozenTrial) -> str:
         """What the trial's member does next: the decision recorded with its next trial."""
-        after = [t for t in self._by_member.get(trial.member, []) if t.number > trial.number]
+        ids = self.by_member.get(trial.member, [])
+        after = ids[bisect.bisect_right(ids, trial.id):]
         if not after:
             if trial.state == TrialState.COMPLETE and trial.end_step >= int(
                     self.study.config["max_steps"]):
                 return f"member {trial.member} reached max_steps"
             return f"member {trial.member} stops"
-        following = after[0]
-        parent = self._by_id.get(following.parent_id) if following.parent_id is not None else None
+        following = self.known[after[0]]
+        parent = self.known.get(following.parent_id) if following.parent_id is not None else None
         if following.decision == "exploit" and parent is not None:
             return (f"exploit trial {parent.number} (member {parent.member}) as trial "
                     f"{following.number}")
@@ -153,8 +163,10 @@ class _Lines:
         """The member's failures in a row up to ``trial``: lost trials do not count, a
         COMPLETE one starts the count again (as the controller's retry count does)."""
         count = 0
-        for earlier in reversed(self._by_member.get(trial.member, [])):
-            if earlier.number > trial.number or is_lost(earlier):
+        ids = self.by_member.get(trial.member, [])
+        for trial_id in reversed(ids[:bisect.bisect_right(ids, trial.id)]):
+            earlier = self.known[trial_id]
+            if is_lost(earlier):
                 continue
             if earlier.state != TrialState.FAILED:
                 break
