@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,35 @@ def test_pbtune_imports_without_ray() -> None:
 
     code = "import sys; import pbtune; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ctrl_c_with_threads_does_not_wait_for_the_running_trials(tmp_path: Path) -> None:
+    from pbtune.controller import Controller
+    from pbtune.worker import run_threads
+
+    study = pbtune.create_study("t", storage=None, space={"x": pbtune.Float(0, 1)},
+                                metric="m", population_size=2, steps_per_trial=1,
+                                max_steps=3, checkpoint_root=tmp_path)
+    release = threading.Event()
+
+    def hangs(trial: pbtune.Trial) -> dict[str, float]:
+        release.wait(60)  # until the test lets it go: Ctrl-C must not wait for this
+        (trial.checkpoint_dir / "state").write_text("1")
+        return {"m": 1.0}
+
+    def ctrl_c_once_running() -> None:
+        if study.trials([pbtune.TrialState.RUNNING]):
+            raise KeyboardInterrupt
+
+    controller = Controller(study.storage, study.storage.get_study("t"), study.config)
+    with pytest.raises(KeyboardInterrupt):
+        run_threads(study.storage, controller, hangs, 2, tick=ctrl_c_once_running)
+    assert not release.is_set()  # it returned while the trials were still running
+    lost = study.trials([pbtune.TrialState.LOST])
+    assert lost and not study.trials([pbtune.TrialState.RUNNING])
+    release.set()  # the threads finish their trials: their results are refused
+    for thread in threading.enumerate():
+        if thread.name.startswith("pbtune-worker-"):
+            thread.join(timeout=60)
+    assert {t.id for t in study.trials([pbtune.TrialState.LOST])} == {t.id for t in lost}
+    assert not study.trials([pbtune.TrialState.COMPLETE])

@@ -301,35 +301,49 @@ def run_threads(
     evaluators: int = 0,
 ) -> None:
     """Run the worker loop in ``workers`` threads (for in-memory storage), plus
-    ``evaluators`` threads that only evaluate."""
+    ``evaluators`` threads that only evaluate.
+
+    Ctrl-C does not wait for the trials that are running (a thread cannot be stopped
+    mid-function): they are recorded as LOST at once, and a thread that finishes its
+    trial later has its result refused (its claim was revoked) and ends."""
     fn = train.load() if isinstance(train, Entry) else train
     given = controller.config.evaluate
     evaluate = given if callable(given) else None  # the threads share this process
     stop, wake = threading.Event(), threading.Event()
     errors: list[BaseException] = []
+    roles = worker_roles(workers, evaluators)
+    ids = [new_worker_id() for _ in roles]
 
-    def target(role: Role) -> None:
+    def target(role: Role, worker_id: str) -> None:
         try:
-            run_worker(storage, controller.study.name, fn, worker_id=new_worker_id(),
+            run_worker(storage, controller.study.name, fn, worker_id=worker_id,
                        fitness=fitness, stop=stop, wake=wake, role=role,
                        evaluate=evaluate)
         except BaseException as error:
             errors.append(error)
             stop.set()
 
-    threads = [threading.Thread(target=target, args=(role,), name=f"pbtune-worker-{i}",
-                                daemon=True)
-               for i, role in enumerate(worker_roles(workers, evaluators))]
-    for thread in threads:
-        thread.start()
-    try:
-        while any(t.is_alive() for t in threads):
-            for thread in threads:
-                thread.join(timeout=MONITOR_INTERVAL_S)
-            if tick is not None:
-                tick()
-    finally:
-        stop.set()
+    threads = [threading.Thread(target=target, args=(role, worker_id),
+                                name=f"pbtune-worker-{i}", daemon=True)
+               for i, (role, worker_id) in enumerate(zip(roles, ids, strict=True))]
+    with interrupts_once():
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    thread.join(timeout=MONITOR_INTERVAL_S)
+                if tick is not None:
+                    tick()
+        except KeyboardInterrupt:
+            stop.set()
+            with interrupts_deferred():
+                for worker_id in ids:
+                    controller.fail_worker(worker_id, "lost: the run was interrupted",
+                                           counts=False)
+            raise
+        finally:
+            stop.set()
         for thread in threads:
             thread.join()
     if errors:
