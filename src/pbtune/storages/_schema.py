@@ -13,10 +13,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from pbtune._errors import StorageError
 
 # 2: trials may be TRAINED or EVALUATING (studies with an evaluate function).
 # 3: a trial's id, as users see it, is its number in its study (0, 1, 2, ...), so
@@ -125,3 +130,36 @@ def upgrade(connection: Connection, version: str) -> None:
     connection.execute(
         update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
     )
+
+
+def create_or_check(connection: Connection, shown: str) -> None:
+    """Create the tables in an empty database, upgrade an older pbtune's (`upgrade`), or
+    refuse a database this pbtune cannot read; ``shown`` names the storage in errors."""
+    names = set(inspect(connection).get_table_names())
+    if meta.name not in names:
+        if names & {t.name for t in metadata.sorted_tables}:
+            raise StorageError(
+                f"storage {shown} holds pbtune tables without a schema version; "
+                "it was not made by this pbtune. Use a new database."
+            )
+        try:
+            metadata.create_all(connection)
+            connection.execute(
+                insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
+            )
+        except IntegrityError:
+            pass  # another process created it first
+        return
+    # Locked (PostgreSQL; SQLite's write transaction is exclusive already), so two
+    # processes opening an old database upgrade it once.
+    version = connection.execute(
+        select(meta.c.value).where(meta.c.key == "schema_version").with_for_update()
+    ).scalar_one_or_none()
+    if version in UPGRADABLE_VERSIONS:
+        upgrade(connection, version)
+    elif version != str(SCHEMA_VERSION):
+        raise StorageError(
+            f"storage {shown} has pbtune schema version {version!r}; this pbtune reads "
+            f"version {SCHEMA_VERSION}. Use the pbtune release that wrote it, or a new "
+            "database; pbtune will not change it."
+        )

@@ -20,7 +20,6 @@ from sqlalchemy import (
     ScalarSelect,
     func,
     insert,
-    inspect,
     or_,
     select,
     update,
@@ -39,16 +38,13 @@ from pbtune.storages._records import (
     StudyState,
 )
 from pbtune.storages._schema import (
-    SCHEMA_VERSION,
-    UPGRADABLE_VERSIONS,
+    create_or_check,
     members,
-    meta,
-    metadata,
     reports,
     studies,
     trials,
-    upgrade,
 )
+from pbtune.storages._transient import is_transient, short
 from pbtune.storages._txn import Transaction, row_to_trial
 from pbtune.trial import FrozenTrial, TrialState
 
@@ -117,21 +113,21 @@ class Storage:
             try:
                 return operation()
             except (OperationalError, DBAPIError) as error:
-                if isinstance(error, IntegrityError) or not _is_transient(error):
+                if isinstance(error, IntegrityError) or not is_transient(error):
                     raise
                 if attempt >= attempts and time.monotonic() >= give_up_at:
                     if opening:
                         raise StorageError(
-                            f"cannot open storage {self!r}: {_short(error)}"
+                            f"cannot open storage {self!r}: {short(error)}"
                         ) from error
                     raise StorageError(
                         f"storage {self!r} kept failing after {attempt} attempts: "
-                        f"{_short(error)}"
+                        f"{short(error)}"
                     ) from error
                 # Opening fails fast with one clear error; retries are not news there.
                 _log.log(logging.DEBUG if opening else logging.WARNING,
                          "storage busy or unreachable (%s); retrying in %.2fs",
-                         _short(error), delay)
+                         short(error), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
@@ -165,39 +161,11 @@ class Storage:
         except StorageError:
             raise
         except (OperationalError, DBAPIError) as error:
-            raise StorageError(f"cannot open storage {self!r}: {_short(error)}") from None
+            raise StorageError(f"cannot open storage {self!r}: {short(error)}") from None
 
     def _create_or_check_schema(self) -> None:
         with self._connect(write=True, gate=False) as connection:
-            names = set(inspect(connection).get_table_names())
-            if meta.name not in names:
-                if names & {t.name for t in metadata.sorted_tables}:
-                    raise StorageError(
-                        f"storage {self!r} holds pbtune tables without a schema version; "
-                        "it was not made by this pbtune. Use a new database."
-                    )
-                try:
-                    metadata.create_all(connection)
-                    connection.execute(
-                        insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
-                    )
-                except IntegrityError:
-                    pass  # another process created it first
-                return
-            # Locked (PostgreSQL; SQLite's write transaction is exclusive already), so two
-            # processes opening an old database upgrade it once.
-            version = connection.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version").with_for_update()
-            ).scalar_one_or_none()
-            if version in UPGRADABLE_VERSIONS:
-                upgrade(connection, version)
-                return
-        if version != str(SCHEMA_VERSION):
-            raise StorageError(
-                f"storage {self!r} has pbtune schema version {version!r}; this pbtune reads "
-                f"version {SCHEMA_VERSION}. Use the pbtune release that wrote it, or a new "
-                "database; pbtune will not change it."
-            )
+            create_or_check(connection, repr(self))
 
     # -- studies -----------------------------------------------------------------------------
     def create_study(
@@ -447,35 +415,6 @@ def _study(row: Any) -> StudyRecord:
         checkpoint_dir=row["checkpoint_dir"],
         created_at=row["created_at"],
     )
-
-
-_TRANSIENT_MARKERS = (
-    "database is locked",
-    "database table is locked",
-    "could not serialize",
-    "deadlock detected",
-    "connection refused",
-    "server closed the connection",
-    "terminating connection",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "connection is closed",
-    "consuming input failed",
-    "connection failed",
-)
-
-
-def _is_transient(error: DBAPIError) -> bool:
-    if error.connection_invalidated:
-        return True
-    text = str(error.orig if error.orig is not None else error).lower()
-    return any(marker in text for marker in _TRANSIENT_MARKERS)
-
-
-def _short(error: BaseException) -> str:
-    orig = getattr(error, "orig", None)
-    text = str(orig if orig is not None else error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _write_gate(engine: Engine) -> WriteGate | None:
