@@ -13,9 +13,10 @@ import pbtune
 from pbtune import ConfigError
 
 
-def memory_study() -> pbtune.Study:
+def memory_study(root: Path) -> pbtune.Study:
     return pbtune.create_study("b", storage=None, space={"x": pbtune.Float(0, 1)}, metric="m",
-                               population_size=2, steps_per_trial=1, max_steps=2)
+                               population_size=2, steps_per_trial=1, max_steps=2,
+                               checkpoint_root=root)
 
 
 def train(trial: pbtune.Trial) -> dict[str, float]:
@@ -24,18 +25,18 @@ def train(trial: pbtune.Trial) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("backend", ["ray", pbtune.RayBackend(), "process"])
-def test_an_in_memory_study_refuses_remote_workers(backend: object) -> None:
+def test_an_in_memory_study_refuses_remote_workers(backend: object, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="in-memory"):
-        memory_study().optimize(train, backend=backend)  # type: ignore[arg-type]
+        memory_study(tmp_path).optimize(train, backend=backend)  # type: ignore[arg-type]
 
 
-def test_an_unknown_backend_is_a_config_error() -> None:
+def test_an_unknown_backend_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'process', 'thread', 'ray'"):
-        memory_study().optimize(train, backend="dask")
+        memory_study(tmp_path).optimize(train, backend="dask")
 
 
-def test_thread_backend_runs_an_in_memory_study() -> None:
-    study = memory_study()
+def test_thread_backend_runs_an_in_memory_study(tmp_path: Path) -> None:
+    study = memory_study(tmp_path)
     study.optimize(train, workers=2, backend="thread", show_progress=False)
     assert study.state == pbtune.StudyState.COMPLETE
 
@@ -62,9 +63,9 @@ def test_join_runs_trials_in_this_process_and_counts_them(tmp_path: Path) -> Non
         ({"workers": 2}, "need a database storage"),
     ],
 )
-def test_join_checks_its_arguments(args: dict[str, Any], message: str) -> None:
+def test_join_checks_its_arguments(args: dict[str, Any], message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
-        memory_study().join(**{"train": train, **args})
+        memory_study(tmp_path).join(**{"train": train, **args})
 
 
 def test_ray_backend_maps_resources_to_actor_options() -> None:
