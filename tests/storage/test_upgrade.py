@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 import pbtune
-from pbtune import Storage
+from pbtune import Storage, TrialState
 from pbtune.storages._schema import SCHEMA_VERSION, members, meta, trials
 from reliability import workload
 
@@ -25,23 +26,30 @@ def _train(trial: pbtune.Trial) -> dict[str, float]:
     return {"score": trial.params["x"] * trial.end_step}
 
 
-def _as_written_before_3(storage: Storage, version: str) -> None:
-    """Rewrite trial references as releases before schema 3 stored them: row keys."""
-    parent = trials.alias("parent")
-    mine = trials.alias("mine")
+def _as_row_keys(column: Any, study_column: Any) -> Any:
+    """``column``, which holds a trial's number in ``study_column``'s study, as the row key
+    of that trial (what releases before schema 3 stored)."""
+    other = trials.alias()
+    return select(other.c.id).where(
+        other.c.study_id == study_column, other.c.number == column).scalar_subquery()
+
+
+def _as_written_before_3(storage: Storage, version: str, study_id: int, lost: int,
+                         failed: int) -> None:
+    """Rewrite the database as releases before schema 3 did: trial references as row keys,
+    and a lost trial (``lost`` of study ``study_id``) as FAILED with an error that says so,
+    beside a trial whose code failed (``failed``)."""
     with storage._engine.begin() as connection:
-        connection.execute(
-            update(trials).where(trials.c.parent_id.is_not(None)).values(
-                parent_id=select(parent.c.id).where(
-                    parent.c.study_id == trials.c.study_id,
-                    parent.c.number == trials.c.parent_id,
-                ).scalar_subquery()))
+        connection.execute(update(trials).where(trials.c.parent_id.is_not(None)).values(
+            parent_id=_as_row_keys(trials.c.parent_id, trials.c.study_id)))
         connection.execute(
             update(members).where(members.c.latest_complete_id.is_not(None)).values(
-                latest_complete_id=select(mine.c.id).where(
-                    mine.c.study_id == members.c.study_id,
-                    mine.c.number == members.c.latest_complete_id,
-                ).scalar_subquery()))
+                latest_complete_id=_as_row_keys(members.c.latest_complete_id,
+                                                members.c.study_id)))
+        for number, error in ((lost, "lost: the run was interrupted"), (failed, "ValueError")):
+            connection.execute(update(trials).where(
+                trials.c.study_id == study_id, trials.c.number == number,
+            ).values(state="FAILED", error=error))
         connection.execute(update(meta).values(value=version))
 
 
@@ -59,7 +67,12 @@ def test_an_older_database_keeps_its_lineages_and_population(tmp_path: Path, url
                         study.storage.get_population(study.id))
         study.storage.dispose()
     old = Storage(url)
-    _as_written_before_3(old, version)
+    second = old.get_study("second").id
+    # two trials of the second study on neither its best lineage nor its population
+    spare = [t.id for t in old.get_trials(second) if t.id not in before["second"][0]
+             and t.id not in {p.id for p in before["second"][1]}]
+    lost, failed = spare[-1], spare[-2]
+    _as_written_before_3(old, version, second, lost, failed)
     old.dispose()
 
     storage = Storage(url)
@@ -70,5 +83,7 @@ def test_an_older_database_keeps_its_lineages_and_population(tmp_path: Path, url
         assert [t.id for t in study.lineage()] == lineage
         assert lineage[0] < 3 and lineage == sorted(set(lineage))
         assert storage.get_population(study.id) == population
+    states = {t.id: t.state for t in pbtune.load_study("second", storage=storage).trials()}
+    assert (states[lost], states[failed]) == (TrialState.LOST, TrialState.FAILED)
     storage.dispose()
     assert Storage(url).get_study("second").name == "second"  # opened again: unchanged

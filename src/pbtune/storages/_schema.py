@@ -113,7 +113,8 @@ reports = Table(
 
 def upgrade(connection: Connection, version: str) -> None:
     """Move a database written at schema ``version`` (1 or 2) to `SCHEMA_VERSION`: trial
-    references that held row keys now hold numbers in the study."""
+    references that held row keys now hold numbers in the study, and the trials of lost
+    workers are LOST."""
     parent = trials.alias("parent")
     connection.execute(
         update(trials)
@@ -126,6 +127,12 @@ def upgrade(connection: Connection, version: str) -> None:
         .where(members.c.latest_complete_id.is_not(None))
         .values(latest_complete_id=select(trials.c.number)
                 .where(trials.c.id == members.c.latest_complete_id).scalar_subquery())
+    )
+    # Trials failed on behalf of a lost worker were FAILED with an error that says so.
+    connection.execute(
+        update(trials)
+        .where(trials.c.state == "FAILED", trials.c.error.like("lost:%"))
+        .values(state="LOST")
     )
     connection.execute(
         update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))

@@ -32,8 +32,8 @@ from pbtune._logging import (
 from pbtune.storages import Storage, StudyRecord
 from pbtune.study._progress import ProgressDisplay, measure
 from pbtune.study._report import Mine, TrialLog
-from pbtune.study._text import counts_text, fitness_label, is_lost, number, storage_text
-from pbtune.trial import FrozenTrial
+from pbtune.study._text import counts_text, fitness_label, number, storage_text
+from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.study")
 
@@ -133,7 +133,8 @@ class RunMonitor:
         """Log the one line that explains the stop, and mark ``error`` so that a script
         it ends prints no traceback (see `pbtune._logging.mark_reported`)."""
         try:
-            stopped: int | None = sum(is_lost(t) for t in self._trials.read(log=False))
+            read = self._trials.read(log=False)
+            stopped: int | None = sum(t.state == TrialState.LOST for t in read)
         except (Exception, KeyboardInterrupt):  # the storage is unreachable; a second Ctrl-C
             stopped = None
         if stopped is None:

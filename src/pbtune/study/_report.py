@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pbtune.storages import Storage, StudyRecord
-from pbtune.study._text import fitness_label, is_lost, number
+from pbtune.study._text import fitness_label, number
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.study")
@@ -125,7 +125,7 @@ class _Lines:
                 f"{number(best.fitness)} (trial {best.number})")
             return (f"{head} finished: {self._metrics(trial)}; {then}; best so far: "
                     f"{so_far}")
-        if is_lost(trial):
+        if trial.state == TrialState.LOST:
             reason = _short(trial.error).removeprefix("lost: ")
             return f"{head} lost ({reason}); {then}"
         if trial.state == TrialState.FAILED:
@@ -166,7 +166,7 @@ class _Lines:
         ids = self.by_member.get(trial.member, [])
         for trial_id in reversed(ids[:bisect.bisect_right(ids, trial.id)]):
             earlier = self.known[trial_id]
-            if is_lost(earlier):
+            if earlier.state == TrialState.LOST:
                 continue
             if earlier.state != TrialState.FAILED:
                 break

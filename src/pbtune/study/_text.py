@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from pbtune.storages import is_sqlite_memory
-from pbtune.trial import FrozenTrial, TrialState
+from pbtune.trial import TrialState
 
 
 def fitness_label(config: Mapping[str, Any]) -> str:
@@ -33,15 +33,6 @@ def counts_text(counts: Mapping[TrialState, int], *, zeros: bool = False) -> str
     shown = [f"{count} {state.value.lower()}" for state, count in counts.items()
              if count or zeros]
     return ", ".join(shown) if shown else "none"
-
-
-def is_lost(trial: FrozenTrial) -> bool:
-    """A trial whose work was lost through no fault of its code: interrupted, or its
-    worker died or went silent (LOST; a database written before that state records
-    such a trial as FAILED with an error that says ``lost: ...``)."""
-    return trial.state == TrialState.LOST or (
-        trial.state == TrialState.FAILED and (trial.error or "").startswith("lost:")
-    )
 
 
 def storage_text(url: str | None) -> str:

@@ -121,27 +121,43 @@ def _children_ignore_sigint() -> Iterator[None]:
 
 
 @contextmanager
+def _stop_signals(handle: Callable[[list[int]], None]) -> Iterator[list[int]]:
+    """Route Ctrl-C and SIGTERM to ``handle`` (called with every signal that came so far,
+    the newest last) while inside, in the main thread; yield that list."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+
+    def caught(signum: int, _frame: Any) -> None:
+        came.append(signum)
+        handle(came)
+
+    previous = {number: signal.signal(number, caught)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield came
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _interrupt(came: list[int]) -> KeyboardInterrupt:
+    return KeyboardInterrupt(*(("SIGTERM",) if came[-1] == signal.SIGTERM else ()))
+
+
+@contextmanager
 def interrupts_once() -> Iterator[None]:
     """While inside, the first Ctrl-C or SIGTERM raises `KeyboardInterrupt` and later ones
     are ignored: a user who presses Ctrl-C twice stops the run once, and its clean-up
     (stop the workers, record their trials as LOST) runs to the end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    came: list[int] = []
 
-    def once(signum: int, _frame: Any) -> None:
-        came.append(signum)
+    def once(came: list[int]) -> None:
         if len(came) == 1:
-            raise KeyboardInterrupt(*(("SIGTERM",) if signum == signal.SIGTERM else ()))
+            raise _interrupt(came)
 
-    previous = {number: signal.signal(number, once)
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _stop_signals(once):
         yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 @contextmanager
@@ -150,23 +166,10 @@ def interrupts_deferred() -> Iterator[None]:
     the way out: a run's clean-up (stop the workers, record their trials as LOST) must
     not be cut short by a second Ctrl-C, or those trials would show as RUNNING until the
     next run. It takes seconds at most: a worker that does not stop is killed."""
-    if threading.current_thread() is not threading.main_thread():
+    with _stop_signals(lambda came: None) as came:
         yield
-        return
-    came: list[int] = []
-
-    def hold(signum: int, _frame: Any) -> None:
-        came.append(signum)
-
-    previous = {number: signal.signal(number, hold)
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     if came:
-        raise KeyboardInterrupt(*(("SIGTERM",) if came[-1] == signal.SIGTERM else ()))
+        raise _interrupt(came)
 
 
 def worker_id_for(pid: int, tag: str) -> str:
