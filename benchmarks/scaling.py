@@ -71,6 +71,7 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
     now = time.time()
     with engine.begin() as connection:
         # create_study made generation 0 as QUEUED trials: they become the first COMPLETE ones.
+        # A trial is named by its number in the study (its id); the storage keys the rows.
         ids = {t.member: t.id for t in study.trials()}
         first = [t.number for t in study.trials()]
         assert sorted(first) == list(range(POPULATION)), first
@@ -79,7 +80,8 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
         complete_gen0 = generations > 1
         for member, trial_id in ids.items():
             connection.execute(
-                update(trials).where(trials.c.id == trial_id).values(
+                update(trials).where(trials.c.study_id == study_id,
+                                     trials.c.number == trial_id).values(
                     state="COMPLETE" if complete_gen0 else "QUEUED",
                     metrics={"score": fitness[member]} if complete_gen0 else None,
                     fitness=fitness[member] if complete_gen0 else None,
@@ -87,7 +89,6 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
                     started_at=now if complete_gen0 else None,
                     finished_at=now if complete_gen0 else None,
                 ))
-        next_id = max(ids.values()) + 1
         number = POPULATION
         batch: list[dict[str, Any]] = []
         for generation in range(1, generations):
@@ -102,7 +103,7 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
                 if not last:
                     fitness[member] = score
                 batch.append({
-                    "id": next_id, "study_id": study_id, "number": number, "member": member,
+                    "study_id": study_id, "number": number, "member": member,
                     "generation": generation, "parent_id": parent,
                     "params": {"lr": float(10 ** rng.uniform(-4, -1)),
                                "momentum": float(rng.uniform(0, 0.99))},
@@ -115,8 +116,7 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
                     "created_at": now, "started_at": None if last else now,
                     "finished_at": None if last else now, "heartbeat_at": None,
                 })
-                current[member] = next_id
-                next_id += 1
+                current[member] = number
                 number += 1
             rows_by_gen.append(current)
             if len(batch) >= CHUNK:
@@ -128,22 +128,20 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
         latest = rows_by_gen[-2] if generations > 1 else {}
         keep = set(latest.values())
         best = connection.execute(
-            sqlalchemy.select(trials.c.id).where(trials.c.study_id == study_id,
+            sqlalchemy.select(trials.c.number).where(trials.c.study_id == study_id,
                                                  trials.c.state == "COMPLETE")
             .order_by(trials.c.fitness.desc()).limit(KEEP_BEST)).scalars().all()
         keep.update(best)
         for trial_id in keep:
             directory = root / f"filled-{trial_id}"
             directory.mkdir(parents=True, exist_ok=True)
-            connection.execute(update(trials).where(trials.c.id == trial_id)
+            connection.execute(update(trials).where(trials.c.study_id == study_id,
+                                                    trials.c.number == trial_id)
                                .values(checkpoint=str(directory)))
         for member, trial_id in latest.items():
             connection.execute(update(members).where(members.c.study_id == study_id,
                                                      members.c.member == member)
                                .values(latest_complete_id=trial_id))
-        if engine.dialect.name == "postgresql":
-            connection.execute(sqlalchemy.text("SELECT setval(pg_get_serial_sequence("
-                                               "'pbtune_trials', 'id'), :v)"), {"v": next_id})
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("ANALYZE")
