@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, case, delete, func, select, update
 
 from pbtune.storages._records import MemberState
 from pbtune.storages._schema import members, reports, studies, trials
 from pbtune.trial import TrialState
-
-# Built once: a decision reads it every time (see `max_steps`).
-_MAX_STEPS = select(studies.c.config["max_steps"].as_integer()).where(
-    studies.c.id == bindparam("b_study", type_=Integer))
 
 
 class StudyLifecycle:
@@ -23,6 +19,7 @@ class StudyLifecycle:
 
     _c: Connection
     study_id: int
+    _row: tuple[Any, int | None] | None  # the transaction's read of the study's state and budget
 
     def study_config(self) -> dict[str, Any]:
         """The study's stored settings (`StudyConfig.to_dict`)."""
@@ -34,11 +31,7 @@ class StudyLifecycle:
         self._c.execute(
             update(studies).where(studies.c.id == self.study_id).values(config=config)
         )
-
-    def max_steps(self) -> int:
-        """The study's stored budget, read alone (a decision reads it every time, so a
-        budget raised by another process holds from the next decision on)."""
-        return int(self._c.execute(_MAX_STEPS, {"b_study": self.study_id}).scalar_one())
+        self._row = None
 
     def furthest_step(self) -> int:
         """The furthest step a trial trained to or will train to (COMPLETE, running or

@@ -94,8 +94,9 @@ class Transaction(StudyLifecycle):
         self._study = {"b_study": study_id}
         # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) saves a read per transition.
         self._returning = bool(connection.dialect.update_returning)
+        self._row: tuple[StudyState, int | None] | None = None  # the study's state, budget
         if lock_study and self._postgres:
-            self._c.execute(q.LOCK_STUDY, self._study)
+            self._row = _study_row(self._c.execute(q.LOCK_STUDY, self._study).one())
 
     # -- trials ---------------------------------------------------------------------------
     def trial(self, trial_id: int) -> FrozenTrial | None:
@@ -377,9 +378,28 @@ class Transaction(StudyLifecycle):
             .where(studies.c.id == self.study_id)
             .values(state=StudyState(state).value, error=error)
         )
+        self._row = None
 
     def study_state(self) -> StudyState:
-        return StudyState(self._c.execute(q.STUDY_STATE, self._study).scalar_one())
+        return self._study_row()[0]
+
+    def max_steps(self) -> int:
+        """The study's stored budget (a decision reads it every time, so a budget raised
+        by another process holds from the next decision on)."""
+        budget = self._study_row()[1]
+        assert budget is not None, "a study made by create_study has a max_steps"
+        return budget
+
+    def _study_row(self) -> tuple[StudyState, int | None]:
+        """The study's state and budget, read once per transaction (again after this
+        transaction changes them)."""
+        if self._row is None:
+            self._row = _study_row(self._c.execute(q.STUDY_ROW, self._study).one())
+        return self._row
+
+def _study_row(row: Any) -> tuple[StudyState, int | None]:
+    return StudyState(row[0]), None if row[1] is None else int(row[1])
+
 
 def _text(checkpoint: Location | None) -> str | None:
     return str(checkpoint) if checkpoint is not None else None
