@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, text, update
 
 import pbtune
 from pbtune import Storage, TrialState
@@ -51,6 +51,48 @@ def _as_written_before_3(storage: Storage, version: str, study_id: int, lost: in
                 trials.c.study_id == study_id, trials.c.number == number,
             ).values(state="FAILED", error=error))
         connection.execute(update(meta).values(value=version))
+    _as_written_before_4(storage, version)
+
+
+_ADDED_IN_4 = {"pbtune_studies": ("stop_reason", "stop_state"), "pbtune_members": ("lagging",)}
+
+
+def _as_written_before_4(storage: Storage, version: str) -> None:
+    """Drop the columns schema 4 added, and mark the database as of ``version``."""
+    with storage._engine.begin() as connection:
+        for table, columns in _ADDED_IN_4.items():
+            for column in columns:
+                connection.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        connection.execute(update(meta).values(value=version))
+
+
+def test_a_schema_3_database_gains_the_columns_of_4_and_runs_on(tmp_path: Path,
+                                                                url: str) -> None:
+    study = pbtune.create_study(
+        "old", storage=url, space={"x": pbtune.Float(0.1, 1.0)}, metric="score",
+        population_size=2, steps_per_trial=2, max_steps=4,
+        checkpoint_root=tmp_path / "checkpoints")
+    study.optimize(_train, workers=1, backend="thread", show_progress=False)
+    trials_before = study.trials()
+    study.storage.dispose()
+    old = Storage(url)
+    _as_written_before_4(old, "3")
+    old.dispose()
+
+    storage = Storage(url)
+    columns = storage._read(lambda c: {
+        table: {column["name"] for column in inspect(c).get_columns(table)}
+        for table in _ADDED_IN_4})
+    for table, added in _ADDED_IN_4.items():
+        assert set(added) <= columns[table]
+    assert storage._read(lambda c: c.execute(select(meta.c.value)).scalar_one()) == str(
+        SCHEMA_VERSION)
+    reopened = pbtune.load_study("old", storage=storage)
+    assert reopened.trials() == trials_before
+    reopened.extend(max_steps=6)
+    reopened.optimize(_train, workers=1, backend="thread", show_progress=False)
+    assert reopened.state == pbtune.StudyState.COMPLETE
+    assert max(t.end_step for t in reopened.trials()) == 6
 
 
 @pytest.mark.parametrize("version", ["1", "2"])

@@ -30,6 +30,7 @@ class StudyRecord:
     error: str | None
     checkpoint_dir: str
     created_at: float
+    stop_reason: str | None = None  # why it ended before its budget, if it did
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class MemberRecord:
     latest_complete_id: int | None
     failures: int
     state: MemberState
+    lagging: int = 0  # results in a row at the bottom of the population
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -26,11 +27,13 @@ from pbtune._errors import StorageError
 # 2: trials may be TRAINED or EVALUATING (studies with an evaluate function).
 # 3: a trial's id, as users see it, is its number in its study (0, 1, 2, ...), so
 #    `parent_id` and `latest_complete_id` hold numbers; trials may be LOST.
-# The tables are those of 1, so an older database is moved to 3 when opened (see
-# `upgrade`); an older pbtune then refuses it with a clear message instead of reading
-# numbers as row keys or failing on a state it does not know.
-SCHEMA_VERSION = 3
-UPGRADABLE_VERSIONS = ("1", "2")
+# 4: a study keeps why it ended early (`stop_reason`) and its stop rules' bookkeeping
+#    (`stop_state`); a member counts its results in a row at the bottom (`lagging`).
+# An older database is moved to 4 when opened (see `upgrade`); an older pbtune then
+# refuses it with a clear message instead of reading numbers as row keys or failing on a
+# state it does not know.
+SCHEMA_VERSION = 4
+UPGRADABLE_VERSIONS = ("1", "2", "3")
 
 metadata = MetaData()
 
@@ -51,6 +54,10 @@ studies = Table(
     Column("error", Text, nullable=True),
     Column("checkpoint_dir", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # Why the study ended before its budget (a stop rule, `Study.stop`); None otherwise.
+    Column("stop_reason", Text, nullable=True),
+    # What the study's stop rules keep between results (JSON; see `pbtune.StopRule`).
+    Column("stop_state", JSON, nullable=True),
 )
 
 members = Table(
@@ -64,6 +71,8 @@ members = Table(
     # Failures since the member's last COMPLETE trial (bounded by max_retries).
     Column("failures", Integer, nullable=False, default=0),
     Column("state", String(16), nullable=False),
+    # Results in a row that ranked in the bottom of the population (`pbtune.Lagging`).
+    Column("lagging", Integer, nullable=False, default=0),
 )
 
 trials = Table(
@@ -112,9 +121,30 @@ reports = Table(
 
 
 def upgrade(connection: Connection, version: str) -> None:
-    """Move a database written at schema ``version`` (1 or 2) to `SCHEMA_VERSION`: trial
-    references that held row keys now hold numbers in the study, and the trials of lost
-    workers are LOST."""
+    """Move a database written at schema ``version`` (1, 2 or 3) to `SCHEMA_VERSION`."""
+    if version in ("1", "2"):
+        _number_references(connection)
+    for table, column, default in ((studies, "stop_reason", None),
+                                   (studies, "stop_state", None),
+                                   (members, "lagging", "0")):
+        _add_column(connection, table, column, default)
+    connection.execute(
+        update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+    )
+
+
+def _add_column(connection: Connection, table: Table, name: str, default: str | None
+                ) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for the column ``name`` of ``table`` as declared."""
+    column = table.c[name]
+    kind = column.type.compile(dialect=connection.dialect)
+    rest = "" if default is None else f" NOT NULL DEFAULT {default}"
+    connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{rest}"))
+
+
+def _number_references(connection: Connection) -> None:
+    """Schema 1 and 2 to 3: trial references that held row keys now hold numbers in the
+    study, and the trials of lost workers are LOST."""
     parent = trials.alias("parent")
     connection.execute(
         update(trials)
@@ -133,9 +163,6 @@ def upgrade(connection: Connection, version: str) -> None:
         update(trials)
         .where(trials.c.state == "FAILED", trials.c.error.like("lost:%"))
         .values(state="LOST")
-    )
-    connection.execute(
-        update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
     )
 
 

@@ -414,6 +414,7 @@ def _study(row: Any) -> StudyRecord:
         error=row["error"],
         checkpoint_dir=row["checkpoint_dir"],
         created_at=row["created_at"],
+        stop_reason=row["stop_reason"],
     )
 
 

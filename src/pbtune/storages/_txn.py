@@ -333,6 +333,10 @@ class Transaction(StudyLifecycle):
         """The member reached the budget (DONE)."""
         self._set_member(member, state=MemberState.DONE.value)
 
+    def member_lagging(self, member: int, count: int) -> None:
+        """The member's results ranked at the bottom ``count`` times in a row."""
+        self._set_member(member, lagging=count)
+
     def _set_member(self, member: int, **values: Any) -> None:
         self._c.execute(q.UPDATE_MEMBER, {"b_member": member, **self._study, **values})
 
@@ -376,12 +380,33 @@ class Transaction(StudyLifecycle):
         self._c.execute(
             update(studies)
             .where(studies.c.id == self.study_id)
-            .values(state=StudyState(state).value, error=error)
+            .values(state=StudyState(state).value, error=error, stop_reason=None)
         )
         self._row = None
 
     def study_state(self) -> StudyState:
         return self._study_row()[0]
+
+    def stop_study(self, reason: str) -> None:
+        """End the study before its budget (COMPLETE), saying why: a stop rule fired, or a
+        user stopped it. Trials still queued stay queued: a study whose rules change (or
+        whose budget grows) can run them later."""
+        self._c.execute(
+            update(studies)
+            .where(studies.c.id == self.study_id)
+            .values(state=StudyState.COMPLETE.value, error=None, stop_reason=reason)
+        )
+        self._row = None
+
+    def stop_state(self) -> dict[str, Any]:
+        """What the study's stop rules keep between results (empty at first)."""
+        found = self._c.execute(
+            select(studies.c.stop_state).where(studies.c.id == self.study_id)).scalar()
+        return dict(found) if found else {}
+
+    def set_stop_state(self, state: dict[str, Any]) -> None:
+        self._c.execute(update(studies).where(studies.c.id == self.study_id)
+                        .values(stop_state=state))
 
     def max_steps(self) -> int:
         """The study's stored budget (a decision reads it every time, so a budget raised
@@ -411,4 +436,5 @@ def _member(row: RowMapping) -> MemberRecord:
         latest_complete_id=row["latest_complete_id"],
         failures=row["failures"],
         state=MemberState(row["state"]),
+        lagging=row["lagging"],
     )
