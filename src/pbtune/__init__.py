@@ -34,13 +34,16 @@ from pbtune.space import Choice, Float, Int, SearchSpace
 from pbtune.storages import Storage, StudyState
 from pbtune.strategies import (
     PB2,
+    EarlyStop,
     ExploitStrategy,
     ExploreStrategy,
+    Lagging,
     MultiRate,
     Perturb,
     Resample,
     Tournament,
     Truncation,
+    hypervolume,
 )
 from pbtune.study import (
     ReplayResult,
@@ -63,11 +66,13 @@ __all__ = [
     "Command",
     "ConfigError",
     "DuplicatedStudyError",
+    "EarlyStop",
     "ExploitStrategy",
     "ExploreStrategy",
     "Float",
     "FrozenTrial",
     "Int",
+    "Lagging",
     "MultiRate",
     "PbtuneError",
     "Perturb",
@@ -94,6 +99,7 @@ __all__ = [
     "__version__",
     "create_study",
     "delete_study",
+    "hypervolume",
     "load_schedule",
     "load_study",
     "replay",

@@ -38,9 +38,11 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Result:
-    """A result `Controller.check` accepted: its metrics, and its fitness (None for a
-    training result that waits for its evaluation). Only ``check`` makes one, so a tell
-    given one records it without checking again."""
+    """A result `Controller.check` accepted: its metrics, and its fitness (None for a study
+    of several objectives). ``trained``: a training result that waits for its evaluation
+    (no fitness yet). Only ``check`` makes one, so a tell given one records it without
+    checking again."""
 
     metrics: dict[str, float]
     fitness: float | None
+    trained: bool = False

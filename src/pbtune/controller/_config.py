@@ -12,11 +12,16 @@ from pbtune._imports import import_object, object_ref
 from pbtune.controller._changes import compare_settings
 from pbtune.space import SearchSpace
 from pbtune.strategies import (
+    PB2,
+    Criteria,
+    EarlyStop,
     ExploitStrategy,
     ExploreStrategy,
     Mode,
     Perturb,
     Tournament,
+    criteria_from,
+    early_stop_from_dict,
     exploit_from_dict,
     explore_from_dict,
 )
@@ -51,18 +56,19 @@ class StudyConfig:
     fitness_ref: str | None = None
     evaluate: EvaluateFn | str | None = field(default=None, compare=False)
     evaluate_ref: str | None = None
+    objectives: Mapping[str, Mode] | None = None
+    constraints: Mapping[str, Mapping[str, float]] | None = None
+    early_stop: EarlyStop | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
             object.__setattr__(self, "space", SearchSpace(self.space))
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {self.mode!r}")
-        has_fitness = self.fitness is not None or self.fitness_ref is not None
-        if (self.metric is None) == (not has_fitness):
-            raise ConfigError(
-                "give exactly one of metric='name' (a key of the metrics your function "
-                "returns) or fitness=callable(metrics) -> float"
-            )
+        self._check_criteria()
+        if self.early_stop is not None and not isinstance(self.early_stop, EarlyStop):
+            raise ConfigError(f"early_stop must be a rule such as pbtune.Lagging(generations=3)"
+                              f", or None; got {self.early_stop!r}")
         if self.metric is not None and (not isinstance(self.metric, str) or not self.metric):
             raise ConfigError(f"metric must be a non-empty string, got {self.metric!r}")
         if self.fitness is not None and not callable(self.fitness):
@@ -104,6 +110,56 @@ class StudyConfig:
         if self.trial_timeout is not None:
             _positive_float("trial_timeout", self.trial_timeout)
 
+    def _check_criteria(self) -> None:
+        """Exactly one of metric, fitness and objectives; objectives and constraints
+        checked and stored in their plain form (one objective is a metric)."""
+        has_fitness = self.fitness is not None or self.fitness_ref is not None
+        given = [name for name, present in (("metric", self.metric is not None),
+                                            ("fitness", has_fitness),
+                                            ("objectives", self.objectives is not None))
+                 if present]
+        if len(given) != 1:
+            conflict = f" (got {' and '.join(given)})" if given else ""
+            raise ConfigError(
+                "give exactly one of metric='name' (a key of the metrics your function "
+                "returns), fitness=callable(metrics) -> float, or objectives={'name': 'max', "
+                f"'other': 'min'}} for several{conflict}"
+            )
+        if self.objectives is not None:
+            pairs = criteria_from(self.objectives, None).objectives
+            if len(pairs) == 1:  # one objective is the study's metric
+                object.__setattr__(self, "metric", pairs[0][0])
+                object.__setattr__(self, "mode", pairs[0][1])
+                object.__setattr__(self, "objectives", None)
+            else:
+                object.__setattr__(self, "objectives", dict(pairs))
+        constraints = criteria_from(self.objectives, self.constraints,
+                                    single=("-", self.mode)).constraints
+        object.__setattr__(self, "constraints",
+                           {b.metric: b.to_dict() for b in constraints} or None)
+        if self.objectives is not None and isinstance(self.explore, PB2):
+            raise ConfigError(
+                "PB2 models one number; with several objectives explore with "
+                "pbtune.Perturb() or pbtune.Resample(), or give one fitness=callable(metrics) "
+                "that weighs them"
+            )
+
+    @property
+    def criteria(self) -> Criteria:
+        """How trials compare: the objectives (one: the fitness) and the constraints."""
+        return criteria_from(self.objectives, self.constraints,
+                             single=(self.metric or "fitness", self.mode))
+
+    @property
+    def required_metrics(self) -> dict[str, str]:
+        """The metrics every result must hold, each with what needs it."""
+        needed = {name: "objective" for name in self.objectives or ()}
+        if self.metric is not None:
+            needed[self.metric] = "metric"
+        for name in self.constraints or ():
+            needed.setdefault(name, "constrained metric")
+        return needed
+
     @property
     def heartbeat_interval(self) -> float:
         return min(max(0.05, self.heartbeat_timeout / 6.0), _MAX_HEARTBEAT_INTERVAL_S)
@@ -114,7 +170,7 @@ class StudyConfig:
             object.__setattr__(self, "fitness", import_object(self.fitness_ref, "fitness"))
         if self.fitness is not None:
             return float(self.fitness(metrics))
-        assert self.metric is not None
+        assert self.metric is not None, "a study of several objectives has no one fitness"
         return float(metrics[self.metric])
 
     @property
@@ -134,7 +190,14 @@ class StudyConfig:
         return self.evaluate
 
     def to_dict(self) -> dict[str, Any]:
-        extra = {"evaluate": self.evaluate_ref} if self.evaluate_ref is not None else {}
+        # Settings added since the first release are stored only when set, so a study
+        # made before them compares equal to the same settings given again.
+        extra = {key: value for key, value in (
+            ("evaluate", self.evaluate_ref),
+            ("objectives", dict(self.objectives) if self.objectives else None),
+            ("constraints", {k: dict(v) for k, v in (self.constraints or {}).items()} or None),
+            ("early_stop", self.early_stop.to_dict() if self.early_stop else None),
+        ) if value is not None}
         return {
             "space": self.space.to_dict(),
             "metric": self.metric,
@@ -165,6 +228,7 @@ class StudyConfig:
         fields["space"] = SearchSpace.from_dict(fields["space"])
         fields["exploit"] = exploit_from_dict(fields.get("exploit", "tournament"))
         fields["explore"] = explore_from_dict(fields.get("explore", "perturb"))
+        fields["early_stop"] = early_stop_from_dict(fields.get("early_stop"))
         fields["fitness_ref"] = fields.pop("fitness", None)
         if fitness is not None:
             fields["fitness"] = fitness

@@ -149,7 +149,7 @@ class Controller:
         if trial.state != TrialState.RUNNING:
             raise TrialFailedError(f"trial {trial.id} is {trial.state.value}: nothing to tell")
         if self.config.evaluated:
-            return Result(clean_metrics(metrics, self.config), None)
+            return Result(clean_metrics(metrics, self.config), None, trained=True)
         return Result(*check_metrics(metrics, self.config))
 
     # -- tell ------------------------------------------------------------------------------
@@ -181,14 +181,14 @@ class Controller:
         saves a transaction per trial; None means: ask again (nothing queued, or done).
         """
         result = metrics if isinstance(metrics, Result) else self.check(claimed, metrics)
-        if result.fitness is None:
+        if result.trained:
             return self._tell_trained(claimed, result.metrics, checkpoint, worker, role)
         if claimed.trial.state == TrialState.EVALUATING:
             checkpoint = claimed.trial.checkpoint  # the trained trial's own
         return self._tell_complete(claimed, result.metrics, result.fitness, checkpoint,
                                    worker, role)
 
-    def _tell_complete(self, claimed: Claimed, metrics: dict[str, float], fitness: float,
+    def _tell_complete(self, claimed: Claimed, metrics: dict[str, float], fitness: float | None,
                        checkpoint: Location | None, worker: str | None, role: Role
                        ) -> tuple[bool, Claimed | None]:
         trial = claimed.trial

@@ -23,8 +23,10 @@ from pbtune.strategies import (
     History,
     Observation,
     Pending,
+    Restart,
     Stop,
     decide,
+    lagging_count,
 )
 from pbtune.trial import FrozenTrial
 
@@ -55,6 +57,8 @@ def enqueue_next(
     """Decide and enqueue the member's next trial; False if the member is done. What the
     caller should log once the transaction commits is added to ``notes``."""
     config = with_stored_budget(tx, config)
+    criteria = config.criteria
+    lagging = tx.member(finished.member).lagging if config.early_stop is not None else 0
     decision = decide(
         finished,
         population,
@@ -65,10 +69,19 @@ def enqueue_next(
         max_steps=config.max_steps,
         rng=np.random.default_rng([config.seed, finished.number, 1]),
         history=lambda: read_history(tx, config),
+        criteria=criteria,
+        early_stop=config.early_stop,
+        lagging=lagging,
     )
     if isinstance(decision, Stop):
         tx.member_done(finished.member)
         return False
+    if config.early_stop is not None:
+        count = 0 if isinstance(decision, Restart) else lagging_count(
+            finished, population, early_stop=config.early_stop, mode=config.mode,
+            max_steps=config.max_steps, lagging=lagging, criteria=criteria)
+        if count != lagging:
+            tx.member_lagging(finished.member, count)
     parent, params, kind = _next_segment(tx, finished, population, decision, notes)
     start = parent.end_step
     tx.add_trial(
@@ -131,13 +144,14 @@ def _next_segment(
         chosen: FrozenTrial | None = finished
         kind, source = "explore", "its own trial"
     else:
-        assert isinstance(decision, Exploit)
+        assert isinstance(decision, (Exploit, Restart))
         # Decisions of one study are serialized, so the snapshot read in this
         # transaction is current.
         chosen = next((t for t in population if t.id == decision.parent_id), None)
         if chosen is None:
             chosen = tx.trial(decision.parent_id)
-        kind, source = "exploit", f"the trial it would copy ({decision.parent_id})"
+        kind = "restart" if isinstance(decision, Restart) else "exploit"
+        source = f"the trial it would copy ({decision.parent_id})"
     if chosen is not None and chosen.checkpoint is not None:
         return chosen, decision.params, kind
     notes.append(f"member {finished.member} continues as it was: {source} has no checkpoint "
@@ -201,6 +215,19 @@ def maybe_finish_study(tx: Transaction) -> None:
         tx.set_study_state(StudyState.COMPLETE)
 
 
+def _best_holders(holders: list[Holder], config: StudyConfig) -> list[Holder]:
+    """The ``keep_best`` best trials that hold a checkpoint, as the study compares them."""
+    criteria = config.criteria
+    if criteria.plain:
+        sign = -1.0 if config.mode == "max" else 1.0
+        return sorted((t for t in holders if t.fitness is not None),
+                      key=lambda t: (sign * t.fitness, t.id),  # type: ignore[operator]
+                      )[: config.keep_best]
+    scored = [t for t in holders if t.metrics is not None]
+    scores = criteria.scores(scored)
+    return sorted(scored, key=lambda t: (-scores[t.id], t.id))[: config.keep_best]
+
+
 def collect_garbage(
     tx: Transaction, config: StudyConfig, population: list[FrozenTrial]
 ) -> list[Holder]:
@@ -215,12 +242,7 @@ def collect_garbage(
     keep.update(t.id for t in population)
     if config.evaluated:
         keep.update(tx.awaiting_evaluation())
-    sign = -1.0 if config.mode == "max" else 1.0
-    best = sorted(
-        (t for t in holders if t.fitness is not None),
-        key=lambda t: (sign * t.fitness, t.id),  # type: ignore[operator]
-    )[: config.keep_best]
-    keep.update(t.id for t in best)
+    keep.update(t.id for t in _best_holders(holders, config))
     garbage = [t for t in holders if t.id not in keep]
     tx.forget_checkpoints(t.id for t in garbage)
     return garbage

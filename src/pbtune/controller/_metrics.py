@@ -12,7 +12,7 @@ from pbtune._errors import TrialFailedError
 from pbtune.controller._config import StudyConfig
 
 
-def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], float]:
+def check_metrics(result: Any, config: StudyConfig) -> tuple[dict[str, float], float | None]:
     """The metrics a training function returned, and their fitness; or TrialFailedError."""
     return fitness_of(clean_metrics(result, config), config)
 
@@ -42,12 +42,15 @@ def clean_metrics(result: Any, config: StudyConfig, source: str = "the training 
     return metrics
 
 
-def fitness_of(metrics: dict[str, float], config: StudyConfig) -> tuple[dict[str, float], float]:
-    """The fitness of checked metrics (the study's metric, or its fitness function)."""
-    if config.metric is not None and config.metric not in metrics:
-        raise TrialFailedError(
-            f"the returned metrics {sorted(metrics)} lack the study's metric {config.metric!r}"
-        )
+def fitness_of(metrics: dict[str, float], config: StudyConfig
+               ) -> tuple[dict[str, float], float | None]:
+    """The fitness of checked metrics (the study's metric, or its fitness function); None
+    for a study of several objectives, whose trials compare by their metrics."""
+    for name, need in config.required_metrics.items():
+        if name not in metrics:
+            raise TrialFailedError(_missing(metrics, name, need, config))
+    if config.objectives is not None:
+        return metrics, None
     try:
         fitness = config.fitness_of(metrics)
     except Exception as error:
@@ -55,6 +58,16 @@ def fitness_of(metrics: dict[str, float], config: StudyConfig) -> tuple[dict[str
     if not math.isfinite(fitness):
         raise TrialFailedError(f"fitness is {fitness!r}; it must be a finite number")
     return metrics, fitness
+
+
+def _missing(metrics: dict[str, float], name: str, need: str, config: StudyConfig) -> str:
+    text = f"the returned metrics {sorted(metrics)} lack the study's {need} {name!r}"
+    if need == "objective":
+        return f"{text} (objectives: {', '.join(config.objectives or ())})"
+    if need == "constrained metric":
+        bounds = " and ".join(str(b) for b in config.criteria.constraints)
+        return f"{text} (constraints: {bounds}); return it from every trial"
+    return text
 
 
 def _as_number(value: Any) -> float | None:

@@ -85,7 +85,7 @@ POPULATION = (
     .order_by(trials.c.member)
 )
 CHECKPOINT_HOLDERS = select(
-    trials.c.number, trials.c.fitness, trials.c.checkpoint
+    trials.c.number, trials.c.fitness, trials.c.checkpoint, trials.c.metrics
 ).where(trials.c.study_id == STUDY, trials.c.checkpoint.is_not(None))
 PENDING_PARENTS = select(trials.c.parent_id).where(
     trials.c.study_id == STUDY,

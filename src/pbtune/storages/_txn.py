@@ -63,6 +63,7 @@ class Holder(NamedTuple):
     id: int
     fitness: float | None
     checkpoint: Location
+    metrics: dict[str, float] | None = None
 
 
 class Stretch(NamedTuple):
@@ -170,7 +171,7 @@ class Transaction(StudyLifecycle):
         return row_to_held(row) if row is not None else None
 
     def complete(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
-                 fitness: float, checkpoint: Location | None, now: float
+                 fitness: float | None, checkpoint: Location | None, now: float
                  ) -> FrozenTrial | None:
         """RUNNING or EVALUATING -> COMPLETE, with its result."""
         row = self._move(trial, claim, TrialState.COMPLETE, metrics=metrics, fitness=fitness,
@@ -357,8 +358,8 @@ class Transaction(StudyLifecycle):
     def checkpoint_holders(self) -> list[Holder]:
         """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
         return [
-            Holder(id=r.number, fitness=r.fitness,
-                   checkpoint=as_location(r.checkpoint))
+            Holder(id=r.number, fitness=r.fitness, checkpoint=as_location(r.checkpoint),
+                   metrics=r.metrics)
             for r in self._c.execute(q.CHECKPOINT_HOLDERS, self._study)
         ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,16 +11,19 @@ import numpy as np
 from pbtune._errors import ConfigError
 from pbtune._imports import import_object
 from pbtune.space import SearchSpace
-from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Stop
+from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Restart, Stop
+from pbtune.strategies._early import EarlyStop, Lagging
 from pbtune.strategies._exploit import (
     ExploitStrategy,
     Mode,
     MultiRate,
     Tournament,
     Truncation,
+    score,
 )
 from pbtune.strategies._explore import ExploreStrategy, Perturb, Resample, _check_keys
 from pbtune.strategies._history import NO_HISTORY, History
+from pbtune.strategies._pareto import Criteria
 from pbtune.strategies._pb2 import PB2
 from pbtune.trial import FrozenTrial
 
@@ -35,6 +39,9 @@ def decide(
     max_steps: int,
     rng: np.random.Generator,
     history: History | Callable[[], History] = NO_HISTORY,
+    criteria: Criteria | None = None,
+    early_stop: EarlyStop | None = None,
+    lagging: int = 0,
 ) -> Decision:
     """What the member of ``finished`` does next.
 
@@ -44,36 +51,88 @@ def decide(
     ``history`` the recent results, for strategies with a ``history_size``: a `History`,
     or a function that reads it, called only when a strategy that asked for one is about
     to use it (most decisions are a plain continue and need none).
+
+    ``criteria`` (several objectives, constraints) turns each trial into one number that
+    the strategies compare (see `Criteria.scores`); without, they compare fitness in
+    ``mode``. With ``early_stop``, a member whose count (``lagging`` until now; see
+    `lagging_count`) makes the rule stop it gets `Restart`: a copy of a top member.
     The result depends only on the arguments, so a restarted controller decides the same.
     """
     if finished.end_step >= max_steps:
         return Stop("reached max_steps")
-    # A member that reached max_steps has nothing left to train: copying it would give a
-    # trial of zero steps.
-    candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
+    real = {t.id: t for t in population} | {finished.id: finished}
+    finished, candidates, compare = _view(finished, population, mode, max_steps, criteria)
+    if early_stop is not None:
+        scores = _scores(finished, candidates, compare)
+        if early_stop.stops(early_stop.count(finished, candidates, scores, lagging)):
+            tops = [t for t in early_stop.top(candidates, scores) if t.member != finished.member]
+            if tops:
+                parent = real[tops[int(rng.integers(len(tops)))].id]
+                return Restart(parent_id=parent.id, params=_explored(
+                    parent, space, explore, rng, history, mode))
     if callable(history) and exploit.history_size > 0:
         history = history()
     seen = history if isinstance(history, History) else NO_HISTORY
-    parent = exploit.select_from(finished, candidates, mode, rng, history=seen)
-    if parent.id == finished.id and not (exploit.explore_on_plateau
+    chosen = exploit.select_from(finished, candidates, compare, rng, history=seen)
+    if chosen.id == finished.id and not (exploit.explore_on_plateau
                                           and _flat(finished, candidates)):
         return Continue()
     # Copy the chosen parent and explore its params. When every member scores the same
     # (a plateau, e.g. every member at accuracy 0 while its lr is far too high), selection
     # has nothing to go on and nobody would ever copy: standing still would never leave
     # the plateau, so the member explores in place, from its own checkpoint.
-    if callable(history) and explore.history_size > 0:
-        seen = history()
-    params = space.validate(
-        explore.explore_from(parent, space, rng, history=seen, mode=mode))
+    parent = real[chosen.id]
+    params = _explored(parent, space, explore, rng, history, mode)
     if parent.id == finished.id:
         return Explore(params=params)
     return Exploit(parent_id=parent.id, params=params)
 
 
+def lagging_count(finished: FrozenTrial, population: Sequence[FrozenTrial], *,
+                  early_stop: EarlyStop, mode: Mode, max_steps: int, lagging: int,
+                  criteria: Criteria | None = None) -> int:
+    """The member's early-stop count after ``finished`` (``lagging`` before), on the same
+    view of the population as `decide` (the caller resets it to 0 after a `Restart`)."""
+    finished, candidates, compare = _view(finished, population, mode, max_steps, criteria)
+    return early_stop.count(finished, candidates, _scores(finished, candidates, compare),
+                            lagging)
+
+
+def _view(finished: FrozenTrial, population: Sequence[FrozenTrial], mode: Mode,
+          max_steps: int, criteria: Criteria | None
+          ) -> tuple[FrozenTrial, list[FrozenTrial], Mode]:
+    """What the strategies compare: the members that can still be copied (one that reached
+    max_steps would give a trial of zero steps), and how to compare them. With
+    ``criteria`` that are not one plain objective, each trial's fitness is replaced by
+    the criteria's score (higher is better), so that strategies written for one number
+    compare the trials as the criteria do."""
+    candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
+    if criteria is None or criteria.plain:
+        return finished, candidates, mode
+    trials = [t for t in candidates if t.id != finished.id] + [finished]
+    scores = criteria.scores(trials)
+    view = {t.id: replace(t, fitness=scores[t.id]) for t in trials}
+    return view[finished.id], [view[t.id] for t in candidates], "max"
+
+
+def _scores(finished: FrozenTrial, candidates: Sequence[FrozenTrial], compare: Mode
+            ) -> dict[int, float]:
+    return {t.id: score(t, compare) for t in candidates} | {finished.id: score(finished,
+                                                                              compare)}
+
+
 def _flat(finished: FrozenTrial, population: Sequence[FrozenTrial]) -> bool:
     """Whether at least two members have results and they all score exactly the same."""
     return len(population) >= 2 and all(t.fitness == finished.fitness for t in population)
+
+
+def _explored(parent: FrozenTrial, space: SearchSpace, explore: ExploreStrategy,
+              rng: np.random.Generator, history: History | Callable[[], History],
+              mode: Mode) -> dict[str, Any]:
+    """New params explored from ``parent``'s (the real trial, with its own fitness)."""
+    seen = history() if callable(history) and explore.history_size > 0 else history
+    seen = seen if isinstance(seen, History) else NO_HISTORY
+    return space.validate(explore.explore_from(parent, space, rng, history=seen, mode=mode))
 
 
 def exploit_from_dict(data: Mapping[str, Any] | str) -> ExploitStrategy:
@@ -128,4 +187,15 @@ def _import_strategy(fields: dict[str, Any], base: type[Any], what: str, known: 
         raise ConfigError(f"{what} strategy {kind!r}: {error}") from None
 
 
-__all__ = ["Continue", "Decision", "Exploit", "Explore", "Stop", "decide"]
+def early_stop_from_dict(data: Mapping[str, Any] | str | None) -> EarlyStop | None:
+    """Rebuild an early-stop rule from its stored (or YAML) form; None: no early stop."""
+    if data is None:
+        return None
+    fields = dict(data) if isinstance(data, Mapping) else {"type": data}
+    if fields.get("type") == "lagging":
+        return Lagging(**_check_keys("lagging", fields, {"generations", "fraction"}))
+    rule: EarlyStop = _import_strategy(fields, EarlyStop, "early_stop", "lagging")
+    return rule
+
+
+__all__ = ["Continue", "Decision", "Exploit", "Explore", "Restart", "Stop", "decide"]

@@ -29,10 +29,19 @@ class Explore:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """The member is stopped early (see `pbtune.Lagging`): its slot restarts from another
+    member's trial ``parent_id`` with ``params``, explored from that trial's."""
+
+    parent_id: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Stop:
     """The member is done (budget reached)."""
 
     reason: str
 
 
-Decision = Continue | Exploit | Explore | Stop
+Decision = Continue | Exploit | Explore | Restart | Stop

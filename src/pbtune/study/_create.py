@@ -12,7 +12,14 @@ from pbtune._errors import ConfigError, DuplicatedStudyError
 from pbtune._imports import refuse_study_while_imported
 from pbtune.controller import StudyConfig, initial_trials
 from pbtune.space import Param, SearchSpace
-from pbtune.strategies import ExploitStrategy, ExploreStrategy, Mode, Perturb, Tournament
+from pbtune.strategies import (
+    EarlyStop,
+    ExploitStrategy,
+    ExploreStrategy,
+    Mode,
+    Perturb,
+    Tournament,
+)
 from pbtune.study._lifecycle import storage_argument
 from pbtune.study._open import DEFAULT_STORAGE, StorageLike, open_storage
 from pbtune.study._study import Study
@@ -42,6 +49,9 @@ def create_study(
     keep_best: int = 3,
     heartbeat_timeout: float = 60.0,
     trial_timeout: float | None = None,
+    objectives: Mapping[str, Mode] | None = None,
+    constraints: Mapping[str, Mapping[str, float]] | None = None,
+    early_stop: EarlyStop | None = None,
 ) -> Study:
     """Create a PBT study (or load it, with ``load_if_exists=True``).
 
@@ -63,12 +73,30 @@ def create_study(
     program's verdict). Any worker evaluates, or dedicated ones
     (``optimize(..., evaluators=K)``); an evaluator that dies costs only the evaluation.
 
+    ``objectives`` ({"accuracy": "max", "latency_ms": "min"}, instead of ``metric`` and
+    ``mode``) makes a study of several objectives: exploit compares trials by Pareto
+    dominance, ties broken by crowding distance on the front (see
+    `pbtune.strategies.Criteria`), and `Study.best_trials` is the front of the final
+    population. ``constraints`` ({"memory_mb": {"max": 2048}}) bound metrics: a feasible
+    trial beats any infeasible one, and of two infeasible ones the smaller violation wins.
+    A weighted sum of metrics stays possible as one ``fitness`` function.
+
+    ``early_stop`` (e.g. ``pbtune.Lagging(generations=3)``) stops a member that keeps
+    ranking at the bottom: its slot restarts from a copy of a top member with explored
+    params (a ``restart`` decision), keeping its budget.
+
     Example::
 
         study = pbtune.create_study(
             name="digits", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
             metric="accuracy", mode="max", population_size=8,
             steps_per_trial=100, max_steps=3000,
+        )
+        tradeoff = pbtune.create_study(
+            name="tradeoff", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
+            objectives={"accuracy": "max", "latency_ms": "min"},
+            constraints={"memory_mb": {"max": 2048}},
+            early_stop=pbtune.Lagging(generations=3),
         )
     """
     refuse_study_while_imported("creates a study")
@@ -96,6 +124,9 @@ def create_study(
         keep_best=keep_best,
         heartbeat_timeout=heartbeat_timeout,
         trial_timeout=trial_timeout,
+        objectives=objectives,
+        constraints=constraints,
+        early_stop=early_stop,
     )
     checkpoints.check_root(config.checkpoint_root)
     store = open_storage(storage)

@@ -4,11 +4,13 @@ runs on a terminal (off a terminal, `RunMonitor` logs status lines instead)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pbtune.storages import Storage, StudyRecord
+from pbtune.strategies import Criteria, criteria_from
 from pbtune.study._text import counts_text
 from pbtune.study._text import fitness_label as _label
 from pbtune.study._text import number as _number
@@ -35,12 +37,39 @@ class StudyProgress:
         return self.steps_done / self.steps_total if self.steps_total else 1.0
 
 
+def criteria_of(config: Mapping[str, Any]) -> Criteria:
+    """How the study stored as ``config`` compares trials."""
+    return criteria_from(config.get("objectives"), config.get("constraints"),
+                         single=(str(config.get("metric") or "fitness"), config["mode"]))
+
+
 def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
     """The best of the final population: the COMPLETE trial with the best fitness among
-    those that reached ``max_steps``; before any has, the best so far."""
+    those that reached ``max_steps``; before any has, the best so far. With constraints,
+    the feasible trials first. None for a study of several objectives (see `front`)."""
+    criteria = criteria_of(study.config)
+    if criteria.several:
+        return None
     mode = str(study.config["mode"])
-    final = storage.best_trial(study.id, mode, min_end_step=int(study.config["max_steps"]))
-    return final or storage.best_trial(study.id, mode)
+    max_steps = int(study.config["max_steps"])
+    if not criteria.plain:  # constrained: ranked here, over the final trials if any
+        done = storage.get_trials(study.id, [TrialState.COMPLETE])
+        final = [t for t in done if t.end_step >= max_steps] or done
+        # Ties go to the later step, then the earlier trial, as in the storage's query.
+        ranked = criteria.ranked(sorted(final, key=lambda t: (-t.end_step, t.id)))
+        return ranked[0] if ranked else None
+    best = storage.best_trial(study.id, mode, min_end_step=max_steps)
+    return best or storage.best_trial(study.id, mode)
+
+
+def front(storage: Storage, study: StudyRecord) -> list[FrozenTrial]:
+    """The Pareto front of the members' latest COMPLETE trials (their final ones once the
+    study is COMPLETE), by trial number; with one objective, the best trial."""
+    criteria = criteria_of(study.config)
+    if not criteria.several:
+        best = best_trial(storage, study)
+        return [best] if best is not None else []
+    return criteria.front(storage.get_population(study.id))
 
 
 def measure(storage: Storage, study: StudyRecord) -> StudyProgress:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, get_args
 
 from pbtune import checkpoints
@@ -13,10 +13,11 @@ from pbtune._logging import ensure_default_handler
 from pbtune.checkpoints import Location
 from pbtune.controller import Controller, Role, StudyConfig, import_object
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
+from pbtune.study._best import pick_best
 from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
-from pbtune.study._progress import StudyProgress, best_trial, measure
+from pbtune.study._progress import StudyProgress, best_trial, front, measure
 from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
 from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, summarize
 from pbtune.trial import FrozenTrial, Segment, TrainFn, TrialState
@@ -294,12 +295,45 @@ class Study:
     def best_trial(self) -> FrozenTrial:
         """The best trial of the final population: the COMPLETE trial with the best fitness
         among those that reached ``max_steps`` (before any has, the best so far). Ties go to
-        the later step, then the earlier trial. The ``keep_best`` best trials anywhere in
-        the study keep their checkpoints too."""
-        best = best_trial(self.storage, self.storage.get_study_by_id(self.id))
+        the later step, then the earlier trial. With constraints, a feasible trial first.
+        The ``keep_best`` best trials anywhere in the study keep their checkpoints too.
+
+        A study of several objectives has no single best: this raises, and says to use
+        `best_trials` (the Pareto front) or `best_trial_by`."""
+        record = self.storage.get_study_by_id(self.id)
+        if self.config.objectives is not None:
+            names = list(self.config.objectives)
+            raise ConfigError(
+                f"study {self.name!r} has several objectives ({', '.join(names)}): no single "
+                "trial is best. Use study.best_trials (the Pareto front), or pick one: "
+                f"study.best_trial_by({names[0]!r}), or weigh them: "
+                f"study.best_trial_by(weights={{{names[0]!r}: 1.0, {names[1]!r}: -0.5}})")
+        best = best_trial(self.storage, record)
         if best is None:
             raise ConfigError(f"study {self.name!r} has no COMPLETE trial yet")
         return best
+
+    @property
+    def best_trials(self) -> list[FrozenTrial]:
+        """The Pareto front of the members' final trials (their latest COMPLETE ones while
+        the study runs): the feasible trials no other one beats in every objective, by
+        trial number (when none is feasible, those that violate the constraints least).
+        With one objective, a list of `best_trial`."""
+        return front(self.storage, self.storage.get_study_by_id(self.id))
+
+    def best_trial_by(self, objective: str | None = None, *,
+                      weights: Mapping[str, float] | None = None) -> FrozenTrial:
+        """The best of the members' final trials on one ``objective`` (in its direction),
+        or on the weighted sum of metrics ``weights`` (higher is better: give a metric to
+        minimize a negative weight). Feasible trials come first.
+
+        Example::
+
+            study.best_trial_by("accuracy")
+            study.best_trial_by(weights={"accuracy": 1.0, "latency_ms": -0.001})
+        """
+        return pick_best(self.storage.get_population(self.id), self.config, objective,
+                         weights, study=self.name)
 
     @property
     def best_params(self) -> dict[str, Any]:
