@@ -5,7 +5,9 @@ Example ``study.yaml``::
     name: digits
     storage: sqlite:///pbtune.db
     metric: accuracy
-    mode: max
+    mode: max                       # or, for several: objectives: {accuracy: max, latency_ms: min}
+    constraints: {memory_mb: {max: 2048}}    # optional: feasible trials first
+    early_stop: {type: lagging, generations: 3}   # optional: restart members that stay behind
     population_size: 8
     steps_per_trial: 100
     max_steps: 3000
@@ -33,7 +35,7 @@ from pbtune._errors import ConfigError, PbtuneError
 from pbtune.checkpoints import is_url
 from pbtune.controller import import_object
 from pbtune.space import SearchSpace
-from pbtune.strategies import exploit_from_dict, explore_from_dict
+from pbtune.strategies import early_stop_from_dict, exploit_from_dict, explore_from_dict
 
 # Keys passed to `create_study` unchanged (it validates their values).
 PLAIN_KEYS = (
@@ -47,6 +49,8 @@ PLAIN_KEYS = (
     "keep_best",
     "heartbeat_timeout",
     "trial_timeout",
+    "objectives",
+    "constraints",
 )
 ALLOWED_KEYS = (
     "name",
@@ -55,6 +59,7 @@ ALLOWED_KEYS = (
     *PLAIN_KEYS,
     "exploit",
     "explore",
+    "early_stop",
     "checkpoint_root",
     "fitness",
     "evaluate",
@@ -136,7 +141,8 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
         raise ConfigError("'space' is required: a mapping like {lr: {type: float, low: ...}}")
     options: dict[str, Any] = {"space": SearchSpace.from_dict(_space_mapping(data["space"]))}
     options.update({key: data[key] for key in PLAIN_KEYS if key in data})
-    for key, parse in (("exploit", exploit_from_dict), ("explore", explore_from_dict)):
+    for key, parse in (("exploit", exploit_from_dict), ("explore", explore_from_dict),
+                       ("early_stop", early_stop_from_dict)):
         if key in data:
             options[key] = _strategy(key, data[key], parse)
     if data.get("checkpoint_root") is not None:
