@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,13 +13,19 @@ from pbtune._imports import import_object, object_ref
 from pbtune.controller._changes import compare_settings
 from pbtune.space import SearchSpace
 from pbtune.strategies import (
+    FITNESS,
     ExploitStrategy,
     ExploreStrategy,
     Mode,
     Perturb,
+    StopContext,
+    StopRule,
     Tournament,
+    describe,
     exploit_from_dict,
     explore_from_dict,
+    stop_from_dict,
+    stop_rules,
 )
 
 FitnessFn = Callable[[Mapping[str, float]], float]
@@ -51,6 +58,7 @@ class StudyConfig:
     fitness_ref: str | None = None
     evaluate: EvaluateFn | str | None = field(default=None, compare=False)
     evaluate_ref: str | None = None
+    stop: tuple[StopRule, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
@@ -103,6 +111,8 @@ class StudyConfig:
         _positive_float("heartbeat_timeout", self.heartbeat_timeout)
         if self.trial_timeout is not None:
             _positive_float("trial_timeout", self.trial_timeout)
+        object.__setattr__(self, "stop", stop_rules(self.stop))
+        _check_stop_rules(self)
 
     @property
     def heartbeat_interval(self) -> float:
@@ -134,7 +144,11 @@ class StudyConfig:
         return self.evaluate
 
     def to_dict(self) -> dict[str, Any]:
-        extra = {"evaluate": self.evaluate_ref} if self.evaluate_ref is not None else {}
+        extra: dict[str, Any] = {}
+        if self.evaluate_ref is not None:
+            extra["evaluate"] = self.evaluate_ref
+        if self.stop:  # absent without rules: studies stored before rules compare equal
+            extra["stop"] = [rule.to_dict() for rule in self.stop]
         return {
             "space": self.space.to_dict(),
             "metric": self.metric,
@@ -165,6 +179,7 @@ class StudyConfig:
         fields["space"] = SearchSpace.from_dict(fields["space"])
         fields["exploit"] = exploit_from_dict(fields.get("exploit", "tournament"))
         fields["explore"] = explore_from_dict(fields.get("explore", "perturb"))
+        fields["stop"] = stop_from_dict(fields.get("stop"))
         fields["fitness_ref"] = fields.pop("fitness", None)
         if fitness is not None:
             fields["fitness"] = fitness
@@ -177,6 +192,41 @@ class StudyConfig:
         """Names of the settings in which ``other`` differs (for load_if_exists)."""
         return sorted({change.name.split(".")[0]
                        for change in compare_settings(self.to_dict(), other.to_dict())})
+
+
+def directions(config: StudyConfig) -> dict[str, Mode]:
+    """The study's objectives and which way each is better: ``{metric: mode}``, or
+    ``{"fitness": mode}`` for a fitness function. The one place that says what a study
+    optimizes, for whatever judges its results by name (stop rules)."""
+    return {config.metric if config.metric is not None else FITNESS: config.mode}
+
+
+def stop_context(config: StudyConfig, max_steps: int | None = None) -> StopContext:
+    """What the study's stop rules may know of it (``max_steps``: the stored budget,
+    which another process may have changed; the config's by default)."""
+    return StopContext(
+        directions=directions(config),
+        max_steps=config.max_steps if max_steps is None else max_steps,
+        population_size=config.population_size,
+        steps_per_trial=config.steps_per_trial,
+        fitness_function=config.metric is None,
+    )
+
+
+def _check_stop_rules(config: StudyConfig) -> None:
+    """Each rule can judge this study, and its stored form is JSON with a ``type``."""
+    context = stop_context(config)
+    for rule in config.stop:
+        rule.check_study(context)
+        stored = rule.to_dict()
+        try:
+            json.dumps(stored, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"stop rule {describe(rule)}: to_dict() must return JSON, "
+                              f"got {stored!r} ({error})") from None
+        if not isinstance(stored, dict) or not isinstance(stored.get("type"), str):
+            raise ConfigError(f"stop rule {describe(rule)}: to_dict() must return a dict "
+                              f"with a 'type' ('module:Class' for your own), got {stored!r}")
 
 
 def _positive_int(name: str, value: Any, *, high: int, allow_zero: bool = False) -> None:
