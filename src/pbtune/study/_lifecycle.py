@@ -77,6 +77,12 @@ def revise(store: Storage, record: StudyRecord, given: Mapping[str, Any], *, sto
                      revision.config["max_steps"])
     for note in revision.notes:
         _log.warning(note)
+    if revision.stopped is not None:
+        _log.warning("study %r stopped: %s (its stop rules, judging the results so far)",
+                     record.name, revision.stopped)
+    if revision.reopened:
+        _log.warning("study %r runs again: it had stopped early, and its stop rules as they "
+                     "are now would not have stopped it", record.name)
     return revision
 
 

@@ -11,7 +11,15 @@ from pbtune._errors import ConfigError, StorageError, StudyFailedError
 from pbtune._imports import refuse_study_while_imported
 from pbtune._logging import ensure_default_handler
 from pbtune.checkpoints import Location
-from pbtune.controller import Controller, Role, StudyConfig, import_object
+from pbtune.controller import (
+    USER_STOP,
+    Controller,
+    Role,
+    StudyConfig,
+    import_object,
+    revive,
+    stop_study,
+)
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
@@ -57,6 +65,12 @@ class Study:
         return self.storage.get_study_by_id(self.id).error
 
     @property
+    def stop_reason(self) -> str | None:
+        """Why the study ended before its budget (a stop rule, or `stop`); None if it
+        did not."""
+        return self.storage.get_study_by_id(self.id).stop_reason
+
+    @property
     def checkpoint_dir(self) -> Location:
         """The study's checkpoint directory (a `Path`), or its URL prefix (a `str`)."""
         return self._checkpoint_store().location
@@ -87,7 +101,8 @@ class Study:
         in-memory study), ``"ray"`` or a `RayBackend` (Ray actors). A study stopped by a
         crash or Ctrl-C continues where it was when this is called again. Raises
         `StudyFailedError` if the study cannot go on (e.g. every member's first trial
-        failed). A COMPLETE study has nothing left to run: its summary comes back at once.
+        failed). A COMPLETE study has nothing left to run: its summary comes back at once,
+        also when a stop rule or `stop` ended it early (it says why).
 
         While it runs, the ``pbtune`` logger says at INFO what each finished trial did
         and, off a terminal, how far the study is every minute; ``show_progress`` (None:
@@ -126,15 +141,16 @@ class Study:
         if self.config.evaluated and self.storage.url is not None:
             self._check_evaluate_importable()
         record = self.storage.get_study_by_id(self.id)
-        if record.state == StudyState.COMPLETE:
-            return self._summary(0.0, f"study {self.name!r} is COMPLETE: nothing left to run")
-        if record.state == StudyState.FAILED:
-            if not self.storage.count_active(self.id):
+        # The user fixed the cause and runs again: the queued retries go on.
+        if record.state == StudyState.FAILED and not revive(self.storage, self.id,
+                                                            self.config):
+            record = self.storage.get_study_by_id(self.id)
+            if record.state == StudyState.FAILED:
                 raise StudyFailedError(
                     f"study {self.name!r} failed and has nothing left to retry: {record.error}"
                 )
-            # The user fixed the cause and runs again: the queued retries go on.
-            self.storage.set_study_state(self.id, StudyState.RUNNING)
+        if record.state == StudyState.COMPLETE:
+            return self._summary(0.0, _nothing_left(self.name, record.stop_reason))
 
         def start(controller: Controller, tick: Callable[[], None]) -> None:
             run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
@@ -154,6 +170,26 @@ class Study:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
         return self._summary(monitor.elapsed_s)
+
+    def stop(self, reason: str | None = None) -> bool:
+        """End the study now, before its budget, for every worker: it becomes COMPLETE
+        with ``reason`` (default: that this was called), nothing new is decided, and the
+        workers of every machine stop after the trial they run (recorded as usual);
+        queued trials stay queued. Returns True if this call ended it; a study already
+        COMPLETE or FAILED is left as it is. `extend` runs a stopped study again.
+
+        Example::
+
+            study.stop("good enough")  # from a callback, another thread, a notebook
+        """
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise ConfigError(f"reason must be a non-empty string (or None), got {reason!r}")
+        text = reason.strip() if reason is not None else USER_STOP
+        stopped = stop_study(self.storage, self.id, text)
+        if stopped:
+            ensure_default_handler()
+            _log.info("study %r stopped: %s", self.name, text)
+        return stopped
 
     def _summary(self, elapsed_s: float, note: str | None = None) -> StudySummary:
         """The run's summary, logged (after ``note``) at INFO and returned."""
@@ -225,7 +261,9 @@ class Study:
 
         monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
                              mine=LocalWorkers(), background=workers == 1)
-        done, _ = self._run_workers(start, monitor)
+        done, record = self._run_workers(start, monitor)
+        if record.stop_reason is not None:
+            _log.info("study %r stopped: %s", self.name, record.stop_reason)
         return done
 
     def _run_workers(
@@ -263,10 +301,16 @@ class Study:
 
     def sweep_checkpoints(self) -> None:
         """Delete checkpoints and staging folders that no trial refers to (a finished
-        study's leftovers from crashed workers); `optimize` does it at the end of a run."""
-        keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
-        if self.storage.get_study_state(self.id) != StudyState.COMPLETE:
+        study's leftovers from crashed workers); `optimize` does it at the end of a run.
+
+        Not while a worker holds a trial: a study that stopped early may still have
+        trials running elsewhere, whose staging folders are in use."""
+        keep = {t.checkpoint for t in self.trials() if t.checkpoint}
+        state, active = self.storage.queue_state(self.id)
+        if state != StudyState.COMPLETE:
             return  # raised budget (`extend`) runs it again: its new trials are not in keep
+        if any(count for trial_state, count in active.items() if trial_state.is_held):
+            return
         store = self._checkpoint_store()
         try:
             store.sweep(keep)
@@ -381,6 +425,15 @@ class Study:
             self._record.config, fitness=self.config.fitness,
             evaluate=evaluate if callable(evaluate) else None,
         )
+
+
+def _nothing_left(name: str, stop_reason: str | None) -> str:
+    """What `optimize` says of a study that is COMPLETE already."""
+    if stop_reason is None:
+        return f"study {name!r} is COMPLETE: nothing left to run"
+    return (f"study {name!r} stopped: {stop_reason}; nothing left to run. To go on, raise "
+            "its budget (study.extend(max_steps=...)) or, where a stop rule ended it, "
+            "change its rules (create_study(..., load_if_exists=True, stop=...))")
 
 
 def _check_count(name: str, value: object) -> None:
