@@ -4,6 +4,7 @@ line), and a stopped study that runs again when its rules change or its budget g
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import pytest
 import pbtune
 from pbtune import StudyState, Target, TrialState
 from pbtune.controller import Claimed, Controller
+from pbtune.dashboard._data import StudyData, summary
 from pbtune.storages import Storage
 
 HERE = Path(__file__).resolve()
@@ -190,7 +192,7 @@ def test_a_pbtune_worker_joined_from_elsewhere_exits_when_a_rule_fires(
     assert_ended_early(study)
 
 
-def test_status_shows_why_a_study_stopped(tmp_path: Path) -> None:
+def test_status_and_the_dashboard_show_why_a_study_stopped(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     study = make(tmp_path, url, stop=pbtune.TotalSteps(40))
     study.optimize(climb, workers=1, backend="thread", show_progress=False)
@@ -198,6 +200,8 @@ def test_status_shows_why_a_study_stopped(tmp_path: Path) -> None:
         [sys.executable, "-m", "pbtune", "status", "--storage", url, "--study", "climb"],
         env=cli_env(COLUMNS="200"), text=True, capture_output=True, check=True).stdout
     assert "stopped: 40 steps trained in all" in shown
+    record = study.storage.get_study("climb")
+    assert summary(StudyData(study.storage), record)["stop_reason"] == record.stop_reason
 
 
 # -- running again ----------------------------------------------------------------------------
@@ -228,7 +232,7 @@ def test_changed_rules_run_a_study_a_rule_stopped_again_and_it_then_finishes(
     for t in final:
         lineage = study.lineage(t.id)
         assert t.end_step == 24 and lineage[0].start_step == 0
-        assert all(a.end_step == b.start_step for a, b in zip(lineage, lineage[1:]))
+        assert all(a.end_step == b.start_step for a, b in itertools.pairwise(lineage))
 
 
 def test_new_rules_that_would_have_stopped_the_study_keep_it_stopped(tmp_path: Path) -> None:

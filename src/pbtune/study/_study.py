@@ -25,13 +25,11 @@ from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._progress import StudyProgress, best_trial, measure
-from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
-from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, summarize
+from pbtune.study._run import pick_backend, run_here, sigterm_as_interrupt, training_function
+from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, nothing_left, summarize
 from pbtune.trial import FrozenTrial, Segment, TrainFn, TrialState
 from pbtune.worker import (
-    Entry,
     RayBackend,
-    check_takes_trial,
     fail_dead_local_workers,
     run_processes,
 )
@@ -126,11 +124,7 @@ class Study:
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
         run = pick_backend(self.storage, backend)
-        fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
-        if not isinstance(fn, Entry) and not callable(fn):
-            raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
-        if not isinstance(fn, Entry):
-            check_takes_trial(fn)
+        fn = training_function(train)
         if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
             raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
         if evaluators and not self.config.evaluated:
@@ -150,7 +144,7 @@ class Study:
                     f"study {self.name!r} failed and has nothing left to retry: {record.error}"
                 )
         if record.state == StudyState.COMPLETE:
-            return self._summary(0.0, _nothing_left(self.name, record.stop_reason))
+            return self._summary(0.0, nothing_left(self.name, record.stop_reason))
 
         def start(controller: Controller, tick: Callable[[], None]) -> None:
             run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
@@ -237,12 +231,7 @@ class Study:
         if train is None and role != "evaluate":
             raise ConfigError("join needs the training function; only role='evaluate' "
                               "runs without one")
-        fn: TrainFn | Entry = (no_training if train is None
-                               else Entry(train) if isinstance(train, str) else train)
-        if not isinstance(fn, Entry) and not callable(fn):
-            raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
-        if not isinstance(fn, Entry):
-            check_takes_trial(fn)
+        fn = training_function(train, evaluator=train is None)
         if workers > 1 and self.storage.url is None:
             raise ConfigError(
                 "join(workers > 1) starts worker processes, which need a database storage "
@@ -425,15 +414,6 @@ class Study:
             self._record.config, fitness=self.config.fitness,
             evaluate=evaluate if callable(evaluate) else None,
         )
-
-
-def _nothing_left(name: str, stop_reason: str | None) -> str:
-    """What `optimize` says of a study that is COMPLETE already."""
-    if stop_reason is None:
-        return f"study {name!r} is COMPLETE: nothing left to run"
-    return (f"study {name!r} stopped: {stop_reason}; nothing left to run. To go on, raise "
-            "its budget (study.extend(max_steps=...)) or, where a stop rule ended it, "
-            "change its rules (create_study(..., load_if_exists=True, stop=...))")
 
 
 def _check_count(name: str, value: object) -> None:

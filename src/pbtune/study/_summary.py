@@ -107,3 +107,13 @@ def summarize(storage: Storage, record: StudyRecord, elapsed_s: float) -> StudyS
         commands=next_commands(storage.url, record.name),
         stop_reason=record.stop_reason,
     )
+
+
+def nothing_left(name: str, stop_reason: str | None) -> str:
+    """What `optimize` says of a study that is COMPLETE already."""
+    if stop_reason is None:
+        return f"study {name!r} is COMPLETE: nothing left to run"
+    return (f"study {name!r} stopped: {stop_reason}; nothing left to run. To go on, raise "
+            "its max_steps (study.extend, or in its study file) or, where a stop rule "
+            "ended it, change its rules (create_study(..., load_if_exists=True, stop=...), "
+            "or its study file's stop:)")
