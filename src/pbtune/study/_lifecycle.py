@@ -94,8 +94,9 @@ def check_extension(record: StudyRecord, max_steps: object) -> None:
     if max_steps < stored:
         raise ConfigError(
             f"extend(max_steps={max_steps}) would lower the budget of study "
-            f"{record.name!r} ({stored}); extend only raises it. To stop a running study "
-            "earlier, pass the lower max_steps to create_study(..., load_if_exists=True)"
+            f"{record.name!r} ({stored}); extend only raises it. To end a running study "
+            "now, call study.stop(); to end it at a lower budget, pass the lower max_steps "
+            "to create_study(..., load_if_exists=True)"
         )
 
 

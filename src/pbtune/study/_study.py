@@ -89,7 +89,8 @@ class Study:
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
     ) -> StudySummary:
-        """Run the study until its budget is spent, with ``workers`` in parallel; return
+        """Run the study until its budget is spent (or a stop rule or `stop` ends it
+        early), with ``workers`` in parallel; return
         (and log) a `StudySummary`: the best trial, its checkpoint, the next commands.
 
         ``train`` is a function (module level, so worker processes can import it),
@@ -392,8 +393,10 @@ class Study:
         """Raise the budget to ``max_steps``: every member that reached the old one trains
         on from its latest checkpoint, its next trial decided as any finished trial's is
         (continue, exploit or explore), so lineages go on unbroken, and a finished study
-        runs again at the next `optimize` or `join`. Members that gave up after
-        ``max_retries`` failures stay stopped. Workers running now follow the new budget.
+        runs again at the next `optimize` or `join`; so does a study that a stop rule or
+        `stop` ended early, unless its stop rules, judging the results so far, still say
+        stop. Members that gave up after ``max_retries`` failures stay stopped. Workers
+        running now follow the new budget.
 
         Example::
 
