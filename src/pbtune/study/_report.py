@@ -151,6 +151,8 @@ class _Lines:
             if trial.state == TrialState.COMPLETE and trial.end_step >= int(
                     self.study.config["max_steps"]):
                 return f"member {trial.member} reached max_steps"
+            if trial.state == TrialState.COMPLETE:  # told after the study ended
+                return "nothing, the study has ended"
             return f"member {trial.member} stops"
         following = self.known[after[0]]
         parent = self.known.get(following.parent_id) if following.parent_id is not None else None

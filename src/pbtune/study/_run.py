@@ -19,6 +19,7 @@ from pbtune.worker import (
     Entry,
     RayBackend,
     TrainFn,
+    check_takes_trial,
     new_worker_id,
     run_processes,
     run_ray,
@@ -96,6 +97,21 @@ def run_here(
         # Another worker retries the trial; a stopped worker is not the trial's fault.
         controller.fail_worker(worker_id, "lost: the worker was interrupted", counts=False)
         raise
+
+
+def training_function(train: TrainFn | str | None, *, evaluator: bool = False
+                      ) -> TrainFn | Entry:
+    """``train`` as the workers take it: a function (checked to take a trial), or an
+    `Entry` for ``"file.py:name"``; ``evaluator``: None stands for a dedicated
+    evaluator's, which never trains."""
+    fn: TrainFn | Entry | None = (
+        no_training if train is None and evaluator
+        else Entry(train) if isinstance(train, str) else train)
+    if not isinstance(fn, Entry) and not callable(fn):
+        raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+    if not isinstance(fn, Entry):
+        check_takes_trial(fn)
+    return fn
 
 
 def no_training(trial: Trial) -> dict[str, float]:

@@ -24,7 +24,8 @@ class StudySummary:
     population once a member reached ``max_steps`` (``at_max_steps``), else the best so
     far; ``checkpoint`` is its committed checkpoint, the trained model. ``counts`` has
     every trial state; ``elapsed_s`` is how long this run took (0 when there was nothing
-    left to run).
+    left to run); ``stop_reason`` says why the study ended before its budget (a stop
+    rule, `Study.stop`), None if it did not.
     """
 
     name: str
@@ -38,6 +39,7 @@ class StudySummary:
     fitness_label: str = "fitness (max)"
     max_steps: int = 0
     commands: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
 
     @property
     def fitness(self) -> float | None:
@@ -63,6 +65,8 @@ class StudySummary:
             f"in {self.elapsed_s:.1f} s",
             f"trials: {counts_text(self.counts)}",
         ]
+        if self.stop_reason is not None:
+            lines.insert(1, f"stopped: {self.stop_reason}")
         best = self.best_trial
         if best is None:
             lines.append("best: no trial has completed yet")
@@ -101,4 +105,15 @@ def summarize(storage: Storage, record: StudyRecord, elapsed_s: float) -> StudyS
         fitness_label=fitness_label(record.config),
         max_steps=int(record.config["max_steps"]),
         commands=next_commands(storage.url, record.name),
+        stop_reason=record.stop_reason,
     )
+
+
+def nothing_left(name: str, stop_reason: str | None) -> str:
+    """What `optimize` says of a study that is COMPLETE already."""
+    if stop_reason is None:
+        return f"study {name!r} is COMPLETE: nothing left to run"
+    return (f"study {name!r} stopped: {stop_reason}; nothing left to run. To go on, raise "
+            "its max_steps (study.extend, or in its study file) or, where a stop rule "
+            "ended it, change its rules (create_study(..., load_if_exists=True, stop=...), "
+            "or its study file's stop:)")

@@ -209,6 +209,7 @@ function loadStudy() {
     $("study-summary").textContent = s.state + " | " + progressText(s) + " | best fitness " +
       C.fmtNum(s.best_fitness) + (s.metric ? " (" + s.metric + ", " + s.mode + ")" : "") +
       " | workers active " + s.workers_active + " | " + countsText(s.counts) +
+      (s.stop_reason ? " | stopped: " + s.stop_reason : "") +
       (s.error ? " | error: " + s.error : "");
     const key = JSON.stringify([s.counts, s.best_trial]);
     if (key === state.key) return s;
