@@ -13,6 +13,7 @@ from pbtune._logging import ensure_default_handler
 from pbtune.checkpoints import Location
 from pbtune.controller import Controller, Role, StudyConfig, import_object
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
+from pbtune.study._callbacks import Callback, Callbacks
 from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
@@ -21,9 +22,11 @@ from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_in
 from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, summarize
 from pbtune.trial import FrozenTrial, Segment, TrainFn, TrialState
 from pbtune.worker import (
+    Deadline,
     Entry,
     RayBackend,
     check_takes_trial,
+    check_timeout,
     fail_dead_local_workers,
     run_processes,
 )
@@ -76,6 +79,8 @@ class Study:
         evaluators: int = 0,
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> StudySummary:
         """Run the study until its budget is spent, with ``workers`` in parallel; return
         (and log) a `StudySummary`: the best trial, its checkpoint, the next commands.
@@ -102,14 +107,33 @@ class Study:
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
         starts K more workers that only evaluate, and the ``workers`` only train.
 
+        ``timeout`` (seconds of wall clock from this call; None: no limit, and not stored
+        with the study) bounds this run: at the deadline no trial starts, the running
+        ones are stopped and put back in the queue unchanged (they run again from their
+        start; nothing counts as a failure), one WARNING line says so, and the summary
+        comes back as usual, the study RUNNING: call ``optimize`` again to continue it.
+        (The thread backend cannot stop a thread in the training function: it is left
+        to end, and its result is refused.)
+
+        ``callbacks``: functions called here (never in a worker) with each trial that
+        finishes while this runs (COMPLETE, FAILED or LOST), as a `FrozenTrial`, in
+        order of completion, all of them before this returns (none after Ctrl-C). One of
+        one argument gets the trial; one of two, ``(study, trial)`` as in Optuna. An
+        exception it raises is logged (ERROR) and the study goes on; a callback that
+        wants to end the study calls ``study.stop()``. They run in the monitor's loop:
+        keep them short.
+
         Example::
 
             study.optimize(train, workers=2)
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
+            study.optimize(train, workers=4, timeout=3600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
+        deadline = Deadline(check_timeout(timeout))  # counted from the start of the call
+        notify = Callbacks(self, callbacks)
         run = pick_backend(self.storage, backend)
         fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
         if not isinstance(fn, Entry) and not callable(fn):
@@ -138,13 +162,14 @@ class Study:
 
         def start(controller: Controller, tick: Callable[[], None]) -> None:
             run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
-                evaluators=evaluators)
+                evaluators=evaluators, deadline=deadline)
 
-        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress)
-        _, record = self._run_workers(start, monitor)
+        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress,
+                             callbacks=notify or None)
+        _, record = self._run_workers(start, monitor, deadline, "optimize")
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
-        if record.state == StudyState.RUNNING:
+        if record.state == StudyState.RUNNING and not deadline.reached:
             raise StudyFailedError(
                 f"the workers stopped before study {self.name!r} was done; run again to continue"
             )
@@ -153,14 +178,16 @@ class Study:
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
-        return self._summary(monitor.elapsed_s)
+        return self._summary(monitor.elapsed_s,
+                             timeout_s=deadline.timeout if deadline.reached else None)
 
-    def _summary(self, elapsed_s: float, note: str | None = None) -> StudySummary:
+    def _summary(self, elapsed_s: float, note: str | None = None, *,
+                 timeout_s: float | None = None) -> StudySummary:
         """The run's summary, logged (after ``note``) at INFO and returned."""
         ensure_default_handler()
         if note:
             _log.info("%s", note)
-        summary = summarize(self.storage, self._record, elapsed_s)
+        summary = summarize(self.storage, self._record, elapsed_s, timeout_s=timeout_s)
         _log.info("%s", summary, extra=SUMMARY_EXTRA)
         return summary
 
@@ -171,6 +198,8 @@ class Study:
         *,
         max_trials: int | None = None,
         role: Role = "both",
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> int | None:
         """Run this study's trials beside whoever else runs it, as `pbtune worker` does
         on each machine of a cluster; return how many trials ran here, where that is known.
@@ -185,13 +214,22 @@ class Study:
         checkpoints no trial refers to are deleted. It logs a line per trial run here
         and, every minute, a status line of the whole study (see `optimize`).
 
+        ``timeout`` and ``callbacks`` are those of `optimize`, for the workers of this
+        call only: at the deadline their running trials go back in the queue (other
+        machines' workers go on), and the callbacks see the trials run here. With one
+        worker, the loop runs in this thread and the callbacks are called from a
+        background thread of this process (one at a time, never in parallel).
+
         Example::
 
             study = pbtune.load_study("digits", storage="postgresql://db-host/pbtune")
             study.join("train.py:train", workers=4)
+            study.join("train.py:train", workers=2, timeout=600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
+        deadline = Deadline(check_timeout(timeout))
+        notify = Callbacks(self, callbacks)
         if max_trials is not None:
             _check_count("max_trials", max_trials)
         if role not in get_args(Role):
@@ -218,31 +256,39 @@ class Study:
             if workers == 1:  # a loop in this process can use the functions it was given
                 evaluate = given if callable(given) else None
                 return run_here(self.storage, controller, fn, max_trials=max_trials,
-                                role=role, fitness=fitness, evaluate=evaluate)
+                                role=role, fitness=fitness, evaluate=evaluate,
+                                deadline=deadline)
             run_processes(self.storage, controller, fn, workers, fitness=fitness, tick=tick,
-                          max_trials=max_trials, role=role)
+                          max_trials=max_trials, role=role, deadline=deadline)
             return None
 
         monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
-                             mine=LocalWorkers(), background=workers == 1)
-        done, _ = self._run_workers(start, monitor)
+                             mine=LocalWorkers(), background=workers == 1,
+                             callbacks=notify or None)
+        done, _ = self._run_workers(start, monitor, deadline, "join")
         return done
 
     def _run_workers(
         self,
         start: Callable[[Controller, Callable[[], None]], _Ran],
         monitor: RunMonitor,
+        deadline: Deadline,
+        method: str,
     ) -> tuple[_Ran, StudyRecord]:
-        """The run that `optimize` and `join` share: fail the trials of this host's dead
-        workers, ``start(controller, tick)`` the workers (SIGTERM stops them as Ctrl-C
-        does; ``tick`` is the ``monitor``'s: bar, trial lines, status lines), and sweep
-        the checkpoints of a study that is then COMPLETE. Returns what ``start`` did and
-        the study's record."""
+        """The run that `optimize` and `join` (the ``method``) share: fail the trials of
+        this host's dead workers, ``start(controller, tick)`` the workers (SIGTERM stops
+        them as Ctrl-C does; ``tick`` is the ``monitor``'s: bar, trial lines, status
+        lines), say so if they stopped at the ``deadline``, and sweep the checkpoints of
+        a study that is then COMPLETE. Returns what ``start`` did and the study's record."""
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
         with sigterm_as_interrupt(), monitor:
             ran = start(controller, monitor.tick)
         record = self.storage.get_study_by_id(self.id)
+        if deadline.reached and record.state == StudyState.RUNNING:
+            again = (f"call {method} again" if self.storage.url is None
+                     else f"run the same command (or call {method}) again")
+            monitor.timed_out(deadline, again)
         if record.state == StudyState.COMPLETE:
             # Nothing of this run is running any more: delete what crashed workers and
             # failed deletes left behind (every worker that sees the end does; it is safe).
