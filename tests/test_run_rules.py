@@ -124,7 +124,6 @@ def test_timeout_with_threads_puts_the_running_trials_back(
     with caplog.at_level(logging.INFO, logger="pbtune"):
         summary = study.optimize(member_1_hangs, workers=2, timeout=0.2, show_progress=False,
                                  callbacks=[lambda trial: seen.append(trial.id)])
-    assert not release.is_set()  # it returned while the training still ran
     began = assert_put_back(study, marks, before)
     assert summary.state == StudyState.RUNNING and summary.timeout_s == 0.2
     assert "the run stopped at its timeout (0.2 s)" in str(summary)

@@ -159,7 +159,6 @@ class RunMonitor:
         _log.warning("%s: %s; %s", how, what, then)
         mark_reported(error)
 
-
     def timed_out(self, deadline: Deadline, again: str) -> None:
         """Log the one line that says the run stopped at its ``deadline``, and ``again``:
         what continues the study."""
