@@ -417,9 +417,11 @@ def test_every_transition_in_the_table(storage: Storage) -> None:
     write = functools.partial(storage.write, study_id)
     a = claim(storage, study_id, "a")
     assert a is not None
+    storage.add_report(study_id, a.id, 3, {"loss": 2.0})
     back = write(lambda tx: tx.requeue(a, "a"))  # RUNNING -> QUEUED
     assert back is not None and back.state == TrialState.QUEUED and back.worker is None
     assert a.id not in held_claims(storage, study_id)
+    assert storage.get_reports(study_id, a.id) == []  # it runs again from its start
     a = claim(storage, study_id, "a2")
     assert a is not None and a.id == back.id
     trained = write(lambda tx: tx.mark_trained(a, "a2", metrics={"loss": 1.0},

@@ -227,7 +227,7 @@ class Controller:
         if not told.told:
             _log.warning(
                 "refused the result of trial %s: it is no longer held by this worker "
-                "(it was failed as lost and retried)", trial.id)
+                "(it was failed as lost and retried, or put back in the queue)", trial.id)
             return False, None
         for note in told.notes:  # after the commit: a retried transaction says it once
             _log.warning(note)
@@ -276,7 +276,8 @@ class Controller:
         told, following = self.storage.write(self.study.id, work)
         if not told:
             _log.warning("refused the training result of trial %s: it is no longer held by "
-                         "this worker (it was failed as lost and retried)", trial.id)
+                         "this worker (it was failed as lost and retried, or put back in the "
+                         "queue)", trial.id)
         return told, following
 
     @staticmethod
@@ -383,6 +384,27 @@ class Controller:
                 return True
             return False
         return self.tell_failure(claimed, reason, counts=counts, lost=True, state=state)
+
+    def requeue_worker(self, worker: str) -> int:
+        """Put the trials ``worker`` holds back in the queue unchanged (its run stopped at
+        its timeout): a training back to QUEUED, an evaluation back to TRAINED, as before
+        the claim, which is cleared so that a late result is refused. No failure counts
+        and no retry is made; the same trial runs again on the next run. A checkpoint the
+        worker committed but did not record is deleted, so that run can commit it again.
+        Returns how many trials went back."""
+        back = 0
+        for held in self.held_trials():
+            if held.trial.worker != worker or not self.release(Claimed(held.trial,
+                                                                       held.claim)):
+                continue
+            back += 1
+            if held.trial.state == TrialState.RUNNING:
+                try:
+                    self._store.remove(self._store.final(held.trial.number))
+                except Exception as error:  # the end-of-run sweep deletes it
+                    _log.warning("could not delete the unrecorded checkpoint of trial %s: "
+                                 "%s", held.trial.id, error)
+        return back
 
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the held trials of a worker known to be dead."""

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     Connection,
     RowMapping,
+    delete,
     func,
     select,
     update,
@@ -27,7 +28,7 @@ from pbtune.storages import _statements as q
 from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._rows import row_to_held, row_to_trial
-from pbtune.storages._schema import members, studies, trials
+from pbtune.storages._schema import members, reports, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
 
 
@@ -182,13 +183,17 @@ class Transaction(StudyLifecycle):
         return row_to_trial(row) if row is not None else None
 
     def requeue(self, trial: FrozenTrial, claim: str) -> FrozenTrial | None:
-        """Give a held trial back: RUNNING -> QUEUED (claimed, never started),
-        EVALUATING -> TRAINED (its training kept; another evaluator takes it)."""
+        """Give a held trial back as it was before the claim: RUNNING -> QUEUED (never
+        started, or stopped at a run's timeout: what it reported is dropped, since it runs
+        again from its start), EVALUATING -> TRAINED (its training kept; another evaluator
+        takes it)."""
         if trial.state == TrialState.EVALUATING:
             row = self._move(trial, claim, TrialState.TRAINED, claim=None, heartbeat_at=None)
         else:
             row = self._move(trial, claim, TrialState.QUEUED, worker=None, claim=None,
                              started_at=None, heartbeat_at=None)
+            if row is not None:
+                self._c.execute(delete(reports).where(reports.c.trial_id == row["id"]))
         return row_to_trial(row) if row is not None else None
 
     def _move(self, trial: FrozenTrial, held_by: str | None, target: TrialState,

@@ -22,6 +22,7 @@ from pbtune.controller import (
 )
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.study._best import pick_best
+from pbtune.study._callbacks import Callback, Callbacks
 from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
@@ -30,7 +31,9 @@ from pbtune.study._run import pick_backend, run_here, sigterm_as_interrupt, trai
 from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, nothing_left, summarize
 from pbtune.trial import FrozenTrial, Segment, TrainFn, TrialState
 from pbtune.worker import (
+    Deadline,
     RayBackend,
+    check_timeout,
     fail_dead_local_workers,
     run_processes,
 )
@@ -89,6 +92,8 @@ class Study:
         evaluators: int = 0,
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> StudySummary:
         """Run the study until its budget is spent (or a stop rule or `stop` ends it
         early), with ``workers`` in parallel; return
@@ -117,14 +122,33 @@ class Study:
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
         starts K more workers that only evaluate, and the ``workers`` only train.
 
+        ``timeout`` (seconds of wall clock from this call; None: no limit, and not stored
+        with the study) bounds this run: at the deadline no trial starts, the running
+        ones are stopped and put back in the queue unchanged (they run again from their
+        start; nothing counts as a failure), one WARNING line says so, and the summary
+        comes back as usual, the study RUNNING: call ``optimize`` again to continue it.
+        (The thread backend cannot stop a thread in the training function: it is left
+        to end, and its result is refused.)
+
+        ``callbacks``: functions called here (never in a worker) with each trial that
+        finishes while this runs (COMPLETE, FAILED or LOST), as a `FrozenTrial`, in
+        order of completion, all of them before this returns (none after Ctrl-C). One of
+        one argument gets the trial; one of two, ``(study, trial)`` as in Optuna. An
+        exception it raises is logged (ERROR) and the study goes on; a callback that
+        wants to end the study calls ``study.stop()``. They run in the monitor's loop:
+        keep them short.
+
         Example::
 
             study.optimize(train, workers=2)
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
+            study.optimize(train, workers=4, timeout=3600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
+        deadline = Deadline(check_timeout(timeout))  # counted from the start of the call
+        notify = Callbacks(self, callbacks)
         run = pick_backend(self.storage, backend)
         fn = training_function(train)
         if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
@@ -150,13 +174,14 @@ class Study:
 
         def start(controller: Controller, tick: Callable[[], None]) -> None:
             run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
-                evaluators=evaluators)
+                evaluators=evaluators, deadline=deadline)
 
-        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress)
-        _, record = self._run_workers(start, monitor)
+        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress,
+                             callbacks=notify or None)
+        _, record = self._run_workers(start, monitor, deadline, "optimize")
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
-        if record.state == StudyState.RUNNING:
+        if record.state == StudyState.RUNNING and not deadline.reached:
             raise StudyFailedError(
                 f"the workers stopped before study {self.name!r} was done; run again to continue"
             )
@@ -165,7 +190,8 @@ class Study:
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
-        return self._summary(monitor.elapsed_s)
+        return self._summary(monitor.elapsed_s,
+                             timeout_s=deadline.timeout if deadline.reached else None)
 
     def stop(self, reason: str | None = None) -> bool:
         """End the study now, before its budget, for every worker: it becomes COMPLETE
@@ -187,12 +213,13 @@ class Study:
             _log.info("study %r stopped: %s", self.name, text)
         return stopped
 
-    def _summary(self, elapsed_s: float, note: str | None = None) -> StudySummary:
+    def _summary(self, elapsed_s: float, note: str | None = None, *,
+                 timeout_s: float | None = None) -> StudySummary:
         """The run's summary, logged (after ``note``) at INFO and returned."""
         ensure_default_handler()
         if note:
             _log.info("%s", note)
-        summary = summarize(self.storage, self._record, elapsed_s)
+        summary = summarize(self.storage, self._record, elapsed_s, timeout_s=timeout_s)
         _log.info("%s", summary, extra=SUMMARY_EXTRA)
         return summary
 
@@ -203,6 +230,8 @@ class Study:
         *,
         max_trials: int | None = None,
         role: Role = "both",
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> int | None:
         """Run this study's trials beside whoever else runs it, as `pbtune worker` does
         on each machine of a cluster; return how many trials ran here, where that is known.
@@ -217,13 +246,22 @@ class Study:
         checkpoints no trial refers to are deleted. It logs a line per trial run here
         and, every minute, a status line of the whole study (see `optimize`).
 
+        ``timeout`` and ``callbacks`` are those of `optimize`, for the workers of this
+        call only: at the deadline their running trials go back in the queue (other
+        machines' workers go on), and the callbacks see the trials run here. With one
+        worker, the loop runs in this thread and the callbacks are called from a
+        background thread of this process (one at a time, never in parallel).
+
         Example::
 
             study = pbtune.load_study("digits", storage="postgresql://db-host/pbtune")
             study.join("train.py:train", workers=4)
+            study.join("train.py:train", workers=2, timeout=600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
+        deadline = Deadline(check_timeout(timeout))
+        notify = Callbacks(self, callbacks)
         if max_trials is not None:
             _check_count("max_trials", max_trials)
         if role not in get_args(Role):
@@ -245,14 +283,16 @@ class Study:
             if workers == 1:  # a loop in this process can use the functions it was given
                 evaluate = given if callable(given) else None
                 return run_here(self.storage, controller, fn, max_trials=max_trials,
-                                role=role, fitness=fitness, evaluate=evaluate)
+                                role=role, fitness=fitness, evaluate=evaluate,
+                                deadline=deadline)
             run_processes(self.storage, controller, fn, workers, fitness=fitness, tick=tick,
-                          max_trials=max_trials, role=role)
+                          max_trials=max_trials, role=role, deadline=deadline)
             return None
 
         monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
-                             mine=LocalWorkers(), background=workers == 1)
-        done, record = self._run_workers(start, monitor)
+                             mine=LocalWorkers(), background=workers == 1,
+                             callbacks=notify or None)
+        done, record = self._run_workers(start, monitor, deadline, "join")
         if record.stop_reason is not None:
             _log.info("study %r stopped: %s", self.name, record.stop_reason)
         return done
@@ -261,17 +301,23 @@ class Study:
         self,
         start: Callable[[Controller, Callable[[], None]], _Ran],
         monitor: RunMonitor,
+        deadline: Deadline,
+        method: str,
     ) -> tuple[_Ran, StudyRecord]:
-        """The run that `optimize` and `join` share: fail the trials of this host's dead
-        workers, ``start(controller, tick)`` the workers (SIGTERM stops them as Ctrl-C
-        does; ``tick`` is the ``monitor``'s: bar, trial lines, status lines), and sweep
-        the checkpoints of a study that is then COMPLETE. Returns what ``start`` did and
-        the study's record."""
+        """The run that `optimize` and `join` (the ``method``) share: fail the trials of
+        this host's dead workers, ``start(controller, tick)`` the workers (SIGTERM stops
+        them as Ctrl-C does; ``tick`` is the ``monitor``'s: bar, trial lines, status
+        lines), say so if they stopped at the ``deadline``, and sweep the checkpoints of
+        a study that is then COMPLETE. Returns what ``start`` did and the study's record."""
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
         with sigterm_as_interrupt(), monitor:
             ran = start(controller, monitor.tick)
         record = self.storage.get_study_by_id(self.id)
+        if deadline.reached and record.state == StudyState.RUNNING:
+            again = (f"call {method} again" if self.storage.url is None
+                     else f"run the same command (or call {method}) again")
+            monitor.timed_out(deadline, again)
         if record.state == StudyState.COMPLETE:
             # Nothing of this run is running any more: delete what crashed workers and
             # failed deletes left behind (every worker that sees the end does; it is safe).

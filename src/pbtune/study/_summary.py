@@ -25,7 +25,8 @@ class StudySummary:
     far; ``checkpoint`` is its committed checkpoint, the trained model. ``counts`` has
     every trial state; ``elapsed_s`` is how long this run took (0 when there was nothing
     left to run); ``stop_reason`` says why the study ended before its budget (a stop
-    rule, `Study.stop`), None if it did not.
+    rule, `Study.stop`), None if it did not; ``timeout_s`` is the timeout the run stopped
+    at, leaving the study unfinished (None when it did not).
     """
 
     name: str
@@ -40,6 +41,7 @@ class StudySummary:
     max_steps: int = 0
     commands: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    timeout_s: float | None = None
 
     @property
     def fitness(self) -> float | None:
@@ -79,7 +81,11 @@ class StudySummary:
                 f"  checkpoint (the trained model): {best.checkpoint or '-'}",
             ]
         if self.state == StudyState.RUNNING:
-            lines.append("the study is unfinished: run the same command again to continue it")
+            stopped = ("" if self.timeout_s is None else
+                       f"the run stopped at its timeout ({number(self.timeout_s)} s); ")
+            again = ("call optimize again" if storage_text(self.storage_url) == "memory"
+                     else "run the same command again")
+            lines.append(f"{stopped}the study is unfinished: {again} to continue it")
         if self.commands:
             lines.append("next:")
             lines += [f"  {command}" for command in self.commands]
@@ -89,8 +95,10 @@ class StudySummary:
         return "\n".join(lines)
 
 
-def summarize(storage: Storage, record: StudyRecord, elapsed_s: float) -> StudySummary:
-    """The summary of the study ``record`` names, read from ``storage`` now."""
+def summarize(storage: Storage, record: StudyRecord, elapsed_s: float, *,
+              timeout_s: float | None = None) -> StudySummary:
+    """The summary of the study ``record`` names, read from ``storage`` now; ``timeout_s``:
+    the timeout the run stopped at."""
     record = storage.get_study_by_id(record.id)
     progress = measure(storage, record)
     return StudySummary(
@@ -106,6 +114,7 @@ def summarize(storage: Storage, record: StudyRecord, elapsed_s: float) -> StudyS
         max_steps=int(record.config["max_steps"]),
         commands=next_commands(storage.url, record.name),
         stop_reason=record.stop_reason,
+        timeout_s=timeout_s if record.state == StudyState.RUNNING else None,
     )
 
 
