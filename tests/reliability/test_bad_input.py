@@ -758,8 +758,8 @@ def make_database(folder: Path, version: str) -> str:
     return url
 
 
-@pytest.mark.parametrize("version", [str(SCHEMA_VERSION + 1), "0", "1.0", "", "99999999999999999999",
-                                     "abc'"])
+@pytest.mark.parametrize("version", [str(SCHEMA_VERSION + 1), "0", "1.0", "",
+                                     "99999999999999999999", "abc'"])
 def test_an_unknown_schema_version_is_refused_and_left_untouched(
     tmp_path: Path, version: str
 ) -> None:
