@@ -28,6 +28,8 @@ ORDER = [
     ("scaling-pb2", "Controller scaling with PB2 (decisions that read a history window)",
      "python benchmarks/scaling.py --sizes 100,100000 --explore pb2"),
     ("decision", "One explore decision: PB2 against Perturb", "python benchmarks/decision.py"),
+    ("ranking", "One decision with several objectives and constraints",
+     "python benchmarks/ranking.py"),
     ("ab-overhead", "Side by side: overhead before and after the last core change",
      "python benchmarks/ab.py --base BASE --new NEW overhead"),
     ("ab-utilization", "Side by side: utilization before and after the last core change",

@@ -181,3 +181,22 @@ def test_run_with_a_changed_space_says_both_values_and_how_to_start_over(folder:
     assert run_file(folder).exit_code == 0
     study = pbtune.load_study("tiny", storage=url)
     assert study.config.population_size == 3 and study.config.space["lr"].high == 0.5
+
+
+def test_run_a_study_file_with_stop_rules_then_without_them(
+    folder: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    (folder / "study.yaml").write_text(
+        STUDY_YAML.replace("max_steps: 4", "max_steps: 12")
+        + "stop: [{type: total_steps, steps: 8}]\n")
+    result = run_file(folder)
+    assert result.exit_code == 0, result.output
+    assert "stopped: " in result.stdout and "(TotalSteps(8))" in result.stdout
+    again = run_file(folder)  # the same file: nothing left to run, and it says why
+    assert again.exit_code == 0 and "(TotalSteps(8))" in again.stdout
+    # Without the rule the study runs again and trains every member to max_steps.
+    (folder / "study.yaml").write_text(STUDY_YAML.replace("max_steps: 4", "max_steps: 12"))
+    result = run_file(folder)
+    assert result.exit_code == 0, result.output
+    assert "stopped" not in result.stdout and "24/24 steps" in result.stdout
+    assert "study 'tiny' runs again" in caplog.text

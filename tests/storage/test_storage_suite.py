@@ -417,9 +417,11 @@ def test_every_transition_in_the_table(storage: Storage) -> None:
     write = functools.partial(storage.write, study_id)
     a = claim(storage, study_id, "a")
     assert a is not None
+    storage.add_report(study_id, a.id, 3, {"loss": 2.0})
     back = write(lambda tx: tx.requeue(a, "a"))  # RUNNING -> QUEUED
     assert back is not None and back.state == TrialState.QUEUED and back.worker is None
     assert a.id not in held_claims(storage, study_id)
+    assert storage.get_reports(study_id, a.id) == []  # it runs again from its start
     a = claim(storage, study_id, "a2")
     assert a is not None and a.id == back.id
     trained = write(lambda tx: tx.mark_trained(a, "a2", metrics={"loss": 1.0},
@@ -788,3 +790,29 @@ def test_lengthen_queued_trials_cut_short_and_resume_members(storage: Storage) -
     assert storage.get_members(study_id)[1].state == MemberState.DONE
     storage.write(study_id, lambda tx: tx.member_resumed(1))
     assert storage.get_members(study_id)[1].state == MemberState.ACTIVE
+
+
+def test_a_decision_reads_the_stop_rules_with_the_study_and_a_stop_keeps_its_reason(
+    storage: Storage,
+) -> None:
+    plain = make_study(storage, "plain")
+    rules = [{"type": "target", "acc": 0.9}, {"type": "total_steps", "steps": 5}]
+    ruled = make_study(storage, "ruled", config={"metric": "acc", "mode": "max",
+                                                 "max_steps": 10, "stop": rules})
+    assert storage.write(plain, lambda tx: tx.stop_rules()) == []
+    assert storage.write(ruled, lambda tx: (tx.stop_rules(), tx.max_steps(),
+                                            tx.stop_state())) == (rules, 10, {})
+
+    def stop(tx: Transaction) -> tuple[StudyState, str | None]:
+        tx.set_stop_state({"1": {"steps": 4}, "fired": 0})
+        tx.stop_study("trial 3 reached acc 0.95")
+        return tx.study_state(), tx.stop_reason()
+
+    assert storage.write(ruled, stop) == (StudyState.COMPLETE, "trial 3 reached acc 0.95")
+    record = storage.get_study("ruled")
+    assert (record.state, record.stop_reason) == (StudyState.COMPLETE,
+                                                  "trial 3 reached acc 0.95")
+    assert storage.write(ruled, lambda tx: tx.stop_state()) == {"1": {"steps": 4}, "fired": 0}
+    storage.set_study_state(ruled, StudyState.RUNNING)  # running again clears the reason
+    assert storage.get_study("ruled").stop_reason is None
+    assert storage.get_study("plain").stop_reason is None

@@ -7,9 +7,10 @@ or not at all; children read committed checkpoints as local, read-only directori
 from pbtune.checkpoints._local import LocalStore
 from pbtune.checkpoints._location import Location, as_location, is_url
 from pbtune.checkpoints._open import check_root, open_store, resolve_root, study_dir_name
-from pbtune.checkpoints._store import CheckpointStore
+from pbtune.checkpoints._store import CheckpointExistsError, CheckpointStore
 
 __all__ = [
+    "CheckpointExistsError",
     "CheckpointStore",
     "LocalStore",
     "Location",

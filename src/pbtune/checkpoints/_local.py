@@ -16,7 +16,7 @@ from typing import Any
 
 from pbtune._errors import CheckpointError, ConfigError, TrialFailedError
 from pbtune.checkpoints._location import Location
-from pbtune.checkpoints._store import CheckpointStore
+from pbtune.checkpoints._store import CheckpointExistsError, CheckpointStore
 
 STAGING = ".staging"
 
@@ -70,7 +70,9 @@ def make_staging_dir(study_dir: Path, number: int, claim: str) -> Path:
 def commit(staging: Path, final: Path) -> Path:
     """Make ``staging`` durable, then rename it to ``final`` in one step."""
     if final.exists():
-        raise CheckpointError(f"checkpoint {str(final)!r} exists already; refusing to replace it")
+        raise CheckpointExistsError(
+            f"checkpoint {str(final)!r} exists already; refusing to replace it"
+        )
     for root, dirs, files in os.walk(staging):
         for name in files:
             _seal_file(Path(root) / name)

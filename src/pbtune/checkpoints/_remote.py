@@ -30,7 +30,7 @@ from typing import Any
 from pbtune._errors import CheckpointError, ConfigError
 from pbtune.checkpoints import _local as checkpoints
 from pbtune.checkpoints._location import Location
-from pbtune.checkpoints._store import CheckpointStore
+from pbtune.checkpoints._store import CheckpointExistsError, CheckpointStore
 
 _log = logging.getLogger("pbtune.checkpoints")
 
@@ -118,7 +118,9 @@ class RemoteStore(CheckpointStore):
         final = self.final(number)
         prefix = self._path_of(final)
         if fs.exists(f"{prefix}/{MANIFEST}"):
-            raise CheckpointError(f"checkpoint {final!r} exists already; refusing to replace it")
+            raise CheckpointExistsError(
+                f"checkpoint {final!r} exists already; refusing to replace it"
+            )
         entries = []
         for name, local in _files(staging):
             if name == MANIFEST:

@@ -21,7 +21,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Set
 from pathlib import Path
 
+from pbtune._errors import CheckpointError
 from pbtune.checkpoints._location import Location
+
+
+class CheckpointExistsError(CheckpointError):
+    """A commit found its trial's checkpoint there already, and wrote nothing: another run
+    of the same trial committed it (a trial put back in the queue at a run's timeout runs
+    again under its own number, while a training thread that could not be stopped may
+    still finish the first run)."""
 
 
 class CheckpointStore(ABC):
@@ -40,7 +48,8 @@ class CheckpointStore(ABC):
     @abstractmethod
     def commit(self, staging: Path, number: int) -> Location:
         """Make ``staging`` trial ``number``'s committed checkpoint, whole or not at all;
-        return its reference (what the database records)."""
+        return its reference (what the database records). Raises `CheckpointExistsError`,
+        having written nothing, if that checkpoint exists already."""
 
     @abstractmethod
     def open(self, reference: Location, trial_id: int) -> Path:

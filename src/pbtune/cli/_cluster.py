@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from pbtune.cli._open import open_existing
-from pbtune.cli._options import add_cwd_to_path
+from pbtune.cli._options import add_cwd_to_path, timeout_option
 from pbtune.cli._run import (
     ENTRY_HELP,
     create_from_settings,
@@ -79,9 +79,11 @@ def _exists(url: str, name: str) -> bool:
               show_default=True,
               help="In a study with an evaluate function: evaluate and train, only train, or "
                    "only evaluate (an evaluator on its own resources).")
+@timeout_option
 def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int | None,
-           workers: int, role: Role) -> None:
-    """Join a study and run its trials until it is done (or --max-trials are run).
+           workers: int, role: Role, timeout: float | None) -> None:
+    """Join a study and run its trials until it is done (or --max-trials are run, or
+    --timeout passes: this machine's running trials go back in the queue).
 
     Start as many as you like, on any machine that reaches the storage and the study's
     checkpoint_root; the study is created first with `pbtune create`.
@@ -97,7 +99,8 @@ def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int
         load_entry(entry)
     started = time.monotonic()
     try:
-        done = study.join(entry, workers=workers, max_trials=max_trials, role=role)
+        done = study.join(entry, workers=workers, max_trials=max_trials, role=role,
+                          timeout=timeout)
     except KeyboardInterrupt as error:
         exit_interrupted(error)
     state = study.state

@@ -5,7 +5,9 @@ Example ``study.yaml``::
     name: digits
     storage: sqlite:///pbtune.db
     metric: accuracy
-    mode: max
+    mode: max                       # or, for several: objectives: {accuracy: max, latency_ms: min}
+    constraints: {memory_mb: {max: 2048}}    # optional: feasible trials first
+    early_stop: {type: lagging, generations: 3}   # optional: restart members that stay behind
     population_size: 8
     steps_per_trial: 100
     max_steps: 3000
@@ -16,6 +18,9 @@ Example ``study.yaml``::
     explore: {type: perturb, factors: [0.8, 1.25], resample_probability: 0.25}
     checkpoint_root: checkpoints    # relative to this file's folder
     command: python train.py        # optional: what `pbtune run` runs for each trial
+    stop:                           # optional: end the study early (one rule or a list)
+      - {type: target, accuracy: 0.99}
+      - {type: no_improvement, generations: 5}
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ from pbtune._errors import ConfigError, PbtuneError
 from pbtune.checkpoints import is_url
 from pbtune.controller import import_object
 from pbtune.space import SearchSpace
-from pbtune.strategies import exploit_from_dict, explore_from_dict
+from pbtune.strategies import (
+    early_stop_from_dict,
+    exploit_from_dict,
+    explore_from_dict,
+    stop_from_dict,
+)
 
 # Keys passed to `create_study` unchanged (it validates their values).
 PLAIN_KEYS = (
@@ -47,6 +57,8 @@ PLAIN_KEYS = (
     "keep_best",
     "heartbeat_timeout",
     "trial_timeout",
+    "objectives",
+    "constraints",
 )
 ALLOWED_KEYS = (
     "name",
@@ -55,10 +67,12 @@ ALLOWED_KEYS = (
     *PLAIN_KEYS,
     "exploit",
     "explore",
+    "early_stop",
     "checkpoint_root",
     "fitness",
     "evaluate",
     "command",
+    "stop",
 )
 
 
@@ -136,7 +150,8 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
         raise ConfigError("'space' is required: a mapping like {lr: {type: float, low: ...}}")
     options: dict[str, Any] = {"space": SearchSpace.from_dict(_space_mapping(data["space"]))}
     options.update({key: data[key] for key in PLAIN_KEYS if key in data})
-    for key, parse in (("exploit", exploit_from_dict), ("explore", explore_from_dict)):
+    for key, parse in (("exploit", exploit_from_dict), ("explore", explore_from_dict),
+                       ("early_stop", early_stop_from_dict)):
         if key in data:
             options[key] = _strategy(key, data[key], parse)
     if data.get("checkpoint_root") is not None:
@@ -145,6 +160,8 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
         options["fitness"] = import_fitness(data["fitness"], base)
     if data.get("evaluate") is not None:
         options["evaluate"] = _evaluate_ref(data["evaluate"], base)
+    if data.get("stop") is not None:
+        options["stop"] = _stop(data["stop"])
     return RunConfig(path=path, name=name, storage=storage, options=options,
                      command=_command(data.get("command")))
 
@@ -160,6 +177,14 @@ def _command(value: Any) -> str | list[str] | None:
     raise ConfigError(
         f"'command' must be a string like 'python train.py' or a list of strings, got {value!r}"
     )
+
+
+def _stop(value: Any) -> list[Any]:
+    """The file's ``stop``: one rule (``{type: target, accuracy: 0.99}``) or a list."""
+    try:
+        return list(stop_from_dict(value))
+    except TypeError as error:  # a rule given settings it does not take
+        raise ConfigError(f"'stop': {error}") from None
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:

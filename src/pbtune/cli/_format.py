@@ -248,7 +248,8 @@ def study_table(study: StudyRecord, progress: StudyProgress, best: FrozenTrial |
     table = Table(title=f"study {study.name!r}", title_justify="left", show_header=False)
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
-    table.add_row("state", study.state.value)
+    stopped = f", stopped: {study.stop_reason}" if study.stop_reason is not None else ""
+    table.add_row("state", study.state.value + stopped)
     table.add_row(
         "progress",
         f"{progress.steps_done}/{progress.steps_total} steps ({100 * progress.fraction:.1f}%)",

@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from pbtune._errors import ConfigError
 from pbtune.study import DEFAULT_STORAGE
+from pbtune.worker import check_timeout
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,29 @@ def study_option(fn: F) -> F:
         metavar="NAME",
         help="Study name; may be left out when the storage holds exactly one study.",
     )(fn)
+
+
+def timeout_option(fn: F) -> F:
+    return click.option(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        callback=_positive_seconds,
+        help="Stop after SECONDS of wall clock: the running trials go back in the queue "
+             "unchanged, and the same command continues the study [default: no limit].",
+    )(fn)
+
+
+def _positive_seconds(_ctx: click.Context, _param: click.Parameter,
+                      value: float | None) -> float | None:
+    try:
+        return check_timeout(value)
+    except ConfigError:
+        raise click.BadParameter(
+            f"{value!r}: give a positive, finite number of seconds, e.g. --timeout 3600 "
+            "(leave it out for no limit)"
+        ) from None
 
 
 # Piped or captured output is read by programs and wide windows, not an 80-column tty.

@@ -20,7 +20,14 @@ from pbtune.cli import _format as fmt
 from pbtune.cli._config import RunConfig, load_config
 from pbtune.cli._delete import settings_conflict
 from pbtune.cli._open import open_existing, schedule, select_study
-from pbtune.cli._options import add_cwd_to_path, console, emit, storage_option, study_option
+from pbtune.cli._options import (
+    add_cwd_to_path,
+    console,
+    emit,
+    storage_option,
+    study_option,
+    timeout_option,
+)
 from pbtune.controller import SettingsConflictError
 from pbtune.study import (
     DEFAULT_STORAGE,
@@ -58,11 +65,14 @@ RUN_HELP = (
 @click.option("--storage", "storage_url", metavar="URL", help="Overrides the file's storage.")
 @click.option("--study", "study_name", metavar="NAME", help="Overrides the file's name.")
 @click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")
+@timeout_option
 def run(entry: str | None, config_path: Path, command_line: str | None, workers: int,
-        storage_url: str | None, study_name: str | None, no_progress: bool) -> None:
-    """Run (or continue) the study described by --config until its budget is spent.
+        storage_url: str | None, study_name: str | None, no_progress: bool,
+        timeout: float | None) -> None:
+    """Run (or continue) the study described by --config until its budget is spent
+    (or --timeout).
 
-    Running the same command again after a crash or Ctrl-C continues the study.
+    Running the same command again after a crash, Ctrl-C or a timeout continues the study.
     """
     if entry is not None and command_line is not None:
         raise click.UsageError("give either ENTRY or --command, not both")
@@ -71,7 +81,7 @@ def run(entry: str | None, config_path: Path, command_line: str | None, workers:
     study = create_from_settings(*settings)
     with summary_printed_here():
         try:
-            summary = study.optimize(train, workers=workers,
+            summary = study.optimize(train, workers=workers, timeout=timeout,
                                      show_progress=False if no_progress else None)
         except KeyboardInterrupt as error:
             exit_interrupted(error)

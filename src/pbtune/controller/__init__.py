@@ -14,16 +14,18 @@ from pbtune.controller._changes import (
     compare_settings,
 )
 from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Result, Role, Wait
-from pbtune.controller._config import StudyConfig
+from pbtune.controller._config import StudyConfig, directions, stop_context
 from pbtune.controller._controller import Controller
 from pbtune.controller._members import initial_trials
 from pbtune.controller._metrics import check_metrics
 from pbtune.controller._revise import Revision, revise_study
 from pbtune.controller._run import TrialRun
+from pbtune.controller._stopping import USER_STOP, revive, stop_study
 
 __all__ = [
     "CHANGEABLE",
     "DONE",
+    "USER_STOP",
     "WAIT",
     "Claimed",
     "Controller",
@@ -38,8 +40,12 @@ __all__ = [
     "Wait",
     "check_metrics",
     "compare_settings",
+    "directions",
     "import_object",
     "initial_trials",
     "object_ref",
     "revise_study",
+    "revive",
+    "stop_context",
+    "stop_study",
 ]

@@ -18,8 +18,9 @@ from typing import Any
 from pbtune._errors import ConfigError
 
 # Settings an existing study takes as given: they change how the study is run, never what
-# it computes. (``max_steps`` may change too, within limits: see `revise_study`.)
-CHANGEABLE = ("max_retries", "keep_best", "heartbeat_timeout", "trial_timeout")
+# it computes; ``stop``, its stop rules, says when it has learned enough. (``max_steps``
+# may change too, within limits: see `revise_study`.)
+CHANGEABLE = ("max_retries", "keep_best", "heartbeat_timeout", "trial_timeout", "stop")
 
 
 class _Absent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pbtune._imports import import_object, object_ref
 from pbtune.controller._changes import compare_settings
 from pbtune.space import SearchSpace
 from pbtune.strategies import (
+    FITNESS,
     PB2,
     Criteria,
     EarlyStop,
@@ -19,11 +21,16 @@ from pbtune.strategies import (
     ExploreStrategy,
     Mode,
     Perturb,
+    StopContext,
+    StopRule,
     Tournament,
     criteria_from,
+    describe,
     early_stop_from_dict,
     exploit_from_dict,
     explore_from_dict,
+    stop_from_dict,
+    stop_rules,
 )
 
 FitnessFn = Callable[[Mapping[str, float]], float]
@@ -59,6 +66,7 @@ class StudyConfig:
     objectives: Mapping[str, Mode] | None = None
     constraints: Mapping[str, Mapping[str, float]] | None = None
     early_stop: EarlyStop | None = None
+    stop: tuple[StopRule, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
@@ -109,6 +117,8 @@ class StudyConfig:
         _positive_float("heartbeat_timeout", self.heartbeat_timeout)
         if self.trial_timeout is not None:
             _positive_float("trial_timeout", self.trial_timeout)
+        object.__setattr__(self, "stop", stop_rules(self.stop))
+        _check_stop_rules(self)
 
     def _check_criteria(self) -> None:
         """Exactly one of metric, fitness and objectives; objectives and constraints
@@ -192,12 +202,14 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         # Settings added since the first release are stored only when set, so a study
         # made before them compares equal to the same settings given again.
-        extra = {key: value for key, value in (
+        extra: dict[str, Any] = {key: value for key, value in (
             ("evaluate", self.evaluate_ref),
             ("objectives", dict(self.objectives) if self.objectives else None),
             ("constraints", {k: dict(v) for k, v in (self.constraints or {}).items()} or None),
             ("early_stop", self.early_stop.to_dict() if self.early_stop else None),
         ) if value is not None}
+        if self.stop:  # absent without rules: studies stored before rules compare equal
+            extra["stop"] = [rule.to_dict() for rule in self.stop]
         return {
             "space": self.space.to_dict(),
             "metric": self.metric,
@@ -229,6 +241,7 @@ class StudyConfig:
         fields["exploit"] = exploit_from_dict(fields.get("exploit", "tournament"))
         fields["explore"] = explore_from_dict(fields.get("explore", "perturb"))
         fields["early_stop"] = early_stop_from_dict(fields.get("early_stop"))
+        fields["stop"] = stop_from_dict(fields.get("stop"))
         fields["fitness_ref"] = fields.pop("fitness", None)
         if fitness is not None:
             fields["fitness"] = fitness
@@ -241,6 +254,44 @@ class StudyConfig:
         """Names of the settings in which ``other`` differs (for load_if_exists)."""
         return sorted({change.name.split(".")[0]
                        for change in compare_settings(self.to_dict(), other.to_dict())})
+
+
+def directions(config: StudyConfig) -> dict[str, Mode]:
+    """The study's objectives and which way each is better: ``{metric: mode}``, or
+    ``{"fitness": mode}`` for a fitness function. The one place that says what a study
+    optimizes, for whatever judges its results by name (stop rules)."""
+    if config.objectives is not None:
+        return dict(config.objectives)
+    return {config.metric if config.metric is not None else FITNESS: config.mode}
+
+
+def stop_context(config: StudyConfig, max_steps: int | None = None) -> StopContext:
+    """What the study's stop rules may know of it (``max_steps``: the stored budget,
+    which another process may have changed; the config's by default)."""
+    return StopContext(
+        directions=directions(config),
+        max_steps=config.max_steps if max_steps is None else max_steps,
+        population_size=config.population_size,
+        steps_per_trial=config.steps_per_trial,
+        fitness_function=config.metric is None and config.objectives is None,
+        constraints=config.criteria.constraints,
+    )
+
+
+def _check_stop_rules(config: StudyConfig) -> None:
+    """Each rule can judge this study, and its stored form is JSON with a ``type``."""
+    context = stop_context(config)
+    for rule in config.stop:
+        rule.check_study(context)
+        stored = rule.to_dict()
+        try:
+            json.dumps(stored, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"stop rule {describe(rule)}: to_dict() must return JSON, "
+                              f"got {stored!r} ({error})") from None
+        if not isinstance(stored, dict) or not isinstance(stored.get("type"), str):
+            raise ConfigError(f"stop rule {describe(rule)}: to_dict() must return a dict "
+                              f"with a 'type' ('module:Class' for your own), got {stored!r}")
 
 
 def _positive_int(name: str, value: Any, *, high: int, allow_zero: bool = False) -> None:

@@ -31,6 +31,7 @@ from pbtune.controller._members import (
 )
 from pbtune.controller._metrics import check_metrics, clean_metrics, fitness_of
 from pbtune.controller._run import TrialRun, error_text
+from pbtune.controller._stopping import StopCheck
 from pbtune.storages import HeldTrial, Holder, Storage, StudyRecord, StudyState, Transaction
 from pbtune.trial import FrozenTrial, TrialState
 
@@ -45,6 +46,7 @@ class Controller:
         self.study = study
         self.config = config
         self._store = open_store(config.checkpoint_root, study.checkpoint_dir)
+        self._stop_check = StopCheck(config)
         # Deletes a collected checkpoint after the commit that forgot it; see
         # `deleting_in_background` (a directory left by a crash is swept at the end).
         self._delete: Callable[[Location], None] = self._store.remove
@@ -208,8 +210,14 @@ class Controller:
             tx.member_completed(trial.member, trial.id)
             population = tx.population()
             told = _Told(True)
-            if not enqueue_next(tx, self.config, finished, population, now, told.notes):
-                maybe_finish_study(tx)
+            # A study that ended (a stop rule, `Study.stop`, or failed) records results
+            # that come in from trials running elsewhere, and decides nothing: the
+            # member's next trial is decided if the study runs again (see `reopen`).
+            if tx.study_state() == StudyState.RUNNING:
+                told.stopped = self._stop_check(tx, finished)
+                if told.stopped is None and not enqueue_next(
+                        tx, self.config, finished, population, now, told.notes):
+                    maybe_finish_study(tx)
             told.garbage.extend(collect_garbage(tx, self.config, population))
             if worker is not None and tx.study_state() == StudyState.RUNNING:
                 told.following = self._claim(tx, worker, token, role)
@@ -219,10 +227,12 @@ class Controller:
         if not told.told:
             _log.warning(
                 "refused the result of trial %s: it is no longer held by this worker "
-                "(it was failed as lost and retried)", trial.id)
+                "(it was failed as lost and retried, or put back in the queue)", trial.id)
             return False, None
         for note in told.notes:  # after the commit: a retried transaction says it once
             _log.warning(note)
+        if told.stopped is not None:
+            _log.info("study %r stopped: %s", self.study.name, told.stopped)
         for old in told.garbage:
             self._delete(old.checkpoint)
         return True, told.following
@@ -266,7 +276,8 @@ class Controller:
         told, following = self.storage.write(self.study.id, work)
         if not told:
             _log.warning("refused the training result of trial %s: it is no longer held by "
-                         "this worker (it was failed as lost and retried)", trial.id)
+                         "this worker (it was failed as lost and retried, or put back in the "
+                         "queue)", trial.id)
         return told, following
 
     @staticmethod
@@ -374,6 +385,27 @@ class Controller:
             return False
         return self.tell_failure(claimed, reason, counts=counts, lost=True, state=state)
 
+    def requeue_worker(self, worker: str) -> int:
+        """Put the trials ``worker`` holds back in the queue unchanged (its run stopped at
+        its timeout): a training back to QUEUED, an evaluation back to TRAINED, as before
+        the claim, which is cleared so that a late result is refused. No failure counts
+        and no retry is made; the same trial runs again on the next run. A checkpoint the
+        worker committed but did not record is deleted, so that run can commit it again.
+        Returns how many trials went back."""
+        back = 0
+        for held in self.held_trials():
+            if held.trial.worker != worker or not self.release(Claimed(held.trial,
+                                                                       held.claim)):
+                continue
+            back += 1
+            if held.trial.state == TrialState.RUNNING:
+                try:
+                    self._store.remove(self._store.final(held.trial.number))
+                except Exception as error:  # the end-of-run sweep deletes it
+                    _log.warning("could not delete the unrecorded checkpoint of trial %s: "
+                                 "%s", held.trial.id, error)
+        return back
+
     def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
         """Fail the held trials of a worker known to be dead."""
         lost = [h for h in self.held_trials() if h.trial.worker == worker]
@@ -414,9 +446,11 @@ def _recorded(tx: Transaction, claimed: Claimed, state: TrialState, *,
 @dataclass
 class _Told:
     """What a final result's transaction did: whether it was recorded, the checkpoints it
-    collected (deleted after the commit), the work it claimed next, what to log."""
+    collected (deleted after the commit), the work it claimed next, what to log, and
+    whether it stopped the study."""
 
     told: bool
     garbage: list[Holder] = field(default_factory=list)
     following: Claimed | None = None
     notes: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why a stop rule ended the study with this result

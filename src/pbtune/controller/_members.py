@@ -163,7 +163,9 @@ def after_failure(
     tx: Transaction, config: StudyConfig, failed: FrozenTrial, now: float, *, counts: bool = True
 ) -> None:
     """Retry the member's failed trial, or give the member up after ``max_retries``; fail
-    the study when every member's first trial failed, or finish it when nothing is left."""
+    the study when every member's first trial failed, or finish it when nothing is left.
+    In a study that has ended (stopped, or failed) the retry is queued, and waits there
+    like any queued trial, but the study's state is left as it is."""
     member = tx.member(failed.member)
     failures = member.failures + (1 if counts else 0)
     gave_up = failures > config.max_retries
@@ -181,6 +183,8 @@ def after_failure(
             ),
             now,
         )
+    if tx.study_state() != StudyState.RUNNING:
+        return
     # Broken training code fails the study at once; a lost trial (a killed or silent
     # worker) says nothing about the code, so it costs a retry, never the study.
     everyone = tx.all_members()

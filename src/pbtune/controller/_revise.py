@@ -7,6 +7,11 @@ decision path (continue, exploit or explore from the latest results, warm-starti
 latest checkpoint, which garbage collection always keeps), so its lineage goes on
 unbroken and a finished study runs again. Members that gave up (FAILED, more than
 ``max_retries`` failures in a row) stay as they are: their code failed, not their budget.
+
+Changed stop rules judge the study's past as if they had always been its rules (see
+`judge_past`): a study they would have stopped is stopped (or stays stopped, with their
+reason); one that a rule had stopped and that they would not have stopped runs again. A
+raised budget runs a stopped study again too, unless its rules say stop.
 """
 
 from __future__ import annotations
@@ -18,20 +23,25 @@ from typing import Any
 
 from pbtune.controller._changes import SettingChange, SettingsConflictError, compare_settings
 from pbtune.controller._config import StudyConfig
-from pbtune.controller._members import enqueue_next
+from pbtune.controller._members import enqueue_next, maybe_finish_study
+from pbtune.controller._stopping import judge_past, reopen, stop_for, stopped_by_rule
 from pbtune.storages import MemberState, Storage, StudyState, Transaction
 
 
 @dataclass(frozen=True)
 class Revision:
     """What `revise_study` changed: the settings (``name: stored -> given``), the members
-    that train on under a raised budget, the settings as now stored, and what is worth
-    logging about the decisions it made."""
+    that train on under a raised budget, the settings as now stored, what is worth
+    logging about the decisions it made, and how the study's end changed: ``stopped``,
+    the reason its stop rules stop it (or keep it stopped) with; ``reopened``, whether a
+    study that had stopped runs again."""
 
     changes: tuple[SettingChange, ...]
     resumed: tuple[int, ...]
     config: dict[str, Any]
     notes: tuple[str, ...] = ()
+    stopped: str | None = None
+    reopened: bool = False
 
 
 def revise_study(storage: Storage, study_id: int, study_name: str, given: Mapping[str, Any],
@@ -42,8 +52,9 @@ def revise_study(storage: Storage, study_id: int, study_name: str, given: Mappin
     ``max_retries``, ``keep_best``, ``heartbeat_timeout`` and ``trial_timeout`` are taken
     (processes already running keep theirs until they start again). ``max_steps`` may be
     raised (the members that reached the old budget train on) or lowered down to the
-    furthest step a trial trains to; running workers follow it from their next decision.
-    Any other difference raises `SettingsConflictError` and changes nothing.
+    furthest step a trial trains to, and ``stop`` (the stop rules) may change; running
+    workers follow both from their next decision. Any other difference raises
+    `SettingsConflictError` and changes nothing.
     """
 
     def wanted(current: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +71,16 @@ def revise_study(storage: Storage, study_id: int, study_name: str, given: Mappin
         _refuse(tx, study_name, changes)
         if not changes:
             return Revision((), (), current)
-        revised = StudyConfig.from_dict(wanted(current)).to_dict()  # checked as a whole
+        config = StudyConfig.from_dict(wanted(current))  # checked as a whole
+        revised = config.to_dict()
+        before = _End.read(tx)
         tx.set_study_config(revised)
         old, new = int(current["max_steps"]), int(revised["max_steps"])
         notes: list[str] = []
-        resumed = _resume(tx, StudyConfig.from_dict(revised), old, notes) if new > old else ()
-        return Revision(tuple(changes), resumed, revised, tuple(notes))
+        resumed = _resume(tx, config, old, notes) if new > old else ()
+        rules_changed = any(change.name == "stop" for change in changes)
+        stopped, reopened = _settle(tx, config, before, rules_changed, new > old, notes)
+        return Revision(tuple(changes), resumed, revised, tuple(notes), stopped, reopened)
 
     return storage.write(study_id, work)
 
@@ -105,3 +120,47 @@ def _resume(tx: Transaction, config: StudyConfig, old_max: int, notes: list[str]
     if resumed and tx.study_state() != StudyState.RUNNING:
         tx.set_study_state(StudyState.RUNNING)
     return tuple(resumed)
+
+
+@dataclass(frozen=True)
+class _End:
+    """How the study stood before a settings change: its state, and whether it ended
+    before its budget (``early``), by a stop rule (``by_rule``)."""
+
+    state: StudyState
+    early: bool
+    by_rule: bool
+
+    @classmethod
+    def read(cls, tx: Transaction) -> _End:
+        state = tx.study_state()
+        early = state == StudyState.COMPLETE and tx.stop_reason() is not None
+        return cls(state, early, early and stopped_by_rule(tx))
+
+
+def _settle(tx: Transaction, config: StudyConfig, before: _End, rules_changed: bool,
+            raised: bool, notes: list[str]) -> tuple[str | None, bool]:
+    """After changed rules or a raised budget: judge the study's past by its rules (as
+    they are now) and stop it, keep it stopped, or run it again. Returns (the reason it
+    is stopped for, whether it runs again).
+
+    A study left as it was: a FAILED one, and one whose budget was not raised that
+    finished it, or that its user stopped (`Study.stop`): new rules do not undo a user's
+    stop; a raised budget does.
+    """
+    if before.state == StudyState.FAILED or not (
+            rules_changed or (raised and before.state != StudyState.RUNNING)):
+        return None, False
+    verdict = judge_past(tx, config)
+    if verdict.reason is not None:
+        if before.state == StudyState.RUNNING or before.by_rule or raised:
+            stop_for(tx, verdict)
+            return verdict.reason, False
+        return None, False
+    tx.set_stop_state(verdict.state)
+    if not (before.by_rule or (raised and before.early)):
+        return None, False
+    if reopen(tx, config, notes):
+        return None, True
+    maybe_finish_study(tx)  # nothing was left to run: it ends at its budget
+    return None, False

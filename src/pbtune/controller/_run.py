@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pbtune._errors import PbtuneError, StorageError, TrialFailedError
-from pbtune.checkpoints import CheckpointStore, Location
+from pbtune.checkpoints import CheckpointExistsError, CheckpointStore, Location
 from pbtune.controller._claims import Claimed, Result, Role
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import StudyRecord
@@ -119,7 +119,13 @@ class TrialRun:
             number = self.claimed.trial.number
             # Set first: a commit that fails half-way leaves nothing under the final name.
             self._checkpoint = self._store.final(number)
-            self._checkpoint = self._store.commit(self._staging, number)
+            try:
+                self._checkpoint = self._store.commit(self._staging, number)
+            except CheckpointExistsError:
+                # Another run's of this trial (it was put back in the queue while this
+                # one could not be stopped): not this run's to delete.
+                self._checkpoint = None
+                raise
             self._staging = None
 
     def tell(self, worker: str | None = None, role: Role = "both") -> Claimed | None:

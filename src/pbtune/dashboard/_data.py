@@ -91,6 +91,7 @@ def summary(data: StudyData, study: StudyRecord) -> dict[str, Any]:
         "name": study.name,
         "state": study.state.value,
         "error": study.error,
+        "stop_reason": study.stop_reason,
         "steps_done": progress.steps_done,
         "steps_total": progress.steps_total,
         "best_fitness": _num(best[0].fitness) if best and not scores.several else None,

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, func, select, update
 
 from pbtune.storages._records import MemberState
+from pbtune.storages._rows import row_to_trial
 from pbtune.storages._schema import members, reports, studies, trials
-from pbtune.trial import TrialState
+from pbtune.trial import FrozenTrial, TrialState
 
 
 class StudyLifecycle:
@@ -19,7 +20,7 @@ class StudyLifecycle:
 
     _c: Connection
     study_id: int
-    _row: tuple[Any, int | None] | None  # the transaction's read of the study's state and budget
+    _row: Any  # the transaction's read of its study's row (`StudyRow`), None until read
 
     def study_config(self) -> dict[str, Any]:
         """The study's stored settings (`StudyConfig.to_dict`)."""
@@ -32,6 +33,16 @@ class StudyLifecycle:
             update(studies).where(studies.c.id == self.study_id).values(config=config)
         )
         self._row = None
+
+    def complete_trials(self) -> list[FrozenTrial]:
+        """Every COMPLETE trial, in the order they finished: the past that a study's new
+        stop rules judge (`pbtune.strategies.replay_rules`). It reads the whole study, so
+        only a settings change calls it, never a trial's result."""
+        query = (select(trials)
+                 .where(trials.c.study_id == self.study_id,
+                        trials.c.state == TrialState.COMPLETE.value)
+                 .order_by(trials.c.finished_at, trials.c.number))
+        return [row_to_trial(row) for row in self._c.execute(query).mappings()]
 
     def furthest_step(self) -> int:
         """The furthest step a trial trained to or will train to (COMPLETE, running or

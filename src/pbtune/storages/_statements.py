@@ -109,8 +109,9 @@ RECENT_COMPLETE = (
 ACTIVE_WITH_START = _WITH_START.where(
     trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
 ).order_by(trials.c.number)
-# What a decision reads of its study: its state, and its budget (another process may have
-# raised it); the PostgreSQL lock that serializes decisions reads the same row.
-STUDY_ROW = select(studies.c.state, studies.c.config["max_steps"].as_integer()).where(
-    studies.c.id == STUDY)
+# What a decision reads of its study: its state, its budget and its stop rules (another
+# process may have changed them; NULL without rules); the PostgreSQL lock that serializes
+# decisions reads the same row.
+STUDY_ROW = select(studies.c.state, studies.c.config["max_steps"].as_integer(),
+                   studies.c.config["stop"]).where(studies.c.id == STUDY)
 LOCK_STUDY = STUDY_ROW.with_for_update()

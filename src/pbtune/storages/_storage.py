@@ -37,6 +37,7 @@ from pbtune.storages._records import (
     StudyRecord,
     StudyState,
 )
+from pbtune.storages._rows import row_to_trial
 from pbtune.storages._schema import (
     create_or_check,
     members,
@@ -45,7 +46,7 @@ from pbtune.storages._schema import (
     trials,
 )
 from pbtune.storages._transient import is_transient, short
-from pbtune.storages._txn import Transaction, row_to_trial
+from pbtune.storages._txn import Transaction
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.storage")

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     Connection,
     RowMapping,
+    delete,
     func,
     select,
     update,
@@ -26,35 +27,9 @@ from pbtune.checkpoints import Location, as_location
 from pbtune.storages import _statements as q
 from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
-from pbtune.storages._schema import members, studies, trials
+from pbtune.storages._rows import row_to_held, row_to_trial
+from pbtune.storages._schema import members, reports, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
-
-
-def row_to_trial(row: RowMapping) -> FrozenTrial:
-    return FrozenTrial(
-        id=row["number"],
-        member=row["member"],
-        generation=row["generation"],
-        parent_id=row["parent_id"],
-        params=dict(row["params"]),
-        start_step=row["start_step"],
-        end_step=row["end_step"],
-        state=TrialState(row["state"]),
-        metrics=dict(row["metrics"]) if row["metrics"] is not None else None,
-        fitness=row["fitness"],
-        checkpoint=as_location(row["checkpoint"]) if row["checkpoint"] else None,
-        error=row["error"],
-        decision=row["decision"],
-        worker=row["worker"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        study_id=row["study_id"],
-    )
-
-
-def row_to_held(row: RowMapping) -> HeldTrial:
-    return HeldTrial(row_to_trial(row), row["claim"], row["heartbeat_at"])
 
 
 class Holder(NamedTuple):
@@ -95,7 +70,7 @@ class Transaction(StudyLifecycle):
         self._study = {"b_study": study_id}
         # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) saves a read per transition.
         self._returning = bool(connection.dialect.update_returning)
-        self._row: tuple[StudyState, int | None] | None = None  # the study's state, budget
+        self._row: StudyRow | None = None  # the study's state, budget and stop rules
         if lock_study and self._postgres:
             self._row = _study_row(self._c.execute(q.LOCK_STUDY, self._study).one())
 
@@ -208,13 +183,17 @@ class Transaction(StudyLifecycle):
         return row_to_trial(row) if row is not None else None
 
     def requeue(self, trial: FrozenTrial, claim: str) -> FrozenTrial | None:
-        """Give a held trial back: RUNNING -> QUEUED (claimed, never started),
-        EVALUATING -> TRAINED (its training kept; another evaluator takes it)."""
+        """Give a held trial back as it was before the claim: RUNNING -> QUEUED (never
+        started, or stopped at a run's timeout: what it reported is dropped, since it runs
+        again from its start), EVALUATING -> TRAINED (its training kept; another evaluator
+        takes it)."""
         if trial.state == TrialState.EVALUATING:
             row = self._move(trial, claim, TrialState.TRAINED, claim=None, heartbeat_at=None)
         else:
             row = self._move(trial, claim, TrialState.QUEUED, worker=None, claim=None,
                              started_at=None, heartbeat_at=None)
+            if row is not None:
+                self._c.execute(delete(reports).where(reports.c.trial_id == row["id"]))
         return row_to_trial(row) if row is not None else None
 
     def _move(self, trial: FrozenTrial, held_by: str | None, target: TrialState,
@@ -386,7 +365,18 @@ class Transaction(StudyLifecycle):
         self._row = None
 
     def study_state(self) -> StudyState:
-        return self._study_row()[0]
+        return self._study_row().state
+
+    def stop_reason(self) -> str | None:
+        """Why the study ended before its budget (None if it did not)."""
+        return self._c.execute(
+            select(studies.c.stop_reason).where(studies.c.id == self.study_id)).scalar()
+
+    def stop_rules(self) -> list[dict[str, Any]]:
+        """The study's stored stop rules (their `to_dict` forms; empty without rules),
+        read with its state and budget: rules changed by another process hold from the
+        next result on."""
+        return list(self._study_row().stop or ())
 
     def stop_study(self, reason: str) -> None:
         """End the study before its budget (COMPLETE), saying why: a stop rule fired, or a
@@ -412,19 +402,29 @@ class Transaction(StudyLifecycle):
     def max_steps(self) -> int:
         """The study's stored budget (a decision reads it every time, so a budget raised
         by another process holds from the next decision on)."""
-        budget = self._study_row()[1]
+        budget = self._study_row().max_steps
         assert budget is not None, "a study made by create_study has a max_steps"
         return budget
 
-    def _study_row(self) -> tuple[StudyState, int | None]:
-        """The study's state and budget, read once per transaction (again after this
-        transaction changes them)."""
+    def _study_row(self) -> StudyRow:
+        """The study's state, budget and stop rules, read once per transaction (again
+        after this transaction changes them)."""
         if self._row is None:
             self._row = _study_row(self._c.execute(q.STUDY_ROW, self._study).one())
         return self._row
 
-def _study_row(row: Any) -> tuple[StudyState, int | None]:
-    return StudyState(row[0]), None if row[1] is None else int(row[1])
+
+class StudyRow(NamedTuple):
+    """What a decision reads of its study in one statement."""
+
+    state: StudyState
+    max_steps: int | None
+    stop: list[dict[str, Any]] | None
+
+
+def _study_row(row: Any) -> StudyRow:
+    return StudyRow(StudyState(row[0]), None if row[1] is None else int(row[1]),
+                    list(row[2]) if row[2] else None)
 
 
 def _text(checkpoint: Location | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Evolution strategies: exploit (who to copy), explore (new params), and `decide`."""
+"""Evolution strategies: exploit (who to copy), explore (new params), `decide`, and the
+stop rules that end a study early."""
 
 from pbtune.strategies._decide import (
     decide,
@@ -29,8 +30,23 @@ from pbtune.strategies._pareto import (
     non_dominated_fronts,
 )
 from pbtune.strategies._pb2 import PB2
+from pbtune.strategies._stop import (
+    FITNESS,
+    NoImprovement,
+    StopContext,
+    StopRule,
+    Target,
+    TotalSteps,
+    Verdict,
+    check_rules,
+    describe,
+    replay_rules,
+    stop_from_dict,
+    stop_rules,
+)
 
 __all__ = [
+    "FITNESS",
     "NO_HISTORY",
     "PB2",
     "Bound",
@@ -46,17 +62,25 @@ __all__ = [
     "Lagging",
     "Mode",
     "MultiRate",
+    "NoImprovement",
     "Observation",
     "Pending",
     "Perturb",
     "Resample",
     "Restart",
     "Stop",
+    "StopContext",
+    "StopRule",
+    "Target",
+    "TotalSteps",
     "Tournament",
     "Truncation",
+    "Verdict",
+    "check_rules",
     "criteria_from",
     "crowding_distance",
     "decide",
+    "describe",
     "dominates",
     "early_stop_from_dict",
     "exploit_from_dict",
@@ -64,5 +88,8 @@ __all__ = [
     "hypervolume",
     "lagging_count",
     "non_dominated_fronts",
+    "replay_rules",
     "score",
+    "stop_from_dict",
+    "stop_rules",
 ]

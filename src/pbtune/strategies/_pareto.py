@@ -170,21 +170,21 @@ def non_dominated_fronts(points: np.ndarray) -> list[list[int]]:
     n = len(points)
     if n == 0:
         return []
-    better_or_equal = (points[:, None, :] >= points[None, :, :]).all(axis=2)
-    better = (points[:, None, :] > points[None, :, :]).any(axis=2)
-    beats = np.asarray(better_or_equal & better)  # beats[i, j]: i dominates j
+    at_least = np.ones((n, n), dtype=bool)
+    better = np.zeros((n, n), dtype=bool)
+    for column in points.T:  # one objective at a time: no (n, n, m) array
+        at_least &= column[:, None] >= column[None, :]
+        better |= column[:, None] > column[None, :]
+    beats = at_least & better  # beats[i, j]: i dominates j
     dominated_by = beats.sum(axis=0)
+    left = np.ones(n, dtype=bool)
     fronts: list[list[int]] = []
-    current = [i for i in range(n) if dominated_by[i] == 0]
-    while current:
-        fronts.append(current)
-        following: list[int] = []
-        for i in current:
-            for j in np.flatnonzero(beats[i]):
-                dominated_by[j] -= 1
-                if dominated_by[j] == 0:
-                    following.append(int(j))
-        current = sorted(following)
+    current = np.flatnonzero(dominated_by == 0)
+    while current.size:
+        fronts.append([int(i) for i in current])
+        left[current] = False
+        dominated_by = dominated_by - beats[current].sum(axis=0)
+        current = np.flatnonzero((dominated_by == 0) & left)
     return fronts
 
 

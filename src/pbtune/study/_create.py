@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pbtune import checkpoints
@@ -18,7 +18,9 @@ from pbtune.strategies import (
     ExploreStrategy,
     Mode,
     Perturb,
+    StopRule,
     Tournament,
+    stop_rules,
 )
 from pbtune.study._lifecycle import storage_argument
 from pbtune.study._open import DEFAULT_STORAGE, StorageLike, open_storage
@@ -52,14 +54,22 @@ def create_study(
     objectives: Mapping[str, Mode] | None = None,
     constraints: Mapping[str, Mapping[str, float]] | None = None,
     early_stop: EarlyStop | None = None,
+    stop: StopRule | Sequence[StopRule] | None = None,
 ) -> Study:
     """Create a PBT study (or load it, with ``load_if_exists=True``).
 
     An existing study loaded with ``load_if_exists`` takes a changed ``max_steps`` (raised:
     every member trains on from its latest checkpoint, as `Study.extend`; lowered: no
     lower than its trials reach) and changed ``max_retries``, ``keep_best``,
-    ``heartbeat_timeout`` and ``trial_timeout``; any other difference raises
+    ``heartbeat_timeout``, ``trial_timeout`` and ``stop``; any other difference raises
     `pbtune.SettingsConflictError`, which lists each as ``name: stored -> given``.
+
+    ``stop`` is a stop rule or a list of them (`pbtune.Target`, `pbtune.NoImprovement`,
+    `pbtune.TotalSteps`, or a `pbtune.StopRule` of your own): checked at each COMPLETE
+    trial, the first that fires ends the study (COMPLETE, with the reason in its
+    summary and `pbtune status`) before its budget. Changed rules judge the study's past
+    as if they had always been its rules: a study a rule had stopped runs again if the
+    new ones would not have stopped it.
 
     Every member trains to ``max_steps`` in segments of ``steps_per_trial``; compute is
     ``population_size * max_steps`` steps. ``storage`` is a URL (``sqlite:///file.db``,
@@ -90,7 +100,7 @@ def create_study(
         study = pbtune.create_study(
             name="digits", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
             metric="accuracy", mode="max", population_size=8,
-            steps_per_trial=100, max_steps=3000,
+            steps_per_trial=100, max_steps=3000, stop=pbtune.Target(accuracy=0.99),
         )
         tradeoff = pbtune.create_study(
             name="tradeoff", space={"lr": pbtune.Float(1e-4, 1e-1, log=True)},
@@ -127,6 +137,7 @@ def create_study(
         objectives=objectives,
         constraints=constraints,
         early_stop=early_stop,
+        stop=stop_rules(stop),
     )
     checkpoints.check_root(config.checkpoint_root)
     store = open_storage(storage)

@@ -77,6 +77,12 @@ def revise(store: Storage, record: StudyRecord, given: Mapping[str, Any], *, sto
                      revision.config["max_steps"])
     for note in revision.notes:
         _log.warning(note)
+    if revision.stopped is not None:
+        _log.warning("study %r stopped: %s (its stop rules, judging the results so far)",
+                     record.name, revision.stopped)
+    if revision.reopened:
+        _log.warning("study %r runs again: it had stopped early, and its stop rules as they "
+                     "are now would not have stopped it", record.name)
     return revision
 
 
@@ -88,8 +94,9 @@ def check_extension(record: StudyRecord, max_steps: object) -> None:
     if max_steps < stored:
         raise ConfigError(
             f"extend(max_steps={max_steps}) would lower the budget of study "
-            f"{record.name!r} ({stored}); extend only raises it. To stop a running study "
-            "earlier, pass the lower max_steps to create_study(..., load_if_exists=True)"
+            f"{record.name!r} ({stored}); extend only raises it. To end a running study "
+            "now, call study.stop(); to end it at a lower budget, pass the lower max_steps "
+            "to create_study(..., load_if_exists=True)"
         )
 
 

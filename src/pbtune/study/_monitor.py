@@ -8,6 +8,9 @@ when Ctrl-C stops it.
   exploit), which a user scrolls back to.
 - Ctrl-C or SIGTERM: one line saying how many running trials were stopped (they are
   retried without using up ``max_retries``) and how to continue.
+- The run's timeout: one line saying how many running trials were put back in the queue
+  and how to continue.
+- The run's callbacks, called with each trial that gets a line (`TrialLog`).
 
 Everything goes through the ``pbtune`` logger (INFO; the interrupt at WARNING), so the
 standard levels turn it down; ``show_progress=False`` turns off the bar and the status
@@ -22,6 +25,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from pbtune._logging import (
@@ -32,8 +36,9 @@ from pbtune._logging import (
 from pbtune.storages import Storage, StudyRecord
 from pbtune.study._progress import ProgressDisplay, measure
 from pbtune.study._report import Mine, TrialLog
-from pbtune.study._text import counts_text, storage_text
+from pbtune.study._text import counts_text, number, storage_text
 from pbtune.trial import FrozenTrial, TrialState
+from pbtune.worker import Deadline
 
 _log = logging.getLogger("pbtune.study")
 
@@ -47,15 +52,17 @@ class RunMonitor:
     ``bar=False`` never shows the live bar (`join`: workers of a cluster); ``mine``
     picks the trials that get a line; ``background=True`` ticks from a thread of its
     own, for a run whose worker loop has this process's main thread (`join` with one
-    worker).
+    worker). ``callbacks`` is called with each trial that gets a line, at the end too
+    (not after Ctrl-C).
     """
 
     def __init__(self, storage: Storage, study: StudyRecord, *, show_progress: bool | None,
-                 bar: bool = True, mine: Mine | None = None, background: bool = False) -> None:
+                 bar: bool = True, mine: Mine | None = None, background: bool = False,
+                 callbacks: Callable[[FrozenTrial], None] | None = None) -> None:
         ensure_default_handler()
         self._storage = storage
         self._study = study
-        self._trials = TrialLog(storage, study, mine=mine)
+        self._trials = TrialLog(storage, study, mine=mine, notify=callbacks)
         self._display = ProgressDisplay(storage, study,
                                         enabled=show_progress if bar else False,
                                         so_far=self._trials.so_far)
@@ -150,6 +157,16 @@ class RunMonitor:
             then = f"run the same command again to continue study {self._study.name!r}"
         _log.warning("%s: %s; %s", how, what, then)
         mark_reported(error)
+
+    def timed_out(self, deadline: Deadline, again: str) -> None:
+        """Log the one line that says the run stopped at its ``deadline``, and ``again``:
+        what continues the study."""
+        back = deadline.put_back
+        what = (f"{back} running trial(s) put back in the queue unchanged (a timeout does "
+                "not wait for a segment to end); they run again from their start and do "
+                "not count as failures" if back else "no trial was running")
+        _log.warning("timeout of %s s passed: %s; %s to continue study %r",
+                     number(deadline.timeout), what, again, self._study.name)
 
 
 class LocalWorkers:

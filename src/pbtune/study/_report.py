@@ -35,14 +35,16 @@ class TrialLog:
 
     ``mine`` picks the trials to log (`pbtune worker` logs those its own workers ran);
     the best so far is over the whole study. Trials that had finished before the run
-    get no line.
+    get no line. ``notify`` is called with each trial that gets a line, after it (the
+    run's callbacks), in order of completion.
     """
 
-    def __init__(self, storage: Storage, study: StudyRecord, *, mine: Mine | None = None
-                 ) -> None:
+    def __init__(self, storage: Storage, study: StudyRecord, *, mine: Mine | None = None,
+                 notify: Callable[[FrozenTrial], None] | None = None) -> None:
         self._storage = storage
         self._study = study
         self._mine = mine
+        self._notify = notify
         self._scores = Scores.of(study.config)
         self._seen: set[int] = set()
         self._finished = -1
@@ -88,10 +90,10 @@ class TrialLog:
             self.read()
 
     def read(self, *, log: bool = True) -> list[FrozenTrial]:
-        """Read the trials that finished since the last look, log them (``log``) and
-        return them. A look reads the trials made since the last one and those it found
-        unfinished, and only when the count of finished ones moved: its cost follows what
-        happened, not the size of the study."""
+        """Read the trials that finished since the last look, log them and pass them to
+        ``notify`` (``log``), and return them. A look reads the trials made since the
+        last one and those it found unfinished, and only when the count of finished ones
+        moved: its cost follows what happened, not the size of the study."""
         self._next_read = time.monotonic() + READ_EVERY_S
         counts = self._storage.count_states(self._study.id)
         finished = sum(count for state, count in counts.items() if not state.is_active)
@@ -122,6 +124,8 @@ class TrialLog:
                 # a failed or lost trial is news a user may want even at WARNING
                 level = logging.INFO if trial.state == TrialState.COMPLETE else logging.WARNING
                 _log.log(level, "%s", lines.line(trial, self._standing()))
+                if self._notify is not None:
+                    self._notify(trial)
         return new
 
 
@@ -171,6 +175,8 @@ class _Lines:
             if trial.state == TrialState.COMPLETE and trial.end_step >= int(
                     self.study.config["max_steps"]):
                 return f"member {trial.member} reached max_steps"
+            if trial.state == TrialState.COMPLETE:  # told after the study ended
+                return "nothing, the study has ended"
             return f"member {trial.member} stops"
         following = self.known[after[0]]
         parent = self.known.get(following.parent_id) if following.parent_id is not None else None

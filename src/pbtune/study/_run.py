@@ -16,10 +16,14 @@ from pbtune.controller import Controller, Role
 from pbtune.storages import Storage
 from pbtune.trial import Trial
 from pbtune.worker import (
+    Deadline,
     Entry,
     RayBackend,
+    TimedOut,
     TrainFn,
+    check_takes_trial,
     new_worker_id,
+    raising_at,
     run_processes,
     run_ray,
     run_threads,
@@ -84,18 +88,42 @@ def run_here(
     role: Role,
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     evaluate: Callable[[Trial], Mapping[str, float]] | None = None,
+    deadline: Deadline | None = None,
 ) -> int:
     """One worker loop in this process (so its worker id carries this process's pid);
-    how many trials it ran."""
+    how many trials it ran. The ``deadline`` stops it as Ctrl-C does, in the middle of
+    a trial, which goes back in the queue unchanged (off the main thread, where no
+    signal reaches, it stops after its running trial instead)."""
     fn = train.load() if isinstance(train, Entry) else train
     worker_id = new_worker_id()
     try:
-        return run_worker(storage, controller.study.name, fn, worker_id=worker_id,
-                          fitness=fitness, max_trials=max_trials, role=role, evaluate=evaluate)
+        with raising_at(deadline) as stop:
+            return run_worker(storage, controller.study.name, fn, worker_id=worker_id,
+                              fitness=fitness, max_trials=max_trials, role=role,
+                              evaluate=evaluate, stop=stop)
+    except TimedOut:
+        assert deadline is not None
+        deadline.put_back += controller.requeue_worker(worker_id)
+        return sum(t.worker == worker_id for t in storage.get_trials(controller.study.id))
     except KeyboardInterrupt:
         # Another worker retries the trial; a stopped worker is not the trial's fault.
         controller.fail_worker(worker_id, "lost: the worker was interrupted", counts=False)
         raise
+
+
+def training_function(train: TrainFn | str | None, *, evaluator: bool = False
+                      ) -> TrainFn | Entry:
+    """``train`` as the workers take it: a function (checked to take a trial), or an
+    `Entry` for ``"file.py:name"``; ``evaluator``: None stands for a dedicated
+    evaluator's, which never trains."""
+    fn: TrainFn | Entry | None = (
+        no_training if train is None and evaluator
+        else Entry(train) if isinstance(train, str) else train)
+    if not isinstance(fn, Entry) and not callable(fn):
+        raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
+    if not isinstance(fn, Entry):
+        check_takes_trial(fn)
+    return fn
 
 
 def no_training(trial: Trial) -> dict[str, float]:

@@ -11,20 +11,29 @@ from pbtune._errors import ConfigError, StorageError, StudyFailedError
 from pbtune._imports import refuse_study_while_imported
 from pbtune._logging import ensure_default_handler
 from pbtune.checkpoints import Location
-from pbtune.controller import Controller, Role, StudyConfig, import_object
+from pbtune.controller import (
+    USER_STOP,
+    Controller,
+    Role,
+    StudyConfig,
+    import_object,
+    revive,
+    stop_study,
+)
 from pbtune.storages import MemberState, Storage, StudyRecord, StudyState
 from pbtune.study._best import pick_best
+from pbtune.study._callbacks import Callback, Callbacks
 from pbtune.study._frame import trials_frame
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._progress import StudyProgress, best_trial, front, measure
-from pbtune.study._run import no_training, pick_backend, run_here, sigterm_as_interrupt
-from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, summarize
+from pbtune.study._run import pick_backend, run_here, sigterm_as_interrupt, training_function
+from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, nothing_left, summarize
 from pbtune.trial import FrozenTrial, Segment, TrainFn, TrialState
 from pbtune.worker import (
-    Entry,
+    Deadline,
     RayBackend,
-    check_takes_trial,
+    check_timeout,
     fail_dead_local_workers,
     run_processes,
 )
@@ -58,6 +67,12 @@ class Study:
         return self.storage.get_study_by_id(self.id).error
 
     @property
+    def stop_reason(self) -> str | None:
+        """Why the study ended before its budget (a stop rule, or `stop`); None if it
+        did not."""
+        return self.storage.get_study_by_id(self.id).stop_reason
+
+    @property
     def checkpoint_dir(self) -> Location:
         """The study's checkpoint directory (a `Path`), or its URL prefix (a `str`)."""
         return self._checkpoint_store().location
@@ -77,8 +92,11 @@ class Study:
         evaluators: int = 0,
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> StudySummary:
-        """Run the study until its budget is spent, with ``workers`` in parallel; return
+        """Run the study until its budget is spent (or a stop rule or `stop` ends it
+        early), with ``workers`` in parallel; return
         (and log) a `StudySummary`: the best trial, its checkpoint, the next commands.
 
         ``train`` is a function (module level, so worker processes can import it),
@@ -88,7 +106,8 @@ class Study:
         in-memory study), ``"ray"`` or a `RayBackend` (Ray actors). A study stopped by a
         crash or Ctrl-C continues where it was when this is called again. Raises
         `StudyFailedError` if the study cannot go on (e.g. every member's first trial
-        failed). A COMPLETE study has nothing left to run: its summary comes back at once.
+        failed). A COMPLETE study has nothing left to run: its summary comes back at once,
+        also when a stop rule or `stop` ended it early (it says why).
 
         While it runs, the ``pbtune`` logger says at INFO what each finished trial did
         and, off a terminal, how far the study is every minute; ``show_progress`` (None:
@@ -103,20 +122,35 @@ class Study:
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
         starts K more workers that only evaluate, and the ``workers`` only train.
 
+        ``timeout`` (seconds of wall clock from this call; None: no limit, and not stored
+        with the study) bounds this run: at the deadline no trial starts, the running
+        ones are stopped and put back in the queue unchanged (they run again from their
+        start; nothing counts as a failure), one WARNING line says so, and the summary
+        comes back as usual, the study RUNNING: call ``optimize`` again to continue it.
+        (The thread backend cannot stop a thread in the training function: it is left
+        to end, and its result is refused.)
+
+        ``callbacks``: functions called here (never in a worker) with each trial that
+        finishes while this runs (COMPLETE, FAILED or LOST), as a `FrozenTrial`, in
+        order of completion, all of them before this returns (none after Ctrl-C). One of
+        one argument gets the trial; one of two, ``(study, trial)`` as in Optuna. An
+        exception it raises is logged (ERROR) and the study goes on; a callback that
+        wants to end the study calls ``study.stop()``. They run in the monitor's loop:
+        keep them short.
+
         Example::
 
             study.optimize(train, workers=2)
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
+            study.optimize(train, workers=4, timeout=3600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
+        deadline = Deadline(check_timeout(timeout))  # counted from the start of the call
+        notify = Callbacks(self, callbacks)
         run = pick_backend(self.storage, backend)
-        fn: TrainFn | Entry = Entry(train) if isinstance(train, str) else train
-        if not isinstance(fn, Entry) and not callable(fn):
-            raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
-        if not isinstance(fn, Entry):
-            check_takes_trial(fn)
+        fn = training_function(train)
         if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
             raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
         if evaluators and not self.config.evaluated:
@@ -127,25 +161,27 @@ class Study:
         if self.config.evaluated and self.storage.url is not None:
             self._check_evaluate_importable()
         record = self.storage.get_study_by_id(self.id)
-        if record.state == StudyState.COMPLETE:
-            return self._summary(0.0, f"study {self.name!r} is COMPLETE: nothing left to run")
-        if record.state == StudyState.FAILED:
-            if not self.storage.count_active(self.id):
+        # The user fixed the cause and runs again: the queued retries go on.
+        if record.state == StudyState.FAILED and not revive(self.storage, self.id,
+                                                            self.config):
+            record = self.storage.get_study_by_id(self.id)
+            if record.state == StudyState.FAILED:
                 raise StudyFailedError(
                     f"study {self.name!r} failed and has nothing left to retry: {record.error}"
                 )
-            # The user fixed the cause and runs again: the queued retries go on.
-            self.storage.set_study_state(self.id, StudyState.RUNNING)
+        if record.state == StudyState.COMPLETE:
+            return self._summary(0.0, nothing_left(self.name, record.stop_reason))
 
         def start(controller: Controller, tick: Callable[[], None]) -> None:
             run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
-                evaluators=evaluators)
+                evaluators=evaluators, deadline=deadline)
 
-        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress)
-        _, record = self._run_workers(start, monitor)
+        monitor = RunMonitor(self.storage, self._record, show_progress=show_progress,
+                             callbacks=notify or None)
+        _, record = self._run_workers(start, monitor, deadline, "optimize")
         if record.state == StudyState.FAILED:
             raise StudyFailedError(f"study {self.name!r} failed: {record.error}")
-        if record.state == StudyState.RUNNING:
+        if record.state == StudyState.RUNNING and not deadline.reached:
             raise StudyFailedError(
                 f"the workers stopped before study {self.name!r} was done; run again to continue"
             )
@@ -154,14 +190,36 @@ class Study:
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
                          "row; see `pbtune status --errors`", failed, self.config.max_retries)
-        return self._summary(monitor.elapsed_s)
+        return self._summary(monitor.elapsed_s,
+                             timeout_s=deadline.timeout if deadline.reached else None)
 
-    def _summary(self, elapsed_s: float, note: str | None = None) -> StudySummary:
+    def stop(self, reason: str | None = None) -> bool:
+        """End the study now, before its budget, for every worker: it becomes COMPLETE
+        with ``reason`` (default: that this was called), nothing new is decided, and the
+        workers of every machine stop after the trial they run (recorded as usual);
+        queued trials stay queued. Returns True if this call ended it; a study already
+        COMPLETE or FAILED is left as it is. `extend` runs a stopped study again.
+
+        Example::
+
+            study.stop("good enough")  # from a callback, another thread, a notebook
+        """
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise ConfigError(f"reason must be a non-empty string (or None), got {reason!r}")
+        text = reason.strip() if reason is not None else USER_STOP
+        stopped = stop_study(self.storage, self.id, text)
+        if stopped:
+            ensure_default_handler()
+            _log.info("study %r stopped: %s", self.name, text)
+        return stopped
+
+    def _summary(self, elapsed_s: float, note: str | None = None, *,
+                 timeout_s: float | None = None) -> StudySummary:
         """The run's summary, logged (after ``note``) at INFO and returned."""
         ensure_default_handler()
         if note:
             _log.info("%s", note)
-        summary = summarize(self.storage, self._record, elapsed_s)
+        summary = summarize(self.storage, self._record, elapsed_s, timeout_s=timeout_s)
         _log.info("%s", summary, extra=SUMMARY_EXTRA)
         return summary
 
@@ -172,6 +230,8 @@ class Study:
         *,
         max_trials: int | None = None,
         role: Role = "both",
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> int | None:
         """Run this study's trials beside whoever else runs it, as `pbtune worker` does
         on each machine of a cluster; return how many trials ran here, where that is known.
@@ -186,13 +246,22 @@ class Study:
         checkpoints no trial refers to are deleted. It logs a line per trial run here
         and, every minute, a status line of the whole study (see `optimize`).
 
+        ``timeout`` and ``callbacks`` are those of `optimize`, for the workers of this
+        call only: at the deadline their running trials go back in the queue (other
+        machines' workers go on), and the callbacks see the trials run here. With one
+        worker, the loop runs in this thread and the callbacks are called from a
+        background thread of this process (one at a time, never in parallel).
+
         Example::
 
             study = pbtune.load_study("digits", storage="postgresql://db-host/pbtune")
             study.join("train.py:train", workers=4)
+            study.join("train.py:train", workers=2, timeout=600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
+        deadline = Deadline(check_timeout(timeout))
+        notify = Callbacks(self, callbacks)
         if max_trials is not None:
             _check_count("max_trials", max_trials)
         if role not in get_args(Role):
@@ -202,12 +271,7 @@ class Study:
         if train is None and role != "evaluate":
             raise ConfigError("join needs the training function; only role='evaluate' "
                               "runs without one")
-        fn: TrainFn | Entry = (no_training if train is None
-                               else Entry(train) if isinstance(train, str) else train)
-        if not isinstance(fn, Entry) and not callable(fn):
-            raise ConfigError(f"train must be a function of a pbtune.Trial, got {train!r}")
-        if not isinstance(fn, Entry):
-            check_takes_trial(fn)
+        fn = training_function(train, evaluator=train is None)
         if workers > 1 and self.storage.url is None:
             raise ConfigError(
                 "join(workers > 1) starts worker processes, which need a database storage "
@@ -219,31 +283,41 @@ class Study:
             if workers == 1:  # a loop in this process can use the functions it was given
                 evaluate = given if callable(given) else None
                 return run_here(self.storage, controller, fn, max_trials=max_trials,
-                                role=role, fitness=fitness, evaluate=evaluate)
+                                role=role, fitness=fitness, evaluate=evaluate,
+                                deadline=deadline)
             run_processes(self.storage, controller, fn, workers, fitness=fitness, tick=tick,
-                          max_trials=max_trials, role=role)
+                          max_trials=max_trials, role=role, deadline=deadline)
             return None
 
         monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
-                             mine=LocalWorkers(), background=workers == 1)
-        done, _ = self._run_workers(start, monitor)
+                             mine=LocalWorkers(), background=workers == 1,
+                             callbacks=notify or None)
+        done, record = self._run_workers(start, monitor, deadline, "join")
+        if record.stop_reason is not None:
+            _log.info("study %r stopped: %s", self.name, record.stop_reason)
         return done
 
     def _run_workers(
         self,
         start: Callable[[Controller, Callable[[], None]], _Ran],
         monitor: RunMonitor,
+        deadline: Deadline,
+        method: str,
     ) -> tuple[_Ran, StudyRecord]:
-        """The run that `optimize` and `join` share: fail the trials of this host's dead
-        workers, ``start(controller, tick)`` the workers (SIGTERM stops them as Ctrl-C
-        does; ``tick`` is the ``monitor``'s: bar, trial lines, status lines), and sweep
-        the checkpoints of a study that is then COMPLETE. Returns what ``start`` did and
-        the study's record."""
+        """The run that `optimize` and `join` (the ``method``) share: fail the trials of
+        this host's dead workers, ``start(controller, tick)`` the workers (SIGTERM stops
+        them as Ctrl-C does; ``tick`` is the ``monitor``'s: bar, trial lines, status
+        lines), say so if they stopped at the ``deadline``, and sweep the checkpoints of
+        a study that is then COMPLETE. Returns what ``start`` did and the study's record."""
         controller = Controller(self.storage, self._record, self.config)
         fail_dead_local_workers(controller)
         with sigterm_as_interrupt(), monitor:
             ran = start(controller, monitor.tick)
         record = self.storage.get_study_by_id(self.id)
+        if deadline.reached and record.state == StudyState.RUNNING:
+            again = (f"call {method} again" if self.storage.url is None
+                     else f"run the same command (or call {method}) again")
+            monitor.timed_out(deadline, again)
         if record.state == StudyState.COMPLETE:
             # Nothing of this run is running any more: delete what crashed workers and
             # failed deletes left behind (every worker that sees the end does; it is safe).
@@ -264,10 +338,16 @@ class Study:
 
     def sweep_checkpoints(self) -> None:
         """Delete checkpoints and staging folders that no trial refers to (a finished
-        study's leftovers from crashed workers); `optimize` does it at the end of a run."""
-        keep = {t.checkpoint for t in self.trials([TrialState.COMPLETE]) if t.checkpoint}
-        if self.storage.get_study_state(self.id) != StudyState.COMPLETE:
+        study's leftovers from crashed workers); `optimize` does it at the end of a run.
+
+        Not while a worker holds a trial: a study that stopped early may still have
+        trials running elsewhere, whose staging folders are in use."""
+        keep = {t.checkpoint for t in self.trials() if t.checkpoint}
+        state, active = self.storage.queue_state(self.id)
+        if state != StudyState.COMPLETE:
             return  # raised budget (`extend`) runs it again: its new trials are not in keep
+        if any(count for trial_state, count in active.items() if trial_state.is_held):
+            return
         store = self._checkpoint_store()
         try:
             store.sweep(keep)
@@ -397,8 +477,10 @@ class Study:
         """Raise the budget to ``max_steps``: every member that reached the old one trains
         on from its latest checkpoint, its next trial decided as any finished trial's is
         (continue, exploit or explore), so lineages go on unbroken, and a finished study
-        runs again at the next `optimize` or `join`. Members that gave up after
-        ``max_retries`` failures stay stopped. Workers running now follow the new budget.
+        runs again at the next `optimize` or `join`; so does a study that a stop rule or
+        `stop` ended early, unless its stop rules, judging the results so far, still say
+        stop. Members that gave up after ``max_retries`` failures stay stopped. Workers
+        running now follow the new budget.
 
         Example::
 

@@ -26,7 +26,9 @@ class StudySummary:
     population once a member reached ``max_steps`` (``at_max_steps``), else the best so
     far; ``checkpoint`` is its committed checkpoint, the trained model. ``counts`` has
     every trial state; ``elapsed_s`` is how long this run took (0 when there was nothing
-    left to run).
+    left to run); ``stop_reason`` says why the study ended before its budget (a stop
+    rule, `Study.stop`), None if it did not; ``timeout_s`` is the timeout the run stopped
+    at, leaving the study unfinished (None when it did not).
 
     A study of several objectives has no best trial (``best_trial`` is None): ``front``
     holds its Pareto front (see `Study.best_trials`), and the text lists it.
@@ -43,6 +45,8 @@ class StudySummary:
     fitness_label: str = "fitness (max)"
     max_steps: int = 0
     commands: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
+    timeout_s: float | None = None
     front: list[FrozenTrial] = field(default_factory=list)
     scores: Scores | None = None
 
@@ -70,6 +74,8 @@ class StudySummary:
             f"in {self.elapsed_s:.1f} s",
             f"trials: {counts_text(self.counts)}",
         ]
+        if self.stop_reason is not None:
+            lines.insert(1, f"stopped: {self.stop_reason}")
         best = self.best_trial
         mark = self.scores.mark(best) if self.scores and best else ""
         if self.scores is not None and self.scores.several:
@@ -85,7 +91,11 @@ class StudySummary:
                 f"  checkpoint (the trained model): {best.checkpoint or '-'}",
             ]
         if self.state == StudyState.RUNNING:
-            lines.append("the study is unfinished: run the same command again to continue it")
+            stopped = ("" if self.timeout_s is None else
+                       f"the run stopped at its timeout ({number(self.timeout_s)} s); ")
+            again = ("call optimize again" if storage_text(self.storage_url) == "memory"
+                     else "run the same command again")
+            lines.append(f"{stopped}the study is unfinished: {again} to continue it")
         if self.commands:
             lines.append("next:")
             lines += [f"  {command}" for command in self.commands]
@@ -117,8 +127,10 @@ class StudySummary:
         return lines
 
 
-def summarize(storage: Storage, record: StudyRecord, elapsed_s: float) -> StudySummary:
-    """The summary of the study ``record`` names, read from ``storage`` now."""
+def summarize(storage: Storage, record: StudyRecord, elapsed_s: float, *,
+              timeout_s: float | None = None) -> StudySummary:
+    """The summary of the study ``record`` names, read from ``storage`` now; ``timeout_s``:
+    the timeout the run stopped at."""
     record = storage.get_study_by_id(record.id)
     progress = measure(storage, record)
     scores = Scores.of(record.config)
@@ -134,6 +146,18 @@ def summarize(storage: Storage, record: StudyRecord, elapsed_s: float) -> StudyS
         fitness_label=scores.label() if scores.several else fitness_label(record.config),
         max_steps=int(record.config["max_steps"]),
         commands=next_commands(storage.url, record.name, several=scores.several),
+        stop_reason=record.stop_reason,
+        timeout_s=timeout_s if record.state == StudyState.RUNNING else None,
         front=front(storage, record) if scores.several else [],
         scores=scores,
     )
+
+
+def nothing_left(name: str, stop_reason: str | None) -> str:
+    """What `optimize` says of a study that is COMPLETE already."""
+    if stop_reason is None:
+        return f"study {name!r} is COMPLETE: nothing left to run"
+    return (f"study {name!r} stopped: {stop_reason}; nothing left to run. To go on, raise "
+            "its max_steps (study.extend, or in its study file) or, where a stop rule "
+            "ended it, change its rules (create_study(..., load_if_exists=True, stop=...), "
+            "or its study file's stop:)")

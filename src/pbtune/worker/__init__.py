@@ -2,6 +2,7 @@
 
 from pbtune.trial import TrainFn
 from pbtune.worker._command import Command
+from pbtune.worker._deadline import Deadline, TimedOut, check_timeout, raising_at
 from pbtune.worker._loop import new_worker_id, run_worker
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
@@ -9,12 +10,16 @@ from pbtune.worker._sendable import check_takes_trial
 
 __all__ = [
     "Command",
+    "Deadline",
     "Entry",
     "RayBackend",
+    "TimedOut",
     "TrainFn",
     "check_takes_trial",
+    "check_timeout",
     "fail_dead_local_workers",
     "new_worker_id",
+    "raising_at",
     "run_processes",
     "run_ray",
     "run_threads",

@@ -111,6 +111,9 @@ def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: in
                     idle = min(idle * 2, POLL_INTERVAL_MAX_S)
                     continue
                 claimed, idle = asked, POLL_INTERVAL_S
+                if stop is not None and stop.is_set():  # stopped while it claimed
+                    following = claimed  # given back below
+                    break
             done += 1
             go_on = (max_trials is None or done < max_trials) and not (stop and stop.is_set())
             following = _run(controller, claimed, train, beat, worker_id if go_on else None,

@@ -26,6 +26,7 @@ from pbtune._logging import DropTrialFailures
 from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrainFn
+from pbtune.worker._deadline import Deadline
 from pbtune.worker._loop import Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
@@ -33,6 +34,7 @@ from pbtune.worker._sendable import check_sendable
 _log = logging.getLogger("pbtune.worker")
 
 MONITOR_INTERVAL_S = 0.2
+IDLE_THREAD_EXIT_S = 30.0  # a bound: a thread between trials ends in milliseconds
 Tick = Callable[[], None]
 
 
@@ -219,12 +221,14 @@ def run_processes(
     max_trials: int | None = None,
     evaluators: int = 0,
     role: Role | None = None,
+    deadline: Deadline | None = None,
 ) -> None:
     """Run ``workers`` worker processes until the study is done; replace dead ones.
 
     With ``max_trials``, each process stops after that many trials (`pbtune worker`).
     With ``evaluators``, that many more processes only evaluate and the others only train;
-    ``role`` gives every process one role instead (`pbtune worker --role`).
+    ``role`` gives every process one role instead (`pbtune worker --role`). At the
+    ``deadline`` the processes are stopped and their trials put back in the queue.
     """
     assert storage.url is not None
     _check_picklable(train, fitness)
@@ -261,7 +265,7 @@ def run_processes(
         for each in [role] * workers if role is not None else worker_roles(workers, evaluators):
             spawn(each)
         try:
-            while live:
+            while live and not (deadline is not None and deadline.passed()):
                 # Wakes as soon as a worker exits, so the end of a run is not a poll away.
                 wait([process.sentinel for process in live.values()], timeout=MONITOR_INTERVAL_S)
                 for worker, process in list(live.items()):
@@ -289,8 +293,8 @@ def run_processes(
                     if process.is_alive():
                         process.kill()
                         process.join()
-                    restarts.interrupted(worker)
-    restarts.check()
+                    restarts.stopped(worker, deadline)
+    restarts.check(deadline)
 
 
 def run_threads(
@@ -302,13 +306,15 @@ def run_threads(
     fitness: Callable[[Mapping[str, float]], float] | None = None,
     tick: Tick | None = None,
     evaluators: int = 0,
+    deadline: Deadline | None = None,
 ) -> None:
     """Run the worker loop in ``workers`` threads (for in-memory storage), plus
     ``evaluators`` threads that only evaluate.
 
     Ctrl-C does not wait for the trials that are running (a thread cannot be stopped
     mid-function): they are recorded as LOST at once, and a thread that finishes its
-    trial later has its result refused (its claim was revoked) and ends."""
+    trial later has its result refused (its claim was revoked) and ends. At the
+    ``deadline`` likewise, except that the trials go back in the queue unchanged."""
     fn = train.load() if isinstance(train, Entry) else train
     given = controller.config.evaluate
     evaluate = given if callable(given) else None  # the threads share this process
@@ -338,6 +344,10 @@ def run_threads(
                     thread.join(timeout=MONITOR_INTERVAL_S)
                 if tick is not None:
                     tick()
+                if deadline is not None and deadline.passed():
+                    with interrupts_deferred():
+                        deadline.put_back += _requeue_threads(controller, stop, threads, ids)
+                    break
         except KeyboardInterrupt:
             stop.set()
             with interrupts_deferred():
@@ -347,10 +357,28 @@ def run_threads(
             raise
         finally:
             stop.set()
-        for thread in threads:
-            thread.join()
+        if deadline is None or not deadline.reached:  # else they may train for long yet
+            for thread in threads:
+                thread.join()
     if errors:
         raise errors[0]
+
+
+def _requeue_threads(controller: Controller, stop: threading.Event,
+                     threads: list[threading.Thread], ids: list[str]) -> int:
+    """At a run's deadline: stop the worker threads and put their trials back in the
+    queue; return how many. A thread in the training function cannot be stopped: it is
+    left to end, and its result is refused. One that held nothing is not in it (after
+    ``stop``, a worker gives back what it claims without starting it): it ends at once,
+    and is waited for, so that no claim of its outlives the run."""
+    stop.set()
+    back = 0
+    for thread, worker_id in zip(threads, ids, strict=True):
+        held = controller.requeue_worker(worker_id)
+        if not held:
+            thread.join(timeout=IDLE_THREAD_EXIT_S)
+        back += held
+    return back
 
 
 def worker_roles(workers: int, evaluators: int) -> list[Role]:

@@ -18,6 +18,7 @@ from pbtune._errors import ConfigError
 from pbtune.controller import Controller, Role
 from pbtune.storages import Storage, absolute_sqlite_url
 from pbtune.trial import TrainFn
+from pbtune.worker._deadline import Deadline
 from pbtune.worker._loop import run_worker
 from pbtune.worker._process import (
     MONITOR_INTERVAL_S,
@@ -29,6 +30,7 @@ from pbtune.worker._process import (
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 
 _log = logging.getLogger("pbtune.worker")
+ACTOR_EXIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,12 @@ def run_ray(
     tick: Tick | None = None,
     max_restarts: int | None = None,
     evaluators: int = 0,
+    deadline: Deadline | None = None,
 ) -> None:
     """Run ``workers`` worker loops as Ray actors until the study is done; replace dead
     ones under the same policy as `run_processes`. ``evaluators`` more actors only
-    evaluate (holding ``resources_per_evaluator``), and the others only train.
+    evaluate (holding ``resources_per_evaluator``), and the others only train. At the
+    ``deadline`` the actors are killed and their trials put back in the queue.
     ``storage`` is a database: `Study.optimize` refuses an in-memory one before any start."""
     assert storage.url is not None
     ray = _import_ray()
@@ -181,7 +185,7 @@ def run_ray(
         for role in roles:
             spawn(role)
         try:
-            while live:
+            while live and not (deadline is not None and deadline.passed()):
                 ready, _ = ray.wait(list(live), num_returns=len(live),
                                     timeout=MONITOR_INTERVAL_S)
                 for ref in ready:
@@ -200,10 +204,14 @@ def run_ray(
                 watch_study(controller, enforce_timeout, tick)
         finally:
             with interrupts_deferred():
-                for worker, actor in live.values():
+                for _, actor in live.values():
                     ray.kill(actor)
-                    restarts.interrupted(worker)
-        restarts.check()
+                if live and deadline is not None and deadline.reached:
+                    # Gone before their trials go back, so none claims another meanwhile.
+                    ray.wait(list(live), num_returns=len(live), timeout=ACTOR_EXIT_S)
+                for worker, _ in live.values():
+                    restarts.stopped(worker, deadline)
+        restarts.check(deadline)
     finally:
         if started:
             ray.shutdown()

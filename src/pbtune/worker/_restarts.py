@@ -11,6 +11,7 @@ from pbtune._errors import StorageError, StudyFailedError
 from pbtune.controller import Controller, Role
 from pbtune.storages import StudyState
 from pbtune.trial import TrialState
+from pbtune.worker._deadline import Deadline
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -60,14 +61,22 @@ class Restarts:
             return True
         return False
 
-    def interrupted(self, worker: str) -> None:
-        """The run was stopped (Ctrl-C, SIGTERM): retry the worker's trials without
-        using up their members' ``max_retries``."""
-        self._controller.fail_worker(worker, "lost: the run was interrupted", counts=False)
+    def stopped(self, worker: str, deadline: Deadline | None) -> None:
+        """The run stopped ``worker`` (it is gone now). At the run's ``deadline``, its
+        trials go back in the queue unchanged (counted in ``deadline.put_back``); on
+        Ctrl-C or SIGTERM, they are retried without using up ``max_retries``."""
+        if deadline is not None and deadline.reached:
+            deadline.put_back += self._controller.requeue_worker(worker)
+        else:
+            self._controller.fail_worker(worker, "lost: the run was interrupted",
+                                         counts=False)
 
-    def check(self) -> None:
-        """Raise `StudyFailedError` if workers died and the study is left unfinished."""
+    def check(self, deadline: Deadline | None = None) -> None:
+        """Raise `StudyFailedError` if workers died and the study is left unfinished (not
+        for a run that stopped at its ``deadline``: its workers were replaced)."""
         controller = self._controller
+        if deadline is not None and deadline.reached:
+            return
         if self.deaths and controller.study_state() == StudyState.RUNNING:
             raise StudyFailedError(
                 f"{self._what} kept dying ({len(self.deaths)} times; the last: "

@@ -277,6 +277,7 @@ function loadStudy() {
     $("study-summary").textContent = s.state + " | " + progressText(s) + " | " + best +
       (s.constraints && s.constraints.length ? " | constraints: " + s.constraints.join(", ") : "") +
       " | workers active " + s.workers_active + " | " + countsText(s.counts) +
+      (s.stop_reason ? " | stopped: " + s.stop_reason : "") +
       (s.error ? " | error: " + s.error : "");
     const key = JSON.stringify([s.counts, s.best_trial, s.front]);
     if (key === state.key) return s;
