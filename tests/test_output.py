@@ -15,14 +15,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import pbtune
+import tradeoff
 from pbtune.cli import cli
-from pbtune.study import _monitor, next_commands, storage_text
+from pbtune.study import _monitor, front_text, next_commands, storage_text, summarize
 from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._text import counts_text
 from pbtune.trial import FrozenTrial, TrialState
@@ -345,3 +347,136 @@ def test_each_look_reads_only_the_trials_that_changed(
         highest = max([after, *found])
     lines = [m for m in map(TRIAL_LINE.search, ("] " + m for m in caplog.messages)) if m]
     assert sorted(int(m.group(1)) for m in lines) == [t.id for t in study.trials()]
+
+
+# -- several objectives and constraints --------------------------------------------------------
+FINISHED = re.compile(r"trial (\d+) \(member \d+, steps \d+-\d+\) finished: ")
+
+
+def _logged(run: Callable[[], pbtune.Study]) -> tuple[pbtune.Study, list[str]]:
+    """The study ``run`` makes and the messages the ``pbtune`` logger had meanwhile."""
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("pbtune")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return run(), messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory) -> tuple[pbtune.Study, list[str]]:
+    folder = tmp_path_factory.mktemp("three")
+    return _logged(lambda: tradeoff.make(None, "three", folder, objectives=3))
+
+
+@pytest.fixture(scope="module")
+def constrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pbtune.Study, list[str]]:
+    folder = tmp_path_factory.mktemp("constrained")
+    return _logged(lambda: tradeoff.make(None, "one", folder, objectives=None))
+
+
+def _finished(messages: list[str]) -> list[tuple[int, str]]:
+    return [(int(m.group(1)), text) for text in messages if (m := FINISHED.match(text))]
+
+
+def test_lines_of_several_objectives_give_each_value_the_front_and_restarts(
+        three: tuple[pbtune.Study, list[str]]) -> None:
+    study, messages = three
+    trials = {t.number: t for t in study.trials()}
+    finished = _finished(messages)
+    assert sorted(n for n, _ in finished) == sorted(trials)  # every trial completed
+    for number, line in finished:
+        trial = trials[number]
+        values = ", ".join(f"{name} ({mode}) {trial.metrics[name]:.6g}"  # type: ignore[index]
+                           for name, mode in tradeoff.OBJECTIVES[3].items())
+        assert line.startswith(f"trial {number} (member {trial.member}, steps "
+                               f"{trial.start_step}-{trial.end_step}) finished: {values}")
+        assert ("infeasible: memory_mb" in line) == tradeoff.infeasible(trial), line
+        assert "fitness" not in line and "best so far" not in line and "; front: " in line
+    # the last line's front is the study's: every member's final trial had come in
+    assert finished[-1][1].endswith(f"; front: {front_text(study.best_trials)}")
+    restarts = [t for t in trials.values() if t.decision == "restart"]
+    assert restarts, "the study should have restarts"
+    lines = dict(finished)
+    for restart in restarts:
+        parent = trials[restart.parent_id]  # type: ignore[index]
+        before = max(t.number for t in trials.values()
+                     if t.member == restart.member and t.number < restart.number)
+        assert (f"; next: restart from trial {parent.number} (member {parent.member}) as "
+                f"trial {restart.number};") in lines[before]
+
+
+def test_the_summary_and_status_line_of_several_objectives_list_the_front(
+        three: tuple[pbtune.Study, list[str]]) -> None:
+    study, messages = three
+    record = study.storage.get_study(study.name)
+    summary = summarize(study.storage, record, 1.0)
+    front = study.best_trials
+    assert summary.best_trial is None and summary.front == front and len(front) > 1
+    text = str(summary)
+    rest = text.split("\n", 1)[1]  # the first line has this call's elapsed time
+    assert any(m.endswith(rest) for m in messages)  # the summary `optimize` logged
+    assert (f"front at max_steps: {len(front)} trials (accuracy (max), latency_ms (min), "
+            "memory_mb (min); constraints memory_mb <= 2400)") in text
+    for trial in front[:5]:
+        values = ", ".join(f"{name} {trial.metrics[name]:.6g}"  # type: ignore[index]
+                           for name in tradeoff.OBJECTIVES[3])
+        assert (f"  trial {trial.number} (member {trial.member}, steps {trial.start_step}-"
+                f"{trial.end_step}): {values}\n") in text + "\n"
+    assert "study.best_trials" in text and "no trial has completed" not in text
+    with RunMonitor(study.storage, record, show_progress=False) as monitor:
+        line = monitor.status_line()
+    assert f"; front: {front_text(front)}; " in line and "best so far" not in line
+
+
+def test_a_constrained_study_s_best_so_far_is_the_best_feasible_trial(
+        constrained: tuple[pbtune.Study, list[str]]) -> None:
+    study, messages = constrained
+    trials = {t.number: t for t in study.trials()}
+    best: pbtune.FrozenTrial | None = None
+    overtaken = 0  # lines where an infeasible trial was more accurate than the best
+    for number, line in _finished(messages):
+        trial = trials[number]
+        head, _, _ = line.partition("; next:")
+        assert ("infeasible: memory_mb" in head) == tradeoff.infeasible(trial), line
+        fitness = trial.fitness
+        assert fitness is not None
+        if not tradeoff.infeasible(trial) and (best is None or fitness > best.fitness):
+            best = trial
+        if best is not None:
+            assert line.endswith(f"; best so far: {best.fitness:.6g} (trial {best.number})")
+            overtaken += any(tradeoff.infeasible(t) and t.fitness > best.fitness  # type: ignore
+                             for n, t in trials.items() if n <= number)
+    assert overtaken, "an infeasible trial should have beaten the best feasible one"
+    summary = summarize(study.storage, study.storage.get_study(study.name), 1.0)
+    assert summary.best_trial == study.best_trial
+    assert not tradeoff.infeasible(study.best_trial)
+    assert str(summary).startswith("study 'one' COMPLETE in memory")
+    assert (f"best at max_steps: accuracy (max) {study.best_value:.6g}, trial "
+            f"{study.best_trial.number} ") in str(summary)
+
+
+def test_the_dataframe_of_several_objectives_has_their_values_and_the_front(
+        three: tuple[pbtune.Study, list[str]],
+        constrained: tuple[pbtune.Study, list[str]]) -> None:
+    pytest.importorskip("pandas")
+    study, _ = three
+    frame = study.trials_dataframe()
+    assert "fitness" not in frame.columns
+    assert list(frame.columns[8:13]) == ["values_accuracy", "values_latency_ms",
+                                         "values_memory_mb", "front", "violation"]
+    assert frame.loc[frame["front"], "number"].tolist() == [t.number for t in study.best_trials]
+    for name in tradeoff.OBJECTIVES[3]:
+        assert frame[f"values_{name}"].tolist() == frame[f"metrics_{name}"].tolist()
+    by_number = {t.number: t for t in study.trials()}
+    assert [v > 0 for v in frame["violation"]] == [
+        tradeoff.infeasible(by_number[n]) for n in frame["number"]]
+    single = constrained[0].trials_dataframe()
+    assert list(single.columns[8:9]) == ["fitness"] and "violation" in single.columns
+    assert "front" not in single.columns

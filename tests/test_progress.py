@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 import pbtune
-from pbtune.study import ProgressDisplay
+import tradeoff
+from pbtune.study import ProgressDisplay, front_text
 
 
 def _train(trial: pbtune.Trial) -> dict[str, float]:
@@ -52,3 +53,28 @@ def test_progress_is_quiet_when_not_a_terminal(tmp_path: Path) -> None:
     with ProgressDisplay(study.storage, record, console=Console(file=out)) as display:
         display.update(force=True)
     assert out.getvalue() == ""
+
+
+def _bar(study: pbtune.Study) -> str:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    with ProgressDisplay(study.storage, study.storage.get_study(study.name), console=console):
+        pass
+    return out.getvalue()
+
+
+def test_the_bar_of_several_objectives_shows_the_front(tmp_path: Path) -> None:
+    study = tradeoff.make(None, "bar", tmp_path, objectives=2)
+    text = _bar(study)
+    assert f"front: {front_text(study.best_trials)} | trials: " in text
+    assert "best so far" not in text and "72/72" in text
+
+
+def test_the_bar_of_a_constrained_study_shows_the_best_feasible_trial(tmp_path: Path) -> None:
+    study = tradeoff.make(None, "bar", tmp_path, objectives=None, max_steps=2)  # one round
+    done = study.trials([pbtune.TrialState.COMPLETE])
+    feasible = [t for t in done if not tradeoff.infeasible(t)]
+    best = max(feasible, key=lambda t: t.fitness or 0.0)
+    top = max(done, key=lambda t: t.fitness or 0.0)
+    assert tradeoff.infeasible(top), "the most accurate trial should break the constraint"
+    assert f"best so far: accuracy (max) {best.fitness:.6g} (trial {best.number}) |" in _bar(study)

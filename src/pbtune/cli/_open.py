@@ -41,9 +41,25 @@ def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial:
     return load_study(study.name, storage=storage).best_trial
 
 
+def best_trials(storage: Storage, study: StudyRecord) -> list[FrozenTrial]:
+    """The Pareto front (see `Study.best_trials`); an error before any trial completed."""
+    trials = load_study(study.name, storage=storage).best_trials
+    if not trials:
+        raise ConfigError(f"study {study.name!r} has no COMPLETE trial yet")
+    return trials
+
+
 def schedule(storage: Storage, study: StudyRecord, trial_id: int | None) -> list[Segment]:
-    """The schedule of the lineage that ends at ``trial_id`` (the best trial by default)."""
-    return load_study(study.name, storage=storage).schedule(trial_id)
+    """The schedule of the lineage that ends at ``trial_id`` (the best trial by default;
+    a study of several objectives has none: then ``--trial`` is needed)."""
+    loaded = load_study(study.name, storage=storage)
+    if trial_id is None and loaded.config.objectives is not None:
+        front = loaded.best_trials
+        which = (f"one of its Pareto front: {', '.join(str(t.number) for t in front)} "
+                 "(`pbtune best` lists them)") if front else "once a trial has completed"
+        raise ConfigError(f"study {study.name!r} has several objectives, so no single best "
+                          f"trial: pass --trial N, {which}")
+    return loaded.schedule(trial_id)
 
 
 def param_names(study: StudyRecord, params: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -11,6 +11,7 @@ from rich.rule import Rule
 from pbtune.cli import _format as fmt
 from pbtune.cli._open import (
     best_trial,
+    best_trials,
     failed_trials,
     open_existing,
     param_names,
@@ -18,8 +19,8 @@ from pbtune.cli._open import (
     select_study,
 )
 from pbtune.cli._options import console, emit, storage_option, study_option
+from pbtune.study import Scores, front, measure, schedule_csv, schedule_json
 from pbtune.study import best_trial as study_best
-from pbtune.study import measure, schedule_csv, schedule_json
 from pbtune.trial import TrialState
 
 
@@ -37,7 +38,9 @@ def status(storage_url: str, study_name: str | None, errors: bool) -> None:
         return
     for study in studies:
         best = study_best(storage, study)
-        out.print(fmt.study_table(study, measure(storage, study), best))
+        several = Scores.of(study.config).several
+        out.print(fmt.study_table(study, measure(storage, study), best,
+                                  front(storage, study) if several else ()))
         failed = failed_trials(storage, study)
         if not failed:
             continue
@@ -74,30 +77,47 @@ def trials(
     rows = storage.get_trials(study.id, [TrialState(s.upper()) for s in states] or None)
     if limit is not None:
         rows = rows[-limit:]
+    scores = Scores.of(study.config)
     if output_format == "json":
-        emit(fmt.to_json([fmt.trial_dict(t) for t in rows]))
+        emit(fmt.to_json([fmt.trial_dict(t, scores) for t in rows]))
     elif output_format == "csv":
-        emit(fmt.trials_csv(rows, param_names(study, [t.params for t in rows])))
+        emit(fmt.trials_csv(rows, param_names(study, [t.params for t in rows]), scores))
     else:
-        console().print(fmt.trials_table(rows, title=f"trials of {study.name!r}"))
+        console().print(fmt.trials_table(rows, title=f"trials of {study.name!r}",
+                                         scores=scores))
 
 
 @click.command()
 @storage_option
 @study_option
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+    "--format", "output_format", type=click.Choice(["text", "json", "csv"]), default="text",
     show_default=True,
 )
 def best(storage_url: str, study_name: str | None, output_format: str) -> None:
-    """The COMPLETE trial with the best fitness."""
+    """The COMPLETE trial with the best fitness; for a study of several objectives, the
+    Pareto front of the members' final trials, a row each (JSON: a list)."""
     storage = open_existing(storage_url)
     study = select_study(storage, study_name)
+    scores = Scores.of(study.config)
+    if scores.several:
+        trials = best_trials(storage, study)
+        if output_format == "json":
+            emit(fmt.to_json([fmt.trial_dict(t, scores) for t in trials]))
+        elif output_format == "csv":
+            emit(fmt.front_csv(trials, scores, param_names(study, [t.params for t in trials])))
+        else:
+            console().print(fmt.front_table(
+                trials, scores, f"Pareto front of {study.name!r}: {len(trials)} trials"))
+        return
     trial = best_trial(storage, study)
     if output_format == "json":
-        emit(fmt.to_json(fmt.trial_dict(trial)))
+        emit(fmt.to_json(fmt.trial_dict(trial, scores if scores.constrained else None)))
+    elif output_format == "csv":
+        emit(fmt.front_csv([trial], scores, param_names(study, [trial.params])))
     else:
-        console().print(fmt.trial_table(trial, title=f"best trial of {study.name!r}"))
+        console().print(fmt.trial_table(trial, title=f"best trial of {study.name!r}",
+                                        scores=scores))
 
 
 @click.command(name="schedule")

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from pbtune.dashboard import _data as data
 from pbtune.dashboard import _fitness as fitness
+from pbtune.dashboard import _front
 from pbtune.storages import Storage
 from pbtune.study import schedule_csv, schedule_json
 
@@ -24,13 +25,15 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 STATIC_FILES = (
-    "index.html", "app.js", "charts.js", "plots.js", "schedules.js", "app.css", "favicon.svg",
+    "index.html", "app.js", "charts.js", "plots.js", "front.js", "schedules.js", "app.css",
+    "favicon.svg",
     # uPlot, vendored (see static/vendor/README.md): served from here, never from a CDN.
     "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "vendor/LICENSE-uPlot.txt",
 )
 StartResponse = Callable[..., Any]
 # The study is a query parameter: a name may hold any character, "/" included.
-VIEWS = ("summary", "plot", "lineage", "schedules", "trials", "schedule.json", "schedule.csv")
+VIEWS = ("summary", "plot", "front", "lineage", "schedules", "trials", "schedule.json",
+         "schedule.csv")
 
 
 class _HttpError(Exception):
@@ -112,8 +115,11 @@ class DashboardApp:
         trial = _int(query, "trial", None)
         if view == "summary":
             return self._json(data.summary(self.data, study))
-        if view == "plot":
-            return self._json(fitness.plot(self.data, study))
+        if view == "plot":  # ?objective=NAME: which one, in a study of several
+            objective = query.get("objective", [""])[0] or None
+            return self._json(fitness.plot(self.data, study, objective=objective))
+        if view == "front":
+            return self._json(_front.front_view(self.data, study))
         if view == "lineage":
             return self._json(data.lineage_view(self.data, study, trial))
         if view == "schedules":

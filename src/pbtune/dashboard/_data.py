@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pbtune.storages import Storage, StudyRecord
-from pbtune.study import best_trial, load_study, measure
+from pbtune.study import Scores, default_trial, front, load_study, measure
 from pbtune.trial import FrozenTrial, TrialState
 
 MAX_POPULATION_POINTS = 600  # per parameter, behind the schedule
@@ -81,10 +81,12 @@ def param_names(study: StudyRecord) -> list[str]:
 
 
 def summary(data: StudyData, study: StudyRecord) -> dict[str, Any]:
-    """State, progress, best fitness and active workers of one study."""
-    progress = measure(data.storage, study)
+    """State, progress, best fitness (or, with several objectives, the Pareto front's
+    trial numbers) and active workers of one study."""
+    progress = measure(data.storage, study, best=False)
     running = data.storage.get_trials(study.id, [TrialState.RUNNING, TrialState.EVALUATING])
-    best = best_trial(data.storage, study)
+    scores = Scores.of(study.config)
+    best = front(data.storage, study)  # with one objective, [the best trial] (or none)
     return {
         "name": study.name,
         "state": study.state.value,
@@ -92,8 +94,11 @@ def summary(data: StudyData, study: StudyRecord) -> dict[str, Any]:
         "stop_reason": study.stop_reason,
         "steps_done": progress.steps_done,
         "steps_total": progress.steps_total,
-        "best_fitness": _num(progress.best_fitness),
-        "best_trial": best.number if best is not None else None,
+        "best_fitness": _num(best[0].fitness) if best and not scores.several else None,
+        "best_trial": best[0].number if best and not scores.several else None,
+        "front": [t.number for t in best] if scores.several else None,
+        "objectives": [list(pair) for pair in scores.criteria.objectives],
+        "constraints": [str(bound) for bound in scores.criteria.constraints],
         "workers_active": len({t.worker for t in running if t.worker}),
         "counts": {state.value: count for state, count in progress.counts.items()},
         "mode": study.config.get("mode"),
@@ -104,22 +109,30 @@ def summary(data: StudyData, study: StudyRecord) -> dict[str, Any]:
     }
 
 
-def _node(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial as the views show it, named by its number in the study (its id)."""
-    return {
+def _node(trial: FrozenTrial, scores: Scores) -> dict[str, Any]:
+    """A trial as the views show it, named by its number in the study (its id); with
+    several objectives their ``values`` (in order), with constraints what it breaks
+    (``infeasible``, empty when feasible; None while unfinished)."""
+    node: dict[str, Any] = {
         "number": trial.number, "member": trial.member,
         "generation": trial.generation, "parent": trial.parent_id, "start_step": trial.start_step,
         "end_step": trial.end_step, "state": trial.state.value, "fitness": _num(trial.fitness),
         "params": trial.params, "decision": trial.decision,
     }
+    if scores.several:
+        node["values"] = [_num(v) for v in scores.objective_values(trial).values()]
+    if scores.constrained:
+        node["infeasible"] = scores.broken(trial) if trial.metrics is not None else None
+    return node
 
 
 def lineage(data: StudyData, study: StudyRecord, number: int | None) -> list[FrozenTrial]:
-    """The path of trials that led to trial ``number`` (the best trial by default), oldest
+    """The path of trials that led to trial ``number`` (by default the best trial; with
+    several objectives the best on the first one: `pbtune.study.default_trial`), oldest
     first."""
     snap = data.trials(study)
     if number is None:
-        best = best_trial(data.storage, study)
+        best = default_trial(data.storage, study)
         if best is None:
             return []
         chain = [snap.by_id.get(best.id, best)]
@@ -135,7 +148,9 @@ def lineage(data: StudyData, study: StudyRecord, number: int | None) -> list[Fro
 
 def lineage_view(data: StudyData, study: StudyRecord, number: int | None) -> dict[str, Any]:
     chain = lineage(data, study, number)
-    return {"trial": chain[-1].number if chain else None, "nodes": [_node(t) for t in chain]}
+    scores = Scores.of(study.config)
+    return {"trial": chain[-1].number if chain else None,
+            "nodes": [_node(t, scores) for t in chain]}
 
 
 def _scale(study: StudyRecord, name: str) -> tuple[list[Any] | None, bool]:
@@ -185,7 +200,7 @@ def _even_sample(items: Sequence[FrozenTrial], limit: int) -> list[FrozenTrial]:
 
 
 def trial_row(data: StudyData, study: StudyRecord, trial: FrozenTrial) -> dict[str, Any]:
-    row = _node(trial)
+    row = _node(trial, Scores.of(study.config))
     row.update(metrics=trial.metrics, error=trial.error, worker=trial.worker)
     return row
 
@@ -219,5 +234,9 @@ def table(data: StudyData, study: StudyRecord, *, offset: int = 0, limit: int = 
 
 def schedule_segments(data: StudyData, study: StudyRecord, number: int | None) -> list[Any]:
     """The `Segment`s of the lineage (the schedule export, as `pbtune schedule` writes it)."""
-    trial_id = None if number is None else data.trial(study, number).id
-    return load_study(study.name, storage=data.storage).schedule(trial_id)
+    if number is None:  # the lineage view's default trial (there may be no single best)
+        shown = default_trial(data.storage, study)
+        if shown is None:
+            return []
+        return load_study(study.name, storage=data.storage).schedule(shown.id)
+    return load_study(study.name, storage=data.storage).schedule(data.trial(study, number).id)

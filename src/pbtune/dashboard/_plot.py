@@ -16,7 +16,10 @@ from typing import Any
 from pbtune._errors import ConfigError
 from pbtune.dashboard import _data as data
 from pbtune.dashboard import _fitness as fitness
+from pbtune.dashboard._front import front_view
+from pbtune.dashboard._plot_front import front_figure
 from pbtune.storages import Storage, StudyRecord
+from pbtune.study import Scores
 
 MAX_PLOT_POINTS = 20000
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -24,6 +27,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 MARKERS = ("o", "s", "^", "D")
 LINESTYLES = ("-", "--", ":", "-.")
 HIGHLIGHT = "#ffbe00"
+RESTART = "#c0392b"  # a restart's jump and lineage edge (an exploit's are grey)
 MAX_LEGEND_MEMBERS = 20
 
 
@@ -53,7 +57,9 @@ def member_style(member: int) -> dict[str, Any]:
 
 
 def write_plots(storage: Storage, study: StudyRecord, out: Path) -> list[Path]:
-    """Write ``pbt.png``, ``lineage.png`` and ``schedules.png`` of ``study`` into ``out``."""
+    """Write ``pbt.png``, ``lineage.png`` and ``schedules.png`` of ``study`` into ``out``;
+    for a study of several objectives ``front.png`` first (the Pareto front), and the
+    others show the first objective and the lineage of the best final trial on it."""
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
     source = data.StudyData(storage)
@@ -64,6 +70,9 @@ def write_plots(storage: Storage, study: StudyRecord, out: Path) -> list[Path]:
         lineage_figure(plt, nodes, study),
         schedules_figure(plt, data.schedules(source, study, None), study),
     ]
+    if Scores.of(study.config).several:
+        paths.insert(0, out / "front.png")
+        figures.insert(0, front_figure(plt, front_view(source, study), study))
     for figure, path in zip(figures, paths, strict=True):
         figure.savefig(path, dpi=110)
         plt.close(figure)
@@ -75,25 +84,35 @@ def pbt_figure(plt: Any, plot: dict[str, Any], study: StudyRecord) -> Any:
     parent's point, the best lineage highlighted, the y-axis fitted to the race."""
     fig, ax = plt.subplots(figsize=(11, 5.5))
     best = plot["best"]
+    what = plot.get("objective") or "fitness"  # with several objectives, the one shown
     if best is not None and best["path"]:
+        on = f" on {plot['objective']}" if plot.get("objective") else ""
         ax.plot([p[0] for p in best["path"]], [p[1] for p in best["path"]], color=HIGHLIGHT,
                 lw=9, alpha=0.5, solid_capstyle="round", zorder=1,
-                label=f"best lineage: trial {best['trial']} (fitness {best['fitness']:.4g})")
+                label=_text(f"best lineage{on}: trial {best['trial']} ({what} "
+                            f"{best['fitness']:.4g})"))
+    restarts = set(plot.get("restarts", ()))
     for jump in plot["jumps"]:
-        ax.plot([jump[0], jump[2]], [jump[1], jump[3]], color="0.35", linestyle=":", lw=0.8,
-                zorder=2)
+        restart = jump[5] in restarts
+        ax.plot([jump[0], jump[2]], [jump[1], jump[3]], color=RESTART if restart else "0.35",
+                linestyle=":", lw=0.8, zorder=2)
     low, high = plot["y_range"] or (None, None)
     for member in plot["members"]:
         _member_lines(ax, member, low, high)
-    if plot["jumps"]:
+    kinds = {"restart" if jump[5] in restarts else "exploit" for jump in plot["jumps"]}
+    if "exploit" in kinds:
         ax.plot([], [], color="0.35", linestyle=":", lw=0.8, label="exploit: copied a member")
+    if "restart" in kinds:
+        ax.plot([], [], color=RESTART, linestyle=":", lw=0.8,
+                label="restart: a lagging member copied a top one")
     clipped = _mark_outside(ax, plot, low, high)
     if low is not None:
         ax.set_ylim(low, high)
     ax.set_xlim(0, max(1, plot["max_step"]) * 1.02)
     metric = f" ({plot['metric']}, {plot['mode']})" if plot.get("metric") else ""
-    ax.set(xlabel="step", ylabel=f"fitness{_text(metric)}",
-           title=f"{_text(study.name)}: fitness of every trial")
+    ylabel = plot["label"] if plot.get("objective") else f"fitness{metric}"
+    ax.set(xlabel="step", ylabel=_text(ylabel),
+           title=f"{_text(study.name)}: {_text(what)} of every trial")
     ax.grid(True, color="0.92")
     if clipped:
         ax.text(0.995, 0.01, f"{clipped} trials outside the y-axis (open triangles at its edge)",
@@ -152,8 +171,9 @@ def lineage_figure(plt: Any, nodes: list[dict[str, Any]], study: StudyRecord) ->
     fig, ax = plt.subplots(figsize=(11, 1.6 + 0.45 * max(len(lanes), 2)))
     for a, b in itertools.pairwise(nodes):
         copied = a["member"] != b["member"]
+        color = RESTART if b["decision"] == "restart" else "0.2" if copied else "0.6"
         ax.plot([a["generation"], b["generation"]], [lane[a["member"]], lane[b["member"]]],
-                color="0.2" if copied else "0.6", lw=1.2 if copied else 2,
+                color=color, lw=1.2 if copied else 2,
                 linestyle="--" if copied else "-", zorder=1)
     for m in lanes:
         style = member_style(m)
@@ -174,8 +194,9 @@ def lineage_figure(plt: Any, nodes: list[dict[str, Any]], study: StudyRecord) ->
     if nodes:
         ax.set_xlim(nodes[0]["generation"] - 0.6, nodes[-1]["generation"] + 0.6)
     last = nodes[-1]["number"] if nodes else "-"
-    ax.set(xlabel="generation",
-           title=f"{_text(study.name)}: lineage of trial {last} (dashed: an exploit)")
+    restarts = any(n["decision"] == "restart" for n in nodes)
+    dashed = ("dashed: an exploit, red: a restart" if restarts else "dashed: an exploit")
+    ax.set(xlabel="generation", title=f"{_text(study.name)}: lineage of trial {last} ({dashed})")
     ax.grid(True, axis="x", color="0.93")
     fig.tight_layout()
     return fig

@@ -36,7 +36,7 @@ from pbtune._logging import (
 from pbtune.storages import Storage, StudyRecord
 from pbtune.study._progress import ProgressDisplay, measure
 from pbtune.study._report import Mine, TrialLog
-from pbtune.study._text import counts_text, fitness_label, number, storage_text
+from pbtune.study._text import counts_text, number, storage_text
 from pbtune.trial import FrozenTrial, TrialState
 from pbtune.worker import Deadline
 
@@ -62,11 +62,12 @@ class RunMonitor:
         ensure_default_handler()
         self._storage = storage
         self._study = study
+        self._trials = TrialLog(storage, study, mine=mine, notify=callbacks)
         self._display = ProgressDisplay(storage, study,
-                                        enabled=show_progress if bar else False)
+                                        enabled=show_progress if bar else False,
+                                        so_far=self._trials.so_far)
         self._status_lines = show_progress is not False and not self._display.enabled
         self._mine = mine
-        self._trials = TrialLog(storage, study, mine=mine, notify=callbacks)
         self._started = time.monotonic()
         self._next_status = self._started + STATUS_EVERY_S
         # The lines say each failure: the in-process worker loops need not say it too.
@@ -111,22 +112,20 @@ class RunMonitor:
         line now and then."""
         if isinstance(self._mine, LocalWorkers):
             self._mine.refresh()
-        self._display.update()
         self._trials.poll()
+        self._display.update()
         if self._status_lines and time.monotonic() >= self._next_status:
             self._next_status = time.monotonic() + STATUS_EVERY_S
             _log.info("%s", self.status_line())
 
     def status_line(self) -> str:
-        """``study 'x': 120/400 steps (30%), trials: 2 running, ...; best so far: ...``."""
-        progress = measure(self._storage, self._study)
-        best = self._trials.best
-        so_far = "-" if best is None else f"{number(best.fitness)} (trial {best.number})"
+        """``study 'x': 120/400 steps (30%), trials: 2 running, ...; best so far: ...``
+        (with several objectives ``front: ...`` instead of the best)."""
+        progress = measure(self._storage, self._study, best=False)
         return (
             f"study {self._study.name!r}: {progress.steps_done}/{progress.steps_total} steps "
             f"({100 * progress.fraction:.0f}%), trials: {counts_text(progress.counts)}; "
-            f"best so far: {fitness_label(self._study.config)} {so_far}; "
-            f"{_clock(self.elapsed_s)} elapsed"
+            f"{self._trials.so_far()}; {_clock(self.elapsed_s)} elapsed"
         )
 
     def _tick_in_background(self) -> None:

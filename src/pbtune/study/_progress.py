@@ -4,15 +4,15 @@ runs on a terminal (off a terminal, `RunMonitor` logs status lines instead)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pbtune.storages import Storage, StudyRecord
-from pbtune.strategies import Criteria, criteria_from
+from pbtune.strategies import Criteria
+from pbtune.study._scores import Scores, criteria_of, front_text
 from pbtune.study._text import counts_text
-from pbtune.study._text import fitness_label as _label
 from pbtune.study._text import number as _number
 from pbtune.trial import FrozenTrial, TrialState
 
@@ -35,12 +35,6 @@ class StudyProgress:
     @property
     def fraction(self) -> float:
         return self.steps_done / self.steps_total if self.steps_total else 1.0
-
-
-def criteria_of(config: Mapping[str, Any]) -> Criteria:
-    """How the study stored as ``config`` compares trials."""
-    return criteria_from(config.get("objectives"), config.get("constraints"),
-                         single=(str(config.get("metric") or "fitness"), config["mode"]))
 
 
 def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
@@ -72,29 +66,81 @@ def front(storage: Storage, study: StudyRecord) -> list[FrozenTrial]:
     return criteria.front(storage.get_population(study.id))
 
 
-def measure(storage: Storage, study: StudyRecord) -> StudyProgress:
+def best_on(criteria: Criteria, trials: Sequence[FrozenTrial], objective: str
+            ) -> FrozenTrial | None:
+    """The best of ``trials`` on one ``objective`` of a study of several (feasible ones
+    first); ties go to the later step, then the earlier trial."""
+    mode = dict(criteria.objectives)[objective]
+    one = Criteria(((objective, mode),), criteria.constraints)
+    scored = [replace(t, fitness=(t.metrics or {})[objective])
+              for t in sorted(trials, key=lambda t: (-t.end_step, t.id))
+              if objective in (t.metrics or {})]
+    ranked = one.ranked(scored)
+    return next(t for t in trials if t.id == ranked[0].id) if ranked else None
+
+
+def default_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
+    """The trial whose lineage and schedule the views show unless told another: the best
+    trial; in a study of several objectives, the best of the members' final trials on the
+    first objective (a trial of the front)."""
+    criteria = criteria_of(study.config)
+    if not criteria.several:
+        return best_trial(storage, study)
+    return best_on(criteria, storage.get_population(study.id), criteria.names[0])
+
+
+def so_far_text(storage: Storage, study: StudyRecord) -> str:
+    """``best so far: accuracy (max) 0.93 (trial 5)``, over every COMPLETE trial at any
+    step (feasible ones first); with several objectives, the front of the members' latest
+    trials: ``front: 3 trials (trials 4, 7, 9)``."""
+    scores = Scores.of(study.config)
+    if scores.several:
+        return f"front: {front_text(front(storage, study))}"
+    if scores.constrained:  # ranked here: the storage orders by fitness alone
+        done = storage.get_trials(study.id, [TrialState.COMPLETE])
+        ranked = scores.criteria.ranked(sorted(done, key=lambda t: (-t.end_step, t.id)))
+        best = ranked[0] if ranked else None
+    else:
+        best = storage.best_trial(study.id, str(study.config.get("mode", "max")))
+    return best_so_far(scores, best)
+
+
+def best_so_far(scores: Scores, best: FrozenTrial | None) -> str:
+    """``best so far: accuracy (max) 0.93 (trial 5)`` (``-`` before any), marked when
+    the best breaks a constraint (no trial is feasible yet)."""
+    so_far = "-" if best is None else (
+        f"{_number(best.fitness)} (trial {best.number}{scores.mark(best)})")
+    return f"best so far: {scores.fitness_label} {so_far}"
+
+
+def measure(storage: Storage, study: StudyRecord, *, best: bool = True) -> StudyProgress:
+    """Steps done, trial counts and (``best``) the best fitness of the study now."""
     config = study.config
     max_steps = int(config["max_steps"])
     # Steps that trained to completion: each member's latest COMPLETE trial's end. A
     # member that gave up after failures counts as far as it got, not as done.
     latest = {t.member: t.end_step for t in storage.get_population(study.id)}
     done = sum(min(end, max_steps) for end in latest.values())
-    best = best_trial(storage, study)
+    found = best_trial(storage, study) if best else None
     return StudyProgress(
         steps_done=done,
         steps_total=max_steps * int(config["population_size"]),
         counts=storage.count_states(study.id),
-        best_fitness=best.fitness if best is not None else None,
+        best_fitness=found.fitness if found is not None else None,
     )
 
 
 class ProgressDisplay:
     """A rich progress bar of steps, with the best fitness so far (over every COMPLETE
-    trial, at any step: the final best is the best at ``max_steps``) and the trial
-    counts of every state."""
+    trial, at any step: the final best is the best at ``max_steps``), or the front of a
+    study of several objectives, and the trial counts of every state.
+
+    ``so_far`` gives that text (a run's `TrialLog` knows it without a query); by default
+    it is read from the storage (`so_far_text`)."""
 
     def __init__(self, storage: Storage, study: StudyRecord, *, enabled: bool | None = None,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None,
+                 so_far: Callable[[], str] | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -108,6 +154,7 @@ class ProgressDisplay:
 
         self._storage = storage
         self._study = study
+        self._so_far = so_far or (lambda: so_far_text(storage, study))
         self._console = console or Console(stderr=True)
         self.enabled = self._console.is_terminal if enabled is None else enabled
         self._progress = Progress(
@@ -150,10 +197,6 @@ class ProgressDisplay:
         if not force and now - self._last < REFRESH_S:
             return
         self._last = now
-        state = measure(self._storage, self._study)
-        mode = str(self._study.config.get("mode", "max"))
-        best = self._storage.best_trial(self._study.id, mode)
-        so_far = "-" if best is None else f"{_number(best.fitness)} (trial {best.number})"
-        self._status.plain = (f"  best so far: {_label(self._study.config)} {so_far} | "
-                              f"trials: {counts_text(state.counts)}")
+        state = measure(self._storage, self._study, best=False)
+        self._status.plain = f"  {self._so_far()} | trials: {counts_text(state.counts)}"
         self._progress.update(self._task, total=state.steps_total, completed=state.steps_done)

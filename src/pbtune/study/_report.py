@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pbtune.storages import Storage, StudyRecord
-from pbtune.study._text import fitness_label, number
+from pbtune.study._progress import best_so_far
+from pbtune.study._scores import Scores, front_text
+from pbtune.study._text import number
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.study")
@@ -27,7 +29,9 @@ Mine = Callable[[FrozenTrial], bool]
 
 class TrialLog:
     """Logs a line (INFO, logger ``pbtune.study``) per trial that finished since the
-    last look: its metrics or error, what its member does next and the best so far.
+    last look: its metrics or error, what its member does next and the best so far
+    (feasible trials first), or, with several objectives, the front of the members'
+    latest trials.
 
     ``mine`` picks the trials to log (`pbtune worker` logs those its own workers ran);
     the best so far is over the whole study. Trials that had finished before the run
@@ -41,10 +45,11 @@ class TrialLog:
         self._study = study
         self._mine = mine
         self._notify = notify
-        self._max = str(study.config.get("mode", "max")) == "max"
+        self._scores = Scores.of(study.config)
         self._seen: set[int] = set()
         self._finished = -1
         self._best: FrozenTrial | None = None
+        self._latest: dict[int, FrozenTrial] = {}  # each member's latest COMPLETE trial
         self._next_read = 0.0
         # Every trial read so far, by id; the ids of each member's trials in order; the
         # unfinished ones, read again at each look. A look reads only what changed.
@@ -56,8 +61,28 @@ class TrialLog:
 
     @property
     def best(self) -> FrozenTrial | None:
-        """The best COMPLETE trial read so far (any step, any worker)."""
+        """The best COMPLETE trial read so far (any step, any worker; None with several
+        objectives)."""
         return self._best
+
+    def front(self) -> list[FrozenTrial]:
+        """The Pareto front of the members' latest COMPLETE trials read so far."""
+        return self._scores.front(list(self._latest.values()))
+
+    def so_far(self) -> str:
+        """``best so far: accuracy (max) 0.93 (trial 5)``, or ``front: 3 trials (...)``."""
+        if self._scores.several:
+            return f"front: {front_text(self.front())}"
+        return best_so_far(self._scores, self._best)
+
+    def _standing(self) -> str:
+        """The end of a finished trial's line: the best so far, or the front, as of now
+        (the trials of one look are taken in the order they finished)."""
+        if self._scores.several:
+            return f"front: {front_text(self.front())}"
+        best = self._best
+        return "best so far: " + ("-" if best is None else (
+            f"{number(best.fitness)} (trial {best.number}{self._scores.mark(best)})"))
 
     def poll(self) -> None:
         """Log what finished since the last look; at most every `READ_EVERY_S`."""
@@ -88,27 +113,20 @@ class TrialLog:
                 self._unfinished.discard(trial.id)
         new = sorted((t for t in changed if not t.state.is_active and t.id not in self._seen),
                      key=lambda t: (t.finished_at or 0.0, t.id))
-        lines = _Lines(self._known, self._by_member, self._study) if log else None
+        lines = _Lines(self._known, self._by_member, self._study, self._scores) if log else None
         for trial in new:
             self._seen.add(trial.number)
-            if trial.state == TrialState.COMPLETE and self._better(trial):
-                self._best = trial
+            if trial.state == TrialState.COMPLETE:
+                self._latest[trial.member] = trial  # a member's trials finish in turn
+                if not self._scores.several and self._scores.better(trial, self._best):
+                    self._best = trial
             if lines is not None and (self._mine is None or self._mine(trial)):
                 # a failed or lost trial is news a user may want even at WARNING
                 level = logging.INFO if trial.state == TrialState.COMPLETE else logging.WARNING
-                _log.log(level, "%s", lines.line(trial, self._best))
+                _log.log(level, "%s", lines.line(trial, self._standing()))
                 if self._notify is not None:
                     self._notify(trial)
         return new
-
-    def _better(self, trial: FrozenTrial) -> bool:
-        if trial.fitness is None:
-            return False
-        if self._best is None or self._best.fitness is None:
-            return True
-        if self._max:
-            return trial.fitness > self._best.fitness
-        return trial.fitness < self._best.fitness
 
 
 @dataclass
@@ -119,16 +137,17 @@ class _Lines:
     known: Mapping[int, FrozenTrial]
     by_member: Mapping[int, Sequence[int]]
     study: StudyRecord
+    scores: Scores
 
-    def line(self, trial: FrozenTrial, best: FrozenTrial | None) -> str:
+    def line(self, trial: FrozenTrial, standing: str) -> str:
+        """The line of ``trial``; ``standing`` ends a COMPLETE one (the best so far)."""
         head = (f"trial {trial.number} (member {trial.member}, steps "
                 f"{trial.start_step}-{trial.end_step})")
         then = f"next: {self._next(trial)}"
         if trial.state == TrialState.COMPLETE:
-            so_far = "-" if best is None else (
-                f"{number(best.fitness)} (trial {best.number})")
-            return (f"{head} finished: {self._metrics(trial)}; {then}; best so far: "
-                    f"{so_far}")
+            scored = (self.scores.values(trial) if self.scores.several
+                      else self._metrics(trial))
+            return f"{head} finished: {scored}{self.scores.mark(trial)}; {then}; {standing}"
         if trial.state == TrialState.LOST:
             reason = _short(trial.error).removeprefix("lost: ")
             return f"{head} lost ({reason}); {then}"
@@ -142,10 +161,11 @@ class _Lines:
     def _metrics(self, trial: FrozenTrial) -> str:
         metric = self.study.config.get("metric")
         metrics = trial.metrics or {}
+        label = self.scores.fitness_label
         if metric and metric in metrics and metrics[metric] == trial.fitness:
-            return f"{fitness_label(self.study.config)} {number(trial.fitness)}"
+            return f"{label} {number(trial.fitness)}"
         shown = ", ".join(f"{k} {number(v)}" for k, v in list(metrics.items())[:3])
-        return f"{fitness_label(self.study.config)} {number(trial.fitness)} ({shown})"
+        return f"{label} {number(trial.fitness)} ({shown})"
 
     def _next(self, trial: FrozenTrial) -> str:
         """What the trial's member does next: the decision recorded with its next trial."""
@@ -162,6 +182,10 @@ class _Lines:
         parent = self.known.get(following.parent_id) if following.parent_id is not None else None
         if following.decision == "exploit" and parent is not None:
             return (f"exploit trial {parent.number} (member {parent.member}) as trial "
+                    f"{following.number}")
+        if following.decision == "restart" and parent is not None:
+            # the member stayed at the bottom (early stop): its slot starts over from a copy
+            return (f"restart from trial {parent.number} (member {parent.member}) as trial "
                     f"{following.number}")
         return f"{following.decision} as trial {following.number}"
 

@@ -432,7 +432,9 @@ class Study:
         """The trials as a pandas DataFrame (``pip install "pbtune[pandas]"``), a row per
         trial: ``number``, ``state``, ``member``, ``generation``, ``parent`` (its number),
         ``decision``, ``start_step``, ``end_step``, ``fitness``, ``params_<name>``,
-        ``metrics_<name>``, the times (``datetime_start``, ...) and ``worker``.
+        ``metrics_<name>``, the times (``datetime_start``, ...) and ``worker``. With
+        several objectives, ``values_<objective>`` and ``front`` (in `best_trials`) stand
+        in for ``fitness``; with constraints, ``violation`` (0: feasible) follows.
 
         Example::
 
@@ -440,7 +442,9 @@ class Study:
             df.groupby("member")["fitness"].max()
         """
         everyone = self.trials()  # all of them: a parent's number is read from its row
-        frame = trials_frame(everyone, list(self.config.space))
+        criteria = self.config.criteria
+        best = {t.id for t in self.best_trials} if criteria.several else set()
+        frame = trials_frame(everyone, list(self.config.space), criteria, best)
         if states is not None:
             wanted = {TrialState(s).value for s in states}
             frame = frame[frame["state"].isin(wanted)].reset_index(drop=True)

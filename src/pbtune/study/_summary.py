@@ -9,11 +9,13 @@ from typing import Any
 
 from pbtune._logging import SUMMARY
 from pbtune.storages import Storage, StudyRecord, StudyState
-from pbtune.study._progress import best_trial, measure
+from pbtune.study._progress import best_trial, front, measure
+from pbtune.study._scores import Scores
 from pbtune.study._text import counts_text, fitness_label, next_commands, number, storage_text
 from pbtune.trial import FrozenTrial, TrialState
 
 SUMMARY_EXTRA = {SUMMARY: True}  # marks the logged summary (`pbtune run` prints its own)
+FRONT_LINES = 5  # trials of the front the text lists
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class StudySummary:
     left to run); ``stop_reason`` says why the study ended before its budget (a stop
     rule, `Study.stop`), None if it did not; ``timeout_s`` is the timeout the run stopped
     at, leaving the study unfinished (None when it did not).
+
+    A study of several objectives has no best trial (``best_trial`` is None): ``front``
+    holds its Pareto front (see `Study.best_trials`), and the text lists it.
     """
 
     name: str
@@ -42,6 +47,8 @@ class StudySummary:
     commands: list[str] = field(default_factory=list)
     stop_reason: str | None = None
     timeout_s: float | None = None
+    front: list[FrozenTrial] = field(default_factory=list)
+    scores: Scores | None = None
 
     @property
     def fitness(self) -> float | None:
@@ -70,13 +77,16 @@ class StudySummary:
         if self.stop_reason is not None:
             lines.insert(1, f"stopped: {self.stop_reason}")
         best = self.best_trial
-        if best is None:
+        mark = self.scores.mark(best) if self.scores and best else ""
+        if self.scores is not None and self.scores.several:
+            lines += self._front_lines(self.scores)
+        elif best is None:
             lines.append("best: no trial has completed yet")
         else:
             where = "best at max_steps" if self.at_max_steps else "best so far"
             lines += [
-                f"{where}: {self.fitness_label} {number(best.fitness)}, trial {best.number} "
-                f"(member {best.member}, steps {best.start_step}-{best.end_step})",
+                f"{where}: {self.fitness_label} {number(best.fitness)}{mark}, trial "
+                f"{best.number} (member {best.member}, steps {best.start_step}-{best.end_step})",
                 f"  params: {', '.join(f'{k}={number(v)}' for k, v in best.params.items())}",
                 f"  checkpoint (the trained model): {best.checkpoint or '-'}",
             ]
@@ -90,9 +100,31 @@ class StudySummary:
             lines.append("next:")
             lines += [f"  {command}" for command in self.commands]
         elif storage_text(self.storage_url) == "memory":
-            lines.append("an in-memory study ends with this process: read it now "
-                         "(study.best_trial, study.schedule())")
+            what = ("study.best_trials, study.schedule(trial_id)"
+                    if self.scores is not None and self.scores.several
+                    else "study.best_trial, study.schedule()")
+            lines.append(f"an in-memory study ends with this process: read it now ({what})")
         return "\n".join(lines)
+
+    def _front_lines(self, scores: Scores) -> list[str]:
+        """The front of a study of several objectives: a line per trial, at most
+        `FRONT_LINES`."""
+        if not self.front:
+            return ["front: no trial has completed yet"]
+        final = all(t.end_step >= self.max_steps for t in self.front)
+        count = f"{len(self.front)} trial{'s' if len(self.front) != 1 else ''}"
+        bounds = f"; constraints {scores.constraints_text()}" if scores.constrained else ""
+        lines = [f"{'front at max_steps' if final else 'front so far'}: {count} "
+                 f"({scores.label()}{bounds})"]
+        for trial in self.front[:FRONT_LINES]:
+            values = ", ".join(f"{name} {number(value)}"
+                               for name, value in scores.objective_values(trial).items())
+            lines.append(f"  trial {trial.number} (member {trial.member}, steps "
+                         f"{trial.start_step}-{trial.end_step}): {values}{scores.mark(trial)}")
+        if len(self.front) > FRONT_LINES:
+            lines.append(f"  ... {len(self.front) - FRONT_LINES} more (study.best_trials, "
+                         "pbtune best)")
+        return lines
 
 
 def summarize(storage: Storage, record: StudyRecord, elapsed_s: float, *,
@@ -101,6 +133,7 @@ def summarize(storage: Storage, record: StudyRecord, elapsed_s: float, *,
     the timeout the run stopped at."""
     record = storage.get_study_by_id(record.id)
     progress = measure(storage, record)
+    scores = Scores.of(record.config)
     return StudySummary(
         name=record.name,
         storage_url=storage.url,
@@ -110,11 +143,13 @@ def summarize(storage: Storage, record: StudyRecord, elapsed_s: float, *,
         steps_total=progress.steps_total,
         counts=dict(progress.counts),
         elapsed_s=elapsed_s,
-        fitness_label=fitness_label(record.config),
+        fitness_label=scores.label() if scores.several else fitness_label(record.config),
         max_steps=int(record.config["max_steps"]),
-        commands=next_commands(storage.url, record.name),
+        commands=next_commands(storage.url, record.name, several=scores.several),
         stop_reason=record.stop_reason,
         timeout_s=timeout_s if record.state == StudyState.RUNNING else None,
+        front=front(storage, record) if scores.several else [],
+        scores=scores,
     )
 
 

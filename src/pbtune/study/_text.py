@@ -44,11 +44,16 @@ def storage_text(url: str | None) -> str:
     return shown.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def next_commands(url: str | None, name: str) -> list[str]:
-    """The `pbtune` commands that read this study, with its --storage and --study."""
+def next_commands(url: str | None, name: str, *, several: bool = False) -> list[str]:
+    """The `pbtune` commands that read this study, with its --storage and --study; for a
+    study of ``several`` objectives, `pbtune best` (its front) instead of the schedule
+    (of which trial? one of the front: ``--trial N``)."""
     if storage_text(url) == "memory":
         return []
     where = f"--storage {shlex.quote(storage_text(url))} --study {shlex.quote(name)}"
+    if several:
+        return [f"pbtune status {where}", f"pbtune best {where}",
+                f"pbtune dashboard {where}"]
     return [
         f"pbtune status {where}",
         f"pbtune dashboard {where}",

@@ -7,7 +7,8 @@ const PAGE = 50;
 const P = window.pbtPlots;
 const C = window.pbtCharts;
 const state = { study: null, trial: null, offset: 0, sort: "number", desc: false,
-  filter: "", key: null, timer: null, plot: null, shown: null, nodes: [], params: [], hidden: new Set() };
+  filter: "", key: null, timer: null, plot: null, shown: null, nodes: [], params: [], hidden: new Set(),
+  objectives: [], objective: null, front: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -40,6 +41,14 @@ function progressText(s) {
   return s.steps_done + " / " + s.steps_total + " steps (" + pct + "%)";
 }
 
+// With several objectives there is no best fitness: the front's size stands for it.
+function bestText(s) {
+  if (s.front) return "front: " + s.front.length + " trial" + (s.front.length === 1 ? "" : "s");
+  return C.fmtNum(s.best_fitness);
+}
+
+function several() { return state.objectives.length > 1; }
+
 function countsText(counts) {
   return Object.entries(counts).filter((e) => e[1]).map((e) => e[0].toLowerCase() + " " + e[1]).join(", ");
 }
@@ -57,7 +66,7 @@ function loadStudies() {
       td.appendChild(a);
       cell(tr, s.state, "state-" + s.state);
       cell(tr, progressText(s));
-      cell(tr, C.fmtNum(s.best_fitness));
+      cell(tr, bestText(s));
       cell(tr, String(s.workers_active));
       cell(tr, countsText(s.counts));
       body.appendChild(tr);
@@ -82,13 +91,26 @@ function loadLineage() {
       const shown = lin.trial === null ? "-" : String(lin.trial);
       $("lineage-trial").textContent = shown;
       $("schedule-trial").textContent = shown;
-      P.drawLineage($("lineage-plot"), lin.nodes, state.params, lin.trial, selectTrial);
+      P.drawLineage($("lineage-plot"), lin.nodes, state.params, lin.trial, selectTrial, state.objectives);
       window.pbtSchedules.drawSchedules($("schedules"), sch);
       const q = lin.trial === null ? {} : { trial: lin.trial };
       $("export-json").href = studyPath("schedule.json", q);
       $("export-csv").href = studyPath("schedule.csv", q);
       drawPlot();
+      drawFront();
     });
+}
+
+function drawFront() {
+  if (!state.front || !several()) return;
+  window.pbtFront.drawFront($("front-plot"), { data: state.front, selected: state.shown,
+    onClick: selectTrial, legend: $("front-legend"), table: $("front-table") });
+}
+
+function loadFront() {
+  $("front-panel").hidden = !several();
+  if (!several()) { state.front = null; return Promise.resolve(); }
+  return api(studyPath("front")).then((d) => { state.front = d; drawFront(); });
 }
 
 // A legend entry: a small drawn swatch and a text; ``draw(ctx, w, h)`` draws the swatch.
@@ -126,8 +148,9 @@ function drawLegend(d, outside) {
     box.appendChild(item);
   });
   if (d.best) {
-    const best = legendItem("best lineage: trial " + d.best.trial + " (member " + d.best.member +
-      ", fitness " + C.fmtNum(d.best.fitness) + ")", (ctx, k) => {
+    const on = d.objective ? " on " + d.objective : "";
+    const best = legendItem("best lineage" + on + ": trial " + d.best.trial + " (member " +
+      d.best.member + ", " + (d.objective || "fitness") + " " + C.fmtNum(d.best.fitness) + ")", (ctx, k) => {
       ctx.strokeStyle = "rgba(255, 190, 0, 0.55)"; ctx.lineWidth = 8 * k;
       ctx.beginPath(); ctx.moveTo(0, 6 * k); ctx.lineTo(22 * k, 6 * k); ctx.stroke();
     });
@@ -138,6 +161,14 @@ function drawLegend(d, outside) {
     ctx.strokeStyle = "rgba(60, 60, 60, 0.8)"; ctx.lineWidth = k; ctx.setLineDash([2 * k, 3 * k]);
     ctx.beginPath(); ctx.moveTo(0, 9 * k); ctx.lineTo(22 * k, 3 * k); ctx.stroke();
   }));
+  if (d.restarts && d.restarts.length) {
+    const restart = legendItem("restart: a member stopped early copied a top one", (ctx, k) => {
+      ctx.strokeStyle = P.RESTART; ctx.lineWidth = k; ctx.setLineDash([2 * k, 3 * k]);
+      ctx.beginPath(); ctx.moveTo(0, 9 * k); ctx.lineTo(22 * k, 3 * k); ctx.stroke();
+    });
+    restart.id = "legend-restart";
+    box.appendChild(restart);
+  }
   const n = outside.below + outside.above;
   $("outliers").textContent = n ? "(" + n + " trial" + (n > 1 ? "s" : "") +
     " outside the y-axis, drawn as open arrowheads at its edge)" : "";
@@ -152,7 +183,36 @@ function drawPlot() {
 }
 
 function loadPlot() {
-  return api(studyPath("plot")).then((d) => { state.plot = d; drawPlot(); });
+  const q = several() && state.objective ? { objective: state.objective } : {};
+  return api(studyPath("plot", q)).then((d) => {
+    state.plot = d;
+    $("pbt-what").textContent = d.objective ? d.objective + " (" + d.mode + ")" : "Fitness";
+    drawPlot();
+  });
+}
+
+// The objective the PBT plot shows, in a study of several: a choice of the study's.
+function fillObjectives(objectives) {
+  const select = $("objective");
+  $("objective-pick").hidden = objectives.length < 2;
+  const names = objectives.map((o) => o[0]);
+  if (Array.from(select.options).map((o) => o.value).join("\n") !== names.join("\n")) {
+    select.replaceChildren();
+    names.forEach((n) => {
+      const option = document.createElement("option");
+      option.value = n; option.textContent = n;
+      select.appendChild(option);
+    });
+  }
+  if (names.indexOf(state.objective) < 0) state.objective = names.length > 1 ? names[0] : null;
+  select.value = state.objective || "";
+}
+
+function scoreText(t) {
+  let text = several() && t.values ? state.objectives.map((o, i) => o[0] + " " + C.fmtNum(t.values[i])).join(", ")
+    : C.fmtNum(t.fitness);
+  if (t.infeasible) text += " (infeasible: " + t.infeasible + ")";
+  return text;
 }
 
 function paramsText(params) {
@@ -175,7 +235,7 @@ function loadTable() {
       cell(tr, t.start_step + "-" + t.end_step);
       cell(tr, t.state, "state-" + t.state);
       cell(tr, t.decision || "-", "decision decision-" + (t.decision || "none"));
-      cell(tr, C.fmtNum(t.fitness));
+      cell(tr, scoreText(t), t.infeasible ? "infeasible" : "");
       cell(tr, paramsText(t.params), "params");
       cell(tr, t.error || "", "error");
       tr.addEventListener("click", () => selectTrial(t.number));
@@ -204,22 +264,30 @@ function fillStates(counts) {
 function loadStudy() {
   return api(studyPath("summary")).then((s) => {
     state.params = s.params;
+    state.objectives = s.objectives || [];
     fillStates(s.counts);
+    fillObjectives(state.objectives);
+    // Several objectives have no fitness to sort by: the column lists their values.
+    const head = $("score-head");
+    head.textContent = several() ? "objectives" : "fitness";
+    if (several()) head.removeAttribute("data-sort"); else head.setAttribute("data-sort", "fitness");
     $("study-title").textContent = s.name;
-    $("study-summary").textContent = s.state + " | " + progressText(s) + " | best fitness " +
-      C.fmtNum(s.best_fitness) + (s.metric ? " (" + s.metric + ", " + s.mode + ")" : "") +
+    const best = several() ? bestText(s) + " (" + state.objectives.map((o) => o[0] + ", " + o[1]).join("; ") + ")"
+      : "best fitness " + C.fmtNum(s.best_fitness) + (s.metric ? " (" + s.metric + ", " + s.mode + ")" : "");
+    $("study-summary").textContent = s.state + " | " + progressText(s) + " | " + best +
+      (s.constraints && s.constraints.length ? " | constraints: " + s.constraints.join(", ") : "") +
       " | workers active " + s.workers_active + " | " + countsText(s.counts) +
       (s.stop_reason ? " | stopped: " + s.stop_reason : "") +
       (s.error ? " | error: " + s.error : "");
-    const key = JSON.stringify([s.counts, s.best_trial]);
+    const key = JSON.stringify([s.counts, s.best_trial, s.front]);
     if (key === state.key) return s;
     state.key = key;
-    return Promise.all([loadPlot(), loadLineage(), loadTable()]).then(() => s);
+    return Promise.all([loadPlot(), loadFront(), loadLineage(), loadTable()]).then(() => s);
   });
 }
 
 function showStudy(name) {
-  if (name !== state.study) { state.hidden = new Set(); state.plot = null; }
+  if (name !== state.study) { state.hidden = new Set(); state.plot = null; state.objective = null; state.front = null; }
   state.study = name; state.trial = null; state.offset = 0; state.key = null;
   $("studies-view").hidden = true;
   $("study-view").hidden = false;
@@ -256,9 +324,18 @@ function init() {
   $("next").addEventListener("click", () => { state.offset += PAGE; loadTable(); });
   document.querySelectorAll("#trials th[data-sort]").forEach((th) => th.addEventListener("click", () => {
     const key = th.getAttribute("data-sort");
+    if (!key) return;
     state.desc = state.sort === key ? !state.desc : false;
     state.sort = key; state.offset = 0; loadTable();
   }));
+  $("objective").addEventListener("change", (e) => {
+    state.objective = e.target.value;
+    const view = $("pbt-plot").pbtView;
+    if (view) view.zoomed = false;
+    // the lineage shown follows the highlighted one: the best final trial on this objective
+    loadPlot().then(() => { if (state.plot.best) return selectTrial(state.plot.best.trial); })
+      .catch((err) => setStatus("error: " + err.message));
+  });
   $("full-range").addEventListener("change", () => {
     const view = $("pbt-plot").pbtView;
     if (view) view.zoomed = false;

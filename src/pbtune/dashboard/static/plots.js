@@ -4,6 +4,7 @@
 
 (function () {
   const C = window.pbtCharts;
+  const RESTART = "rgba(192, 57, 43, 0.8)"; // a restart's jump and lineage edge; an exploit's is grey
 
   function ratio() { return window.devicePixelRatio || 1; }
 
@@ -36,9 +37,10 @@
   }
 
   function pointItems(d) {
-    const items = [];
+    const items = [], infeasible = new Set(d.infeasible || []);
     d.members.forEach((m) => m.points.forEach((p) => items.push({ x: p[0], y: p[1], number: p[2],
-      jumped: p[3] === 1, decision: p[4], params: p[5], member: m.member })));
+      jumped: p[3] === 1, decision: p[4], params: p[5], infeasible: infeasible.has(p[2]),
+      member: m.member })));
     return items;
   }
 
@@ -72,6 +74,7 @@
     d.jumps.forEach((j) => {
       if (!shown(s.memberOf.get(j[5]))) return;
       const [x0, y0] = C.px(u, j[0], j[1]), [x1, y1] = C.px(u, j[2], j[3]);
+      ctx.strokeStyle = s.restarts.has(j[5]) ? RESTART : "rgba(60, 60, 60, 0.55)";
       ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
     });
     d.members.forEach((m) => {
@@ -93,12 +96,13 @@
         return;
       }
       C.mark(ctx, st.shape, x, y, (many ? 2.2 : 3.2) * k);
+      if (it.infeasible) { ctx.strokeStyle = st.color; ctx.lineWidth = 1.4 * k; ctx.stroke(); return; }
       ctx.fillStyle = st.color; ctx.fill();
     });
     if (s.lineage && s.lineage.length && (!d.best || s.selected !== d.best.trial)) {
       ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5 * k; ctx.setLineDash([5 * k, 3 * k]);
-      memberPath(ctx, u, s.lineage.filter((n) => n.fitness !== null)
-        .map((n) => ({ x: n.end_step, y: n.fitness })), k);
+      memberPath(ctx, u, s.lineage.filter((n) => plotted(d, n) !== null)
+        .map((n) => ({ x: n.end_step, y: plotted(d, n) })), k);
       ctx.setLineDash([]);
     }
     const chosen = s.items.find((it) => it.number === s.selected);
@@ -109,14 +113,23 @@
     }
   }
 
+  // The value a lineage node has on the plot's y-axis: its fitness, or the objective shown.
+  function plotted(d, n) {
+    if (!d.objective) return n.fitness;
+    const i = (d.objectives || []).indexOf(d.objective);
+    return n.values && i >= 0 ? n.values[i] : null;
+  }
+
   function describePoint(it, s) {
     const d = s.data, jump = s.parentOf.get(it.number);
     let decision = it.decision || "-";
     if (jump !== undefined) decision += " (copied trial " + jump.number + " of member " + jump.member + ")";
-    const lines = ["trial " + it.number, "member " + it.member + ", step " + it.x,
-      "fitness " + C.fmtNum(it.y) + (d.metric ? " (" + d.metric + ", " + d.mode + ")" : ""),
+    const value = d.objective ? d.objective + " " + C.fmtNum(it.y) + " (" + d.mode + ")"
+      : "fitness " + C.fmtNum(it.y) + (d.metric ? " (" + d.metric + ", " + d.mode + ")" : "");
+    const lines = ["trial " + it.number, "member " + it.member + ", step " + it.x, value,
       "decision: " + decision];
-    if (d.best && it.number === d.best.trial) lines.splice(1, 0, "best trial");
+    if (it.infeasible) lines.splice(3, 0, "infeasible (breaks a constraint)");
+    if (d.best && it.number === d.best.trial) lines.splice(1, 0, d.objective ? "best on " + d.objective : "best trial");
     return lines.concat(C.paramsLines(d.params, it.params));
   }
 
@@ -134,6 +147,7 @@
       s.byMember.get(it.member).push(it);
       s.memberOf.set(it.number, it.member);
     });
+    s.restarts = new Set(d.restarts || []);
     s.parentOf = new Map();
     d.jumps.forEach((j) => s.parentOf.set(j[5], { number: j[4] }));
     d.jumps.forEach((j) => { s.parentOf.get(j[5]).member = s.memberOf.has(j[4]) ? s.memberOf.get(j[4]) : "?"; });
@@ -148,8 +162,8 @@
     const range = s.full || !d.y_range ? yFull(s.items) : d.y_range;
     s.range = range;
     el.pbtState = s;
-    const label = "fitness" + (d.metric ? " (" + d.metric + ", " + d.mode + ")" : "");
-    keep(el, "pbt", () => {
+    const label = d.label || "fitness" + (d.metric ? " (" + d.metric + ", " + d.mode + ")" : "");
+    keep(el, "pbt:" + label, () => {
       const u = C.chart(el, { height: 380, xLabel: "step", yLabel: label,
         xRange: () => [0, Math.max(1, el.pbtState.data.max_step) * 1.02],
         yRange: () => el.pbtState.range,
@@ -176,7 +190,8 @@
     for (let i = 1; i < nodes.length; i++) {
       const a = nodes[i - 1], b = nodes[i], copied = a.member !== b.member;
       const [x0, y0] = C.px(u, a.generation, lane(a)), [x1, y1] = C.px(u, b.generation, lane(b));
-      ctx.strokeStyle = copied ? "#333" : "#999"; ctx.lineWidth = (copied ? 1.3 : 2) * k;
+      ctx.strokeStyle = b.decision === "restart" ? RESTART : copied ? "#333" : "#999";
+      ctx.lineWidth = (copied ? 1.3 : 2) * k;
       ctx.setLineDash(copied ? [4 * k, 3 * k] : []);
       ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
     }
@@ -195,16 +210,21 @@
     });
   }
 
-  function describeNode(n, names) {
-    const copied = n.decision === "exploit" ? " (copied trial " + n.parent + ")" : "";
+  // ``objectives``: [[name, mode], ...] of a study of several (their values replace the fitness).
+  function describeNode(n, names, objectives) {
+    const copied = n.decision === "exploit" || n.decision === "restart" ? " (copied trial " + n.parent + ")" : "";
+    const scores = objectives && objectives.length > 1 && n.values
+      ? objectives.map((o, i) => o[0] + " " + C.fmtNum(n.values[i]) + " (" + o[1] + ")")
+      : ["fitness " + C.fmtNum(n.fitness)];
+    if (n.infeasible) scores.push("infeasible: " + n.infeasible);
     return ["trial " + n.number, "member " + n.member + ", generation " + n.generation,
-      "steps " + n.start_step + "-" + n.end_step, "fitness " + C.fmtNum(n.fitness),
-      "decision: " + (n.decision || "-") + copied]
+      "steps " + n.start_step + "-" + n.end_step].concat(scores)
+      .concat(["decision: " + (n.decision || "-") + copied])
       .concat(names.map((p) => p + " = " + C.fmtNum(n.params[p])));
   }
 
   // The lineage: one node per trial, generation (whole numbers) on x, one lane per member.
-  function drawLineage(el, nodes, names, selected, onClick) {
+  function drawLineage(el, nodes, names, selected, onClick, objectives) {
     if (!nodes.length) {
       if (el.pbtView) { el.pbtView.u.destroy(); el.pbtView = null; }
       const p = document.createElement("p");
@@ -215,6 +235,7 @@
     }
     const lanes = laneOf(nodes.map((n) => n.member));
     const s = { nodes: nodes, lanes: lanes, selected: selected, names: names, onClick: onClick,
+      objectives: objectives,
       items: nodes.map((n) => ({ x: n.generation, y: lanes.index.get(n.member), node: n })) };
     el.pbtState = s;
     const height = Math.min(480, Math.max(170, 70 + 30 * lanes.lanes.length));
@@ -229,7 +250,8 @@
         draw: (u, ctx) => drawLineageMarks(u, ctx, el.pbtState),
         onCursor: (u) => {
           const it = C.nearest(u, el.pbtState.items);
-          if (it) tip.show(it.x, it.y, describeNode(it.node, el.pbtState.names)); else tip.hide();
+          if (it) tip.show(it.x, it.y, describeNode(it.node, el.pbtState.names, el.pbtState.objectives));
+          else tip.hide();
           el.pbtState.hover = it;
         } });
       const tip = C.tooltip(u);
@@ -238,5 +260,6 @@
     });
   }
 
-  window.pbtPlots = { drawPbtPlot: drawPbtPlot, drawLineage: drawLineage, outside: outside };
+  window.pbtPlots = { drawPbtPlot: drawPbtPlot, drawLineage: drawLineage, outside: outside,
+    RESTART: RESTART };
 })();
