@@ -293,3 +293,33 @@ def test_a_late_failure_in_a_stopped_study_queues_its_retry_and_leaves_the_study
     retry = study.trials()[-1]
     assert retry.decision == "retry" and retry.state == TrialState.QUEUED
     assert controller.ask("here") == pbtune.controller.DONE
+
+
+def test_rules_given_to_optimize_are_stored_and_kept_by_a_resume(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = make(tmp_path, url, name="given")
+    study.optimize(climb, workers=1, backend="thread", show_progress=False,
+                   stop=Target(score=30.0))
+    assert_ended_early(study)
+    stored = study.storage.get_study_by_id(study.id).config["stop"]
+    assert stored == [Target(score=30.0).to_dict()]
+    study.storage.dispose()
+    again = pbtune.load_study("given", storage=url)
+    assert again.config.stop == (Target(score=30.0),)
+    summary = again.optimize(climb, workers=1, backend="thread", show_progress=False)
+    assert summary.stop_reason and again.state == StudyState.COMPLETE  # nothing ran
+    # a higher target judges the past, reopens the study, and ends it at the new target
+    again.optimize(climb, workers=1, backend="thread", show_progress=False,
+                   stop=[Target(score=60.0)])
+    reason = again.stop_reason
+    assert reason is not None and again.trial(fired_trial(reason)).metrics["score"] >= 60.0
+
+
+def test_rules_given_to_optimize_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    study = make(tmp_path, None, name="checked")
+    with pytest.raises(pbtune.ConfigError, match="Target"):
+        study.optimize(climb, workers=1, show_progress=False, stop=Target(accuracy=0.9))
+    with pytest.raises(pbtune.ConfigError, match="stop must be a stop rule"):
+        study.optimize(climb, workers=1, show_progress=False, stop="accuracy>0.9")
+    assert study.config.stop == () and all(
+        t.state == TrialState.QUEUED for t in study.trials())

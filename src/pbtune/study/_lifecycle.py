@@ -59,9 +59,10 @@ def storage_argument(given: object, store: Storage) -> str:
 
 
 def revise(store: Storage, record: StudyRecord, given: Mapping[str, Any], *, storage: str,
-           partial: bool = False) -> Revision:
+           partial: bool = False, level: int = logging.WARNING) -> Revision:
     """`revise_study` with the Python API's advice on a refusal, and a log line that
-    says what changed (a settings change should never go unnoticed)."""
+    says what changed (a settings change should never go unnoticed; at ``level``, INFO
+    where the caller asked for the change as part of a run, as ``optimize(stop=...)``)."""
     try:
         revision = revise_study(store, record.id, record.name, given, partial=partial)
     except SettingsConflictError as error:
@@ -69,8 +70,8 @@ def revise(store: Storage, record: StudyRecord, given: Mapping[str, Any], *, sto
             error.study, error.changes, python_advice(record.name, storage)
         ) from None
     if revision.changes:
-        _log.warning("study %r goes on with changed settings: %s", record.name,
-                     "; ".join(str(c) for c in revision.changes))
+        _log.log(level, "study %r goes on with changed settings: %s", record.name,
+                 "; ".join(str(c) for c in revision.changes))
     if revision.resumed:
         _log.warning("members %s of study %r train on to max_steps=%s from their latest "
                      "checkpoints", list(revision.resumed), record.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar, get_args
 
 from pbtune._errors import ConfigError, StudyFailedError
@@ -19,6 +20,7 @@ from pbtune.controller import (
     stop_study,
 )
 from pbtune.storages import MemberState, StudyRecord, StudyState
+from pbtune.strategies import StopRule, stop_rules
 from pbtune.study._callbacks import Callback, Callbacks
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
@@ -52,6 +54,7 @@ class Study(StudyReading):
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
         timeout: float | None = None,
+        stop: StopRule | Sequence[StopRule] | None = None,
         callbacks: Sequence[Callback] | None = None,
     ) -> StudySummary:
         """Run the study until its budget is spent (or a stop rule or `stop` ends it
@@ -97,12 +100,20 @@ class Study(StudyReading):
         wants to end the study calls ``study.stop()``. They run in the monitor's loop:
         keep them short.
 
+        ``stop``: a stop rule or a list of them (`pbtune.Target`, `NoImprovement`,
+        `TotalSteps`, your own `StopRule`), stored with the study before it runs, as
+        ``create_study(stop=...)`` does: they end it for every worker, also those that
+        joined from other machines, and a resumed study keeps them (``optimize`` without
+        ``stop`` keeps the stored rules; ``stop=[]`` removes them). Rules that differ from
+        the stored ones judge the study's past first (see `create_study`).
+
         Example::
 
             study.optimize(train, workers=2)
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
-            study.optimize(train, workers=4, timeout=3600, callbacks=[on_trial])
+            study.optimize(train, workers=4, timeout=3600, callbacks=[on_trial],
+                           stop=pbtune.Target(accuracy=0.99))
         """
         refuse_study_while_imported("runs a study")
         _check_count("workers", workers)
@@ -110,6 +121,7 @@ class Study(StudyReading):
         notify = Callbacks(self, callbacks)
         run = pick_backend(self.storage, backend)
         fn = training_function(train)
+        self._take_stop_rules(stop)
         if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
             raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
         if evaluators and not self.config.evaluated:
@@ -333,9 +345,20 @@ class Study(StudyReading):
         self._revise({"max_steps": max_steps}, partial=True,
                      storage=storage_argument(None, self.storage))
 
-    def _revise(self, given: dict[str, Any], *, storage: str, partial: bool = False) -> None:
+    def _take_stop_rules(self, stop: StopRule | Sequence[StopRule] | None) -> None:
+        """Make ``stop`` (given to `optimize` or `join`; None: keep them) the study's
+        stored stop rules, checked against the study first."""
+        if stop is None:
+            return
+        rules = replace(self.config, stop=stop_rules(stop)).stop  # checked as create_study does
+        self._revise({"stop": [rule.to_dict() for rule in rules]}, partial=True,
+                     storage=storage_argument(None, self.storage), level=logging.INFO)
+
+    def _revise(self, given: dict[str, Any], *, storage: str, partial: bool = False,
+                level: int = logging.WARNING) -> None:
         """Store changed settings (see `revise_study`) and read them back."""
-        revise(self.storage, self._record, given, storage=storage, partial=partial)
+        revise(self.storage, self._record, given, storage=storage, partial=partial,
+               level=level)
         self._record = self.storage.get_study_by_id(self.id)
         evaluate = self.config.evaluate
         self.config = StudyConfig.from_dict(
