@@ -30,8 +30,10 @@ the order they finished; equal compute), and **final**, the best accuracy at ste
 *restarts*, the run's trials whose ``decision`` is ``"restart"``; *steps trained*, all the
 steps its trials trained (copies from a member that is behind train steps again, and a
 restart from one that is ahead skips some); *hopeless steps*, the steps trained with lr >
-0.03. Over seeds: median, quartiles, IQR, min, max; and per seed the difference with
-Lagging minus without (same seed, same initial population). Writes ``early_stop.json``
+0.03; and whom the restarts hit: how many followed a trial at such an lr, and (MultiRate)
+how many by the selection interval of the member's sub-population. Over seeds: median,
+quartiles, IQR, min, max; and per seed the difference with Lagging minus without (same
+seed, same initial population). Writes ``early_stop.json``
 (every run with its trace), ``early_stop.md`` and ``early_stop.png`` into ``--out``.
 """
 
@@ -102,6 +104,7 @@ def run_one(method: str, seed: int) -> dict[str, Any]:
     trace = cumulative([(t.end_step - t.start_step, t.end_step, float(t.fitness or 0.0))
                         for t in complete])
     return {
+        **restart_causes(method, every),
         "method": method, "seed": seed,
         "equal": best_at_budget(trace, budget(TASK)),
         "final": final_fitness(trace, TASK.max_steps),
@@ -116,8 +119,23 @@ def run_one(method: str, seed: int) -> dict[str, Any]:
     }
 
 
+def restart_causes(method: str, every: Sequence[pbtune.FrozenTrial]) -> dict[str, Any]:
+    """Whom the restarts hit: how many followed a trial at a hopeless lr, and (MultiRate)
+    how many by the selection interval of the member's sub-population."""
+    previous: dict[int, pbtune.FrozenTrial] = {}
+    after_hopeless, by_interval = 0, {str(i): 0 for i in pbtune.MultiRate().intervals}
+    for t in sorted(every, key=lambda t: t.id):
+        if t.decision == "restart":
+            after_hopeless += previous[t.member].params["lr"] > HOPELESS_LR
+            by_interval[str(pbtune.MultiRate().interval(t.member))] += 1
+        previous[t.member] = t
+    return {"restarts_after_hopeless": after_hopeless,
+            "restarts_by_interval": by_interval if method.startswith("multirate") else None}
+
+
 # -- over seeds ---------------------------------------------------------------------------------
-KEYS = ("equal", "final", "restarts", "steps_trained", "hopeless_steps", "hopeless_initial")
+KEYS = ("equal", "final", "restarts", "restarts_after_hopeless", "steps_trained",
+        "hopeless_steps", "hopeless_initial")
 
 
 def summarise(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -154,7 +172,26 @@ def row(method: str, s: Mapping[str, Any]) -> str:
             f"{s['wall_s_median']:.1f} |")
 
 
-def markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+def restart_line(method: str, s: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]
+                 ) -> str:
+    total = sum(s["restarts"]["per_seed"])
+    hopeless = sum(s["restarts_after_hopeless"]["per_seed"])
+    share = 100 * hopeless / max(total, 1)
+    line = (f"- {method}: {total:.0f} restarts, {hopeless:.0f} ({share:.0f}%) after a trial at "
+            f"lr above {HOPELESS_LR:g}")
+    if method.startswith("multirate"):
+        counts: dict[str, int] = {}
+        for r in runs:
+            if r["method"] == method:
+                for k, v in r["restarts_by_interval"].items():
+                    counts[k] = counts.get(k, 0) + v
+        line += "; by the sub-population's selection interval " + ", ".join(
+            f"every {k}: {v}" for k, v in counts.items())
+    return line
+
+
+def markdown(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
+             meta: Mapping[str, Any]) -> str:
     b = budget(TASK)
     lines = [
         "# Early stop: Lagging(generations=3) at equal compute",
@@ -181,6 +218,10 @@ def markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
                          f"(q25 {d['q25']:+.2f}, q75 {d['q75']:+.2f}, min {d['min']:+.2f}, "
                          f"max {d['max']:+.2f}); higher with Lagging in {d['wins']}, lower "
                          f"in {d['losses']} of {len(summary[exploit]['seeds'])} seeds")
+    lines += ["", "Whom Lagging restarts (all seeds together):", ""]
+    for method in METHODS:
+        if method.endswith("-lagging") and method in summary:
+            lines.append(restart_line(method, summary[method], runs))
     lines += ["", "Per seed, best at B (seeds in order); hopeless members at the start:", ""]
     for method in METHODS:
         if method in summary:
@@ -269,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["total_s"] = time.perf_counter() - began
     data = {"meta": meta, "summary": summary, "runs": runs}
     (args.out / "early_stop.json").write_text(json.dumps(data, indent=1) + "\n")
-    table = markdown(summary, meta)
+    table = markdown(summary, runs, meta)
     (args.out / "early_stop.md").write_text(table)
     plot(runs, args.out)
     print()
