@@ -1,6 +1,6 @@
 """Early stop benchmark: does ``early_stop=pbtune.Lagging(generations=3)`` free compute?
 
-    python benchmarks/early_stop.py                      # 10 seeds, 4 methods: ~4 min here
+    python benchmarks/early_stop.py                      # 20 seeds, 4 methods: ~6 min here
     python benchmarks/early_stop.py --seeds 2 --out /tmp/early-stop-check
 
 The task is tasks.py's triangle (Ray Tune's pbt_function.py toy: accuracy grows only while
@@ -73,7 +73,7 @@ import pbtune  # noqa: E402
 LR_RANGE = (1e-4, 0.2)
 HOPELESS_LR = TRIANGLE_Q_TOLERANCE * 0.01  # 3x the largest optimal lr of the triangle
 TASK: Task = dataclasses.replace(
-    TASKS["triangle"], population=16, seeds=10,
+    TASKS["triangle"], population=16, seeds=20,
     space={"lr": pbtune.Float(*LR_RANGE, log=True)},
     title=f"Triangle lr toy, lr log-uniform on {list(LR_RANGE)}, population 16: accuracy "
     "after 300 steps")
