@@ -20,6 +20,10 @@ ORDER = [
     ("sensitivity", "Sensitivity to a badly placed learning-rate range",
      "python benchmarks/sensitivity.py --tasks digits,rl --seeds 3 "
      "--methods tournament,tournament-pb2,multirate,random,ray"),
+    ("pareto", "Two objectives: Pareto selection, weighted sum, random search",
+     "python benchmarks/pareto.py"),
+    ("early_stop", "Early stop: Lagging(generations=3) at equal compute",
+     "python benchmarks/early_stop.py"),
     ("overhead", "Overhead", "python benchmarks/overhead.py"),
     ("utilization", "Utilization", "python benchmarks/utilization.py"),
     ("gaps", "Between two trials (a diagnosis of utilization)", "python benchmarks/gaps.py"),
