@@ -326,3 +326,11 @@ def test_a_result_without_an_objective_or_constrained_metric_fails_clearly() -> 
                        match=r"lack the study's constrained metric 'mem' \(constraints: "
                              r"mem <= 10\)"):
         check_metrics({"acc": 1.0, "cost": 2.0}, study)
+
+
+def test_two_trials_that_tie_on_the_front_are_no_plateau() -> None:
+    """Neither dominates and both are ends of the front: a tie keeps the initiator, and
+    the member does not explore in place as it would on a plateau."""
+    pair = [trial(0, acc=0.2, cost=1.0), trial(1, acc=0.1, cost=0.5)]
+    assert decide_with(pair[0], pair, TWO) == Continue()
+    assert decide_with(pair[1], pair, TWO) == Continue()

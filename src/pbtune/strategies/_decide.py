@@ -75,7 +75,8 @@ def decide(
     seen = history if isinstance(history, History) else NO_HISTORY
     chosen = exploit.select_from(finished, candidates, compare, rng, history=seen)
     if chosen.id == finished.id and not (exploit.explore_on_plateau
-                                          and _flat(finished, candidates)):
+                                          and _flat(real[finished.id], candidates, real,
+                                                    criteria)):
         return Continue()
     # Copy the chosen parent and explore its params. When every member scores the same
     # (a plateau, e.g. every member at accuracy 0 while its lr is far too high), selection
@@ -121,9 +122,20 @@ def _scores(finished: FrozenTrial, candidates: Sequence[FrozenTrial], compare: M
                                                                               compare)}
 
 
-def _flat(finished: FrozenTrial, population: Sequence[FrozenTrial]) -> bool:
-    """Whether at least two members have results and they all score exactly the same."""
-    return len(population) >= 2 and all(t.fitness == finished.fitness for t in population)
+def _flat(finished: FrozenTrial, population: Sequence[FrozenTrial],
+          real: Mapping[int, FrozenTrial], criteria: Criteria | None) -> bool:
+    """Whether at least two members have results and they are all exactly the same: the
+    same fitness, or under ``criteria`` the same objectives and violation (two trials
+    that merely tie on a front, neither dominating, are not a plateau)."""
+    if len(population) < 2:
+        return False
+    if criteria is None or criteria.plain:
+        return all(real[t.id].fitness == finished.fitness for t in population)
+
+    def where(trial: FrozenTrial) -> tuple[float, tuple[float, ...]]:
+        return criteria.violation(trial.metrics), criteria.values(trial)
+
+    return all(where(real[t.id]) == where(finished) for t in population)
 
 
 def _explored(parent: FrozenTrial, space: SearchSpace, explore: ExploreStrategy,
