@@ -27,10 +27,10 @@ from pbtune.strategies import (
     Truncation,
     crowding_distance,
     decide,
+    decide_next,
     dominates,
     early_stop_from_dict,
     hypervolume,
-    lagging_count,
     non_dominated_fronts,
 )
 
@@ -238,16 +238,19 @@ def test_a_lagging_member_restarts_from_a_top_member() -> None:
     population = _lagging_population()
     rule = Lagging(generations=3)
     for seed in range(10):
-        below = decide(population[0], population, space=SPACE, exploit=Tournament(),
-                       explore=pbtune.Perturb(), mode="max", max_steps=100,
-                       rng=np.random.default_rng(seed), early_stop=rule, lagging=2)
-        assert isinstance(below, Restart) and below.parent_id in (6, 7)  # the top quarter
-        not_yet = decide(population[0], population, space=SPACE, exploit=Tournament(),
-                         explore=pbtune.Perturb(), mode="max", max_steps=100,
-                         rng=np.random.default_rng(seed), early_stop=rule, lagging=1)
-        assert not isinstance(not_yet, Restart)
-    assert lagging_count(population[0], population, early_stop=rule, mode="max",
-                         max_steps=100, lagging=1) == 2
+        below = decide_next(population[0], population, space=SPACE, exploit=Tournament(),
+                            explore=pbtune.Perturb(), mode="max", max_steps=100,
+                            rng=np.random.default_rng(seed), early_stop=rule, lagging=2)
+        assert isinstance(below.decision, Restart) and below.lagging == 0
+        assert below.decision.parent_id in (6, 7)  # the top quarter
+        not_yet = decide_next(population[0], population, space=SPACE, exploit=Tournament(),
+                              explore=pbtune.Perturb(), mode="max", max_steps=100,
+                              rng=np.random.default_rng(seed), early_stop=rule, lagging=1)
+        assert not isinstance(not_yet.decision, Restart) and not_yet.lagging == 2
+        above = decide_next(population[7], population, space=SPACE, exploit=Tournament(),
+                            explore=pbtune.Perturb(), mode="max", max_steps=100,
+                            rng=np.random.default_rng(seed), early_stop=rule, lagging=2)
+        assert above.lagging == 0  # not at the bottom: the count starts again
 
 
 def test_lagging_judges_several_objectives_by_their_standing() -> None:

@@ -25,8 +25,7 @@ from pbtune.strategies import (
     Pending,
     Restart,
     Stop,
-    decide,
-    lagging_count,
+    decide_next,
 )
 from pbtune.trial import FrozenTrial
 
@@ -59,7 +58,7 @@ def enqueue_next(
     config = with_stored_budget(tx, config)
     criteria = config.criteria
     lagging = tx.member(finished.member).lagging if config.early_stop is not None else 0
-    decision = decide(
+    following = decide_next(
         finished,
         population,
         space=config.space,
@@ -73,15 +72,12 @@ def enqueue_next(
         early_stop=config.early_stop,
         lagging=lagging,
     )
+    decision = following.decision
     if isinstance(decision, Stop):
         tx.member_done(finished.member)
         return False
-    if config.early_stop is not None:
-        count = 0 if isinstance(decision, Restart) else lagging_count(
-            finished, population, early_stop=config.early_stop, mode=config.mode,
-            max_steps=config.max_steps, lagging=lagging, criteria=criteria)
-        if count != lagging:
-            tx.member_lagging(finished.member, count)
+    if following.lagging != lagging:
+        tx.member_lagging(finished.member, following.lagging)
     parent, params, kind = _next_segment(tx, finished, population, decision, notes)
     start = parent.end_step
     tx.add_trial(

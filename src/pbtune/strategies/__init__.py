@@ -2,11 +2,12 @@
 stop rules that end a study early."""
 
 from pbtune.strategies._decide import (
+    Next,
     decide,
+    decide_next,
     early_stop_from_dict,
     exploit_from_dict,
     explore_from_dict,
-    lagging_count,
 )
 from pbtune.strategies._decision import Continue, Decision, Exploit, Explore, Restart, Stop
 from pbtune.strategies._early import EarlyStop, Lagging
@@ -62,6 +63,7 @@ __all__ = [
     "Lagging",
     "Mode",
     "MultiRate",
+    "Next",
     "NoImprovement",
     "Observation",
     "Pending",
@@ -80,13 +82,13 @@ __all__ = [
     "criteria_from",
     "crowding_distance",
     "decide",
+    "decide_next",
     "describe",
     "dominates",
     "early_stop_from_dict",
     "exploit_from_dict",
     "explore_from_dict",
     "hypervolume",
-    "lagging_count",
     "non_dominated_fronts",
     "replay_rules",
     "score",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -54,22 +54,55 @@ def decide(
 
     ``criteria`` (several objectives, constraints) turns each trial into one number that
     the strategies compare (see `Criteria.scores`); without, they compare fitness in
-    ``mode``. With ``early_stop``, a member whose count (``lagging`` until now; see
-    `lagging_count`) makes the rule stop it gets `Restart`: a copy of a top member.
-    The result depends only on the arguments, so a restarted controller decides the same.
+    ``mode``. With ``early_stop``, a member whose count (``lagging`` until now) makes
+    the rule stop it gets `Restart`: a copy of a top member (`decide_next` also gives
+    the new count). The result depends only on the arguments, so a restarted
+    controller decides the same.
     """
+    return decide_next(finished, population, space=space, exploit=exploit, explore=explore,
+                       mode=mode, max_steps=max_steps, rng=rng, history=history,
+                       criteria=criteria, early_stop=early_stop, lagging=lagging).decision
+
+
+@dataclass(frozen=True)
+class Next:
+    """A decision, and the member's early-stop count after it (0 after a `Restart`, and
+    without an early stop; as it was when the member is done)."""
+
+    decision: Decision
+    lagging: int
+
+
+def decide_next(
+    finished: FrozenTrial,
+    population: Sequence[FrozenTrial],
+    *,
+    space: SearchSpace,
+    exploit: ExploitStrategy,
+    explore: ExploreStrategy,
+    mode: Mode,
+    max_steps: int,
+    rng: np.random.Generator,
+    history: History | Callable[[], History] = NO_HISTORY,
+    criteria: Criteria | None = None,
+    early_stop: EarlyStop | None = None,
+    lagging: int = 0,
+) -> Next:
+    """`decide`, with the member's new early-stop count: the population is ranked once
+    for both."""
     if finished.end_step >= max_steps:
-        return Stop("reached max_steps")
+        return Next(Stop("reached max_steps"), lagging)
     real = {t.id: t for t in population} | {finished.id: finished}
     finished, candidates, compare = _view(finished, population, mode, max_steps, criteria)
+    count = 0
     if early_stop is not None:
         scores = _scores(finished, candidates, compare)
-        if early_stop.stops(early_stop.count(finished, candidates, scores, lagging)):
-            tops = [t for t in early_stop.top(candidates, scores) if t.member != finished.member]
-            if tops:
-                parent = real[tops[int(rng.integers(len(tops)))].id]
-                return Restart(parent_id=parent.id, params=_explored(
-                    parent, space, explore, rng, history, mode))
+        count = early_stop.count(finished, candidates, scores, lagging)
+        tops = [t for t in early_stop.top(candidates, scores) if t.member != finished.member]
+        if early_stop.stops(count) and tops:
+            parent = real[tops[int(rng.integers(len(tops)))].id]
+            return Next(Restart(parent_id=parent.id, params=_explored(
+                parent, space, explore, rng, history, mode)), 0)
     if callable(history) and exploit.history_size > 0:
         history = history()
     seen = history if isinstance(history, History) else NO_HISTORY
@@ -77,7 +110,7 @@ def decide(
     if chosen.id == finished.id and not (exploit.explore_on_plateau
                                           and _flat(real[finished.id], candidates, real,
                                                     criteria)):
-        return Continue()
+        return Next(Continue(), count)
     # Copy the chosen parent and explore its params. When every member scores the same
     # (a plateau, e.g. every member at accuracy 0 while its lr is far too high), selection
     # has nothing to go on and nobody would ever copy: standing still would never leave
@@ -85,18 +118,8 @@ def decide(
     parent = real[chosen.id]
     params = _explored(parent, space, explore, rng, history, mode)
     if parent.id == finished.id:
-        return Explore(params=params)
-    return Exploit(parent_id=parent.id, params=params)
-
-
-def lagging_count(finished: FrozenTrial, population: Sequence[FrozenTrial], *,
-                  early_stop: EarlyStop, mode: Mode, max_steps: int, lagging: int,
-                  criteria: Criteria | None = None) -> int:
-    """The member's early-stop count after ``finished`` (``lagging`` before), on the same
-    view of the population as `decide` (the caller resets it to 0 after a `Restart`)."""
-    finished, candidates, compare = _view(finished, population, mode, max_steps, criteria)
-    return early_stop.count(finished, candidates, _scores(finished, candidates, compare),
-                            lagging)
+        return Next(Explore(params=params), count)
+    return Next(Exploit(parent_id=parent.id, params=params), count)
 
 
 def _view(finished: FrozenTrial, population: Sequence[FrozenTrial], mode: Mode,
