@@ -1,13 +1,13 @@
 """The study API: create, load, optimize, read results, replay a schedule (and read or
 write it as a file)."""
 
+from pbtune.study._best import best_on
 from pbtune.study._create import create_study, load_study
 from pbtune.study._lifecycle import DeletedStudy, StudyInUseError, delete_study
 from pbtune.study._open import DEFAULT_STORAGE, open_storage
 from pbtune.study._progress import (
     ProgressDisplay,
     StudyProgress,
-    best_on,
     best_trial,
     default_trial,
     front,

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from pbtune._errors import ConfigError
 from pbtune.controller import StudyConfig
-from pbtune.strategies import Criteria
+from pbtune.strategies import Bound, Criteria, Mode
 from pbtune.trial import FrozenTrial
+
+
+def best_by(trials: Sequence[FrozenTrial], value: Callable[[FrozenTrial], float | None],
+            mode: Mode, constraints: Sequence[Bound] = ()) -> FrozenTrial | None:
+    """The best of ``trials`` on one number, ``value(trial)`` (trials without one are left
+    out), in ``mode``; feasible trials first (Deb's rule); ties go to the later step, then
+    the earlier trial. None when no trial has a value."""
+    scored = []
+    for trial in sorted(trials, key=lambda t: (-t.end_step, t.id)):
+        number = value(trial)
+        if number is not None:
+            scored.append(replace(trial, fitness=number))
+    ranked = Criteria((("value", mode),), tuple(constraints)).ranked(scored)
+    return next(t for t in trials if t.id == ranked[0].id) if ranked else None
+
+
+def best_on(criteria: Criteria, trials: Sequence[FrozenTrial], objective: str
+            ) -> FrozenTrial | None:
+    """The best of ``trials`` on one ``objective`` of a study of several (feasible ones
+    first); ties go to the later step, then the earlier trial."""
+    mode = dict(criteria.objectives)[objective]
+    return best_by(trials, lambda t: (t.metrics or {}).get(objective), mode,
+                   criteria.constraints)
 
 
 def pick_best(trials: Sequence[FrozenTrial], config: StudyConfig, objective: str | None,
@@ -22,21 +45,18 @@ def pick_best(trials: Sequence[FrozenTrial], config: StudyConfig, objective: str
         if objective not in names:
             raise ConfigError(f"study {study!r} has no objective {objective!r}; its "
                               f"objectives are {', '.join(names)}")
-        mode = (config.objectives or {objective: config.mode})[objective]
-        score = {t.id: _value(t, objective, config) for t in trials}
+        mode: Mode = (config.objectives or {objective: config.mode})[objective]
+        best = best_by(trials, lambda t: _value(t, objective, config), mode,
+                       config.criteria.constraints)
     else:
         assert weights is not None
         _check_weights(weights)
-        mode = "max"
-        score = {t.id: sum(w * _metric(t, name) for name, w in weights.items())
-                 for t in trials}
-    criteria = Criteria(((objective or "weighted", mode),), config.criteria.constraints)
-    scored = [replace(t, fitness=score[t.id])
-              for t in sorted(trials, key=lambda t: (-t.end_step, t.id))]
-    ranked = criteria.ranked(scored)
-    if not ranked:
+        best = best_by(trials, lambda t: sum(w * _metric(t, name) for name, w in
+                                             weights.items()), "max",
+                       config.criteria.constraints)
+    if best is None:
         raise ConfigError(f"study {study!r} has no COMPLETE trial yet")
-    return next(t for t in trials if t.id == ranked[0].id)
+    return best
 
 
 def _value(trial: FrozenTrial, objective: str, config: StudyConfig) -> float:

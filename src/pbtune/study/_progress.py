@@ -4,13 +4,13 @@ runs on a terminal (off a terminal, `RunMonitor` logs status lines instead)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from pbtune.storages import Storage, StudyRecord
-from pbtune.strategies import Criteria
+from pbtune.study._best import best_by, best_on
 from pbtune.study._scores import Scores, criteria_of, front_text
 from pbtune.study._text import counts_text
 from pbtune.study._text import number as _number
@@ -49,9 +49,8 @@ def best_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
     if not criteria.plain:  # constrained: ranked here, over the final trials if any
         done = storage.get_trials(study.id, [TrialState.COMPLETE])
         final = [t for t in done if t.end_step >= max_steps] or done
-        # Ties go to the later step, then the earlier trial, as in the storage's query.
-        ranked = criteria.ranked(sorted(final, key=lambda t: (-t.end_step, t.id)))
-        return ranked[0] if ranked else None
+        return best_by(final, lambda t: t.fitness, criteria.objectives[0][1],
+                       criteria.constraints)
     best = storage.best_trial(study.id, mode, min_end_step=max_steps)
     return best or storage.best_trial(study.id, mode)
 
@@ -64,19 +63,6 @@ def front(storage: Storage, study: StudyRecord) -> list[FrozenTrial]:
         best = best_trial(storage, study)
         return [best] if best is not None else []
     return criteria.front(storage.get_population(study.id))
-
-
-def best_on(criteria: Criteria, trials: Sequence[FrozenTrial], objective: str
-            ) -> FrozenTrial | None:
-    """The best of ``trials`` on one ``objective`` of a study of several (feasible ones
-    first); ties go to the later step, then the earlier trial."""
-    mode = dict(criteria.objectives)[objective]
-    one = Criteria(((objective, mode),), criteria.constraints)
-    scored = [replace(t, fitness=(t.metrics or {})[objective])
-              for t in sorted(trials, key=lambda t: (-t.end_step, t.id))
-              if objective in (t.metrics or {})]
-    ranked = one.ranked(scored)
-    return next(t for t in trials if t.id == ranked[0].id) if ranked else None
 
 
 def default_trial(storage: Storage, study: StudyRecord) -> FrozenTrial | None:
@@ -98,8 +84,8 @@ def so_far_text(storage: Storage, study: StudyRecord) -> str:
         return f"front: {front_text(front(storage, study))}"
     if scores.constrained:  # ranked here: the storage orders by fitness alone
         done = storage.get_trials(study.id, [TrialState.COMPLETE])
-        ranked = scores.criteria.ranked(sorted(done, key=lambda t: (-t.end_step, t.id)))
-        best = ranked[0] if ranked else None
+        best = best_by(done, lambda t: t.fitness, scores.criteria.objectives[0][1],
+                       scores.criteria.constraints)
     else:
         best = storage.best_trial(study.id, str(study.config.get("mode", "max")))
     return best_so_far(scores, best)
