@@ -77,7 +77,7 @@ def train(trial: pbtune.Trial) -> dict[str, float]:
     pbtune.torch.save(trial, model=model, optimizer=optimizer, scheduler=scheduler)
     with torch.no_grad():
         accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()
-    return {"accuracy": accuracy, "loss": float(loss), "trained_lr": trained_lr}
+    return {"accuracy": accuracy, "loss": loss.item(), "trained_lr": trained_lr}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

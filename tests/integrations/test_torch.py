@@ -282,7 +282,7 @@ def test_a_study_trains_every_trial_with_its_own_lr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CNN example end to end (SQLite, 2 worker processes): every trial, exploits
-    included, trained with its own lr, read inside training."""
+    included, trained with its own lr, read inside training; and its schedule replays."""
     pytest.importorskip("sklearn")
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
     import torch_cnn
@@ -300,3 +300,10 @@ def test_a_study_trains_every_trial_with_its_own_lr(
     for trial in trials:
         assert trial.metrics["trained_lr"] == trial.params["lr"]
     assert summary["best_accuracy"] > 0.9
+
+    # The model, optimizer, scheduler and RNG states all go through pbtune.torch, so the
+    # schedule replayed from scratch trains the best trial's model again, to the bit.
+    study = summary["study"]
+    replayed = pbtune.replay(torch_cnn.train, study.schedule(),
+                             checkpoint_root=tmp_path / "replay")
+    assert replayed.metrics == study.best_trial.metrics
