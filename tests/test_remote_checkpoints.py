@@ -291,3 +291,19 @@ def test_missing_s3fs_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ConfigError, match=r"pbtune\[remote\]"):
         pbtune.create_study("s", space=SPACE, metric="q", storage=None,
                             checkpoint_root="s3://bucket/x")
+
+
+def test_a_file_url_root_creates_its_folders(tmp_path: Path) -> None:
+    """``file:///abs/path`` goes through fsspec's local file system, whose writes do not
+    create folders: a commit makes them, sub-folders of the checkpoint too."""
+    _need("fsspec")
+    root = f"file://{tmp_path / 'remote'}"
+    _store.check_root(root)
+    store = _store.open_store(_store.resolve_root(root + "/"), "study-1")
+    try:
+        ref = store.commit(_stage(store, 1), 1)
+        local = store.open(ref, 1)
+        assert (local / "sub" / "state.json").read_text() == '{"step": 3}'
+        assert (tmp_path / "remote" / "study-1" / "trial-000001" / "w.bin").is_file()
+    finally:
+        store.close()

@@ -85,6 +85,7 @@ def check_url(url: str) -> None:
     fs, path = filesystem(url)
     probe = f"{path}/{_PROBE}{uuid.uuid4().hex}"
     try:
+        _make_parent(fs, probe)
         fs.pipe_file(probe, b"pbtune checks that checkpoints can be written here\n")
         fs.rm_file(probe)
     except Exception as error:
@@ -126,10 +127,12 @@ class RemoteStore(CheckpointStore):
             if name == MANIFEST:
                 raise CheckpointError(f"a checkpoint may not hold a file named {MANIFEST!r}")
             size, digest = _digest(local)
+            _make_parent(fs, f"{prefix}/{name}")
             fs.put_file(str(local), f"{prefix}/{name}")
             entries.append({"name": name, "size": size, "sha256": digest})
         # The manifest goes last: a prefix without one was never committed.
         manifest = {"format": 1, "files": entries}
+        _make_parent(fs, f"{prefix}/{MANIFEST}")
         fs.pipe_file(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
         shutil.rmtree(staging, ignore_errors=True)
         return final
@@ -260,6 +263,13 @@ class RemoteStore(CheckpointStore):
         path = self._scratch / kind
         path.mkdir(exist_ok=True)
         return path
+
+
+def _make_parent(fs: Any, path: str) -> None:
+    """Create the folder of ``path`` on a file system that has folders (``file://``, whose
+    writes do not create them); an object store has none to make."""
+    if getattr(fs, "auto_mkdir", True) is False:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
 
 
 def _files(root: Path) -> Iterator[tuple[str, Path]]:

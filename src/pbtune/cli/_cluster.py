@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from pbtune.cli._open import open_existing
-from pbtune.cli._options import add_cwd_to_path, timeout_option
+from pbtune.cli._options import WORKERS_HELP, add_cwd_to_path, devices_options, timeout_option
 from pbtune.cli._run import (
     ENTRY_HELP,
     create_from_settings,
@@ -73,15 +73,16 @@ def _exists(url: str, name: str) -> bool:
               help="The training function (not needed with --role evaluate).")
 @click.option("--max-trials", type=click.IntRange(min=1), default=None, metavar="K",
               help="Stop after K trials (per worker process) [default: when the study is done].")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes on this machine.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help=WORKERS_HELP)
+@devices_options
 @click.option("--role", type=click.Choice(["both", "train", "evaluate"]), default="both",
               show_default=True,
               help="In a study with an evaluate function: evaluate and train, only train, or "
                    "only evaluate (an evaluator on its own resources).")
 @timeout_option
 def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int | None,
-           workers: int, role: Role, timeout: float | None) -> None:
+           workers: int | None, devices: str | None, gpus_per_worker: int | None,
+           role: Role, timeout: float | None) -> None:
     """Join a study and run its trials until it is done (or --max-trials are run, or
     --timeout passes: this machine's running trials go back in the queue).
 
@@ -100,7 +101,7 @@ def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int
     started = time.monotonic()
     try:
         done = study.join(entry, workers=workers, max_trials=max_trials, role=role,
-                          timeout=timeout)
+                          devices=devices, gpus_per_worker=gpus_per_worker, timeout=timeout)
     except KeyboardInterrupt as error:
         exit_interrupted(error)
     state = study.state

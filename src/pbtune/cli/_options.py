@@ -62,6 +62,25 @@ def _positive_seconds(_ctx: click.Context, _param: click.Parameter,
         ) from None
 
 
+def devices_options(fn: F) -> F:
+    """``--devices`` and ``--gpus-per-worker``: the GPUs of the worker processes, as
+    `Study.optimize` takes them."""
+    fn = click.option(
+        "--gpus-per-worker", type=click.IntRange(min=1), default=None, metavar="K",
+        help="GPUs of --devices each worker process gets, disjoint [default: 1].",
+    )(fn)
+    return click.option(
+        "--devices", default=None, metavar="0,1,2,3|auto",
+        help="GPUs for the worker processes, each its own through CUDA_VISIBLE_DEVICES: "
+             "indices or GPU-/MIG- UUIDs, or 'auto' (this machine's; none found: no "
+             "assignment). More workers than devices share them round-robin.",
+    )(fn)
+
+
+WORKERS_HELP = ("Worker processes on this machine [default: one per --devices group, "
+                "else 1].")
+
+
 # Piped or captured output is read by programs and wide windows, not an 80-column tty.
 PIPED_WIDTH = 160
 

@@ -21,8 +21,10 @@ from pbtune.cli._config import RunConfig, load_config
 from pbtune.cli._delete import settings_conflict
 from pbtune.cli._open import open_existing, schedule, select_study
 from pbtune.cli._options import (
+    WORKERS_HELP,
     add_cwd_to_path,
     console,
+    devices_options,
     emit,
     storage_option,
     study_option,
@@ -60,15 +62,15 @@ RUN_HELP = (
 )
 @click.option("--command", "command_line", metavar="TEXT",
               help="Run this program for each trial instead of a Python ENTRY.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes training in parallel.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help=WORKERS_HELP)
+@devices_options
 @click.option("--storage", "storage_url", metavar="URL", help="Overrides the file's storage.")
 @click.option("--study", "study_name", metavar="NAME", help="Overrides the file's name.")
 @click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")
 @timeout_option
-def run(entry: str | None, config_path: Path, command_line: str | None, workers: int,
-        storage_url: str | None, study_name: str | None, no_progress: bool,
-        timeout: float | None) -> None:
+def run(entry: str | None, config_path: Path, command_line: str | None, workers: int | None,
+        devices: str | None, gpus_per_worker: int | None, storage_url: str | None,
+        study_name: str | None, no_progress: bool, timeout: float | None) -> None:
     """Run (or continue) the study described by --config until its budget is spent
     (or --timeout).
 
@@ -81,7 +83,8 @@ def run(entry: str | None, config_path: Path, command_line: str | None, workers:
     study = create_from_settings(*settings)
     with summary_printed_here():
         try:
-            summary = study.optimize(train, workers=workers, timeout=timeout,
+            summary = study.optimize(train, workers=workers, devices=devices,
+                                     gpus_per_worker=gpus_per_worker, timeout=timeout,
                                      show_progress=False if no_progress else None)
         except KeyboardInterrupt as error:
             exit_interrupted(error)

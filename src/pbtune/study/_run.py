@@ -12,17 +12,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from pbtune._errors import ConfigError
+from pbtune._logging import ensure_default_handler
 from pbtune.controller import Controller, Role
 from pbtune.storages import Storage
 from pbtune.trial import Trial
 from pbtune.worker import (
     Deadline,
+    DevicePlan,
+    DeviceSpec,
     Entry,
     RayBackend,
     TimedOut,
     TrainFn,
     check_takes_trial,
     new_worker_id,
+    plan_devices,
     raising_at,
     run_processes,
     run_ray,
@@ -77,6 +81,29 @@ def pick_backend(storage: Storage, backend: str | RayBackend | None) -> Backend:
     raise ConfigError(
         f"backend must be 'process', 'thread', 'ray' or a pbtune.RayBackend, got {backend!r}"
     )
+
+
+def plan_workers(storage: Storage, backend: str | RayBackend | None, devices: DeviceSpec,
+                 gpus_per_worker: int | None, workers: int | None,
+                 evaluators: int = 0) -> DevicePlan:
+    """How many workers run and the GPUs of each (see `plan_devices`), checked before
+    anything starts: only local worker processes can be given devices."""
+    if devices is not None:
+        if backend is None:
+            backend = "thread" if storage.url is None else "process"
+        if backend == "ray" or isinstance(backend, RayBackend):
+            raise ConfigError(
+                "devices= is for local worker processes; Ray places its workers on GPUs "
+                "itself: pass backend=pbtune.RayBackend(resources_per_trial={'GPU': 1}) "
+                "(and resources_per_evaluator for evaluators) instead of devices=")
+        if backend == "thread":
+            raise ConfigError(
+                "devices= gives each worker process its own GPUs, but the thread backend "
+                "runs every worker in this process, where they share its GPUs: use a "
+                "database storage (storage='sqlite:///pbtune.db') so the workers run as "
+                "processes, or set CUDA_VISIBLE_DEVICES before Python starts")
+        ensure_default_handler()  # the plan says at INFO which worker sees which GPUs
+    return plan_devices(devices, gpus_per_worker, workers, evaluators)
 
 
 def run_here(

@@ -25,11 +25,18 @@ from pbtune.study._callbacks import Callback, Callbacks
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._reading import StudyReading
-from pbtune.study._run import pick_backend, run_here, sigterm_as_interrupt, training_function
+from pbtune.study._run import (
+    pick_backend,
+    plan_workers,
+    run_here,
+    sigterm_as_interrupt,
+    training_function,
+)
 from pbtune.study._summary import SUMMARY_EXTRA, StudySummary, nothing_left, summarize
 from pbtune.trial import TrainFn
 from pbtune.worker import (
     Deadline,
+    DeviceSpec,
     RayBackend,
     check_timeout,
     fail_dead_local_workers,
@@ -48,9 +55,11 @@ class Study(StudyReading):
     def optimize(
         self,
         train: TrainFn | str,
-        workers: int = 1,
+        workers: int | None = None,
         *,
         evaluators: int = 0,
+        devices: DeviceSpec = None,
+        gpus_per_worker: int | None = None,
         backend: str | RayBackend | None = None,
         show_progress: bool | None = None,
         timeout: float | None = None,
@@ -84,6 +93,15 @@ class Study(StudyReading):
         evaluates trained trials before it trains new ones; ``evaluators=K`` instead
         starts K more workers that only evaluate, and the ``workers`` only train.
 
+        ``devices`` gives each worker process its own GPUs through its
+        ``CUDA_VISIBLE_DEVICES``: a list of indices or ``GPU-``/``MIG-`` UUIDs, a string
+        ``"0,1,2,3"``, or ``"auto"`` (this process's ``CUDA_VISIBLE_DEVICES``, else every
+        GPU ``nvidia-smi`` lists; none: no assignment). Each worker gets
+        ``gpus_per_worker`` (default 1) of them, disjoint; ``workers`` (None: one per
+        group of devices, else 1) beyond the groups share them round-robin, and so do
+        the evaluators after the workers. A replaced worker gets the devices of the one
+        it replaces. Processes only: see the GPU guide (docs/guides/gpus.md).
+
         ``timeout`` (seconds of wall clock from this call; None: no limit, and not stored
         with the study) bounds this run: at the deadline no trial starts, the running
         ones are stopped and put back in the queue unchanged (they run again from their
@@ -111,6 +129,7 @@ class Study(StudyReading):
 
             study.optimize(train, workers=2)
             study.optimize(train, workers=4, evaluators=1)  # evaluation on its own worker
+            study.optimize(train, devices=[0, 1, 2, 3])  # 4 workers, one GPU each
             study.optimize(train, workers=8, backend=pbtune.RayBackend(address="auto"))
             study.optimize(train, workers=4, timeout=3600, callbacks=[on_trial],
                            stop=pbtune.Target(accuracy=0.99))
@@ -121,7 +140,6 @@ class Study(StudyReading):
         notify = Callbacks(self, callbacks)
         run = pick_backend(self.storage, backend)
         fn = training_function(train)
-        self._take_stop_rules(stop)
         if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
             raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
         if evaluators and not self.config.evaluated:
@@ -129,6 +147,9 @@ class Study(StudyReading):
                 "evaluators= needs a study with an evaluate function: "
                 "create_study(..., evaluate=score)"
             )
+        plan = plan_workers(self.storage, backend, devices, gpus_per_worker, workers,
+                            evaluators)
+        self._take_stop_rules(stop)
         if self.config.evaluated and self.storage.url is not None:
             self._check_evaluate_importable()
         record = self.storage.get_study_by_id(self.id)
@@ -144,8 +165,9 @@ class Study(StudyReading):
             return self._summary(0.0, nothing_left(self.name, record.stop_reason))
 
         def start(controller: Controller, tick: Callable[[], None]) -> None:
-            run(self.storage, controller, fn, workers, fitness=self.config.fitness, tick=tick,
-                evaluators=evaluators, deadline=deadline)
+            given = {} if plan.slots is None else {"devices": plan.slots}  # processes only
+            run(self.storage, controller, fn, plan.workers, fitness=self.config.fitness,
+                tick=tick, evaluators=evaluators, deadline=deadline, **given)
 
         monitor = RunMonitor(self.storage, self._record, show_progress=show_progress,
                              callbacks=notify or None)
@@ -197,18 +219,23 @@ class Study(StudyReading):
     def join(
         self,
         train: TrainFn | str | None,
-        workers: int = 1,
+        workers: int | None = None,
         *,
         max_trials: int | None = None,
         role: Role = "both",
+        devices: DeviceSpec = None,
+        gpus_per_worker: int | None = None,
         timeout: float | None = None,
         callbacks: Sequence[Callback] | None = None,
     ) -> int | None:
         """Run this study's trials beside whoever else runs it, as `pbtune worker` does
         on each machine of a cluster; return how many trials ran here, where that is known.
 
-        ``workers=1`` runs one worker loop in this process and returns its count of trials;
-        more start that many worker processes (a database storage only) and return None.
+        ``workers=1`` (the default) runs one worker loop in this process and returns its
+        count of trials; more start that many worker processes (a database storage only)
+        and return None. So does ``devices`` (see `optimize`; ``workers`` None is then
+        one per group of ``gpus_per_worker`` devices), even for one worker: a process
+        that starts with its ``CUDA_VISIBLE_DEVICES`` is the only sure way to give it.
         Every loop stops when the study is done, or after ``max_trials`` trials. ``role``
         is what each one does in a study with an evaluate function: ``"both"``, only
         ``"train"``, or only ``"evaluate"`` (``train`` may then be None). Unlike
@@ -227,6 +254,7 @@ class Study(StudyReading):
 
             study = pbtune.load_study("digits", storage="postgresql://db-host/pbtune")
             study.join("train.py:train", workers=4)
+            study.join("train.py:train", devices="auto")  # a worker per GPU of this node
             study.join("train.py:train", workers=2, timeout=600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
@@ -243,25 +271,29 @@ class Study(StudyReading):
             raise ConfigError("join needs the training function; only role='evaluate' "
                               "runs without one")
         fn = training_function(train, evaluator=train is None)
-        if workers > 1 and self.storage.url is None:
+        if ((workers or 1) > 1 or devices is not None) and self.storage.url is None:
             raise ConfigError(
-                "join(workers > 1) starts worker processes, which need a database storage "
-                "(sqlite:///file.db or postgresql://...); run an in-memory study with optimize"
+                f"join({'devices=' if devices is not None else 'workers > 1'}) starts worker "
+                "processes, which need a database storage (sqlite:///file.db or "
+                "postgresql://...); run an in-memory study with optimize"
             )
+        plan = plan_workers(self.storage, "process", devices, gpus_per_worker, workers)
+        here = plan.workers == 1 and plan.slots is None
 
         def start(controller: Controller, tick: Callable[[], None]) -> int | None:
             fitness, given = self.config.fitness, self.config.evaluate
-            if workers == 1:  # a loop in this process can use the functions it was given
+            if here:  # a loop in this process can use the functions it was given
                 evaluate = given if callable(given) else None
                 return run_here(self.storage, controller, fn, max_trials=max_trials,
                                 role=role, fitness=fitness, evaluate=evaluate,
                                 deadline=deadline)
-            run_processes(self.storage, controller, fn, workers, fitness=fitness, tick=tick,
-                          max_trials=max_trials, role=role, deadline=deadline)
+            run_processes(self.storage, controller, fn, plan.workers, fitness=fitness,
+                          tick=tick, max_trials=max_trials, role=role, deadline=deadline,
+                          devices=plan.slots)
             return None
 
         monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
-                             mine=LocalWorkers(), background=workers == 1,
+                             mine=LocalWorkers(), background=here,
                              callbacks=notify or None)
         done, record = self._run_workers(start, monitor, deadline, "join")
         if record.stop_reason is not None:
@@ -368,5 +400,7 @@ class Study(StudyReading):
 
 
 def _check_count(name: str, value: object) -> None:
+    if value is None and name == "workers":  # one, or one per group of devices
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an int >= 1, got {value!r}")

@@ -21,14 +21,16 @@ Example::
     best.hyperparameters, best.run_summary.schedule()
 """
 
+from pbtune._errors import MissingExtraError
+
 try:
     import accelerate as _accelerate  # noqa: F401  (the Trainer needs it)
     import torch as _torch  # noqa: F401
     import transformers as _transformers  # noqa: F401
 except ImportError as error:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        f"pbtune.transformers needs transformers, torch and accelerate ({error}): "
-        "pip install 'pbtune[transformers]'"
+    raise MissingExtraError(
+        f"pbtune.transformers needs Transformers, PyTorch and Accelerate, which cannot be "
+        f"imported ({error}): pip install 'pbtune[transformers]'"
     ) from error
 
 from pbtune.transformers._callback import TRAINER_KEYS

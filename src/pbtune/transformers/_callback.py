@@ -20,8 +20,11 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from pbtune._errors import CheckpointError, ConfigError
-from pbtune.transformers._guard import GroupKey, Mapped, apply_params, check_params
+from pbtune.torch import GroupKey, apply_params, check_params
 from pbtune.trial import Trial
+
+Mapped = str | GroupKey | None
+"""Where a trial param goes in param groups (see `pbtune.torch.apply_params`)."""
 
 TRAINER_KEYS: Mapping[str, Mapped] = {
     "learning_rate": GroupKey("lr"),

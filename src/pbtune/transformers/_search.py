@@ -16,7 +16,7 @@ from pbtune.space import Param, SearchSpace
 from pbtune.storages import Storage
 from pbtune.strategies import Mode
 from pbtune.study import create_study
-from pbtune.transformers._guard import Mapped
+from pbtune.transformers._callback import Mapped
 from pbtune.transformers._train import TrainerLike, train
 
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from transformers import Trainer
 
 from pbtune._errors import CheckpointError, ConfigError
 from pbtune.transformers._args import hushed, on_trainer, trial_args
-from pbtune.transformers._callback import TrialCallback
-from pbtune.transformers._guard import Mapped
+from pbtune.transformers._callback import Mapped, TrialCallback
 from pbtune.trial import Trial
 
 TrainerFactory = Callable[[Trial], Trainer]
-TrainerLike = Union[Trainer, TrainerFactory]  # noqa: UP007 (a runtime alias on 3.10)
+TrainerLike = Trainer | TrainerFactory
 
 
 def train(

@@ -3,6 +3,7 @@
 from pbtune.trial import TrainFn
 from pbtune.worker._command import Command
 from pbtune.worker._deadline import Deadline, TimedOut, check_timeout, raising_at
+from pbtune.worker._devices import DevicePlan, DeviceSpec, plan_devices
 from pbtune.worker._loop import new_worker_id, run_worker
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
@@ -11,6 +12,8 @@ from pbtune.worker._sendable import check_takes_trial
 __all__ = [
     "Command",
     "Deadline",
+    "DevicePlan",
+    "DeviceSpec",
     "Entry",
     "RayBackend",
     "TimedOut",
@@ -19,6 +22,7 @@ __all__ = [
     "check_timeout",
     "fail_dead_local_workers",
     "new_worker_id",
+    "plan_devices",
     "raising_at",
     "run_processes",
     "run_ray",

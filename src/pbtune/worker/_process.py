@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
@@ -27,6 +27,7 @@ from pbtune.controller import Controller, Role, import_object
 from pbtune.storages import Storage
 from pbtune.trial import TrainFn
 from pbtune.worker._deadline import Deadline
+from pbtune.worker._devices import Devices, visible_devices
 from pbtune.worker._loop import Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
@@ -222,6 +223,7 @@ def run_processes(
     evaluators: int = 0,
     role: Role | None = None,
     deadline: Deadline | None = None,
+    devices: Sequence[Devices] | None = None,
 ) -> None:
     """Run ``workers`` worker processes until the study is done; replace dead ones.
 
@@ -229,6 +231,9 @@ def run_processes(
     With ``evaluators``, that many more processes only evaluate and the others only train;
     ``role`` gives every process one role instead (`pbtune worker --role`). At the
     ``deadline`` the processes are stopped and their trials put back in the queue.
+    ``devices``: the ``CUDA_VISIBLE_DEVICES`` of each process slot (trainers, then
+    evaluators; see `plan_devices`); a replacement starts with the devices of the
+    process it replaces.
     """
     assert storage.url is not None
     _check_picklable(train, fitness)
@@ -236,10 +241,13 @@ def run_processes(
     restarts = Restarts(controller, workers + evaluators, max_restarts)
     live: dict[str, BaseProcess] = {}
     roles: dict[str, Role] = {}
+    slots: dict[str, int] = {}  # worker id -> its slot, which a replacement takes over
     storage.dispose()
     wake = context.Event()
+    every = [role] * workers if role is not None else worker_roles(workers, evaluators)
+    assert devices is None or len(devices) == len(every)
 
-    def spawn(role: Role) -> None:
+    def spawn(role: Role, slot: int) -> None:
         tag = uuid.uuid4().hex[:8]
         process = context.Process(
             target=_worker_main,
@@ -248,11 +256,11 @@ def run_processes(
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )
-        with _children_ignore_sigint():
+        with _children_ignore_sigint(), visible_devices(devices[slot] if devices else None):
             process.start()
         assert process.pid is not None
-        live[worker_id_for(process.pid, tag)] = process
-        roles[worker_id_for(process.pid, tag)] = role
+        worker = worker_id_for(process.pid, tag)
+        live[worker], roles[worker], slots[worker] = process, role, slot
 
     def kill(worker: str) -> None:
         live[worker].kill()
@@ -262,8 +270,8 @@ def run_processes(
         enforce_trial_timeout(controller, live, kill)
 
     with interrupts_once():  # a second Ctrl-C must not cut the clean-up short
-        for each in [role] * workers if role is not None else worker_roles(workers, evaluators):
-            spawn(each)
+        for slot, each in enumerate(every):
+            spawn(each, slot)
         try:
             while live and not (deadline is not None and deadline.passed()):
                 # Wakes as soon as a worker exits, so the end of a run is not a poll away.
@@ -277,7 +285,7 @@ def run_processes(
                     reason = (f"lost: worker process {process.pid} died "
                               f"(exit code {process.exitcode})")
                     if restarts.exited(worker, reason, crashed=process.exitcode != 0):
-                        spawn(roles[worker])
+                        spawn(roles[worker], slots[worker])
                 if role is None and restarts.deaths and not roles_can_finish(
                     (roles[w] for w in live), controller.config.evaluated
                 ):
