@@ -75,11 +75,13 @@ def make_trainer(trial: pbtune.Trial | None = None, *, output_dir: str = "hf_pbt
     """The Trainer to search: what one writes for ``Trainer.hyperparameter_search``.
     pbtune sets each trial's params, output_dir, max_steps and checkpointing on its args.
     As ``make_trainer(trial)`` it is also the factory that worker processes call (they
-    import this module to find it), seeded by the study's seed."""
+    import this module to find it): the trial's folder is its output_dir (the Trainer
+    creates that folder), and the study's seed its seed."""
+    if trial is not None:
+        output_dir, seed = str(trial.checkpoint_dir), trial.seed
     args = TrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=16, lr_scheduler_type="linear",
-        seed=trial.seed if trial is not None else seed, report_to="none", disable_tqdm=True,
-        use_cpu=True)
+        seed=seed, report_to="none", disable_tqdm=True, use_cpu=True)
     return Trainer(model_init=make_model, args=args, train_dataset=make_dataset(512, 0),
                    eval_dataset=make_dataset(256, 1), compute_metrics=accuracy)
 

@@ -190,6 +190,22 @@ def test_a_factory_builds_each_trials_trainer(tmp_path: Path) -> None:
     assert recorder.at("trial-000001", 4)["lr"] == [CHILD_LR, CHILD_LR]
 
 
+def test_a_model_init_of_one_argument_gets_the_trials_params(tmp_path: Path) -> None:
+    given: list[Any] = []
+
+    def model_init(params: dict[str, Any]) -> BertForSequenceClassification:
+        given.append(params)
+        return make_model()
+
+    trainer = Trainer(model_init=model_init, args=make_args(tmp_path / "out"),
+                      train_dataset=dataset(64, 0), eval_dataset=dataset(32, 1))
+    assert given == [None]  # the Trainer's own __init__ builds one model, with no trial
+    params = {"learning_rate": PARENT_LR, "dropout": 0.1}  # dropout: no TrainingArguments field
+    pbtune.transformers.train(make_trial(tmp_path, 0, params, 0, 4), trainer)
+    assert given == [None, params]
+    assert trainer.model_init is model_init  # given back
+
+
 def test_mistakes_say_what_to_do(tmp_path: Path) -> None:
     recorder = Recorder()
     trial = make_trial(tmp_path, 0, {"learning_rate": PARENT_LR}, 0, 4)
@@ -241,6 +257,7 @@ def test_hyperparameter_search_trains_every_trial_with_its_own_lr(tmp_path: Path
         first_step = recorder.at(f"trial-{t.id:06d}", t.start_step)
         assert first_step["lr"] == pytest.approx([lr, lr], rel=1e-12), t
         assert first_step["base_lrs"] == pytest.approx([lr, lr], rel=1e-12), t
+        assert study.reports(t.id)[0] == (t.start_step, {"applied_learning_rate": lr})
     assert Path(study.best_trial.checkpoint).parent.parent == tmp_path / "out"
     assert pbtune.transformers.checkpoint_folder(
         study.best_trial.checkpoint, study.best_trial.end_step).is_dir()

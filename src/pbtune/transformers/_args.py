@@ -36,6 +36,12 @@ def trial_args(args: TrainingArguments, trial: Trial, max_steps: int | None) -> 
     """A copy of ``args`` with each trial param that names a `TrainingArguments` field
     (others are left to the user's ``model_init`` or factory) and pbtune's settings."""
     fields = {field.name for field in dataclasses.fields(args)}
+    if "per_device_train_batch_size" in trial.params and args.auto_find_batch_size:
+        raise ConfigError(
+            "per_device_train_batch_size is a trial param, but TrainingArguments("
+            "auto_find_batch_size=True) resumes each trial with its parent's batch size: "
+            "set auto_find_batch_size=False"
+        )
     new = copy.copy(args)
     for name, value in trial.params.items():
         if name in PBTUNE_SETS:
