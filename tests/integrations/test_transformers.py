@@ -190,6 +190,27 @@ def test_a_factory_builds_each_trials_trainer(tmp_path: Path) -> None:
     assert recorder.at("trial-000001", 4)["lr"] == [CHILD_LR, CHILD_LR]
 
 
+def test_a_scheduler_on_the_unwrapped_optimizer_is_guarded_too(tmp_path: Path) -> None:
+    """Trainer(optimizers=...) (and transformers 4's own Trainer) make the scheduler on the
+    optimizer that Accelerate then wraps: the scheduler holds the inner one."""
+    recorder = Recorder()
+
+    def build(trial: pbtune.Trial) -> Trainer:
+        model = make_model()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=trial.params["learning_rate"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return Trainer(model=model, args=make_args(tmp_path / "out"),
+                       train_dataset=dataset(64, 0), eval_dataset=dataset(32, 1),
+                       callbacks=[recorder], optimizers=(optimizer, scheduler))
+
+    first = make_trial(tmp_path, 0, {"learning_rate": PARENT_LR}, 0, 4)
+    pbtune.transformers.train(first, build)
+    second = make_trial(tmp_path, 1, {"learning_rate": CHILD_LR}, 4, 8, first.checkpoint_dir)
+    pbtune.transformers.train(second, build)
+    first_step = recorder.at("trial-000001", 4)
+    assert first_step["lr"] == [CHILD_LR] and first_step["base_lrs"] == [CHILD_LR]
+
+
 def test_a_model_init_of_one_argument_gets_the_trials_params(tmp_path: Path) -> None:
     given: list[Any] = []
 

@@ -68,7 +68,8 @@ class TrialCallback(TrainerCallback):
         # path in the parent's folder, which HF would otherwise keep or delete by).
         _intervals(args, state)
         state.best_model_checkpoint = None
-        optimizer, scheduler = kwargs["optimizer"], kwargs["lr_scheduler"]
+        scheduler = kwargs["lr_scheduler"]
+        optimizer = _scheduled(kwargs["optimizer"], scheduler)
         self.mapping = {**TRAINER_KEYS, "weight_decay": self._decay_key(kwargs["model"]),
                         **self.user_mapping}
         apply_params(trial.params, optimizer, scheduler=scheduler, mapping=self.mapping)
@@ -83,8 +84,9 @@ class TrialCallback(TrainerCallback):
     def on_step_begin(self, args: TrainingArguments, state: TrainerState,
                       control: TrainerControl, **kwargs: Any) -> None:
         if state.global_step == self.trial.start_step:  # what the first step trains with
-            check_params(self.trial.params, kwargs["optimizer"],
-                         scheduler=kwargs["lr_scheduler"], mapping=self.mapping)
+            scheduler = kwargs["lr_scheduler"]
+            check_params(self.trial.params, _scheduled(kwargs["optimizer"], scheduler),
+                         scheduler=scheduler, mapping=self.mapping)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState,
                     control: TrainerControl, **kwargs: Any) -> None:
@@ -100,6 +102,18 @@ class TrialCallback(TrainerCallback):
         ids = {id(p) for name, p in model.named_parameters() if name in decayed}
         return GroupKey("weight_decay",
                         where=lambda group: any(id(p) in ids for p in group["params"]))
+
+
+def _scheduled(optimizer: Any, scheduler: Any) -> Any:
+    """The optimizer object that ``scheduler`` holds, where it has the same param groups
+    as ``optimizer``. Transformers 4 (and ``Trainer(optimizers=(opt, sched))``) make the
+    scheduler on the optimizer that Accelerate then wraps, so the callback gets the
+    wrapper and the scheduler holds the inner one; the guard pairs a scheduler with its
+    optimizer by identity."""
+    held = getattr(scheduler, "optimizer", None)
+    if held is not None and held.param_groups is optimizer.param_groups:
+        return held
+    return optimizer
 
 
 def _intervals(args: TrainingArguments, state: TrainerState) -> None:
