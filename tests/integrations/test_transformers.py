@@ -60,7 +60,7 @@ def dataset(n: int, seed: int) -> list[dict[str, Any]]:
     return [{"input_ids": row, "labels": int(row[0] > 25)} for row in ids]
 
 
-class Recorder(TrainerCallback):  # type: ignore[misc]
+class Recorder(TrainerCallback):
     """What the optimizer steps with: each step's lr, base lr and weight decay, by the
     trial folder (the Trainer's output_dir) it trained for."""
 
@@ -76,6 +76,7 @@ class Recorder(TrainerCallback):  # type: ignore[misc]
             "base_lrs": list(scheduler.base_lrs),
             "weight_decay": [g["weight_decay"] for g in optimizer.param_groups],
             "betas": [g["betas"] for g in optimizer.param_groups],
+            "logging_steps": state.logging_steps,
             "weight": kwargs["model"].classifier.weight.detach().clone(),
         })
 
@@ -147,13 +148,17 @@ def test_the_child_is_its_own_lr_times_its_own_schedule_under_linear(tmp_path: P
 
 
 def test_weight_decay_and_betas_go_where_the_trainer_puts_them(tmp_path: Path) -> None:
-    parent = {"learning_rate": PARENT_LR, "weight_decay": 0.0, "adam_beta1": 0.9}
-    child = {"learning_rate": CHILD_LR, "weight_decay": 0.1, "adam_beta1": 0.8}
+    parent = {"learning_rate": PARENT_LR, "weight_decay": 0.0, "adam_beta1": 0.9,
+              "logging_steps": 1}
+    child = {"learning_rate": CHILD_LR, "weight_decay": 0.1, "adam_beta1": 0.8,
+             "logging_steps": 3}
     recorder, _, _ = parent_then_child(tmp_path, "constant", child, parent=parent)
     assert recorder.at("trial-000000", 0)["weight_decay"] == [0.0, 0.0]
     first_step = recorder.at("trial-000001", 4)
     assert first_step["weight_decay"] == [0.1, 0.0]  # biases and LayerNorms: no decay
     assert [b[0] for b in first_step["betas"]] == [0.8, 0.8]
+    # trainer_state.json brought back the parent's interval; the trial's own is in force.
+    assert first_step["logging_steps"] == 3
 
 
 def test_plain_resume_trains_with_the_parents_lr(tmp_path: Path) -> None:
