@@ -40,3 +40,7 @@ class StudyFailedError(PbtuneError):
 
 class CheckpointError(PbtuneError):
     """A checkpoint is missing or cannot be written."""
+
+
+class MissingExtraError(PbtuneError, ImportError):
+    """An optional integration's library is not installed; the message names the extra."""

@@ -1,9 +1,9 @@
 """For the tests of pbtune's optional integrations (PyTorch, Lightning, Transformers, TensorBoard,
 MLflow, the documentation site).
 
-Each test module asks for its library with `require` at module level: without the library installed the
-tests skip with the extra to install, unless ``PBTUNE_REQUIRE_INTEGRATIONS=1`` (set by CI)
-makes the skip a failure, so CI can never pass by silently skipping them.
+Each test module asks for its library with `require` at module level: without the library
+installed the tests skip with the extra to install, unless ``PBTUNE_REQUIRE_INTEGRATIONS=1``
+(set by CI) makes the skip a failure, so CI can never pass by silently skipping them.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ from pbtune.trial import FrozenTrial
 
 
 class StudyState(str, enum.Enum):
+    """Where a study is: RUNNING while trials are left; COMPLETE when every member has
+    reached ``max_steps`` (or given up after ``max_retries`` failures), or a stop rule or
+    `Study.stop` ended it; FAILED when every member's first trial failed, or every member
+    gave up (`optimize` then raises `StudyFailedError` with the first error)."""
+
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"

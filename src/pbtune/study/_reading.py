@@ -23,23 +23,29 @@ class StudyReading:
 
     def __init__(self, storage: Storage, record: StudyRecord, config: StudyConfig) -> None:
         self.storage = storage
+        """The `Storage` the study lives in."""
         self._record = record
         self.config = config
+        """The study's settings (``study.config.seed``, ``study.config.space``, ...)."""
 
     @property
     def name(self) -> str:
+        """The study's name, unique in its storage."""
         return self._record.name
 
     @property
     def id(self) -> int:
+        """The study's id in its storage."""
         return self._record.id
 
     @property
     def state(self) -> StudyState:
+        """RUNNING, COMPLETE or FAILED, read from the storage now."""
         return self.storage.get_study_by_id(self.id).state
 
     @property
     def error(self) -> str | None:
+        """Why the study FAILED (with the first error); None if it did not."""
         return self.storage.get_study_by_id(self.id).error
 
     @property
