@@ -16,10 +16,11 @@ Example::
         return pbtune.lightning.fit(trial, model, datamodule=RegressionData())
 """
 
+from pbtune._errors import MissingExtraError
 from pbtune.lightning._package import INSTALL, installed
 
 if not installed():
-    raise ImportError(
+    raise MissingExtraError(
         "pbtune.lightning needs PyTorch Lightning (the lightning or pytorch_lightning "
         f"package): {INSTALL}"
     )

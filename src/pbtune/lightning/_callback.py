@@ -19,14 +19,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pbtune._errors import CheckpointError
-from pbtune.lightning._guard import GroupKey, apply_params, check_params
+from pbtune.torch import GroupKey, apply_params, check_params
 from pbtune.trial import Trial
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 Unit = Literal["steps", "epochs"]
-Mapping_ = Mapping[str, "str | GroupKey | None"]
+ParamMapping = Mapping[str, "str | GroupKey | None"]  # as pbtune.torch.apply_params takes
 
 _log = logging.getLogger("pbtune.lightning")
 
@@ -69,7 +69,7 @@ class TrialGuardHooks:
     """The hooks of pbtune's callback; `guard_class` mixes them into the Callback class of
     the model's Lightning package."""
 
-    def __init__(self, trial: Trial, unit: Unit, mapping: Mapping_ | None) -> None:
+    def __init__(self, trial: Trial, unit: Unit, mapping: ParamMapping | None) -> None:
         self.trial = trial
         self.unit = unit
         self.mapping = mapping
@@ -97,9 +97,10 @@ class TrialGuardHooks:
             set_hparams(trial.params, holder)  # the restore may have brought others back
         optimizers = trainer.optimizers
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
-        apply_params(trial.params, optimizers, schedulers, self.mapping)
-        self.in_effect = check_params(trial.params, optimizers, schedulers, self.mapping)
-        numbers = {name: float(value) for name, value in self.in_effect.items()
+        apply_params(trial.params, optimizers, scheduler=schedulers, mapping=self.mapping)
+        self.in_effect = check_params(trial.params, optimizers, scheduler=schedulers,
+                                      mapping=self.mapping)
+        numbers = {f"applied_{name}": float(value) for name, value in self.in_effect.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
         if numbers:
             trial.report(trial.start_step, **numbers)

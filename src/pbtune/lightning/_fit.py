@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pbtune._errors import ConfigError, TrialFailedError
 from pbtune.lightning._callback import (
-    Mapping_,
+    ParamMapping,
     TrialGuardHooks,
     Unit,
     guard_class,
@@ -42,7 +42,7 @@ def fit(
     *,
     unit: Unit = "steps",
     trainer: pl.Trainer | Mapping[str, Any] | None = None,
-    mapping: Mapping_ | None = None,
+    mapping: ParamMapping | None = None,
 ) -> dict[str, float]:
     """Train ``model`` for one trial and return its metrics (``trainer.callback_metrics``).
 
