@@ -133,7 +133,7 @@ def test_a_child_that_exploits_a_parent_trains_with_its_own_lr(
     metrics = pbtune.lightning.fit(child, model, *loaders())
 
     assert model.first_lr == CHILD_LR  # what the optimizer held in the first step
-    assert reports == [(4, {"lr": CHILD_LR})]
+    assert reports == [(4, {"applied_lr": CHILD_LR})]
     # Warm start: the first step saw the parent's final weights, and it ran 4 more steps.
     assert torch.equal(model.first_weight, load_checkpoint(parent)["state_dict"]["linear.weight"])
     assert model.steps == 4
@@ -310,8 +310,12 @@ def train(trial: pbtune.Trial) -> dict[str, float]:
 
 
 class CopyAnother(pbtune.ExploitStrategy):
-    """Copy the fittest other member whenever one has a result: after the first trials
-    every decision is an exploit, whatever order the workers finish in."""
+    """Copy the fittest other member whenever one can be copied.
+
+    With 3 members on 2 workers that makes an exploit certain in any order of events: a
+    worker claims the queued trial with the smallest end_step, so no member's second trial
+    starts while a first trial waits; the second of the first trials to finish therefore
+    sees a member that finished its first trial and is not at max_steps."""
 
     def select(self, finished: FrozenTrial, population: Sequence[FrozenTrial], mode: Any,
                rng: np.random.Generator) -> FrozenTrial:
@@ -342,14 +346,14 @@ def test_in_a_study_every_trial_trains_with_its_own_lr(tmp_path: Path) -> None:
     study = pbtune.create_study(
         "lightning", storage=f"sqlite:///{tmp_path / 'study.db'}",
         space={"lr": pbtune.Float(1e-4, 0.2, log=True)}, metric="val_loss", mode="min",
-        population_size=2, steps_per_trial=3, max_steps=9, exploit=CopyAnother(),
+        population_size=3, steps_per_trial=3, max_steps=9, exploit=CopyAnother(),
         explore=HalveOrDouble(), checkpoint_root=tmp_path / "checkpoints", seed=0)
     study.optimize(train, workers=2, show_progress=False)
 
     trials = study.trials()
     assert study.state == pbtune.StudyState.COMPLETE
     complete = [t for t in trials if t.state == pbtune.TrialState.COMPLETE]
-    for member in (0, 1):  # every member trained to max_steps
+    for member in (0, 1, 2):  # every member trained to max_steps
         assert max(t.end_step for t in complete if t.member == member) == 9
     for t in complete:
         assert t.metrics is not None
@@ -386,3 +390,26 @@ def test_the_standalone_pytorch_lightning_package_works_too(tmp_path: Path) -> N
     model = PlRegression(CHILD_LR)
     pbtune.lightning.fit(child, model, loaders()[0])
     assert model.first_lr == CHILD_LR and load_checkpoint(child)["global_step"] == 4
+
+
+def test_the_example_study_trains_every_trial_with_its_own_lr_and_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/lightning_module.py end to end (SQLite, 2 worker processes)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    import lightning_module
+
+    summary = lightning_module.main(["--storage", f"sqlite:///{tmp_path / 's.db'}",
+                                     "--checkpoint-root", str(tmp_path / "ck"),
+                                     "--population", "3", "--max-steps", "60"])
+    study, best = summary["study"], summary["best"]
+    trials = [t for t in study.trials() if t.state == pbtune.TrialState.COMPLETE]
+    assert {t.member for t in trials if t.end_step == 60} == {0, 1, 2}
+    for trial in trials:  # read in each trial's first training step
+        assert trial.metrics["trained_lr"] == pytest.approx(trial.params["lr"], rel=1e-9)
+    # The checkpoint is the model the metrics describe, loaded with load_from_checkpoint.
+    assert summary["reloaded_val_loss"] == pytest.approx(best.metrics["val_loss"], rel=1e-5)
+    # Warm starts lose nothing: the schedule replayed from scratch trains the same model.
+    replayed = pbtune.replay(lightning_module.train, study.schedule(),
+                             checkpoint_root=tmp_path / "replay", seed=study.config.seed)
+    assert replayed.metrics["val_loss"] == pytest.approx(best.metrics["val_loss"], rel=1e-6)
