@@ -226,6 +226,33 @@ def test_a_trainer_of_the_users_own_is_used_with_its_callbacks(
     assert pbtune.lightning.checkpoint_file(child.checkpoint_dir).name == "model.ckpt"
 
 
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_trainer_pbtune_builds_is_quiet_and_one_of_the_users_is_not(tmp_path: Path) -> None:
+    records = Records()
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.addHandler(records)
+    try:
+        pbtune.lightning.fit(make_trial(tmp_path, 0, PARENT_LR, 0, 1), LitRegression(),
+                             *loaders())
+        assert not records.messages and logger.level == level
+        trainer = L.Trainer(logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        pbtune.lightning.fit(make_trial(tmp_path, 1, PARENT_LR, 0, 1), LitRegression(),
+                             *loaders(), trainer=trainer)
+        assert any("GPU available" in message for message in records.messages)
+    finally:
+        logger.removeHandler(records)
+
+
 def test_trainer_limits_that_fight_the_trials_are_refused_and_the_advice_works(
     tmp_path: Path
 ) -> None:
