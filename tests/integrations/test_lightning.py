@@ -258,7 +258,7 @@ def test_trainer_limits_that_fight_the_trials_are_refused_and_the_advice_works(
 ) -> None:
     trial = make_trial(tmp_path, 0, PARENT_LR, 0, 2)
     quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-             "default_root_dir": tmp_path}
+             "enable_checkpointing": False}
     with pytest.raises(pbtune.ConfigError, match=r"max_steps=100.*Leave max_steps and max_e"):
         pbtune.lightning.fit(trial, LitRegression(), *loaders(),
                              trainer=L.Trainer(max_steps=100, **quiet))
