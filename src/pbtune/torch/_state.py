@@ -131,8 +131,8 @@ def _first_group(optimizer: Any) -> dict[str, Any] | None:
         optimizer = next(iter(optimizer.values()), None)
     elif not isinstance(optimizer, torch.optim.Optimizer):
         optimizer = next(iter(optimizer), None)
-    groups = getattr(optimizer, "param_groups", None) or [None]
-    return groups[0]
+    groups: list[dict[str, Any]] = getattr(optimizer, "param_groups", None) or []
+    return groups[0] if groups else None
 
 
 def _objects(**given: Any) -> dict[str, Any]:
