@@ -34,6 +34,8 @@ ORDER = [
     ("decision", "One explore decision: PB2 against Perturb", "python benchmarks/decision.py"),
     ("ranking", "One decision with several objectives and constraints",
      "python benchmarks/ranking.py"),
+    ("integrations", "What the integrations cost: import pbtune, pbtune.torch save and load",
+     "python benchmarks/integrations.py --base BASE"),
     ("ab-overhead", "Side by side: overhead before and after the last core change",
      "python benchmarks/ab.py --base BASE --new NEW overhead"),
     ("ab-utilization", "Side by side: utilization before and after the last core change",

@@ -263,6 +263,11 @@ def assert_one_line_error(result: Result, *needles: str, code: int | None = None
         ("space: {lr: {type: real, low: 0, high: 1}}\n", ["parameter 'lr'", "type must be"]),
         ("space: {lr: {type: float, low: 0, high: 1, scale: 2}}\n", ["parameter 'lr'"]),
         ("space: {lr: {type: float\n", ["invalid YAML"]),
+        ("loggers: [{type: wandb}]\n",
+         ["'type' is one of tensorboard, mlflow (or 'module:Class' for your own)"]),
+        ("loggers: {type: tensorboard, logdir: runs}\n",
+         ["logger tensorboard: unknown setting(s) logdir; allowed: log_dir, per"]),
+        ("loggers: 3\n", ["'loggers' must be a list like [{type: tensorboard"]),
     ],
 )
 def test_bad_study_files(tmp_path: Path, extra: str, needles: list[str]) -> None:

@@ -9,6 +9,8 @@ two modules together.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -183,6 +185,21 @@ def test_no_private_module_of_another_package_is_imported() -> None:
         f"{len(found)} imports of another package's private modules (import the name "
         "from the package's __init__ instead):\n" + "\n".join(found)
     )
+
+
+OPTIONAL = ("torch", "lightning", "pytorch_lightning", "transformers", "tensorboard",
+            "tensorboardX", "mlflow", "ray")
+"""The libraries of pbtune's extras that only their own integration imports."""
+
+
+def test_pbtune_imports_no_optional_library() -> None:
+    """``import pbtune`` (and the CLI, and `pbtune.loggers`, whose loggers import their
+    library when one is made) loads none of the heavy optional libraries."""
+    code = ("import sys, pbtune, pbtune.cli, pbtune.loggers\n"
+            f"print(sorted(m for m in {OPTIONAL!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 # -- the checks themselves --------------------------------------------------------------------

@@ -215,6 +215,23 @@ def test_load_reports_what_trains(tmp_path: Path) -> None:
     assert reports == [(0, {"applied_lr": 0.01, "applied_momentum": 0.5})]
 
 
+def test_load_reports_the_base_and_the_scheduled_lr(tmp_path: Path) -> None:
+    """With a scheduler, ``applied_lr`` is the trial's base lr and ``scheduled_lr`` what the
+    first step of the child trains with: the base scaled to where the schedule is."""
+    parent = make_trial(tmp_path, 1, {"lr": 0.1, "weight_decay": 0.01}, 0, 5, None)
+    run(parent, guarded, scheduled=True)  # StepLR(step_size=2, gamma=0.5)
+    reports: list[tuple[int, dict[str, float]]] = []
+    child = pbtune.Trial(id=2, member=1, generation=1, params={"lr": 0.004}, start_step=5,
+                         end_step=6, parent_checkpoint=parent.checkpoint_dir,
+                         checkpoint_dir=tmp_path, study_name="t",
+                         report_sink=lambda step, values: reports.append((step, values)))
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    pbtune.torch.load(child, model=model, optimizer=optimizer, scheduler=scheduler)
+    assert reports == [(5, {"applied_lr": 0.004, "scheduled_lr": pytest.approx(0.001)})]
+
+
 def test_state_rng_and_extra_round_trip(tmp_path: Path) -> None:
     """A member that goes on from its own checkpoint draws as one uninterrupted run would,
     and gets back its model, its extra state and its gradient scaler."""
@@ -261,9 +278,10 @@ def test_checkpoint_mistakes_are_clear(tmp_path: Path) -> None:
     pbtune.torch.save(first, model=model, optimizer=optimizer)
 
     missing = make_trial(tmp_path, 2, {"lr": 0.1}, 2, 4, first.checkpoint_dir)
-    with pytest.raises(pbtune.CheckpointError, match=r"model, optimizer.*given model.*strict"):
+    with pytest.raises(pbtune.CheckpointError, match=r"model, optimizer.*given model.*same"):
         pbtune.torch.load(missing, model=model)
-    pbtune.torch.load(missing, model=model, strict=False)  # the advice works
+    pbtune.torch.load(missing, model=model, optimizer=optimizer)  # the advice works
+    pbtune.torch.load(missing, model=model, strict=False)  # or, on purpose, a fresh optimizer
 
     later = make_trial(tmp_path, 3, {"lr": 0.1}, 3, 5, first.checkpoint_dir)
     with pytest.raises(pbtune.CheckpointError, match=r"saved at step 2.*starts at step 3"):

@@ -283,7 +283,8 @@ def test_hyperparameter_search_trains_every_trial_with_its_own_lr(tmp_path: Path
         first_step = recorder.at(f"trial-{t.id:06d}", t.start_step)
         assert first_step["lr"] == pytest.approx([lr, lr], rel=1e-12), t
         assert first_step["base_lrs"] == pytest.approx([lr, lr], rel=1e-12), t
-        assert study.reports(t.id)[0] == (t.start_step, {"applied_learning_rate": lr})
+        assert study.reports(t.id)[0] == (t.start_step, {"applied_learning_rate": lr,
+                                                         "scheduled_lr": lr})
     assert Path(study.best_trial.checkpoint).parent.parent == tmp_path / "out"
     assert pbtune.transformers.checkpoint_folder(
         study.best_trial.checkpoint, study.best_trial.end_step).is_dir()

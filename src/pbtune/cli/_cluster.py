@@ -19,6 +19,7 @@ from pbtune.cli._run import (
     study_settings,
 )
 from pbtune.controller import Role
+from pbtune.loggers import Logger
 from pbtune.storages import Storage, StudyState, sqlite_file
 from pbtune.study import load_study, storage_text, summarize
 
@@ -66,9 +67,16 @@ def _exists(url: str, name: str) -> bool:
 
 
 @click.command(epilog=ENTRY_HELP.replace("ENTRY", "--entry"))
-@click.option("--storage", "storage_url", required=True, metavar="URL",
-              help="Database of the study: postgresql://user@host/db or sqlite:///file.db.")
-@click.option("--study", "study_name", required=True, metavar="NAME", help="Study to join.")
+@click.option("--storage", "storage_url", metavar="URL",
+              help="Database of the study: postgresql://user@host/db or sqlite:///file.db "
+                   "[default: the --config file's].")
+@click.option("--study", "study_name", metavar="NAME",
+              help="Study to join [default: the --config file's name].")
+@click.option(
+    "--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+    help="The study file: its storage and name (unless given) and its loggers, which log "
+         "the trials this worker runs.",
+)
 @click.option("--entry", metavar="FILE.py:NAME|MODULE:NAME",
               help="The training function (not needed with --role evaluate).")
 @click.option("--max-trials", type=click.IntRange(min=1), default=None, metavar="K",
@@ -80,17 +88,25 @@ def _exists(url: str, name: str) -> bool:
               help="In a study with an evaluate function: evaluate and train, only train, or "
                    "only evaluate (an evaluator on its own resources).")
 @timeout_option
-def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int | None,
-           workers: int | None, devices: str | None, gpus_per_worker: int | None,
-           role: Role, timeout: float | None) -> None:
+def worker(storage_url: str | None, study_name: str | None, config_path: Path | None,
+           entry: str | None, max_trials: int | None, workers: int | None,
+           devices: str | None, gpus_per_worker: int | None, role: Role,
+           timeout: float | None) -> None:
     """Join a study and run its trials until it is done (or --max-trials are run, or
     --timeout passes: this machine's running trials go back in the queue).
 
     Start as many as you like, on any machine that reaches the storage and the study's
     checkpoint_root; the study is created first with `pbtune create`.
     """
+    config = None
+    if config_path is not None:
+        config, study_name, storage_url = study_settings(config_path, storage_url, study_name)
+    elif storage_url is None or study_name is None:
+        raise click.UsageError("give --storage URL and --study NAME, or --config FILE (the "
+                               "study file, as for `pbtune create`)")
     storage = open_existing(storage_url)
     study = load_study(study_name, storage=storage)
+    loggers: list[Logger] = config.make_loggers() if config is not None else []
     if role == "evaluate" and not study.config.evaluated:
         raise click.UsageError(f"study {study_name!r} has no evaluate function to run")
     if entry is None and role != "evaluate":
@@ -101,7 +117,8 @@ def worker(storage_url: str, study_name: str, entry: str | None, max_trials: int
     started = time.monotonic()
     try:
         done = study.join(entry, workers=workers, max_trials=max_trials, role=role,
-                          devices=devices, gpus_per_worker=gpus_per_worker, timeout=timeout)
+                          devices=devices, gpus_per_worker=gpus_per_worker, timeout=timeout,
+                          callbacks=loggers)
     except KeyboardInterrupt as error:
         exit_interrupted(error)
     state = study.state

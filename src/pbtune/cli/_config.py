@@ -21,6 +21,9 @@ Example ``study.yaml``::
     stop:                           # optional: end the study early (one rule or a list)
       - {type: target, accuracy: 0.99}
       - {type: no_improvement, generations: 5}
+    loggers:                        # optional: log each finished trial (pbtune.loggers)
+      - {type: tensorboard, log_dir: runs}          # relative to this file's folder
+      - {type: mlflow, tracking_uri: "sqlite:///mlflow.db"}
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import yaml
 from pbtune._errors import ConfigError, PbtuneError
 from pbtune.checkpoints import is_url
 from pbtune.controller import import_object
+from pbtune.loggers import Logger, LoggerSpec, logger_specs
 from pbtune.space import SearchSpace
 from pbtune.strategies import (
     early_stop_from_dict,
@@ -73,19 +77,29 @@ ALLOWED_KEYS = (
     "evaluate",
     "command",
     "stop",
+    "loggers",
 )
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """A parsed study file: the study's name and storage, and the other `create_study`
-    keyword arguments, already turned into pbtune objects."""
+    keyword arguments, already turned into pbtune objects; the ``loggers`` checked, made
+    by `make_loggers` where trials run."""
 
     path: Path
     name: str | None
     storage: str | None
     options: dict[str, Any] = field(default_factory=dict)
     command: str | list[str] | None = None
+    loggers: tuple[LoggerSpec, ...] = ()
+
+    def make_loggers(self) -> list[Logger]:
+        """The file's loggers, as callbacks for `Study.optimize` or `Study.join`."""
+        try:
+            return [spec.make(self.path.resolve().parent) for spec in self.loggers]
+        except PbtuneError as error:
+            raise type(error)(f"{self.path}: {error}") from None
 
 
 class _Loader(yaml.SafeLoader):
@@ -163,7 +177,8 @@ def _build(path: Path, data: dict[str, Any]) -> RunConfig:
     if data.get("stop") is not None:
         options["stop"] = _stop(data["stop"])
     return RunConfig(path=path, name=name, storage=storage, options=options,
-                     command=_command(data.get("command")))
+                     command=_command(data.get("command")),
+                     loggers=tuple(logger_specs(data.get("loggers"))))
 
 
 def _command(value: Any) -> str | list[str] | None:

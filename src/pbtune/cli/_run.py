@@ -80,12 +80,14 @@ def run(entry: str | None, config_path: Path, command_line: str | None, workers:
         raise click.UsageError("give either ENTRY or --command, not both")
     settings = study_settings(config_path, storage_url, study_name)
     train = _training_function(entry, command_line, settings[0].command)
+    loggers = settings[0].make_loggers()
     study = create_from_settings(*settings)
     with summary_printed_here():
         try:
             summary = study.optimize(train, workers=workers, devices=devices,
                                      gpus_per_worker=gpus_per_worker, timeout=timeout,
-                                     show_progress=False if no_progress else None)
+                                     show_progress=False if no_progress else None,
+                                     callbacks=loggers)
         except KeyboardInterrupt as error:
             exit_interrupted(error)
     click.echo(str(summary))

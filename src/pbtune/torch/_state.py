@@ -74,7 +74,10 @@ def load(
 
     The params that go into optimizers (``lr``, ``weight_decay``, ``momentum``,
     ``betas``, ... see `OPTIMIZER_KEYS`; extend it with ``mapping``) are reported at
-    ``start_step`` as ``applied_<name>``: what trains, read back from the optimizer.
+    ``start_step`` as ``applied_<name>``, read back from the optimizer (for ``lr`` with a
+    ``scheduler``: its base learning rate, and the learning rate of the first step as
+    ``scheduled_lr``). Build the scheduler before calling this and pass it here and to
+    `save`, or its schedule starts again in every trial.
     ``map_location`` is where tensors are loaded before they are copied into the
     objects (which keep their devices). ``rng`` restores the parent's torch, NumPy and
     ``random`` states, so a member that goes on from its own checkpoint draws as one
@@ -83,7 +86,8 @@ def load(
 
     Example::
 
-        model, optimizer = Net(), torch.optim.SGD(net.parameters(), lr=trial.params["lr"])
+        model = Net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=trial.params["lr"])
         extra = pbtune.torch.load(trial, model=model, optimizer=optimizer)
         for step in range(trial.start_step, trial.end_step):
             ...
@@ -99,8 +103,8 @@ def load(
             raise CheckpointError(
                 f"the parent checkpoint {trial.parent_checkpoint} holds the state of "
                 f"{_listed(saved)}, and load() was given {_listed(objects)}: pass the same "
-                "objects to pbtune.torch.save and load (or strict=False to restore only "
-                "those given)"
+                "objects to pbtune.torch.save and load (strict=False restores only those "
+                "given, and the others start afresh in every trial: a scheduler from step 0)"
             )
         for name, obj in objects.items():
             if name in saved:
@@ -111,9 +115,24 @@ def load(
     in_effect = apply_params(trial.params, optimizer, scheduler=scheduler, mapping=mapping)
     numbers = {f"applied_{name}": float(value) for name, value in in_effect.items()
                if isinstance(value, (int, float))}
+    first = _first_group(optimizer)
+    if scheduler is not None and first is not None and "lr" in first:
+        numbers["scheduled_lr"] = float(first["lr"])  # the base lr as scaled at this step
     if numbers:
         trial.report(trial.start_step, **numbers)
     return extra
+
+
+def _first_group(optimizer: Any) -> dict[str, Any] | None:
+    """The first param group of the (first) optimizer, if any."""
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, Mapping):
+        optimizer = next(iter(optimizer.values()), None)
+    elif not isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = next(iter(optimizer), None)
+    groups: list[dict[str, Any]] = getattr(optimizer, "param_groups", None) or []
+    return groups[0] if groups else None
 
 
 def _objects(**given: Any) -> dict[str, Any]:

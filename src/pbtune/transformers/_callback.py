@@ -78,6 +78,9 @@ class TrialCallback(TrainerCallback):
                                     mapping=self.mapping)
         numbers = {f"applied_{name}": float(value) for name, value in self.applied.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        if "learning_rate" in self.applied and optimizer.param_groups:
+            # beside the base: the lr of this trial's first step, as its schedule scales it
+            numbers["scheduled_lr"] = float(optimizer.param_groups[0]["lr"])
         if numbers:
             trial.report(trial.start_step, **numbers)
 
