@@ -150,6 +150,27 @@ def test_a_restored_schedule_with_a_new_base_matches_a_fresh_one(kind: str) -> N
         fresh_scheduler.step()
 
 
+def test_a_scheduler_of_a_wrapped_optimizer_is_paired_by_its_groups() -> None:
+    """Accelerate and Lightning hand out a wrapper of the optimizer the scheduler holds;
+    both share one ``param_groups`` list, which is how they are paired."""
+
+    class Wrapper(torch.optim.Optimizer):
+        def __init__(self, inner: Any) -> None:  # no super().__init__: it only forwards
+            self.inner = inner
+
+        @property
+        def param_groups(self) -> Any:  # type: ignore[override]
+            return self.inner.param_groups
+
+    inner = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5)
+    scheduler = torch.optim.lr_scheduler.StepLR(inner, step_size=1, gamma=0.5)
+    inner.step()
+    scheduler.step()  # lr 0.25 from a base of 0.5
+    apply_params({"lr": 0.1}, Wrapper(inner), scheduler=scheduler)
+    assert scheduler.base_lrs == [0.1]
+    assert math.isclose(inner.param_groups[0]["lr"], 0.05)
+
+
 def test_plateau_scheduler_takes_the_lr_directly() -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)

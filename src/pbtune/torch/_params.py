@@ -110,7 +110,7 @@ def apply_params(
         value = _value(name, params[name])
         groups = list(_selected(optimizers, name, key))
         for opt, index, group in groups:
-            scaling = [s for s in schedulers if s.optimizer is opt and hasattr(s, "base_lrs")]
+            scaling = _scaling(schedulers, opt)
             if key.key == "lr" and key.index is None and scaling:
                 _rescale(opt, index, group, value, scaling)
             else:
@@ -134,7 +134,7 @@ def check_params(
     for name, key in _mapped(params, mapping):
         wanted = _value(name, params[name])
         for opt, index, group in _selected(optimizers, name, key):
-            scaling = [s for s in schedulers if s.optimizer is opt and hasattr(s, "base_lrs")]
+            scaling = _scaling(schedulers, opt)
             held = [key.read(group)]
             if key.key == "lr" and key.index is None and scaling:
                 held = [_plain(s.base_lrs[index]) for s in scaling]
@@ -180,6 +180,13 @@ def _selected(optimizers: Sequence[torch.optim.Optimizer], name: str,
             f"param group of {kinds} has: pass mapping={{{name!r}: None}} to leave it to your "
             "code, or map it to a key the optimizer has"
         )
+
+
+def _scaling(schedulers: list[Any], opt: torch.optim.Optimizer) -> list[Any]:
+    """The schedulers that scale a base lr of ``opt``. A wrapped optimizer (Accelerate's,
+    Lightning's) shares the wrapped one's ``param_groups`` list: that pairs them too."""
+    return [s for s in schedulers if hasattr(s, "base_lrs") and (
+        s.optimizer is opt or getattr(s.optimizer, "param_groups", None) is opt.param_groups)]
 
 
 def _rescale(opt: torch.optim.Optimizer, index: int, group: Group, value: float,
