@@ -42,5 +42,6 @@ class CheckpointError(PbtuneError):
     """A checkpoint is missing or cannot be written."""
 
 
-class MissingExtraError(PbtuneError, ImportError):
-    """An optional integration's library is not installed; the message names the extra."""
+class MissingExtraError(ConfigError, ImportError):
+    """An optional integration's library is not installed; the message names the extra to
+    install. An `ImportError` too, so ``except ImportError`` around an optional import works."""

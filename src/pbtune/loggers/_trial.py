@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pbtune._errors import ConfigError
+from pbtune._errors import MissingExtraError
 from pbtune.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
@@ -26,12 +26,12 @@ FITNESS = "fitness"
 
 
 def optional(module: str, extra: str, what: str) -> ModuleType:
-    """Import ``module`` of the optional extra ``extra``, or a `ConfigError` that says
-    what to install."""
+    """Import ``module`` of the optional extra ``extra``, or a `MissingExtraError` (a
+    `ConfigError`) that says what to install."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ConfigError(
+        raise MissingExtraError(
             f"{what} needs the {extra} package ({error}): pip install 'pbtune[{extra}]' "
             f"(or pip install {extra})"
         ) from None
