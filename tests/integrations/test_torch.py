@@ -150,6 +150,48 @@ def test_a_restored_schedule_with_a_new_base_matches_a_fresh_one(kind: str) -> N
         fresh_scheduler.step()
 
 
+def test_a_restored_optimizer_with_a_fresh_scheduler_trains_the_trials_lr(
+    tmp_path: Path,
+) -> None:
+    """The donor saved an optimizer at a decayed lr and no scheduler; the child restores
+    the optimizer only, with a fresh StepLR of its own: its schedule starts at its lr."""
+    parent = make_trial(tmp_path, 1, {"lr": 1.0}, 0, 3, None)
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()  # the donor's lr is 0.125 from a base of 1.0
+    pbtune.torch.save(parent, model=model, optimizer=optimizer)
+    child = make_trial(tmp_path, 2, {"lr": 0.01}, 3, 6, parent.checkpoint_dir, member=1)
+    fresh = torch.optim.SGD(model.parameters(), lr=0.01)
+    fresh_scheduler = torch.optim.lr_scheduler.StepLR(fresh, step_size=1, gamma=0.5)
+    pbtune.torch.load(child, model=model, optimizer=fresh, scheduler=fresh_scheduler,
+                      strict=False)
+    assert fresh.param_groups[0]["lr"] == 0.01
+    fresh.step()
+    fresh_scheduler.step()
+    assert fresh.param_groups[0]["lr"] == 0.005
+
+
+def test_a_scheduler_built_after_load_starts_from_the_trials_lr(tmp_path: Path) -> None:
+    """A restored optimizer brings the donor's ``initial_lr``, which a scheduler built
+    afterwards would take as its base."""
+    parent = make_trial(tmp_path, 1, {"lr": 1.0}, 0, 1, None)
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
+    pbtune.torch.save(parent, model=model, optimizer=optimizer)
+    child = make_trial(tmp_path, 2, {"lr": 0.01}, 1, 2, parent.checkpoint_dir, member=1)
+    fresh = torch.optim.SGD(model.parameters(), lr=0.01)
+    pbtune.torch.load(child, model=model, optimizer=fresh)
+    later = torch.optim.lr_scheduler.LambdaLR(fresh, lambda epoch: 0.5 ** epoch)
+    assert later.base_lrs == [0.01]
+    fresh.step()
+    later.step()
+    assert fresh.param_groups[0]["lr"] == 0.005
+
+
 def test_a_scheduler_of_a_wrapped_optimizer_is_paired_by_its_groups() -> None:
     """Accelerate and Lightning hand out a wrapper of the optimizer the scheduler holds;
     both share one ``param_groups`` list, which is how they are paired."""
@@ -322,7 +364,7 @@ def test_a_study_trains_every_trial_with_its_own_lr(
 ) -> None:
     """The CNN example end to end (SQLite, 2 worker processes): every trial, exploits
     included, trained with its own lr, read inside training; and its schedule replays."""
-    pytest.importorskip("sklearn")
+    require("sklearn", "examples")  # the digits data
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
     import torch_cnn
 
@@ -336,8 +378,9 @@ def test_a_study_trains_every_trial_with_its_own_lr(
                 and parents[t.number].member != t.member
                 and parents[t.number].params["lr"] != t.params["lr"]]
     assert exploits, "no member exploited another with a different lr"
-    for trial in trials:
-        assert trial.metrics["trained_lr"] == trial.params["lr"]
+    for trial in trials:  # ExponentialLR(gamma=0.999): the trial's lr, scaled to its step
+        expected = trial.params["lr"] * torch_cnn.GAMMA ** trial.start_step
+        assert math.isclose(trial.metrics["trained_lr"], expected, rel_tol=1e-6)
     assert summary["best_accuracy"] > 0.9
 
     # The model, optimizer, scheduler and RNG states all go through pbtune.torch, so the

@@ -95,9 +95,11 @@ def apply_params(
     param groups of ``optimizer`` (one, a list, or None); return the values now in effect.
 
     With LR ``scheduler`` s, ``lr`` is their base learning rate: the base is set to the
-    trial's value and the current learning rate rescaled by new base / old base, so a
-    restored schedule goes on from where it was, scaled to this trial's ``lr``. A mapped
-    param that no group has is a `ConfigError`: an optimizer that cannot take it.
+    trial's value and the current learning rate to that base times the schedule's factor
+    where the scheduler is (its last lr / its base), so a restored schedule goes on from
+    its step, and a fresh one starts, with this trial's ``lr``, whichever of the optimizer
+    and the scheduler was restored. A mapped param that no group has is a `ConfigError`:
+    an optimizer that cannot take it.
 
     Example::
 
@@ -110,11 +112,16 @@ def apply_params(
         value = _value(name, params[name])
         groups = list(_selected(optimizers, name, key))
         for opt, index, group in groups:
-            scaling = _scaling(schedulers, opt)
-            if key.key == "lr" and key.index is None and scaling:
-                _rescale(opt, index, group, value, scaling)
+            attached = _attached(schedulers, opt)
+            if key.key == "lr" and key.index is None and any(
+                    hasattr(s, "base_lrs") for s in attached):
+                _rescale(opt, index, group, value, attached)
             else:
                 key.write(group, value)
+                if key.key == "lr" and key.index is None and "initial_lr" in group:
+                    # A restored optimizer brings the donor's base too, and a scheduler
+                    # built after this call would start from it.
+                    group["initial_lr"] = value
     return check_params(params, optimizer, scheduler=scheduler, mapping=mapping)
 
 
@@ -134,7 +141,7 @@ def check_params(
     for name, key in _mapped(params, mapping):
         wanted = _value(name, params[name])
         for opt, index, group in _selected(optimizers, name, key):
-            scaling = _scaling(schedulers, opt)
+            scaling = [s for s in _attached(schedulers, opt) if hasattr(s, "base_lrs")]
             held = [key.read(group)]
             if key.key == "lr" and key.index is None and scaling:
                 held = [_plain(s.base_lrs[index]) for s in scaling]
@@ -182,24 +189,29 @@ def _selected(optimizers: Sequence[torch.optim.Optimizer], name: str,
         )
 
 
-def _scaling(schedulers: list[Any], opt: torch.optim.Optimizer) -> list[Any]:
-    """The schedulers that scale a base lr of ``opt``. A wrapped optimizer (Accelerate's,
+def _attached(schedulers: list[Any], opt: torch.optim.Optimizer) -> list[Any]:
+    """The schedulers of ``opt``, outermost first. A wrapped optimizer (Accelerate's,
     Lightning's) shares the wrapped one's ``param_groups`` list: that pairs them too."""
-    return [s for s in schedulers if hasattr(s, "base_lrs") and (
-        s.optimizer is opt or getattr(s.optimizer, "param_groups", None) is opt.param_groups)]
+    return [s for s in schedulers if s.optimizer is opt
+            or getattr(s.optimizer, "param_groups", None) is opt.param_groups]
 
 
 def _rescale(opt: torch.optim.Optimizer, index: int, group: Group, value: float,
-             schedulers: list[Any]) -> None:
-    """A new base learning rate for a scheduled group: the schedule keeps its shape."""
-    old = _plain(schedulers[0].base_lrs[index])
-    current = _plain(group["lr"])
-    scaled = current * value / old if old else value
-    group["lr"] = _like(group["lr"], scaled)
+             attached: list[Any]) -> None:
+    """A new base learning rate for a scheduled group. The scheduler says where the
+    schedule is: its last lr over its base is the factor at its step (1 for most fresh
+    ones), whatever the optimizer's own lr is (a restored donor's, or a fresh one's)."""
+    scaling = [s for s in attached if hasattr(s, "base_lrs")]
+    base = _plain(scaling[0].base_lrs[index])
+    position = next((s for s in attached if getattr(s, "_last_lr", None)), None)
+    last = _plain(position.get_last_lr()[index]) if position is not None else base
+    factor = last / base if base else 1.0
+    group["lr"] = _like(group["lr"], value * factor)
     group["initial_lr"] = value
-    for each in schedulers:
+    for each in scaling:
         each.base_lrs[index] = value
-        if hasattr(each, "_last_lr"):  # what get_last_lr() answers until the next step
+    for each in attached:
+        if getattr(each, "_last_lr", None):  # what get_last_lr() answers until a step
             each._last_lr = [_plain(g["lr"]) for g in opt.param_groups]
 
 
