@@ -255,14 +255,37 @@ def test_bad_devices_are_refused_before_anything_is_recorded(
     assert again.config.stop == () and again.trials() == before
 
 
-def test_an_in_memory_study_cannot_give_threads_devices(tmp_path: Path) -> None:
-    study = pbtune.create_study("m", storage=None, space={"x": pbtune.Float(0, 1)},
-                                metric="score", population_size=2, steps_per_trial=1,
-                                max_steps=2, checkpoint_root=tmp_path)
+def test_an_in_memory_study_cannot_give_threads_devices(
+        tmp_path: Path, no_gpus_here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: dict[str, Any] = dict(
+        space={"x": pbtune.Float(0, 1)}, metric="score", population_size=2,
+        steps_per_trial=1, max_steps=2, checkpoint_root=tmp_path / "ckpt")
+    study = pbtune.create_study("m", storage=None, **settings)
     with pytest.raises(ConfigError, match=r"storage='sqlite:///pbtune\.db'"):
         study.optimize(RECORD, devices=[0])
-    with pytest.raises(ConfigError, match=r"join\(devices=\) starts worker processes"):
+    with pytest.raises(ConfigError, match=r"join\(devices=\) starts worker processes") as error:
         study.join(RECORD, devices="auto")
+    # optimize(devices=) refuses an in-memory study too: the advice is the storage.
+    assert "create the study with storage='sqlite:///pbtune.db'" in str(error.value)
+    assert "optimize" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"as threads: optimize\(train, workers=N\)"):
+        study.join(RECORD, workers=2)
+    monkeypatch.chdir(tmp_path)  # the advice, followed
+    again = pbtune.create_study("m", storage="sqlite:///pbtune.db", **settings)
+    assert again.join(RECORD, devices=["7"]) is None
+    assert list(assert_consistent(no_gpus_here, again).values()) == ["7"]
+
+
+def test_the_thread_backend_of_a_database_study_is_told_to_use_processes(
+        tmp_path: Path, no_gpus_here: Path) -> None:
+    study = make_study(tmp_path)
+    with pytest.raises(ConfigError, match="the thread backend runs every worker") as error:
+        study.optimize(RECORD, devices=[0], backend="thread", show_progress=False)
+    assert "leave backend out" in str(error.value)
+    assert "or pass backend='process'" in str(error.value)
+    assert "storage=" not in str(error.value)  # it has a database already
+    study.optimize(RECORD, devices=[0], backend="process", show_progress=False)
+    assert list(assert_consistent(no_gpus_here, study).values()) == ["0"]
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -97,11 +97,14 @@ def plan_workers(storage: Storage, backend: str | RayBackend | None, devices: De
                 "itself: pass backend=pbtune.RayBackend(resources_per_trial={'GPU': 1}) "
                 "(and resources_per_evaluator for evaluators) instead of devices=")
         if backend == "thread":
+            instead = (
+                "leave backend out (a database study's default is 'process') or pass "
+                "backend='process'" if storage.url is not None else
+                "use a database storage (storage='sqlite:///pbtune.db') so the workers run "
+                "as processes, or set CUDA_VISIBLE_DEVICES before Python starts")
             raise ConfigError(
                 "devices= gives each worker process its own GPUs, but the thread backend "
-                "runs every worker in this process, where they share its GPUs: use a "
-                "database storage (storage='sqlite:///pbtune.db') so the workers run as "
-                "processes, or set CUDA_VISIBLE_DEVICES before Python starts")
+                f"runs every worker in this process, where they share its GPUs: {instead}")
         ensure_default_handler()  # the plan says at INFO which worker sees which GPUs
     return plan_devices(devices, gpus_per_worker, workers, evaluators)
 

@@ -274,8 +274,11 @@ class Study(StudyReading):
         if ((workers or 1) > 1 or devices is not None) and self.storage.url is None:
             raise ConfigError(
                 f"join({'devices=' if devices is not None else 'workers > 1'}) starts worker "
-                "processes, which need a database storage (sqlite:///file.db or "
-                "postgresql://...); run an in-memory study with optimize"
+                "processes, which need a database storage: create the study with "
+                "storage='sqlite:///pbtune.db' (or postgresql://...)" + (
+                    "" if devices is not None else
+                    ", or run an in-memory study's workers as threads: optimize(train, "
+                    "workers=N)")
             )
         plan = plan_workers(self.storage, "process", devices, gpus_per_worker, workers)
         here = plan.workers == 1 and plan.slots is None
