@@ -187,11 +187,24 @@ def test_auto_counts_what_nvidia_smi_lists(tmp_path: Path, no_gpus_here: Path) -
     assert detect_gpus() == (["0", "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",
                               "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb", "2"], "nvidia-smi -L")
     study = make_study(tmp_path)
-    study.optimize(RECORD, devices="auto", gpus_per_worker=2, show_progress=False)
+    study.optimize(RECORD, workers=2, devices="auto", show_progress=False)
     start = assert_consistent(no_gpus_here, study)
-    assert sorted(start.values()) == [
-        "0,MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",
-        "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb,2"]
+    assert sorted(start.values()) == ["0", "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f"]
+
+
+def test_a_mig_instance_is_a_group_of_its_own(tmp_path: Path) -> None:
+    """CUDA shows a process one MIG instance only: a group that holds one and another
+    device would give its worker one device, so it is refused."""
+    fake_nvidia_smi(tmp_path / "no-bin", NVIDIA_SMI_L)
+    with pytest.raises(ConfigError, match="CUDA shows a process only one MIG instance") as error:
+        plan_devices("auto", 2, None)
+    assert "group 0,MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f" in str(error.value)
+    assert "pass gpus_per_worker=1" in str(error.value)
+    migs = ["MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f", "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb"]
+    with pytest.raises(ConfigError, match="one MIG instance"):
+        plan_devices(migs, 2, None)
+    assert plan_devices(migs, 1, None).slots == ((migs[0],), (migs[1],))  # the advice
+    assert plan_devices([0, 1, 2, 3], 2, None).slots == (("0", "1"), ("2", "3"))
 
 
 def test_auto_takes_this_process_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch,
@@ -242,6 +255,7 @@ def test_parse_nvidia_smi() -> None:
         ({"gpus_per_worker": 2}, "gpus_per_worker=2 needs devices="),
         ({"devices": [0], "backend": "ray"}, r"RayBackend\(resources_per_trial"),
         ({"devices": [0], "backend": "thread"}, "the thread backend runs every worker"),
+        ({"devices": ["0", "MIG-c6d4f1ef-42e4"], "gpus_per_worker": 2}, "one MIG instance"),
     ],
 )
 def test_bad_devices_are_refused_before_anything_is_recorded(

@@ -106,7 +106,9 @@ def _listed(devices: DeviceSpec) -> tuple[list[str], str]:
 
 
 def _groups(ids: list[str], per: int, given: str, auto: bool) -> list[Devices]:
-    """``ids`` in disjoint groups of ``per``; ``"auto"`` leaves a remainder out."""
+    """``ids`` in disjoint groups of ``per``; ``"auto"`` leaves a remainder out. A MIG
+    instance is a group of its own: CUDA enumerates one MIG instance per process, whatever
+    else ``CUDA_VISIBLE_DEVICES`` names."""
     if per > len(ids):
         raise ConfigError(f"gpus_per_worker={per} but {given}: lower gpus_per_worker or "
                           "give more devices")
@@ -115,7 +117,16 @@ def _groups(ids: list[str], per: int, given: str, auto: bool) -> list[Devices]:
         raise ConfigError(
             f"{given}, which do not split into groups of gpus_per_worker={per}: give a "
             f"multiple of {per} devices, or another gpus_per_worker")
-    return [tuple(ids[i:i + per]) for i in range(0, len(ids) - unused, per)]
+    groups = [tuple(ids[i:i + per]) for i in range(0, len(ids) - unused, per)]
+    mig = next((group for group in groups if per > 1 and any(
+        device.startswith("MIG-") for device in group)), None)
+    if mig is not None:
+        raise ConfigError(
+            f"{given}, and gpus_per_worker={per} makes a group {','.join(mig)} with a MIG "
+            "instance in it: CUDA shows a process only one MIG instance, so its worker "
+            f"would see one device, not {per}: pass gpus_per_worker=1 (a MIG instance per "
+            "worker), or list only whole GPUs in devices=")
+    return groups
 
 
 def _check_gpus_per_worker(value: object) -> int:
