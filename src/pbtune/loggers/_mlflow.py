@@ -14,11 +14,10 @@ import logging
 import threading
 import time
 import weakref
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pbtune._errors import ConfigError
-from pbtune.loggers._trial import Finished, optional, param_text, short_error
+from pbtune.loggers._trial import Finished, optional, param_text, short_error, study_folder
 from pbtune.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ class MLflow:
         made again under the same name does not share."""
         known = self._study_dirs.get(study)
         if known is None:
-            known = self._study_dirs[study] = PurePosixPath(str(study.checkpoint_dir)).name
+            known = self._study_dirs[study] = study_folder(study)
         return known
 
 
