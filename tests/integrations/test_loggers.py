@@ -226,8 +226,10 @@ def test_mlflow_has_a_run_per_finished_trial_with_its_lineage(ran: Ran) -> None:
 
 
 def test_mlflow_logs_a_trial_once(ran: Ran) -> None:
-    """A second logger on the same tracking store (another process, a resumed study)
-    finds the runs there and adds none; nor does the first, called again."""
+    """A logger made later on the same tracking store (a resumed study, another process
+    after the first logged) finds the runs there and adds none; nor does the first, called
+    again. (Two processes logging at the same moment are not coordinated: the guide says
+    so.)"""
     before = ran.runs()
     again = MLflow(ran.mlflow_uri)
     trial = ran.finished()[-1]

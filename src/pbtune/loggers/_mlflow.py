@@ -47,8 +47,11 @@ class MLflow:
     name, new for a study made again under the same name) and a description. Its status
     is FINISHED for a COMPLETE trial, FAILED for a FAILED one, KILLED for a LOST one.
 
-    A trial that has a run already (a resumed study, a second process logging the same
-    study) is not logged again. Needs ``pip install 'pbtune[mlflow]'``.
+    A trial that has a run already when it is logged (a resumed study, a second logger)
+    is not logged again. Two processes that log the same study at once are not
+    coordinated: a trial both see finish at the same moment can get a run from each, so
+    give the logger to ``optimize`` alone or to each ``join`` (see the loggers guide).
+    Needs ``pip install 'pbtune[mlflow]'``.
 
     Example::
 
