@@ -289,6 +289,19 @@ def visible_devices(devices: Devices | None) -> Iterator[None]:
     (``torch.cuda.is_available()`` reads the variable once, for good). Multiprocessing
     takes no environment for its children, so the parent's is changed for the moment of
     the start, under a lock, and restored.
+
+    The window: while inside, the whole parent process has ``devices`` as its own. Only
+    ``Process.start`` runs inside (pickling the target, fork-exec, and writing the pickle
+    to the child's pipe, which waits for the child to read it when it is over the pipe's
+    buffer), and pbtune starts its worker processes from the run's own thread only, which
+    also runs the callbacks; but another thread of the user's that starts a process or
+    first touches CUDA in that moment would see ``devices`` too.
+
+    Nothing better fits: the spawn start method execs the child with the parent's
+    environment (``util.spawnv_passfds`` passes no env), and the child imports the
+    user's main script (``spawn.prepare``) before it unpickles the target and its
+    arguments, so a child that set the variable from an argument would set it too late.
+    Only a copy of the private ``popen_spawn_posix.Popen._launch`` could pass one.
     """
     if devices is None:
         yield
