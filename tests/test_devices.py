@@ -187,11 +187,24 @@ def test_auto_counts_what_nvidia_smi_lists(tmp_path: Path, no_gpus_here: Path) -
     assert detect_gpus() == (["0", "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",
                               "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb", "2"], "nvidia-smi -L")
     study = make_study(tmp_path)
-    study.optimize(RECORD, devices="auto", gpus_per_worker=2, show_progress=False)
+    study.optimize(RECORD, workers=2, devices="auto", show_progress=False)
     start = assert_consistent(no_gpus_here, study)
-    assert sorted(start.values()) == [
-        "0,MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",
-        "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb,2"]
+    assert sorted(start.values()) == ["0", "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f"]
+
+
+def test_a_mig_instance_is_a_group_of_its_own(tmp_path: Path) -> None:
+    """CUDA shows a process one MIG instance only: a group that holds one and another
+    device would give its worker one device, so it is refused."""
+    fake_nvidia_smi(tmp_path / "no-bin", NVIDIA_SMI_L)
+    with pytest.raises(ConfigError, match="CUDA shows a process only one MIG instance") as error:
+        plan_devices("auto", 2, None)
+    assert "group 0,MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f" in str(error.value)
+    assert "pass gpus_per_worker=1" in str(error.value)
+    migs = ["MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f", "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb"]
+    with pytest.raises(ConfigError, match="one MIG instance"):
+        plan_devices(migs, 2, None)
+    assert plan_devices(migs, 1, None).slots == ((migs[0],), (migs[1],))  # the advice
+    assert plan_devices([0, 1, 2, 3], 2, None).slots == (("0", "1"), ("2", "3"))
 
 
 def test_auto_takes_this_process_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch,
@@ -242,6 +255,7 @@ def test_parse_nvidia_smi() -> None:
         ({"gpus_per_worker": 2}, "gpus_per_worker=2 needs devices="),
         ({"devices": [0], "backend": "ray"}, r"RayBackend\(resources_per_trial"),
         ({"devices": [0], "backend": "thread"}, "the thread backend runs every worker"),
+        ({"devices": ["0", "MIG-c6d4f1ef-42e4"], "gpus_per_worker": 2}, "one MIG instance"),
     ],
 )
 def test_bad_devices_are_refused_before_anything_is_recorded(
@@ -255,14 +269,37 @@ def test_bad_devices_are_refused_before_anything_is_recorded(
     assert again.config.stop == () and again.trials() == before
 
 
-def test_an_in_memory_study_cannot_give_threads_devices(tmp_path: Path) -> None:
-    study = pbtune.create_study("m", storage=None, space={"x": pbtune.Float(0, 1)},
-                                metric="score", population_size=2, steps_per_trial=1,
-                                max_steps=2, checkpoint_root=tmp_path)
+def test_an_in_memory_study_cannot_give_threads_devices(
+        tmp_path: Path, no_gpus_here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: dict[str, Any] = dict(
+        space={"x": pbtune.Float(0, 1)}, metric="score", population_size=2,
+        steps_per_trial=1, max_steps=2, checkpoint_root=tmp_path / "ckpt")
+    study = pbtune.create_study("m", storage=None, **settings)
     with pytest.raises(ConfigError, match=r"storage='sqlite:///pbtune\.db'"):
         study.optimize(RECORD, devices=[0])
-    with pytest.raises(ConfigError, match=r"join\(devices=\) starts worker processes"):
+    with pytest.raises(ConfigError, match=r"join\(devices=\) starts worker processes") as error:
         study.join(RECORD, devices="auto")
+    # optimize(devices=) refuses an in-memory study too: the advice is the storage.
+    assert "create the study with storage='sqlite:///pbtune.db'" in str(error.value)
+    assert "optimize" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"as threads: optimize\(train, workers=N\)"):
+        study.join(RECORD, workers=2)
+    monkeypatch.chdir(tmp_path)  # the advice, followed
+    again = pbtune.create_study("m", storage="sqlite:///pbtune.db", **settings)
+    assert again.join(RECORD, devices=["7"]) is None
+    assert list(assert_consistent(no_gpus_here, again).values()) == ["7"]
+
+
+def test_the_thread_backend_of_a_database_study_is_told_to_use_processes(
+        tmp_path: Path, no_gpus_here: Path) -> None:
+    study = make_study(tmp_path)
+    with pytest.raises(ConfigError, match="the thread backend runs every worker") as error:
+        study.optimize(RECORD, devices=[0], backend="thread", show_progress=False)
+    assert "leave backend out" in str(error.value)
+    assert "or pass backend='process'" in str(error.value)
+    assert "storage=" not in str(error.value)  # it has a database already
+    study.optimize(RECORD, devices=[0], backend="process", show_progress=False)
+    assert list(assert_consistent(no_gpus_here, study).values()) == ["0"]
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -66,6 +66,13 @@ class Ran:
     tb_members: Path
     mlflow_uri: str
 
+    @property
+    def tb_study(self) -> str:
+        """The study's folder under a TensorBoard log_dir: its checkpoint folder's name."""
+        name = Path(str(self.study.checkpoint_dir)).name
+        assert name.startswith(f"{STUDY}-")
+        return name
+
     def finished(self) -> list[FrozenTrial]:
         return [t for t in self.study.trials() if not t.state.is_active]
 
@@ -135,10 +142,10 @@ def approx(points: list[tuple[int, float]]) -> list[tuple[int, Any]]:
 
 # -- TensorBoard ------------------------------------------------------------------------------
 def test_tensorboard_has_a_run_per_finished_trial(ran: Ran) -> None:
-    runs = sorted(p.name for p in (ran.tb_trials / STUDY).iterdir())
+    runs = sorted(p.name for p in (ran.tb_trials / ran.tb_study).iterdir())
     assert runs == [f"trial-{t.id:06d}" for t in sorted(ran.finished(), key=lambda t: t.id)]
     for trial in ran.finished():
-        events = accumulator(ran.tb_trials / STUDY / f"trial-{trial.id:06d}")
+        events = accumulator(ran.tb_trials / ran.tb_study / f"trial-{trial.id:06d}")
         ((step, text),) = texts(events, "pbtune/trial")
         assert step == trial.end_step and f"state: {trial.state.value}" in text
         assert f"member {trial.member}, generation {trial.generation}" in text
@@ -168,11 +175,11 @@ def test_tensorboard_has_a_run_per_finished_trial(ran: Ran) -> None:
 def test_tensorboard_per_member_draws_one_curve_per_member(ran: Ran) -> None:
     finished = ran.finished()
     members = sorted({t.member for t in finished})
-    assert sorted(p.name for p in (ran.tb_members / STUDY).iterdir()) == [
+    assert sorted(p.name for p in (ran.tb_members / ran.tb_study).iterdir()) == [
         f"member-{m:03d}" for m in members]
     for member in members:
         mine = sorted((t for t in finished if t.member == member), key=lambda t: t.id)
-        events = accumulator(ran.tb_members / STUDY / f"member-{member:03d}")
+        events = accumulator(ran.tb_members / ran.tb_study / f"member-{member:03d}")
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
         assert scalars(events, "loss") == approx(
             [point for t in complete for point in curve(ran.study, t, "loss")])
@@ -219,8 +226,10 @@ def test_mlflow_has_a_run_per_finished_trial_with_its_lineage(ran: Ran) -> None:
 
 
 def test_mlflow_logs_a_trial_once(ran: Ran) -> None:
-    """A second logger on the same tracking store (another process, a resumed study)
-    finds the runs there and adds none; nor does the first, called again."""
+    """A logger made later on the same tracking store (a resumed study, another process
+    after the first logged) finds the runs there and adds none; nor does the first, called
+    again. (Two processes logging at the same moment are not coordinated: the guide says
+    so.)"""
     before = ran.runs()
     again = MLflow(ran.mlflow_uri)
     trial = ran.finished()[-1]
@@ -243,19 +252,28 @@ def test_a_resumed_study_logs_only_its_new_trials(ran: Ran) -> None:
     assert sorted(runs) == sorted(old | new)
     assert all(runs[n].info.run_id == old_runs[n].info.run_id for n in old)
     for number in old:  # one event file each: not written again
-        folder = ran.tb_trials / STUDY / f"trial-{number:06d}"
+        folder = ran.tb_trials / ran.tb_study / f"trial-{number:06d}"
         assert len(list(folder.iterdir())) == 1
 
 
 def test_a_study_made_again_under_its_name_gets_runs_of_its_own(ran: Ran) -> None:
+    """Its trials are numbered from 0 again: their runs go beside the old study's, which
+    keep their curves alone."""
     again = _study(ran.folder, population=2, max_steps=3)
-    again.optimize(train, show_progress=False, callbacks=[MLflow(ran.mlflow_uri)])
+    again.optimize(train, show_progress=False,
+                   callbacks=[MLflow(ran.mlflow_uri), TensorBoard(ran.tb_trials)])
     client = ran.client()
     experiment = client.get_experiment_by_name(STUDY).experiment_id
     folder = Path(str(again.checkpoint_dir)).name
     mine = client.search_runs([experiment], f"tags.`pbtune.study_dir` = '{folder}'")
     assert sorted(int(r.data.tags["pbtune.trial"]) for r in mine) == [
         t.id for t in again.trials()]
+    assert folder != ran.tb_study and folder.startswith(f"{STUDY}-")
+    assert sorted(p.name for p in ran.tb_trials.iterdir()) == sorted([ran.tb_study, folder])
+    assert sorted(p.name for p in (ran.tb_trials / folder).iterdir()) == [
+        f"trial-{t.id:06d}" for t in again.trials()]
+    for run in (ran.tb_trials / ran.tb_study).iterdir():  # one event file each, as before
+        assert len(list(run.iterdir())) == 1, run
 
 
 def test_a_fitness_function_is_logged_as_the_metric_fitness(ran: Ran) -> None:
@@ -346,7 +364,8 @@ def test_the_study_file_loggers_log_pbtune_run_and_pbtune_worker(
         return sorted(int(r.data.tags["pbtune.trial"]) for r in client.search_runs([experiment]))
 
     assert logged() == [t.id for t in ran]
-    runs = tmp_path / "conf" / "runs" / "from-yaml"  # relative to the study file
+    # relative to the study file, in the study's folder (named as its checkpoint folder)
+    runs = tmp_path / "conf" / "runs" / Path(str(study.checkpoint_dir)).name
     assert sorted(p.name for p in runs.iterdir()) == [f"trial-{t.id:06d}" for t in ran]
 
     # `pbtune worker --config` reads the storage, the name and the loggers from the file.

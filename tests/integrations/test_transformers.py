@@ -232,6 +232,41 @@ def test_a_model_init_of_one_argument_gets_the_trials_params(tmp_path: Path) -> 
     assert trainer.model_init is model_init  # given back
 
 
+def test_a_trainer_object_trains_one_trial_at_a_time(tmp_path: Path) -> None:
+    """A second trial on a Trainer object in use (a second worker thread of an in-memory
+    study) is refused, not mixed into the first: the trial's args, model_init and
+    callbacks are set on that one object."""
+    trainer = make_trainer(tmp_path / "out", Recorder())
+    first = make_trial(tmp_path, 0, {"learning_rate": PARENT_LR}, 0, 4)
+    other = make_trial(tmp_path, 1, {"learning_rate": CHILD_LR}, 0, 4)
+    caught: list[pbtune.ConfigError] = []
+
+    class SecondTrial(TrainerCallback):
+        """While the first trial trains, trains another with the same Trainer, given as
+        itself and as what a factory returns."""
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if caught:
+                return
+            for given in (trainer, lambda trial: trainer):
+                try:
+                    pbtune.transformers.train(other, given)
+                except pbtune.ConfigError as error:
+                    caught.append(error)
+
+    trainer.add_callback(SecondTrial())
+    pbtune.transformers.train(first, trainer)
+    assert len(caught) == 2, caught
+    for error in caught:
+        assert "trains trial 0 now, so trial 1 cannot use it" in str(error)
+        assert "pass a function make_trainer(trial) -> Trainer" in str(error)
+    assert "the trainer factory" in str(caught[1])
+    assert sorted(p.name for p in first.checkpoint_dir.iterdir()) == ["checkpoint-4"]
+    assert not any(other.checkpoint_dir.iterdir())
+    pbtune.transformers.train(other, trainer)  # free again once the first trial ended
+    assert (other.checkpoint_dir / "checkpoint-4").is_dir()
+
+
 def test_mistakes_say_what_to_do(tmp_path: Path) -> None:
     recorder = Recorder()
     trial = make_trial(tmp_path, 0, {"learning_rate": PARENT_LR}, 0, 4)
@@ -250,6 +285,13 @@ def test_mistakes_say_what_to_do(tmp_path: Path) -> None:
     again = make_trial(tmp_path, 3, {"learning_rate": PARENT_LR}, 0, MAX_STEPS + 4)
     pbtune.transformers.train(again, trainer, max_steps=MAX_STEPS + 4)
     assert (again.checkpoint_dir / f"checkpoint-{MAX_STEPS + 4}").is_dir()
+    # ... and so is the other advice, with a factory: TrainingArguments(max_steps=...).
+    longer = make_trial(tmp_path, 5, {"learning_rate": PARENT_LR}, 0, MAX_STEPS + 4)
+    with pytest.raises(pbtune.ConfigError, match=r"given max_steps=16; pass the study's"):
+        pbtune.transformers.train(longer, trainer, max_steps=MAX_STEPS)
+    pbtune.transformers.train(longer, lambda trial: make_trainer(
+        tmp_path / "out", recorder, max_steps=MAX_STEPS + 4))
+    assert (longer.checkpoint_dir / f"checkpoint-{MAX_STEPS + 4}").is_dir()
     orphan = make_trial(tmp_path, 4, {"learning_rate": PARENT_LR}, 4, 8, parent=tmp_path)
     with pytest.raises(pbtune.CheckpointError, match="checkpoint-4"):
         pbtune.transformers.train(orphan, trainer)
@@ -301,8 +343,13 @@ def test_hyperparameter_search_needs_model_init_and_one_worker(tmp_path: Path) -
     with pytest.raises(pbtune.ConfigError, match="make_trainer"):
         pbtune.transformers.hyperparameter_search(trainer, space=space, workers=2)
     factory: Callable[[pbtune.Trial], Trainer] = lambda trial: trainer  # noqa: E731
-    with pytest.raises(pbtune.ConfigError, match="max_steps"):
+    # No Trainer to read max_steps from before the study is made: only max_steps= works.
+    with pytest.raises(pbtune.ConfigError, match="pass max_steps=") as error:
         pbtune.transformers.hyperparameter_search(factory, space=space)
+    assert "TrainingArguments(max_steps" not in str(error.value)
+    endless = make_trainer(tmp_path / "out", recorder, max_steps=-1)
+    with pytest.raises(pbtune.ConfigError, match=r"TrainingArguments\(max_steps=\.\.\.\)"):
+        pbtune.transformers.hyperparameter_search(endless, space=space)
 
 
 @pytest.mark.parametrize("workers", [1, 2])  # the Trainer object; the factory in processes

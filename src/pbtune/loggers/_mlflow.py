@@ -14,11 +14,10 @@ import logging
 import threading
 import time
 import weakref
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pbtune._errors import ConfigError
-from pbtune.loggers._trial import Finished, optional, param_text, short_error
+from pbtune.loggers._trial import Finished, optional, param_text, short_error, study_folder
 from pbtune.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
@@ -48,8 +47,11 @@ class MLflow:
     name, new for a study made again under the same name) and a description. Its status
     is FINISHED for a COMPLETE trial, FAILED for a FAILED one, KILLED for a LOST one.
 
-    A trial that has a run already (a resumed study, a second process logging the same
-    study) is not logged again. Needs ``pip install 'pbtune[mlflow]'``.
+    A trial that has a run already when it is logged (a resumed study, a second logger)
+    is not logged again. Two processes that log the same study at once are not
+    coordinated: a trial both see finish at the same moment can get a run from each, so
+    give the logger to ``optimize`` alone or to each ``join`` (see the loggers guide).
+    Needs ``pip install 'pbtune[mlflow]'``.
 
     Example::
 
@@ -166,7 +168,7 @@ class MLflow:
         made again under the same name does not share."""
         known = self._study_dirs.get(study)
         if known is None:
-            known = self._study_dirs[study] = PurePosixPath(str(study.checkpoint_dir)).name
+            known = self._study_dirs[study] = study_folder(study)
         return known
 
 

@@ -10,7 +10,6 @@ the same package is the TensorBoard that reads the files (``pip install
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pbtune._errors import ConfigError
-from pbtune.loggers._trial import Finished, number, optional, param_text, trial_name
+from pbtune.loggers._trial import (
+    Finished,
+    number,
+    optional,
+    param_text,
+    study_folder,
+    trial_name,
+)
 from pbtune.trial import FrozenTrial
 
 if TYPE_CHECKING:
@@ -32,7 +38,10 @@ PARAMS = "params/"
 
 class TensorBoard:
     """A callback that writes each finished trial to TensorBoard event files under
-    ``log_dir/<study name>/``: ``study.optimize(train, callbacks=[TensorBoard("runs")])``.
+    ``log_dir/<study folder>/``: ``study.optimize(train, callbacks=[TensorBoard("runs")])``.
+    The study's folder is named as its checkpoint folder, ``<study name>-<hash>``
+    (``runs/logged-6ece33b1/``): a study deleted and made again under the same name
+    writes runs of its own, not curves added to the old study's.
 
     ``per="trial"`` (the default): a run (a folder, ``trial-000042``) per trial, with
     its metrics at its ``end_step``, its reports at their steps, its numeric params as
@@ -70,15 +79,16 @@ class TensorBoard:
     def __repr__(self) -> str:
         return f"TensorBoard({str(self.log_dir)!r}, per={self.per!r})"
 
-    def run_dir(self, study: str, trial: FrozenTrial) -> Path:
-        """The folder of the run that ``trial`` of the study named ``study`` goes to."""
+    def run_dir(self, study: Study, trial: FrozenTrial) -> Path:
+        """The folder of the run that ``trial`` of ``study`` goes to:
+        ``log_dir/<study folder>/trial-000042`` (or ``member-003``)."""
         run = trial_name(trial.id) if self.per == "trial" else f"member-{trial.member:03d}"
-        return self.log_dir / _slug(study) / run
+        return self.log_dir / study_folder(study) / run
 
     def __call__(self, study: Study, trial: FrozenTrial) -> None:
         """Write ``trial`` (finished) of ``study``; `Study.optimize` calls it."""
         finished = Finished.read(study, trial)
-        folder = self.run_dir(study.name, trial)
+        folder = self.run_dir(study, trial)
         with self._lock:
             if self.per == "trial":
                 writer = self._events.writer(folder)
@@ -174,8 +184,3 @@ class _Events:
 
 def _optional_attr(module: str, name: str, what: str) -> Any:
     return getattr(optional(module, "tensorboard", what), name)
-
-
-def _slug(name: str) -> str:
-    """A study's name as one folder name, whatever it holds."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "study"

@@ -12,6 +12,7 @@ import importlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,13 @@ class Finished:
 
 def trial_name(trial_id: int) -> str:
     return f"trial-{trial_id:06d}"
+
+
+def study_folder(study: Study) -> str:
+    """The name of the study's checkpoint folder, ``logged-6ece33b1``: its name (made
+    safe for a file system) and a hash that a study deleted and made again under the same
+    name does not share."""
+    return PurePosixPath(str(study.checkpoint_dir)).name
 
 
 def param_text(value: Any) -> str:

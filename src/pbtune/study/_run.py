@@ -1,6 +1,6 @@
-"""How a study's workers run: the backend `Study.optimize` is asked for (checked before
-anything starts), one worker loop in this process for `Study.join`, and SIGTERM taken
-as Ctrl-C."""
+"""How a study's workers run: the backend and the arguments `Study.optimize` and
+`Study.join` are given (checked before anything starts), one worker loop in this process
+for `Study.join`, and SIGTERM taken as Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
 
 from pbtune._errors import ConfigError
 from pbtune._logging import ensure_default_handler
@@ -97,13 +97,62 @@ def plan_workers(storage: Storage, backend: str | RayBackend | None, devices: De
                 "itself: pass backend=pbtune.RayBackend(resources_per_trial={'GPU': 1}) "
                 "(and resources_per_evaluator for evaluators) instead of devices=")
         if backend == "thread":
+            instead = (
+                "leave backend out (a database study's default is 'process') or pass "
+                "backend='process'" if storage.url is not None else
+                "use a database storage (storage='sqlite:///pbtune.db') so the workers run "
+                "as processes, or set CUDA_VISIBLE_DEVICES before Python starts")
             raise ConfigError(
                 "devices= gives each worker process its own GPUs, but the thread backend "
-                "runs every worker in this process, where they share its GPUs: use a "
-                "database storage (storage='sqlite:///pbtune.db') so the workers run as "
-                "processes, or set CUDA_VISIBLE_DEVICES before Python starts")
+                f"runs every worker in this process, where they share its GPUs: {instead}")
         ensure_default_handler()  # the plan says at INFO which worker sees which GPUs
     return plan_devices(devices, gpus_per_worker, workers, evaluators)
+
+
+def check_count(name: str, value: object) -> None:
+    """``workers`` (None: one, or one per group of devices) or ``max_trials``: an int >= 1."""
+    if value is None and name == "workers":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def check_evaluators(evaluators: object, evaluated: bool) -> None:
+    """``optimize(evaluators=K)``: an int >= 0, and K > 0 only for a study that evaluates."""
+    if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
+        raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
+    if evaluators and not evaluated:
+        raise ConfigError(
+            "evaluators= needs a study with an evaluate function: "
+            "create_study(..., evaluate=score)"
+        )
+
+
+def check_join(storage: Storage, train: TrainFn | str | None, *, workers: int | None,
+               max_trials: int | None, role: Role, devices: DeviceSpec,
+               evaluated: bool, name: str) -> None:
+    """`Study.join`'s arguments, checked before anything starts (``evaluated``: the study
+    named ``name`` has an evaluate function): worker processes (more than one worker, or
+    devices) need a database storage."""
+    check_count("workers", workers)
+    if max_trials is not None:
+        check_count("max_trials", max_trials)
+    if role not in get_args(Role):
+        raise ConfigError(f"role must be one of {', '.join(get_args(Role))}, got {role!r}")
+    if role == "evaluate" and not evaluated:
+        raise ConfigError(f"study {name!r} has no evaluate function to run")
+    if train is None and role != "evaluate":
+        raise ConfigError("join needs the training function; only role='evaluate' "
+                          "runs without one")
+    if ((workers or 1) > 1 or devices is not None) and storage.url is None:
+        raise ConfigError(
+            f"join({'devices=' if devices is not None else 'workers > 1'}) starts worker "
+            "processes, which need a database storage: create the study with "
+            "storage='sqlite:///pbtune.db' (or postgresql://...)" + (
+                "" if devices is not None else
+                ", or run an in-memory study's workers as threads: optimize(train, "
+                "workers=N)")
+        )
 
 
 def run_here(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from pbtune._errors import ConfigError, StudyFailedError
 from pbtune._imports import refuse_study_while_imported
@@ -26,6 +26,9 @@ from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._reading import StudyReading
 from pbtune.study._run import (
+    check_count,
+    check_evaluators,
+    check_join,
     pick_backend,
     plan_workers,
     run_here,
@@ -135,18 +138,12 @@ class Study(StudyReading):
                            stop=pbtune.Target(accuracy=0.99))
         """
         refuse_study_while_imported("runs a study")
-        _check_count("workers", workers)
+        check_count("workers", workers)
         deadline = Deadline(check_timeout(timeout))  # counted from the start of the call
         notify = Callbacks(self, callbacks)
         run = pick_backend(self.storage, backend)
         fn = training_function(train)
-        if isinstance(evaluators, bool) or not isinstance(evaluators, int) or evaluators < 0:
-            raise ConfigError(f"evaluators must be an int >= 0, got {evaluators!r}")
-        if evaluators and not self.config.evaluated:
-            raise ConfigError(
-                "evaluators= needs a study with an evaluate function: "
-                "create_study(..., evaluate=score)"
-            )
+        check_evaluators(evaluators, self.config.evaluated)
         plan = plan_workers(self.storage, backend, devices, gpus_per_worker, workers,
                             evaluators)
         self._take_stop_rules(stop)
@@ -258,25 +255,11 @@ class Study(StudyReading):
             study.join("train.py:train", workers=2, timeout=600, callbacks=[on_trial])
         """
         refuse_study_while_imported("runs a study")
-        _check_count("workers", workers)
         deadline = Deadline(check_timeout(timeout))
         notify = Callbacks(self, callbacks)
-        if max_trials is not None:
-            _check_count("max_trials", max_trials)
-        if role not in get_args(Role):
-            raise ConfigError(f"role must be one of {', '.join(get_args(Role))}, got {role!r}")
-        if role == "evaluate" and not self.config.evaluated:
-            raise ConfigError(f"study {self.name!r} has no evaluate function to run")
-        if train is None and role != "evaluate":
-            raise ConfigError("join needs the training function; only role='evaluate' "
-                              "runs without one")
+        check_join(self.storage, train, workers=workers, max_trials=max_trials, role=role,
+                   devices=devices, evaluated=self.config.evaluated, name=self.name)
         fn = training_function(train, evaluator=train is None)
-        if ((workers or 1) > 1 or devices is not None) and self.storage.url is None:
-            raise ConfigError(
-                f"join({'devices=' if devices is not None else 'workers > 1'}) starts worker "
-                "processes, which need a database storage (sqlite:///file.db or "
-                "postgresql://...); run an in-memory study with optimize"
-            )
         plan = plan_workers(self.storage, "process", devices, gpus_per_worker, workers)
         here = plan.workers == 1 and plan.slots is None
 
@@ -397,10 +380,3 @@ class Study(StudyReading):
             self._record.config, fitness=self.config.fitness,
             evaluate=evaluate if callable(evaluate) else None,
         )
-
-
-def _check_count(name: str, value: object) -> None:
-    if value is None and name == "workers":  # one, or one per group of devices
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an int >= 1, got {value!r}")

@@ -38,13 +38,16 @@ TRAINER_KEYS: Mapping[str, Mapped] = {
 
 class TrialCallback(TrainerCallback):
     """Applies ``trial.params`` to the restored optimizer and scheduler, checks them at
-    the first step, and stops and saves at ``trial.end_step``. ``applied`` holds what
+    the first step, and stops and saves at ``trial.end_step`` (refuses a run of fewer
+    steps, which ``max_steps``, given to `train`, or the args set). ``applied`` holds what
     the optimizer trains with, read back after the params went in."""
 
     def __init__(self, trainer: Trainer, trial: Trial,
-                 mapping: Mapping[str, Mapped] | None = None) -> None:
+                 mapping: Mapping[str, Mapped] | None = None,
+                 max_steps: int | None = None) -> None:
         self.trainer = trainer
         self.trial = trial
+        self.max_steps = max_steps  # as given to pbtune.transformers.train
         self.user_mapping = dict(mapping or {})
         self.mapping: dict[str, Mapped] = {}
         self.applied: dict[str, Any] = {}
@@ -59,11 +62,7 @@ class TrialCallback(TrainerCallback):
                 "pbtune.transformers.train for this study"
             )
         if state.max_steps < trial.end_step:
-            raise ConfigError(
-                f"the Trainer's run ends at step {state.max_steps}, before trial {trial.id} "
-                f"ends (step {trial.end_step}): set TrainingArguments(max_steps=<the study's "
-                "max_steps>), or pass max_steps= to pbtune.transformers.train"
-            )
+            raise ConfigError(short_run(state.max_steps, trial, self.max_steps))
         # trainer_state.json carries the parent's intervals and its best checkpoint (a
         # path in the parent's folder, which HF would otherwise keep or delete by).
         _intervals(args, state)
@@ -141,3 +140,17 @@ def _follow_lambdas(scheduler: Any) -> None:
     for group, base, fn in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
         group["lr"] = base * fn(scheduler.last_epoch)
     scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() answers
+
+
+def short_run(run_steps: int, trial: Trial, max_steps: int | None) -> str:
+    """Why a run of ``run_steps`` cannot train ``trial``, and where to make it as long as
+    the study: where `trial_args` reads its length (``max_steps`` given to `train`, else
+    the Trainer's args: with a factory, those of each Trainer it builds)."""
+    short = (f"the Trainer's run ends at step {run_steps}, before trial {trial.id} ends "
+             f"(step {trial.end_step})")
+    if max_steps is not None:
+        return (f"{short}: pbtune.transformers.train was given max_steps={max_steps}; pass "
+                "the study's max_steps")
+    return (f"{short}: pass max_steps=<the study's max_steps> to pbtune.transformers.train, "
+            "or make the Trainer (with a factory, each Trainer it builds) with "
+            "TrainingArguments(max_steps=<the study's max_steps>)")

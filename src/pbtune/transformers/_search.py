@@ -49,11 +49,11 @@ def hyperparameter_search(
     object runs in this process, one trial at a time (``workers=1``, the thread backend);
     several workers need a module-level factory (worker processes import it) and a
     database ``storage`` (``"sqlite:///search.db"``). ``population_size`` members each
-    train ``max_steps`` optimizer steps (default: the Trainer's ``args.max_steps``) in
-    trials of ``steps_per_trial``; ``metric`` / ``mode`` (or ``fitness=``) compare them.
-    Checkpoints go under the Trainer's ``output_dir`` (or ``checkpoint_root=``). Other
-    keywords go to `pbtune.create_study` (``exploit``, ``explore``, ``seed``,
-    ``load_if_exists``, ``stop``, ...).
+    train ``max_steps`` optimizer steps (default: the Trainer's ``args.max_steps``; a
+    factory needs ``max_steps=``) in trials of ``steps_per_trial``; ``metric`` / ``mode``
+    (or ``fitness=``) compare them. Checkpoints go under the Trainer's ``output_dir`` (or
+    ``checkpoint_root=``). Other keywords go to `pbtune.create_study` (``exploit``,
+    ``explore``, ``seed``, ``load_if_exists``, ``stop``, ...).
 
     Example::
 
@@ -90,11 +90,16 @@ def hyperparameter_search(
 def _max_steps(trainer: TrainerLike, max_steps: int | None) -> int:
     if max_steps is not None:
         return max_steps
-    if isinstance(trainer, Trainer) and trainer.args.max_steps > 0:
-        return int(trainer.args.max_steps)
+    if isinstance(trainer, Trainer):
+        if trainer.args.max_steps > 0:
+            return int(trainer.args.max_steps)
+        where = ", or build the Trainer with TrainingArguments(max_steps=...)"
+    else:
+        where = ("; a factory builds its Trainers as trials run, after the study is made, "
+                 "so their TrainingArguments cannot size it")
     raise ConfigError(
         "pass max_steps= (the optimizer steps each member trains, the length of the whole "
-        "run), or build the Trainer with TrainingArguments(max_steps=...)"
+        f"run){where}"
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,14 @@ from transformers import Trainer
 
 from pbtune._errors import CheckpointError, ConfigError
 from pbtune.transformers._args import hushed, on_trainer, trial_args
-from pbtune.transformers._callback import Mapped, TrialCallback
+from pbtune.transformers._callback import Mapped, TrialCallback, short_run
 from pbtune.trial import Trial
 
 TrainerFactory = Callable[[Trial], Trainer]
 TrainerLike = Trainer | TrainerFactory
+
+_in_use_lock = threading.Lock()
+_in_use: dict[int, int] = {}  # id() of each Trainer training now -> its trial's id
 
 
 def train(
@@ -58,11 +63,17 @@ def train(
             return pbtune.transformers.train(trial, make_trainer, max_steps=1000)
     """
     hf = _trainer_for(trial, trainer)
+    with _one_trial(hf, trial, trainer):  # before reading args that another trial set
+        return _train_one(hf, trial, max_steps, mapping, quiet)
+
+
+def _train_one(hf: Trainer, trial: Trial, max_steps: int | None,
+               mapping: Mapping[str, Mapped] | None, quiet: bool) -> dict[str, float]:
     if hf.eval_dataset is None:
         raise ConfigError("the Trainer has no eval_dataset: give it one, since pbtune "
                           "compares members by trainer.evaluate()'s metrics")
     resume = parent_folder(trial)
-    callback = TrialCallback(hf, trial, mapping)
+    callback = TrialCallback(hf, trial, mapping, max_steps)
     args = trial_args(hf.args, trial, max_steps)
     with on_trainer(hf, args, dict(trial.params)), hushed(hf, quiet):
         hf.add_callback(callback)
@@ -72,12 +83,42 @@ def train(
         finally:
             hf.remove_callback(callback)
     if hf.state.global_step != trial.end_step:
-        raise ConfigError(
-            f"the Trainer stopped at step {hf.state.global_step}, before trial {trial.id} "
-            f"ends (step {trial.end_step}): set TrainingArguments(max_steps=<the study's "
-            "max_steps>), or pass max_steps= to pbtune.transformers.train"
-        )
+        raise ConfigError(_stopped_early(hf, trial, max_steps))
     return _floats(metrics)
+
+
+@contextmanager
+def _one_trial(hf: Trainer, trial: Trial, given: TrainerLike) -> Iterator[None]:
+    """Refuse a Trainer that trains another trial now: the trial's args, ``model_init``
+    and callbacks, set on the shared object, would mix the two trials."""
+    with _in_use_lock:
+        other = _in_use.get(id(hf))
+        if other is None:
+            _in_use[id(hf)] = trial.id
+    if other is not None:
+        made = "" if given is hf else f"the trainer factory {given!r} returned "
+        raise ConfigError(
+            f"{made}a Trainer object that trains trial {other} now, so trial {trial.id} "
+            "cannot use it too (each trial changes its args, model_init and callbacks): "
+            "a Trainer object runs one trial at a time (workers=1); to run trials side by "
+            "side, pass a function make_trainer(trial) -> Trainer that builds a new Trainer "
+            "for each trial (at module level, so that worker processes can import it)"
+        )
+    try:
+        yield
+    finally:
+        with _in_use_lock:
+            del _in_use[id(hf)]
+
+
+def _stopped_early(hf: Trainer, trial: Trial, max_steps: int | None) -> str:
+    """Why the Trainer stopped before the trial's end step, and what to do."""
+    if hf.state.max_steps < trial.end_step:  # refused at the start: not seen here as a rule
+        return short_run(hf.state.max_steps, trial, max_steps)
+    return (f"the Trainer stopped at step {hf.state.global_step}, before trial {trial.id} "
+            f"ends (step {trial.end_step}), in a run of {hf.state.max_steps} steps: a "
+            "callback set control.should_training_stop; let pbtune end each trial at its "
+            "end step")
 
 
 def checkpoint_folder(trial_dir: Path | str, step: int) -> Path:

@@ -106,7 +106,9 @@ def _listed(devices: DeviceSpec) -> tuple[list[str], str]:
 
 
 def _groups(ids: list[str], per: int, given: str, auto: bool) -> list[Devices]:
-    """``ids`` in disjoint groups of ``per``; ``"auto"`` leaves a remainder out."""
+    """``ids`` in disjoint groups of ``per``; ``"auto"`` leaves a remainder out. A MIG
+    instance is a group of its own: CUDA enumerates one MIG instance per process, whatever
+    else ``CUDA_VISIBLE_DEVICES`` names."""
     if per > len(ids):
         raise ConfigError(f"gpus_per_worker={per} but {given}: lower gpus_per_worker or "
                           "give more devices")
@@ -115,7 +117,16 @@ def _groups(ids: list[str], per: int, given: str, auto: bool) -> list[Devices]:
         raise ConfigError(
             f"{given}, which do not split into groups of gpus_per_worker={per}: give a "
             f"multiple of {per} devices, or another gpus_per_worker")
-    return [tuple(ids[i:i + per]) for i in range(0, len(ids) - unused, per)]
+    groups = [tuple(ids[i:i + per]) for i in range(0, len(ids) - unused, per)]
+    mig = next((group for group in groups if per > 1 and any(
+        device.startswith("MIG-") for device in group)), None)
+    if mig is not None:
+        raise ConfigError(
+            f"{given}, and gpus_per_worker={per} makes a group {','.join(mig)} with a MIG "
+            "instance in it: CUDA shows a process only one MIG instance, so its worker "
+            f"would see one device, not {per}: pass gpus_per_worker=1 (a MIG instance per "
+            "worker), or list only whole GPUs in devices=")
+    return groups
 
 
 def _check_gpus_per_worker(value: object) -> int:
@@ -278,6 +289,19 @@ def visible_devices(devices: Devices | None) -> Iterator[None]:
     (``torch.cuda.is_available()`` reads the variable once, for good). Multiprocessing
     takes no environment for its children, so the parent's is changed for the moment of
     the start, under a lock, and restored.
+
+    The window: while inside, the whole parent process has ``devices`` as its own. Only
+    ``Process.start`` runs inside (pickling the target, fork-exec, and writing the pickle
+    to the child's pipe, which waits for the child to read it when it is over the pipe's
+    buffer), and pbtune starts its worker processes from the run's own thread only, which
+    also runs the callbacks; but another thread of the user's that starts a process or
+    first touches CUDA in that moment would see ``devices`` too.
+
+    Nothing better fits: the spawn start method execs the child with the parent's
+    environment (``util.spawnv_passfds`` passes no env), and the child imports the
+    user's main script (``spawn.prepare``) before it unpickles the target and its
+    arguments, so a child that set the variable from an argument would set it too late.
+    Only a copy of the private ``popen_spawn_posix.Popen._launch`` could pass one.
     """
     if devices is None:
         yield

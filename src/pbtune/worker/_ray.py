@@ -20,14 +20,9 @@ from pbtune.storages import Storage, absolute_sqlite_url
 from pbtune.trial import TrainFn
 from pbtune.worker._deadline import Deadline
 from pbtune.worker._loop import run_worker
-from pbtune.worker._process import (
-    MONITOR_INTERVAL_S,
-    Entry,
-    Tick,
-    interrupts_deferred,
-    worker_roles,
-)
+from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
 from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
+from pbtune.worker._signals import interrupts_deferred
 
 _log = logging.getLogger("pbtune.worker")
 ACTOR_EXIT_S = 10.0
