@@ -23,6 +23,12 @@ def tradeoff(trial: pbtune.Trial) -> dict[str, float]:
     return {"accuracy": x * trial.end_step / 100, "cost": 10 * x * x, "memory": 100 * x}
 
 
+@pytest.fixture(autouse=True)
+def _in_a_folder_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-memory studies keep their checkpoints in ./pbtune_checkpoints: not the checkout's."""
+    monkeypatch.chdir(tmp_path)
+
+
 def study_of(name: str, storage: Any = None, **options: Any) -> pbtune.Study:
     settings: dict[str, Any] = dict(
         space=SPACE, population_size=8, steps_per_trial=10, max_steps=60, seed=3,
