@@ -169,10 +169,13 @@ def test_a_restored_lr_schedule_goes_on_from_its_step_with_the_childs_base_lr(
 ) -> None:
     first = make_trial(tmp_path, 0, PARENT_LR, 0, 4)
     pbtune.lightning.fit(first, LitRegression(PARENT_LR, schedule), *loaders())
-    child = make_trial(tmp_path, 1, CHILD_LR, 4, 6, member=1, parent=first)
+    reports: list[Any] = []
+    child = make_trial(tmp_path, 1, CHILD_LR, 4, 6, member=1, parent=first, reports=reports)
     model = LitRegression(CHILD_LR, schedule)
     pbtune.lightning.fit(child, model, *loaders())
     assert model.first_lr == pytest.approx(CHILD_LR * factor_at_4)
+    assert reports == [(4, {"applied_lr": CHILD_LR,
+                            "scheduled_lr": pytest.approx(CHILD_LR * factor_at_4)})]
     saved = load_checkpoint(child)["lr_schedulers"][0]
     assert saved["base_lrs"] == [CHILD_LR] and saved["last_epoch"] == 6
     assert saved["_last_lr"] == [pytest.approx(CHILD_LR * 0.125)]

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pbtune._errors import CheckpointError
-from pbtune.torch import GroupKey, apply_params, check_params
+from pbtune.torch import GroupKey, apply_params, check_params, report_applied
 from pbtune.trial import Trial
 
 if TYPE_CHECKING:
@@ -100,10 +100,7 @@ class TrialGuardHooks:
         apply_params(trial.params, optimizers, scheduler=schedulers, mapping=self.mapping)
         self.in_effect = check_params(trial.params, optimizers, scheduler=schedulers,
                                       mapping=self.mapping)
-        numbers = {f"applied_{name}": float(value) for name, value in self.in_effect.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
-        if numbers:
-            trial.report(trial.start_step, **numbers)
+        report_applied(trial, self.in_effect, optimizers, schedulers)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:

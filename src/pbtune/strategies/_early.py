@@ -5,8 +5,8 @@ A rule here counts, per member, the results in a row that it holds against the m
 (the count is stored with the member, so a restarted controller goes on counting); when
 the rule says stop, the member's lineage ends there and its slot restarts from a copy of
 a better member with explored params (a ``restart`` decision). The slot keeps its budget:
-it trains on to ``max_steps`` from the copy, so total compute stays about
-``population_size * max_steps``.
+it trains on to ``max_steps`` from the copy, so the study's progress stays
+``population_size * max_steps`` steps (its compute somewhat more, as for any exploit).
 
 A rule is pure: the finished trial, the population as strategies see it (fitness turned
 into one comparable number, higher is better: see `pbtune.strategies.Criteria`) and the

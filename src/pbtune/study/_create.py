@@ -71,9 +71,11 @@ def create_study(
     as if they had always been its rules: a study a rule had stopped runs again if the
     new ones would not have stopped it.
 
-    Every member trains to ``max_steps`` in segments of ``steps_per_trial``; compute is
-    ``population_size * max_steps`` steps. ``storage`` is a URL (``sqlite:///file.db``,
-    ``postgresql://...``), a `Storage`, or None for an in-memory study.
+    Every member trains to ``max_steps`` in segments of ``steps_per_trial``: the
+    progress the summary counts is ``population_size * max_steps`` steps. Compute is
+    somewhat more: a member that copies one behind it trains those steps again.
+    ``storage`` is a URL (``sqlite:///file.db``, ``postgresql://...``), a `Storage`, or
+    None for an in-memory study.
 
     ``evaluate`` (a module-level function or ``"file.py:name"``) scores each trial after
     its training, as Li et al.'s and FIRE-PBT's separate evaluators do: a trained trial

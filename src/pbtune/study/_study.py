@@ -103,7 +103,7 @@ class Study(StudyReading):
         ``gpus_per_worker`` (default 1) of them, disjoint; ``workers`` (None: one per
         group of devices, else 1) beyond the groups share them round-robin, and so do
         the evaluators after the workers. A replaced worker gets the devices of the one
-        it replaces. Processes only: see the GPU guide (docs/guides/gpus.md).
+        it replaces. Processes only: see the documentation's guide "GPUs on one machine".
 
         ``timeout`` (seconds of wall clock from this call; None: no limit, and not stored
         with the study) bounds this run: at the deadline no trial starts, the running

@@ -34,7 +34,7 @@ from pbtune.torch._params import (
     apply_params,
     check_params,
 )
-from pbtune.torch._state import FILE, load, save
+from pbtune.torch._state import FILE, load, report_applied, save
 
 __all__ = [
     "FILE",
@@ -44,5 +44,6 @@ __all__ = [
     "apply_params",
     "check_params",
     "load",
+    "report_applied",
     "save",
 ]

@@ -113,14 +113,22 @@ def load(
             _set_rng_state(state["rng"])
         extra = dict(state["extra"])
     in_effect = apply_params(trial.params, optimizer, scheduler=scheduler, mapping=mapping)
+    report_applied(trial, in_effect, optimizer, scheduler)
+    return extra
+
+
+def report_applied(trial: Trial, in_effect: Mapping[str, Any], optimizer: Any,
+                   scheduler: Any = None) -> None:
+    """Report at ``trial.start_step`` what `apply_params` put in effect, as
+    ``applied_<name>``; with a ``scheduler``, also the learning rate of the trial's first
+    step (the base as the schedule scales it there) as ``scheduled_lr``."""
     numbers = {f"applied_{name}": float(value) for name, value in in_effect.items()
-               if isinstance(value, (int, float))}
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
     first = _first_group(optimizer)
-    if scheduler is not None and first is not None and "lr" in first:
-        numbers["scheduled_lr"] = float(first["lr"])  # the base lr as scaled at this step
+    if scheduler and first is not None and "lr" in first:
+        numbers["scheduled_lr"] = float(first["lr"])
     if numbers:
         trial.report(trial.start_step, **numbers)
-    return extra
 
 
 def _first_group(optimizer: Any) -> dict[str, Any] | None:

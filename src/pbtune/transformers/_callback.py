@@ -20,7 +20,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from pbtune._errors import CheckpointError, ConfigError
-from pbtune.torch import GroupKey, apply_params, check_params
+from pbtune.torch import GroupKey, apply_params, check_params, report_applied
 from pbtune.trial import Trial
 
 Mapped = str | GroupKey | None
@@ -75,13 +75,7 @@ class TrialCallback(TrainerCallback):
         _follow_lambdas(scheduler)
         self.applied = check_params(trial.params, optimizer, scheduler=scheduler,
                                     mapping=self.mapping)
-        numbers = {f"applied_{name}": float(value) for name, value in self.applied.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
-        if "learning_rate" in self.applied and optimizer.param_groups:
-            # beside the base: the lr of this trial's first step, as its schedule scales it
-            numbers["scheduled_lr"] = float(optimizer.param_groups[0]["lr"])
-        if numbers:
-            trial.report(trial.start_step, **numbers)
+        report_applied(trial, self.applied, optimizer, scheduler)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState,
                       control: TrainerControl, **kwargs: Any) -> None:

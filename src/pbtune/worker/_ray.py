@@ -37,8 +37,9 @@ class RayBackend:
     ``resources_per_trial`` is what each worker holds, e.g. ``{"CPU": 1, "GPU": 1}``
     (default ``{"CPU": 1}``); ``resources_per_evaluator`` is what each dedicated
     evaluator holds (``optimize(..., evaluators=K)``; default: ``resources_per_trial``).
-    The storage must be one the cluster's nodes can reach
-    (PostgreSQL, or SQLite on a shared file system), and so must ``checkpoint_root``.
+    The storage must be one every node of the cluster can reach:
+    PostgreSQL (a SQLite file must stay on one machine's local disk); so must
+    ``checkpoint_root``.
 
     Example::
 
