@@ -164,10 +164,13 @@ class Int:
 
     def sample(self, rng: np.random.Generator) -> int:
         if self.log:
-            # Sample on the log scale over [low - 0.5, high + 0.5) so both ends are as likely
-            # as their neighbours, then round.
-            lo, hi = math.log(self.low - 0.5 if self.low > 1 else 0.5), math.log(self.high + 0.5)
-            return self.clip(round(math.exp(rng.uniform(lo, hi))))
+            # Log-uniform between low and high, rounded: the bound gets what lies within
+            # half a step of it (Int(1, 512, log=True) draws 1 about 6% of the time). Over
+            # [low - 0.5, high + 0.5] the lowest value took a far wider slice of the log
+            # scale than the values above it (16% for that Int), and a study that
+            # resamples often piled up at its lower bound.
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            return self.clip(round(value))
         return int(rng.integers(self.low, self.high + 1))
 
     def perturb(self, value: Any, factor: float) -> int:
