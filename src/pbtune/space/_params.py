@@ -132,6 +132,11 @@ class Float:
 class Int:
     """An integer parameter in ``[low, high]`` (both inclusive).
 
+    With ``log=True`` the prior is log-uniform between ``low`` and ``high``, rounded, and
+    explore multiplies it by a factor; otherwise the prior is uniform over the integers.
+    A perturbation always moves an integer at least one step the way the factor goes
+    (where the bound allows), so small values do not stick.
+
     Example: ``pbtune.Int(16, 256, log=True)``.
     """
 
