@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from pbtune import (
     PB2,
@@ -41,6 +42,7 @@ from pbtune.controller import (
     initial_trials,
 )
 from pbtune.storages import MemberState
+from pbtune.storages._clock import DatabaseNow
 from pbtune.strategies import ExploreStrategy, History, Mode
 from pbtune.trial import FrozenTrial
 
@@ -524,19 +526,30 @@ def test_interrupted_trials_are_retried_without_using_up_retries(tmp_path: Path)
 # -- lost trials -------------------------------------------------------------------------------
 
 
+def silent(controller: Controller, claimed: Claimed, seconds: float) -> None:
+    """Make ``claimed``'s last heartbeat ``seconds`` old, by the database's clock (the
+    one the storage stamps heartbeats with and judges them by)."""
+    storage = controller.storage
+    now = storage._read(lambda c: c.execute(select(DatabaseNow())).scalar_one())
+    assert storage.heartbeat(controller.study.id, claimed.trial.id, claimed.claim,
+                             now - seconds)
+
+
 def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None:
+    # The reaper's own times (its monotonic clock) only space its looks; how long a trial
+    # has been silent is the database's to say.
     controller = make_controller(tmp_path, population_size=2, heartbeat_timeout=30.0)
     lost = claim(controller, "dead-worker")
     alive = claim(controller, "live-worker")
-    now = time.time()
-    assert controller.storage.heartbeat(controller.study.id, alive.trial.id, alive.claim, now + 25)
-    assert controller.reap_stale(now) == 0
-    assert controller.reap_stale(now + 20) == 0  # younger than the timeout
-    assert controller.reap_stale(now + 31) == 0  # stale on a first look only
-    assert controller.reap_stale(now + 31 + 5) == 1  # still stale a heartbeat later
+    silent(controller, lost, 20)
+    assert controller.reap_stale(100.0) == 0  # younger than the timeout
+    silent(controller, lost, 31)
+    assert controller.reap_stale(101.0) == 0  # stale on a first look only
+    assert controller.reap_stale(101.0 + 5) == 1  # still stale a heartbeat later
     failed = stored(controller, lost.trial.id)
     assert failed.state == TrialState.LOST
     assert failed.error is not None and "lost" in failed.error and "dead-worker" in failed.error
+    assert "for 31s" in failed.error or "for 32s" in failed.error  # the silence, measured
     assert stored(controller, alive.trial.id).state == TrialState.RUNNING
     [retry] = queued(controller)
     assert (retry.member, retry.params, retry.decision) == (
@@ -545,7 +558,7 @@ def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None
     assert controller.heartbeat(lost) is False
     assert controller.tell(lost, {"acc": 1.0}, None) is False
     assert stored(controller, lost.trial.id).state == TrialState.LOST
-    assert controller.reap_stale(now + 31 + 10) == 0  # reaped once
+    assert controller.reap_stale(101.0 + 10) == 0  # reaped once
 
 
 def test_fail_worker_fails_only_that_workers_trials(tmp_path: Path) -> None:
@@ -768,10 +781,11 @@ def test_a_storage_outage_does_not_reap_live_workers(tmp_path: Path) -> None:
     controller = make_controller(tmp_path, population_size=2, heartbeat_timeout=30.0)
     dead = claim(controller, "dead-worker")
     live = claim(controller, "live-worker")
-    back = time.time() + 120  # the outage ends two minutes later
-    assert controller.reap_stale(back) == 0  # both look stale: suspects only
-    assert controller.storage.heartbeat(controller.study.id, live.trial.id, live.claim, back + 2)
-    assert controller.reap_stale(back + 5) == 1
+    for each in (dead, live):  # the outage ends two minutes later
+        silent(controller, each, 120)
+    assert controller.reap_stale(100.0) == 0  # both look stale: suspects only
+    assert controller.heartbeat(live)
+    assert controller.reap_stale(100.0 + 5) == 1
     assert stored(controller, dead.trial.id).state == TrialState.LOST
     assert stored(controller, live.trial.id).state == TrialState.RUNNING
     # a lost trial is not the member's fault: it does not use up max_retries

@@ -18,6 +18,7 @@ import pbtune
 from pbtune import Storage, StorageError, StudyNotFoundError, TrialState
 from pbtune.storages import HeldTrial, MemberState, NewTrial, StudyState, Transaction
 from pbtune.storages import _storage as storage_module
+from pbtune.storages._clock import DatabaseNow
 from pbtune.storages._schema import SCHEMA_VERSION, meta, metadata
 from pbtune.trial import TRANSITIONS, FrozenTrial
 
@@ -82,6 +83,11 @@ def finish(storage: Storage, trial: FrozenTrial, token: str, fitness: float,
 def fail(storage: Storage, trial: FrozenTrial, token: str, error: str) -> bool:
     return storage.write(trial.study_id or 0, lambda tx: tx.fail(
         trial, token, error=error, now=time.time())) is not None
+
+
+def database_time(storage: Storage) -> float:
+    """The database's clock now, as the storage stamps heartbeats with it."""
+    return float(storage._read(lambda c: c.execute(select(DatabaseNow())).scalar_one()))
 
 
 def held_claims(storage: Storage, study_id: int) -> dict[int, tuple[str, float | None]]:
@@ -310,7 +316,7 @@ def test_claim_marks_the_trial_running_for_the_worker(storage: Storage) -> None:
     assert trial.worker == "host:1:abc"
     assert held.claim == "token-1"
     assert trial.started_at is not None and trial.started_at >= before - 1
-    assert held.heartbeat_at == trial.started_at
+    assert held.heartbeat_at is not None  # on the database's clock, not the worker's
     assert storage.get_trial(study_id, trial.id) == trial
     assert storage.held_trials(study_id) == [held]
     # the same claim again (a retried transaction) gets the trial it holds
@@ -430,7 +436,7 @@ def test_every_transition_in_the_table(storage: Storage) -> None:
     assert trained.metrics == {"loss": 1.0}
     evaluating = write(lambda tx: tx.claim_next_evaluation("e", "e1", 2.0))
     assert evaluating is not None and evaluating.trial.state == TrialState.EVALUATING
-    assert (evaluating.claim, evaluating.heartbeat_at) == ("e1", 2.0)
+    assert evaluating.claim == "e1" and evaluating.heartbeat_at is not None
     again = write(lambda tx: tx.requeue(evaluating.trial, "e1"))  # EVALUATING -> TRAINED
     assert again is not None and again.state == TrialState.TRAINED
     assert str(again.checkpoint) == "/a"
@@ -741,11 +747,13 @@ def test_delete_study_waits_for_trials_held_with_a_fresh_heartbeat(storage: Stor
     study_id = make_study(storage, "busy", end_steps=[10, 10])
     held = claim_held(storage, study_id, "token", worker="host:1:w")
     assert held is not None and held.heartbeat_at is not None
-    busy = storage.delete_study(study_id, unless_held_since=held.heartbeat_at)
+    busy = storage.delete_study(study_id, unless_beat_within=60.0)
     assert [(h.trial.id, h.claim) for h in busy] == [(held.trial.id, "token")]
+    assert busy[0].silence is not None and 0.0 <= busy[0].silence < 60.0
     assert len(storage.get_trials(study_id)) == 2  # nothing deleted
     # a heartbeat older than the limit (a worker killed outright) holds nothing up
-    assert storage.delete_study(study_id, unless_held_since=held.heartbeat_at + 1.0) == []
+    assert storage.heartbeat(study_id, held.trial.id, "token", database_time(storage) - 61)
+    assert storage.delete_study(study_id, unless_beat_within=60.0) == []
     assert storage.list_studies() == []
 
 
@@ -816,3 +824,25 @@ def test_a_decision_reads_the_stop_rules_with_the_study_and_a_stop_keeps_its_rea
     storage.set_study_state(ruled, StudyState.RUNNING)  # running again clears the reason
     assert storage.get_study("ruled").stop_reason is None
     assert storage.get_study("plain").stop_reason is None
+
+
+def test_heartbeats_are_judged_by_the_database_clock_not_the_callers(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker whose clock runs 300 s ahead or behind stamps nothing with it: its claim
+    # and its heartbeats are as fresh as anyone's, and a silence is measured by the
+    # database, which stamped them.
+    study_id = make_study(storage, end_steps=[10, 10])
+    real_time = time.time
+    for skew in (300.0, -300.0):
+        monkeypatch.setattr(time, "time", lambda skew=skew: real_time() + skew)
+        held = claim_held(storage, study_id, f"token{skew}")
+        assert held is not None
+        assert storage.heartbeat(study_id, held.trial.id, held.claim)
+    monkeypatch.undo()
+    assert storage.held_trials(study_id, silent_for=60.0) == []
+    first, _ = storage.held_trials(study_id)
+    assert storage.heartbeat(study_id, first.trial.id, first.claim, database_time(storage) - 90)
+    [stale] = storage.held_trials(study_id, silent_for=60.0)
+    assert stale.trial.id == first.trial.id
+    assert stale.silence is not None and 90.0 <= stale.silence < 150.0

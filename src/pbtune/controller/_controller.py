@@ -52,7 +52,7 @@ class Controller:
         self._delete: Callable[[Location], None] = self._store.remove
         self._reaper = Reaper(
             config,
-            lambda before: storage.held_trials(study.id, heartbeat_before=before),
+            lambda silent_for: storage.held_trials(study.id, silent_for=silent_for),
             lambda held, reason: self.fail_lost(held, reason, counts=False),
         )
 
@@ -130,9 +130,9 @@ class Controller:
         return self._store.open(parent.checkpoint, parent.id)
 
     def heartbeat(self, claimed: Claimed) -> bool:
-        """Keep a held trial fresh; False once the claim is no longer held."""
-        return self.storage.heartbeat(self.study.id, claimed.trial.id, claimed.claim,
-                                      time.time())
+        """Keep a held trial fresh (stamped by the database's clock: see `Reaper`);
+        False once the claim is no longer held."""
+        return self.storage.heartbeat(self.study.id, claimed.trial.id, claimed.claim)
 
     def report(self, trial_id: int, step: int, values: Mapping[str, float | None]) -> None:
         """Store intermediate metrics of a running trial (`Trial.report`)."""
@@ -361,9 +361,9 @@ class Controller:
         self._reaper.maybe_reap()
 
     def reap_stale(self, now: float | None = None) -> int:
-        """Fail held trials whose worker went silent, and retry them (see `Reaper`);
-        return how many."""
-        return self._reaper.reap(time.time() if now is None else now)
+        """Fail held trials whose worker went silent, and retry them (see `Reaper`;
+        ``now``: this process's `time.monotonic`); return how many."""
+        return self._reaper.reap(now)
 
     def fail_lost(self, held: HeldTrial | Claimed, reason: str, *, counts: bool = True,
                   state: TrialState = TrialState.LOST) -> bool:

@@ -64,8 +64,13 @@ class NewTrial:
 class HeldTrial:
     """A trial a worker holds (RUNNING or EVALUATING), with what fences its writes: the
     claim token and the time of its last heartbeat. These stay between the storage and
-    the controller; users and strategies get the `FrozenTrial` alone."""
+    the controller; users and strategies get the `FrozenTrial` alone.
+
+    ``heartbeat_at`` is on the database's clock, so only the database can tell how old it
+    is: ``silence``, the seconds since, is set by the reads that judge heartbeats
+    (`Storage.held_trials` with ``silent_for``), None otherwise."""
 
     trial: FrozenTrial
     claim: str
     heartbeat_at: float | None
+    silence: float | None = None

@@ -33,4 +33,4 @@ def row_to_trial(row: RowMapping) -> FrozenTrial:
 
 
 def row_to_held(row: RowMapping) -> HeldTrial:
-    return HeldTrial(row_to_trial(row), row["claim"], row["heartbeat_at"])
+    return HeldTrial(row_to_trial(row), row["claim"], row["heartbeat_at"], row.get("silence"))

@@ -9,8 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, Integer, Select, bindparam, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    Float,
+    Integer,
+    Select,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
 
+from pbtune.storages._clock import DatabaseNow
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import TrialState
 
@@ -56,10 +67,17 @@ MOVE = update(trials).where(
 MOVE_IF_CLAIM = MOVE.where(trials.c.claim == bindparam("b_claim"))
 MOVE_RETURNING = MOVE.returning(*trials.c)
 MOVE_IF_CLAIM_RETURNING = MOVE_IF_CLAIM.returning(*trials.c)
-HELD_STALE = select(trials).where(
+# The held trials silent for longer than b_age seconds, and for how long: the time of a
+# heartbeat is judged by the clock that stamped it, the database's (or b_now, a caller's
+# own clock; see _clock.py), never by the reader's.
+_NOW = func.coalesce(cast(bindparam("b_now", type_=Float), Float), DatabaseNow())
+HELD_STALE = select(trials, (_NOW - trials.c.heartbeat_at).label("silence")).where(
     trials.c.study_id == STUDY,
     trials.c.state.in_(HELD),
-    trials.c.heartbeat_at < bindparam("b_before"),
+    trials.c.heartbeat_at < _NOW - bindparam("b_age", type_=Float),
+)
+HELD_WITH_SILENCE = select(trials, (_NOW - trials.c.heartbeat_at).label("silence")).where(
+    trials.c.study_id == STUDY, trials.c.state.in_(HELD)
 )
 ALL_HELD = select(trials).where(trials.c.study_id == STUDY, trials.c.state.in_(HELD))
 NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(

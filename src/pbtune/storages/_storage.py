@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
+from pbtune.storages._clock import stamp
 from pbtune.storages._engine import create_storage_engine, normalize_url
 from pbtune.storages._gate import WriteGate
 from pbtune.storages._records import (
@@ -247,20 +248,21 @@ class Storage:
         self.write(study_id, lambda tx: tx.set_study_state(state, error))
 
     def delete_study(
-        self, study_id: int, *, unless_held_since: float | None = None
+        self, study_id: int, *, unless_beat_within: float | None = None
     ) -> list[HeldTrial]:
         """Delete every row of the study (its trials' reports, its trials, its members and
         the study) in one transaction, nothing of other studies.
 
-        With ``unless_held_since``, a study with a trial that a worker holds and beat for
-        at or after that time is left as it is, and those trials are returned; an empty
-        list means it was deleted. Its checkpoints are the caller's to delete.
+        With ``unless_beat_within``, a study with a trial that a worker holds and beat for
+        within that many seconds (by the database's clock) is left as it is, and those
+        trials are returned, with their ``silence``; an empty list means it was deleted.
+        Its checkpoints are the caller's to delete.
         """
 
         def work(tx: Transaction) -> list[HeldTrial]:
-            if unless_held_since is not None:
-                busy = [h for h in tx.held()
-                        if h.heartbeat_at is not None and h.heartbeat_at >= unless_held_since]
+            if unless_beat_within is not None:
+                busy = [h for h in tx.held(silent_for=0.0)
+                        if h.silence is not None and h.silence <= unless_beat_within]
                 if busy:
                     return busy
             tx.delete_study_rows()
@@ -347,18 +349,23 @@ class Storage:
         return self._read(lambda c: Transaction(c, study_id, lock_study=False).queue_state())
 
     def held_trials(
-        self, study_id: int, *, heartbeat_before: float | None = None
+        self, study_id: int, *, silent_for: float | None = None, now: float | None = None
     ) -> list[HeldTrial]:
-        """Trials a worker holds (RUNNING or EVALUATING) with their claims; optionally
-        only those whose last heartbeat is older than ``heartbeat_before``."""
+        """Trials a worker holds (RUNNING or EVALUATING) with their claims; with
+        ``silent_for``, only those without a heartbeat for longer than that many seconds,
+        with their ``silence``. The database judges by its own clock, the one that stamped
+        the heartbeats, so clocks that disagree between machines do not matter (``now``: a
+        time of the caller's own instead, see `pbtune.storages._clock`)."""
         return self._read(
             lambda c: Transaction(c, study_id, lock_study=False).held(
-                heartbeat_before=heartbeat_before
+                silent_for=silent_for, now=now
             )
         )
 
-    def heartbeat(self, study_id: int, trial_id: int, claim: str, now: float) -> bool:
-        """Refresh a held (RUNNING or EVALUATING) trial's heartbeat; False if it is no
+    def heartbeat(self, study_id: int, trial_id: int, claim: str,
+                  now: float | None = None) -> bool:
+        """Refresh a held (RUNNING or EVALUATING) trial's heartbeat, stamped by the
+        database's clock (or ``now``: see `pbtune.storages._clock`); False if it is no
         longer this claim's."""
         query = (
             update(trials)
@@ -368,7 +375,7 @@ class Storage:
                 trials.c.claim == claim,
                 trials.c.state.in_((TrialState.RUNNING.value, TrialState.EVALUATING.value)),
             )
-            .values(heartbeat_at=now)
+            .values(heartbeat_at=stamp(now))
         )
 
         def attempt() -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy import (
 
 from pbtune.checkpoints import Location, as_location
 from pbtune.storages import _statements as q
+from pbtune.storages._clock import DatabaseNow
 from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._rows import row_to_held, row_to_trial
@@ -95,12 +96,17 @@ class Transaction(StudyLifecycle):
         row = self._c.execute(q.HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
         return row_to_held(row) if row is not None else None
 
-    def held(self, *, heartbeat_before: float | None = None) -> list[HeldTrial]:
-        """Trials held by a worker (RUNNING or EVALUATING); optionally only stale ones."""
-        if heartbeat_before is None:
+    def held(self, *, silent_for: float | None = None, now: float | None = None
+             ) -> list[HeldTrial]:
+        """Trials held by a worker (RUNNING or EVALUATING). With ``silent_for``, only
+        those without a heartbeat for longer than that many seconds, each with its
+        ``silence``; with ``silent_for=0.0``, all, each with its ``silence``. Heartbeats are
+        judged by the database's clock (or ``now``: see `pbtune.storages._clock`)."""
+        if silent_for is None:
             rows = self._c.execute(q.ALL_HELD, self._study)
         else:
-            rows = self._c.execute(q.HELD_STALE, {"b_before": heartbeat_before, **self._study})
+            rows = self._c.execute(q.HELD_STALE if silent_for > 0 else q.HELD_WITH_SILENCE,
+                                   {"b_age": silent_for, "b_now": now, **self._study})
         return [row_to_held(r) for r in rows.mappings()]
 
     def claim_next(self, worker: str, claim: str, now: float) -> HeldTrial | None:
@@ -133,16 +139,18 @@ class Transaction(StudyLifecycle):
     # -- transitions: each a compare-and-set on the state (and the claim) ----------------------
     def start(self, trial: FrozenTrial, worker: str, claim: str, now: float
               ) -> HeldTrial | None:
-        """QUEUED -> RUNNING, held by ``worker`` under ``claim``."""
+        """QUEUED -> RUNNING, held by ``worker`` under ``claim``, started at ``now`` (the
+        worker's clock, for users to read) and with a first heartbeat (the database's)."""
         row = self._move(trial, None, TrialState.RUNNING, worker=worker, claim=claim,
-                         started_at=now, heartbeat_at=now)
+                         started_at=now, beat=True)
         return row_to_held(row) if row is not None else None
 
     def start_evaluation(self, trial: FrozenTrial, worker: str, claim: str, now: float
                          ) -> HeldTrial | None:
-        """TRAINED -> EVALUATING, held by ``worker`` under ``claim``."""
+        """TRAINED -> EVALUATING, held by ``worker`` under ``claim``, with a first
+        heartbeat (the database's clock)."""
         row = self._move(trial, None, TrialState.EVALUATING, worker=worker, claim=claim,
-                         heartbeat_at=now)
+                         beat=True)
         return row_to_held(row) if row is not None else None
 
     def complete(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
@@ -167,7 +175,7 @@ class Transaction(StudyLifecycle):
         it, under the new claim ``evaluator``."""
         row = self._move(trial, claim, TrialState.EVALUATING, metrics=metrics,
                          checkpoint=_text(checkpoint), error=None, claim=evaluator,
-                         heartbeat_at=now)
+                         beat=True)
         return row_to_held(row) if row is not None else None
 
     def fail(self, trial: FrozenTrial, claim: str, *, error: str, now: float,
@@ -197,10 +205,10 @@ class Transaction(StudyLifecycle):
         return row_to_trial(row) if row is not None else None
 
     def _move(self, trial: FrozenTrial, held_by: str | None, target: TrialState,
-              **values: Any) -> RowMapping | None:
+              beat: bool = False, **values: Any) -> RowMapping | None:
         """Move ``trial`` from the state it was read in to ``target`` if it is still in that
         state (and held by the claim ``held_by``); the new row, or None if someone got
-        there first."""
+        there first. ``beat`` stamps a heartbeat with the database's clock."""
         source = trial.state
         assert source.can_become(target), f"illegal transition {source.value} -> {target.value}"
         params = {**values, **self._study, "state": target.value, "b_id": trial.id,
@@ -209,8 +217,12 @@ class Transaction(StudyLifecycle):
             params["b_claim"] = held_by
         if self._returning:
             returning = q.MOVE_IF_CLAIM_RETURNING if held_by is not None else q.MOVE_RETURNING
+            if beat:
+                returning = returning.values(heartbeat_at=DatabaseNow())
             return self._c.execute(returning, params).mappings().first()
         query = q.MOVE_IF_CLAIM if held_by is not None else q.MOVE
+        if beat:
+            query = query.values(heartbeat_at=DatabaseNow())
         if self._c.execute(query, params).rowcount != 1:
             return None
         return self._c.execute(

@@ -8,7 +8,6 @@ says it in the words of the Python API. The command line words the same errors i
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +115,7 @@ def delete(store: Storage, name: str) -> DeletedStudy:
         checkpoints.check_root(root)
         timeout = float(record.config.get("heartbeat_timeout", 60.0))
         trials = len(store.get_trials(record.id))
-        busy = store.delete_study(record.id, unless_held_since=time.time() - timeout)
+        busy = store.delete_study(record.id, unless_beat_within=timeout)
         if busy:
             raise StudyInUseError(_in_use(name, busy, timeout))
         try:
@@ -132,10 +131,9 @@ def delete(store: Storage, name: str) -> DeletedStudy:
 
 
 def _in_use(name: str, busy: list[HeldTrial], timeout: float) -> str:
-    now = time.time()
     held = ", ".join(
         f"trial {h.trial.number} by {h.trial.worker or '?'} "
-        f"({max(0.0, now - (h.heartbeat_at or now)):.0f} s ago)"
+        f"({max(0.0, h.silence or 0.0):.0f} s ago)"
         for h in busy[:5]
     ) + (f" and {len(busy) - 5} more" if len(busy) > 5 else "")
     return (

@@ -27,7 +27,7 @@ from pbtune.trial import TrainFn
 from pbtune.worker._deadline import Deadline
 from pbtune.worker._devices import Devices, visible_devices
 from pbtune.worker._loop import Wake, new_worker_id, run_worker
-from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
+from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
 from pbtune.worker._signals import children_ignore_sigint, interrupts_deferred, interrupts_once
 
@@ -189,8 +189,7 @@ def run_processes(
         live[worker].kill()
         live[worker].join()
 
-    def enforce_timeout() -> None:
-        enforce_trial_timeout(controller, live, kill)
+    enforce_timeout = TrialTimeout(controller, live, kill)
 
     with interrupts_once():  # a second Ctrl-C must not cut the clean-up short
         for slot, each in enumerate(every):

@@ -21,7 +21,7 @@ from pbtune.trial import TrainFn
 from pbtune.worker._deadline import Deadline
 from pbtune.worker._loop import run_worker
 from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
-from pbtune.worker._restarts import Restarts, enforce_trial_timeout, roles_can_finish, watch_study
+from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._signals import interrupts_deferred
 
 _log = logging.getLogger("pbtune.worker")
@@ -167,8 +167,8 @@ def run_ray(
         live: dict[Any, tuple[str, Any]] = {}  # the run's result ref -> (worker id, actor)
         actors: dict[str, Any] = {}  # worker id -> actor, for the trial timeout
 
-        def enforce_timeout() -> None:
-            enforce_trial_timeout(controller, actors, lambda worker: ray.kill(actors[worker]))
+        enforce_timeout = TrialTimeout(controller, actors,
+                                       lambda worker: ray.kill(actors[worker]))
 
         def spawn(role: Role) -> None:
             worker = f"ray:{uuid.uuid4().hex[:12]}"  # known here, so its trials can be failed

@@ -118,21 +118,49 @@ def watch_study(controller: Controller, *steps: Callable[[], None] | None) -> No
         _log.warning("cannot read the study: %s", error)
 
 
-def enforce_trial_timeout(controller: Controller, live: Container[str],
-                          kill: Callable[[str], None]) -> None:
-    """Fail the trials of the ``live`` workers that ran past ``trial_timeout``, and
-    ``kill`` those workers (the monitor replaces them as it would any dead worker)."""
-    limit = controller.config.trial_timeout
-    if limit is None:
-        return
-    now = time.time()
-    for held in controller.held_trials():
-        trial, worker = held.trial, held.trial.worker or ""
-        if (trial.state != TrialState.RUNNING or worker not in live or trial.started_at is None
-                or now - trial.started_at <= limit):
-            continue
-        # Fail first: only if that still finds the trial running is its worker killed, so
-        # a worker that just moved on to another trial is left alone.
-        if controller.fail_lost(held, f"timed out: ran longer than trial_timeout={limit}s",
-                                state=TrialState.FAILED):
-            kill(worker)
+class TrialTimeout:
+    """Fails the trials of the ``live`` workers that ran past ``trial_timeout``, and
+    ``kill`` those workers (the monitor replaces them as it would any dead worker).
+
+    A trial is timed by the monitor's own monotonic clock, from the first look that found
+    it held, and not from its ``started_at``: that is stamped by the clock of the worker's
+    machine (a Ray worker may run on another), and comparing it with the monitor's clock
+    would kill a trial early where that clock runs behind and late where it runs ahead.
+    The monitor looks every few tenths of a second, so that is all a trial may gain.
+
+    Example::
+
+        timeout = TrialTimeout(controller, live, kill)
+        timeout()  # on every look of the monitor
+    """
+
+    def __init__(self, controller: Controller, live: Container[str],
+                 kill: Callable[[str], None],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._controller = controller
+        self._live = live
+        self._kill = kill
+        self._monotonic = monotonic
+        self._first_seen: dict[tuple[int, str], float] = {}  # (trial, claim) -> when
+
+    def __call__(self) -> None:
+        limit = self._controller.config.trial_timeout
+        if limit is None:
+            return
+        now = self._monotonic()
+        seen: dict[tuple[int, str], float] = {}
+        for held in self._controller.held_trials():
+            trial, worker = held.trial, held.trial.worker or ""
+            if trial.state != TrialState.RUNNING or worker not in self._live:
+                continue
+            key = (trial.id, held.claim)
+            seen[key] = first = self._first_seen.get(key, now)
+            if now - first <= limit:
+                continue
+            # Fail first: only if that still finds the trial running is its worker
+            # killed, so a worker that just moved on to another trial is left alone.
+            if self._controller.fail_lost(
+                    held, f"timed out: ran longer than trial_timeout={limit}s",
+                    state=TrialState.FAILED):
+                self._kill(worker)
+        self._first_seen = seen
