@@ -14,6 +14,7 @@ import pytest
 
 from pbtune import (
     PB2,
+    CheckpointGoneError,
     Choice,
     ConfigError,
     Float,
@@ -618,20 +619,32 @@ def test_a_collected_parent_checkpoint_fails_the_child_clearly(tmp_path: Path) -
     [child] = queued(controller)
     controller.storage.write(controller.study.id,
                              lambda tx: tx.forget_checkpoints([first.id]))
-    with pytest.raises(TrialFailedError, match=rf"parent trial {first.id} is gone"):
+    with pytest.raises(CheckpointGoneError, match=rf"trial {first.id} is gone; trial "):
         controller.parent_checkpoint(Claimed(child, "token"))
 
 
-def test_a_parent_checkpoint_missing_on_disk_fails_the_child_clearly(tmp_path: Path) -> None:
-    # A worker on a machine that does not share checkpoint_root, or a directory deleted
-    # by hand: the child must not silently train from scratch.
+def test_a_parent_checkpoint_missing_on_disk_is_recorded_as_gone_once(tmp_path: Path) -> None:
+    # A directory deleted by hand (or a worker on a machine that does not share
+    # checkpoint_root): the child must not silently train from scratch, and the study
+    # records the checkpoint as gone the first time, so that nothing copies it again.
     controller = make_controller(tmp_path, population_size=1)
     first = run(controller, 1.0)
     [child] = queued(controller)
     assert first.checkpoint is not None
     shutil.rmtree(first.checkpoint)
-    with pytest.raises(TrialFailedError, match="is not on this machine"):
-        controller.parent_checkpoint(Claimed(child, "token"))
+    claimed = Claimed(child, "token", first)  # as claimed before it was found gone
+    with pytest.raises(CheckpointGoneError) as raised:
+        controller.parent_checkpoint(claimed)
+    message = str(raised.value)
+    assert "\n" not in message and f"trial {first.id} ({first.checkpoint}) is gone" in message
+    assert "pbtune recorded it as gone" in message and f"trial {child.id} " in message
+    recorded = stored(controller, first.id)
+    assert recorded.checkpoint is None and recorded.checkpoint_gone == first.checkpoint
+    with pytest.raises(CheckpointGoneError, match="it was recorded as gone"):
+        controller.parent_checkpoint(claimed)  # a second finder records nothing new
+    with pytest.raises(CheckpointGoneError, match="as recorded before"):
+        controller.parent_checkpoint(Claimed(child, "token"))  # read after the record
+    assert stored(controller, first.id).checkpoint_gone == first.checkpoint
 
 
 # -- metrics ---------------------------------------------------------------------------------

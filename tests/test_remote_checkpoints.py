@@ -122,7 +122,7 @@ def test_a_download_that_does_not_match_the_manifest_fails(memory_store: Any) ->
 
     ref = memory_store.commit(_stage(memory_store, 2), 2)
     fsspec.filesystem("memory").pipe_file(f"{ref}/w.bin", b"changed")
-    with pytest.raises(CheckpointError, match=r"parent trial 7 .* does not match its manifest"):
+    with pytest.raises(CheckpointError, match=r"trial 7 .* does not match its manifest"):
         memory_store.open(ref, 7)
     fsspec.filesystem("memory").rm_file(f"{ref}/_pbtune_manifest.json")
     with pytest.raises(CheckpointError, match="has no manifest"):
@@ -264,7 +264,15 @@ def test_a_tampered_manifest_fails_the_child_clearly(bucket: str) -> None:
     assert children and all(t.state == TrialState.FAILED for t in children)
     for child in children:
         assert child.error is not None
-        assert "CheckpointError" in child.error and "does not match its manifest" in child.error
+        assert "CheckpointGoneError" in child.error
+        assert "does not match its manifest" in child.error
+    # Recorded as gone, so that no retry warm-starts from them: with both members'
+    # checkpoints damaged, each member trains again from step 0.
+    damaged = {t.id: t for t in study.trials() if t.id in {p.id for p in parents}}
+    assert all(t.checkpoint is None and t.checkpoint_gone is not None
+               for t in damaged.values())
+    retries = [t for t in study.trials() if t.id > max(c.id for c in children)]
+    assert retries and all(t.parent_id is None and t.start_step == 0 for t in retries)
 
 
 def test_a_missing_bucket_is_refused_before_anything_is_recorded(

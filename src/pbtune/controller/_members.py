@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from pbtune.controller._config import StudyConfig
+from pbtune.controller._parents import retry_of
 from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
 from pbtune.strategies import (
     NO_HISTORY,
@@ -78,7 +79,7 @@ def enqueue_next(
         return False
     if following.lagging != lagging:
         tx.member_lagging(finished.member, following.lagging)
-    parent, params, kind = _next_segment(tx, finished, population, decision, notes)
+    parent, params, kind = next_segment(tx, finished, population, decision, notes)
     start = parent.end_step
     tx.add_trial(
         NewTrial(
@@ -126,7 +127,7 @@ def read_history(tx: Transaction, config: StudyConfig) -> History:
     return History(observations, pending)
 
 
-def _next_segment(
+def next_segment(
     tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], decision: Decision,
     notes: list[str],
 ) -> tuple[FrozenTrial, dict[str, object], str]:
@@ -167,18 +168,11 @@ def after_failure(
     gave_up = failures > config.max_retries
     tx.member_failed(failed.member, failures, gave_up=gave_up)
     if not gave_up:
-        tx.add_trial(
-            NewTrial(
-                member=failed.member,
-                generation=failed.generation,
-                parent_id=failed.parent_id,
-                params=failed.params,
-                start_step=failed.start_step,
-                end_step=failed.end_step,
-                decision="retry",
-            ),
-            now,
-        )
+        retry = retry_of(tx, config, failed)  # another parent if its parent's is gone
+        if retry is not None:
+            tx.add_trial(retry, now)
+        else:
+            tx.member_done(failed.member)
     if tx.study_state() != StudyState.RUNNING:
         return
     # Broken training code fails the study at once; a lost trial (a killed or silent
