@@ -647,6 +647,42 @@ def test_a_parent_checkpoint_missing_on_disk_is_recorded_as_gone_once(tmp_path: 
     assert stored(controller, first.id).checkpoint_gone == first.checkpoint
 
 
+def fail_on_gone_parent(controller: Controller) -> FrozenTrial:
+    """Claim the next trial, find its parent's checkpoint gone, and fail it as a worker
+    does; return the retry that follows."""
+    claimed = claim(controller, "w")
+    with pytest.raises(CheckpointGoneError) as raised:
+        controller.parent_checkpoint(claimed)
+    run_ = controller.start(claimed)
+    run_.fail(raised.value)
+    [retry] = [t for t in queued(controller) if t.member == claimed.trial.member]
+    return retry
+
+
+def test_a_member_whose_own_checkpoint_is_gone_restarts_from_a_copy(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, max_retries=0)
+    mine, better = run(controller, 0.5), run(controller, 0.9)
+    assert mine.checkpoint is not None and mine.member == 0
+    shutil.rmtree(mine.checkpoint)
+    child = next(t for t in queued(controller) if t.member == 0)
+    assert child.parent_id == mine.id  # it continues from its own, which is gone
+    retry = fail_on_gone_parent(controller)
+    assert retry.parent_id == better.id and retry.decision == "restart"
+    assert retry.start_step == better.end_step
+    member = controller.storage.get_members(controller.study.id)[0]
+    assert member.state == MemberState.ACTIVE  # max_retries=0: the failure did not count
+
+
+def test_with_no_checkpoint_left_a_member_trains_again_from_step_0(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, max_retries=0)
+    first = run(controller, 0.5)
+    assert first.checkpoint is not None
+    shutil.rmtree(first.checkpoint)
+    retry = fail_on_gone_parent(controller)
+    assert (retry.parent_id, retry.start_step, retry.end_step) == (None, 0, 10)
+    assert stored(controller, first.id).checkpoint_gone == first.checkpoint
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 CONFIG = StudyConfig(space=SPACE, metric="acc", mode="max", population_size=2,
