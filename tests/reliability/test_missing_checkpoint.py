@@ -70,3 +70,4 @@ def _latest(study: pbtune.Study) -> dict[int, pbtune.FrozenTrial]:
         if trial.state == TrialState.COMPLETE:
             latest[trial.member] = trial
     return latest
+
