@@ -1,4 +1,7 @@
-"""Which parent a member's retry warm-starts from.
+"""Which parent a member's next segment warm-starts from: after a decision, or for a retry.
+
+`next_segment` turns a decision into the trial to start from (what the decision reads of
+the study, `read_history` and `with_stored_budget`, is here too).
 
 A failed trial is retried as it was: the same parent, params and steps. Unless the
 parent's checkpoint is gone (found missing or damaged, deleted from outside pbtune: see
@@ -24,14 +27,27 @@ a restarted controller decides the same.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from pbtune.controller._config import StudyConfig
 from pbtune.storages import NewTrial, Transaction
-from pbtune.strategies import EarlyStop, Restart, Stop, decide_next
+from pbtune.strategies import (
+    NO_HISTORY,
+    Continue,
+    Decision,
+    EarlyStop,
+    Exploit,
+    Explore,
+    History,
+    Observation,
+    Pending,
+    Restart,
+    Stop,
+    decide_next,
+)
 from pbtune.trial import FrozenTrial
 
 
@@ -55,9 +71,6 @@ def retry_of(tx: Transaction, config: StudyConfig, failed: FrozenTrial) -> NewTr
 
 
 def _redecided(tx: Transaction, config: StudyConfig, failed: FrozenTrial) -> NewTrial | None:
-    # Imported here: `after_failure` in _members asks this module for its retries.
-    from pbtune.controller._members import next_segment, read_history, with_stored_budget
-
     config = with_stored_budget(tx, config)
     population = tx.population()
     own = next((t for t in population if t.member == failed.member), None)
@@ -92,6 +105,66 @@ def _from_scratch(config: StudyConfig, failed: FrozenTrial) -> NewTrial:
                     params=failed.params, start_step=0,
                     end_step=min(config.steps_per_trial, config.max_steps),
                     decision="initial")
+
+
+def with_stored_budget(tx: Transaction, config: StudyConfig) -> StudyConfig:
+    """``config`` with the study's stored ``max_steps``, read in this transaction: another
+    process may have raised (or lowered) the budget since this one read its settings (see
+    `revise_study`), and every decision from then on must follow it."""
+    stored = tx.max_steps()
+    return config if stored == config.max_steps else replace(config, max_steps=stored)
+
+
+def read_history(tx: Transaction, config: StudyConfig) -> History:
+    """The recent results and pending trials the study's strategies asked for (their
+    ``history_size``); nothing is read when they ask for none."""
+    size = max(config.exploit.history_size, config.explore.history_size)
+    if size <= 0:
+        return NO_HISTORY
+    observations = tuple(
+        Observation(
+            trial_id=t.id, member=t.member, parent_id=t.parent_id, params=t.params,
+            start_step=t.start_step, end_step=t.end_step, start_fitness=t.start_fitness,
+            end_fitness=t.fitness,
+        )
+        for t in tx.recent_complete(size)
+        if t.fitness is not None
+    )
+    pending = tuple(
+        Pending(trial_id=t.id, member=t.member, params=t.params, start_step=t.start_step,
+                end_step=t.end_step, start_fitness=t.start_fitness)
+        for t in tx.active_with_start()
+    )
+    return History(observations, pending)
+
+
+def next_segment(
+    tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], decision: Decision,
+    notes: list[str],
+) -> tuple[FrozenTrial, dict[str, object], str]:
+    """The trial to warm-start from, the params and the decision's name, for a decision
+    to go on. An `Exploit` or `Explore` whose trial to start from has no checkpoint (none
+    was written, or it was collected) cannot use it: the member goes on from its own
+    trial with its own params, recorded as a continue, with a note saying so."""
+    if isinstance(decision, Continue):
+        return finished, finished.params, "continue"
+    if isinstance(decision, Explore):
+        chosen: FrozenTrial | None = finished
+        kind, source = "explore", "its own trial"
+    else:
+        assert isinstance(decision, (Exploit, Restart))
+        # Decisions of one study are serialized, so the snapshot read in this
+        # transaction is current.
+        chosen = next((t for t in population if t.id == decision.parent_id), None)
+        if chosen is None:
+            chosen = tx.trial(decision.parent_id)
+        kind = "restart" if isinstance(decision, Restart) else "exploit"
+        source = f"the trial it would copy ({decision.parent_id})"
+    if chosen is not None and chosen.checkpoint is not None:
+        return chosen, decision.params, kind
+    notes.append(f"member {finished.member} continues as it was: {source} has no checkpoint "
+                 f"to {kind}")
+    return finished, finished.params, "continue"
 
 
 @dataclass(frozen=True)
