@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from pbtune import (
     PB2,
+    CheckpointGoneError,
     Choice,
     ConfigError,
     Float,
@@ -631,20 +632,68 @@ def test_a_collected_parent_checkpoint_fails_the_child_clearly(tmp_path: Path) -
     [child] = queued(controller)
     controller.storage.write(controller.study.id,
                              lambda tx: tx.forget_checkpoints([first.id]))
-    with pytest.raises(TrialFailedError, match=rf"parent trial {first.id} is gone"):
+    with pytest.raises(CheckpointGoneError, match=rf"trial {first.id} is gone; trial "):
         controller.parent_checkpoint(Claimed(child, "token"))
 
 
-def test_a_parent_checkpoint_missing_on_disk_fails_the_child_clearly(tmp_path: Path) -> None:
-    # A worker on a machine that does not share checkpoint_root, or a directory deleted
-    # by hand: the child must not silently train from scratch.
+def test_a_parent_checkpoint_missing_on_disk_is_recorded_as_gone_once(tmp_path: Path) -> None:
+    # A directory deleted by hand (or a worker on a machine that does not share
+    # checkpoint_root): the child must not silently train from scratch, and the study
+    # records the checkpoint as gone the first time, so that nothing copies it again.
     controller = make_controller(tmp_path, population_size=1)
     first = run(controller, 1.0)
     [child] = queued(controller)
     assert first.checkpoint is not None
     shutil.rmtree(first.checkpoint)
-    with pytest.raises(TrialFailedError, match="is not on this machine"):
-        controller.parent_checkpoint(Claimed(child, "token"))
+    claimed = Claimed(child, "token", first)  # as claimed before it was found gone
+    with pytest.raises(CheckpointGoneError) as raised:
+        controller.parent_checkpoint(claimed)
+    message = str(raised.value)
+    assert "\n" not in message and f"trial {first.id} ({first.checkpoint}) is gone" in message
+    assert "pbtune recorded it as gone" in message and f"trial {child.id} " in message
+    recorded = stored(controller, first.id)
+    assert recorded.checkpoint is None and recorded.checkpoint_gone == first.checkpoint
+    with pytest.raises(CheckpointGoneError, match="it was recorded as gone"):
+        controller.parent_checkpoint(claimed)  # a second finder records nothing new
+    with pytest.raises(CheckpointGoneError, match="as recorded before"):
+        controller.parent_checkpoint(Claimed(child, "token"))  # read after the record
+    assert stored(controller, first.id).checkpoint_gone == first.checkpoint
+
+
+def fail_on_gone_parent(controller: Controller) -> FrozenTrial:
+    """Claim the next trial, find its parent's checkpoint gone, and fail it as a worker
+    does; return the retry that follows."""
+    claimed = claim(controller, "w")
+    with pytest.raises(CheckpointGoneError) as raised:
+        controller.parent_checkpoint(claimed)
+    run_ = controller.start(claimed)
+    run_.fail(raised.value)
+    [retry] = [t for t in queued(controller) if t.member == claimed.trial.member]
+    return retry
+
+
+def test_a_member_whose_own_checkpoint_is_gone_restarts_from_a_copy(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=2, max_retries=0)
+    mine, better = run(controller, 0.5), run(controller, 0.9)
+    assert mine.checkpoint is not None and mine.member == 0
+    shutil.rmtree(mine.checkpoint)
+    child = next(t for t in queued(controller) if t.member == 0)
+    assert child.parent_id == mine.id  # it continues from its own, which is gone
+    retry = fail_on_gone_parent(controller)
+    assert retry.parent_id == better.id and retry.decision == "restart"
+    assert retry.start_step == better.end_step
+    member = controller.storage.get_members(controller.study.id)[0]
+    assert member.state == MemberState.ACTIVE  # max_retries=0: the failure did not count
+
+
+def test_with_no_checkpoint_left_a_member_trains_again_from_step_0(tmp_path: Path) -> None:
+    controller = make_controller(tmp_path, population_size=1, max_retries=0)
+    first = run(controller, 0.5)
+    assert first.checkpoint is not None
+    shutil.rmtree(first.checkpoint)
+    retry = fail_on_gone_parent(controller)
+    assert (retry.parent_id, retry.start_step, retry.end_step) == (None, 0, 10)
+    assert stored(controller, first.id).checkpoint_gone == first.checkpoint
 
 
 # -- metrics ---------------------------------------------------------------------------------

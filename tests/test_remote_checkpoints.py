@@ -122,7 +122,7 @@ def test_a_download_that_does_not_match_the_manifest_fails(memory_store: Any) ->
 
     ref = memory_store.commit(_stage(memory_store, 2), 2)
     fsspec.filesystem("memory").pipe_file(f"{ref}/w.bin", b"changed")
-    with pytest.raises(CheckpointError, match=r"parent trial 7 .* does not match its manifest"):
+    with pytest.raises(CheckpointError, match=r"trial 7 .* does not match its manifest"):
         memory_store.open(ref, 7)
     fsspec.filesystem("memory").rm_file(f"{ref}/_pbtune_manifest.json")
     with pytest.raises(CheckpointError, match="has no manifest"):
@@ -259,12 +259,24 @@ def test_a_tampered_manifest_fails_the_child_clearly(bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
 
     run_worker(study.storage, "tamper", trainers.warm_started, max_trials=2)
+    run_worker(study.storage, "tamper", trainers.warm_started)  # to the end
 
-    children = [t for t in study.trials() if t.parent_id is not None]
+    damaged = {p.id for p in parents}
+    trials = {t.id: t for t in study.trials()}
+    children = [t for t in trials.values() if t.parent_id in damaged]
     assert children and all(t.state == TrialState.FAILED for t in children)
-    for child in children:
-        assert child.error is not None
-        assert "CheckpointError" in child.error and "does not match its manifest" in child.error
+    assert all(t.error is not None and "CheckpointGoneError" in t.error for t in children)
+    for parent in damaged:  # found damaged once; a child queued before then says so
+        found = [t for t in children if t.parent_id == parent
+                 and "does not match its manifest" in str(t.error)]
+        assert len(found) == 1 and "pbtune recorded it as gone" in str(found[0].error)
+    # Recorded as gone, so that no retry warm-starts from them; a member whose
+    # checkpoint was damaged is not lost for it (max_retries=0 here).
+    assert all(trials[i].checkpoint is None and trials[i].checkpoint_gone is not None
+               for i in damaged)
+    assert study.state == pbtune.StudyState.COMPLETE
+    done = [t for t in study.trials() if t.state == TrialState.COMPLETE and t.end_step == 6]
+    assert sorted({t.member for t in done}) == [0, 1]
 
 
 def test_a_missing_bucket_is_refused_before_anything_is_recorded(

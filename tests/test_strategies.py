@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -322,6 +322,22 @@ def test_decide_never_copies_a_member_that_reached_max_steps(exploit: ExploitStr
     decisions = {type(decide(me, [me, finished, behind], rng=rng(seed),  # type: ignore[arg-type]
                              **settings_)) for seed in range(20)}
     assert Exploit in decisions
+
+
+@pytest.mark.parametrize("exploit", [Tournament(), Truncation(0.5)])
+def test_decide_never_copies_a_member_whose_checkpoint_is_gone(exploit: ExploitStrategy
+                                                                ) -> None:
+    # A checkpoint deleted from outside pbtune: there is nothing to warm-start from.
+    me = trial(0, 0.0, end_step=50)
+    gone = replace(trial(1, 1.0, end_step=50), checkpoint_gone="/ckpt/trial-000001")
+    settings_ = {**_DECIDE, "exploit": exploit}
+    for seed in range(20):
+        decision = decide(me, [me, gone], rng=rng(seed), **settings_)  # type: ignore[arg-type]
+        assert decision == Continue()
+    there = trial(2, 0.5, end_step=50)
+    decisions = [decide(me, [me, gone, there], rng=rng(seed),  # type: ignore[arg-type]
+                        **settings_) for seed in range(20)]
+    assert {d.parent_id for d in decisions if isinstance(d, Exploit)} == {there.id}
 
 
 @given(

@@ -19,6 +19,7 @@ Example::
 
 from pbtune._errors import (
     CheckpointError,
+    CheckpointGoneError,
     ConfigError,
     DuplicatedStudyError,
     MissingExtraError,
@@ -67,6 +68,7 @@ from pbtune.worker import Command, RayBackend
 __all__ = [
     "PB2",
     "CheckpointError",
+    "CheckpointGoneError",
     "Choice",
     "Command",
     "ConfigError",

@@ -42,6 +42,14 @@ class CheckpointError(PbtuneError):
     """A checkpoint is missing or cannot be written."""
 
 
+class CheckpointGoneError(CheckpointError):
+    """A committed checkpoint is missing or damaged: deleted from outside pbtune (a disk
+    cleaned by hand, a bucket's lifecycle rule) or changed after its commit. The study
+    records it as gone the first time it is found so, and no trial warm-starts from it
+    again: the trial that needed it goes on from another parent (see the README's "Fault
+    tolerance")."""
+
+
 class MissingExtraError(ConfigError, ImportError):
     """An optional integration's library is not installed; the message names the extra to
     install. An `ImportError` too, so ``except ImportError`` around an optional import works."""

@@ -55,15 +55,46 @@ def _as_written_before_3(storage: Storage, version: str, study_id: int, lost: in
 
 
 _ADDED_IN_4 = {"pbtune_studies": ("stop_reason", "stop_state"), "pbtune_members": ("lagging",)}
+_ADDED_IN_5 = {"pbtune_trials": ("checkpoint_gone",)}
 
 
 def _as_written_before_4(storage: Storage, version: str) -> None:
-    """Drop the columns schema 4 added, and mark the database as of ``version``."""
+    """Drop the columns schemas 4 and 5 added, and mark the database as of ``version``."""
+    _as_written_before_5(storage, version)
+    _drop(storage, _ADDED_IN_4)
+
+
+def _as_written_before_5(storage: Storage, version: str) -> None:
+    """Drop the columns schema 5 added, and mark the database as of ``version``."""
+    _drop(storage, _ADDED_IN_5)
     with storage._engine.begin() as connection:
-        for table, columns in _ADDED_IN_4.items():
+        connection.execute(update(meta).values(value=version))
+
+
+def _drop(storage: Storage, added: dict[str, tuple[str, ...]]) -> None:
+    with storage._engine.begin() as connection:
+        for table, columns in added.items():
             for column in columns:
                 connection.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
-        connection.execute(update(meta).values(value=version))
+
+
+def test_a_schema_4_database_gains_checkpoint_gone(tmp_path: Path, url: str) -> None:
+    study = pbtune.create_study(
+        "old", storage=url, space={"x": pbtune.Float(0.1, 1.0)}, metric="score",
+        population_size=2, steps_per_trial=2, max_steps=4,
+        checkpoint_root=tmp_path / "checkpoints")
+    study.optimize(_train, workers=1, backend="thread", show_progress=False)
+    trials_before = study.trials()
+    study.storage.dispose()
+    old = Storage(url)
+    _as_written_before_5(old, "4")
+    old.dispose()
+
+    reopened = pbtune.load_study("old", storage=url)
+    assert reopened.trials() == trials_before
+    assert all(t.checkpoint_gone is None for t in reopened.trials())
+    assert reopened.storage._read(
+        lambda c: c.execute(select(meta.c.value)).scalar_one()) == str(SCHEMA_VERSION)
 
 
 def test_a_schema_3_database_gains_the_columns_of_4_and_runs_on(tmp_path: Path,

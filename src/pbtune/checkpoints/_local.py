@@ -14,7 +14,7 @@ from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
-from pbtune._errors import CheckpointError, ConfigError, TrialFailedError
+from pbtune._errors import CheckpointError, CheckpointGoneError, ConfigError
 from pbtune.checkpoints._location import Location
 from pbtune.checkpoints._store import CheckpointExistsError, CheckpointStore
 
@@ -159,10 +159,10 @@ class LocalStore(CheckpointStore):
     def open(self, reference: Location, trial_id: int) -> Path:
         path = Path(reference)
         if not path.is_dir():
-            raise TrialFailedError(
-                f"the checkpoint of parent trial {trial_id} ({path}) is not on this machine; "
-                "every worker must see checkpoint_root at the same path (a shared file "
-                "system), and nothing else may delete it"
+            raise CheckpointGoneError(
+                f"the checkpoint of trial {trial_id} ({path}) is gone: it was deleted from "
+                "outside pbtune, or this machine does not see checkpoint_root (every worker "
+                "must see it at the same path, on a shared file system)"
             )
         return path
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Set
 from pathlib import Path
 from typing import Any
 
-from pbtune._errors import CheckpointError, ConfigError
+from pbtune._errors import CheckpointError, CheckpointGoneError, ConfigError
 from pbtune.checkpoints import _local as checkpoints
 from pbtune.checkpoints._location import Location
 from pbtune.checkpoints._store import CheckpointExistsError, CheckpointStore
@@ -156,35 +156,40 @@ class RemoteStore(CheckpointStore):
         return target
 
     def _download(self, url: str, trial_id: int, into: Path) -> None:
+        """Download and verify a committed checkpoint. A missing or unreadable manifest,
+        a missing file or one that does not match it raise `CheckpointGoneError`: the
+        checkpoint was deleted or changed after its commit, and is never trusted again.
+        Any other error (a network hiccup) is raised as it is: the checkpoint may be
+        whole, and the trial's retry tries it again."""
         fs, _ = self._fs()
         prefix = self._path_of(url)
-        what = f"the checkpoint of parent trial {trial_id} ({url})"
+        what = f"the checkpoint of trial {trial_id} ({url})"
         try:
             manifest = json.loads(fs.cat_file(f"{prefix}/{MANIFEST}"))
             entries = [(str(e["name"]), int(e["size"]), str(e["sha256"]))
                        for e in manifest["files"]]
         except FileNotFoundError:
-            raise CheckpointError(
+            raise CheckpointGoneError(
                 f"{what} has no manifest: it was deleted or never committed"
             ) from None
         except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"{what} has an unreadable manifest: {error!r}") from None
+            raise CheckpointGoneError(f"{what} has an unreadable manifest: {error!r}") from None
         into.mkdir(parents=True)
         for name, size, digest in entries:
             parts = name.split("/")
             if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-                raise CheckpointError(f"{what}: its manifest names an unsafe path {name!r}")
+                raise CheckpointGoneError(f"{what}: its manifest names an unsafe path {name!r}")
             local = into.joinpath(*parts)
             local.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fs.get_file(f"{prefix}/{name}", str(local))
             except FileNotFoundError:
-                raise CheckpointError(
+                raise CheckpointGoneError(
                     f"{what} does not match its manifest: {name!r} is missing"
                 ) from None
             got_size, got_digest = _digest(local)
             if (got_size, got_digest) != (size, digest):
-                raise CheckpointError(
+                raise CheckpointGoneError(
                     f"{what} does not match its manifest: {name!r} has {got_size} bytes, "
                     f"sha256 {got_digest[:12]}..., the manifest says {size} bytes, sha256 "
                     f"{digest[:12]}...; it was changed after it was committed, so this "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pbtune._errors import TrialFailedError
+from pbtune._errors import CheckpointGoneError, TrialFailedError
 from pbtune.checkpoints import Location, open_store
 from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Result, Role, Wait
 from pbtune.controller._config import StudyConfig
@@ -118,16 +118,32 @@ class Controller:
 
     def parent_checkpoint(self, claimed: Claimed) -> Path | None:
         """The local directory the trial warm-starts from (a remote parent is downloaded
-        and verified first); TrialFailedError or CheckpointError if it cannot be read."""
+        and verified first).
+
+        A parent checkpoint found missing or damaged (deleted from outside pbtune) is
+        recorded as gone, once (`Transaction.checkpoint_gone`), and `CheckpointGoneError`
+        says so in one line: the trial's retry then warm-starts from another parent (see
+        `retry_of`), and no later decision copies it. Any other error of the store (a
+        network hiccup) is raised as it is."""
         trial, parent = claimed.trial, claimed.parent
         if trial.parent_id is None:
             return None
         if parent is None:
             parent = self.storage.get_trial(self.study.id, trial.parent_id)
         assert parent.state == TrialState.COMPLETE, "children are made from COMPLETE parents"
+        retried = f"trial {trial.id} of member {trial.member} is retried from another parent"
         if parent.checkpoint is None:
-            raise TrialFailedError(f"the checkpoint of parent trial {parent.id} is gone")
-        return self._store.open(parent.checkpoint, parent.id)
+            where = (f" ({parent.checkpoint_gone}) is gone, as recorded before"
+                     if parent.checkpoint_gone else " is gone")
+            raise CheckpointGoneError(f"the checkpoint of trial {parent.id}{where}; {retried}")
+        try:
+            return self._store.open(parent.checkpoint, parent.id)
+        except CheckpointGoneError as error:
+            reference = parent.checkpoint
+            first = self.storage.write(
+                self.study.id, lambda tx: tx.checkpoint_gone(parent.id, reference))
+            recorded = "pbtune recorded it as gone" if first else "it was recorded as gone"
+            raise CheckpointGoneError(f"{error}; {recorded}, and {retried}") from None
 
     def heartbeat(self, claimed: Claimed) -> bool:
         """Keep a held trial fresh (stamped by the database's clock: see `Reaper`);

@@ -8,25 +8,17 @@ is given, so a result and everything it causes commit together.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from pbtune.controller._config import StudyConfig
-from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
-from pbtune.strategies import (
-    NO_HISTORY,
-    Continue,
-    Decision,
-    Exploit,
-    Explore,
-    History,
-    Observation,
-    Pending,
-    Restart,
-    Stop,
-    decide_next,
+from pbtune.controller._parents import (
+    next_segment,
+    read_history,
+    retry_of,
+    with_stored_budget,
 )
+from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
+from pbtune.strategies import Stop, decide_next
 from pbtune.trial import FrozenTrial
 
 
@@ -78,7 +70,7 @@ def enqueue_next(
         return False
     if following.lagging != lagging:
         tx.member_lagging(finished.member, following.lagging)
-    parent, params, kind = _next_segment(tx, finished, population, decision, notes)
+    parent, params, kind = next_segment(tx, finished, population, decision, notes)
     start = parent.end_step
     tx.add_trial(
         NewTrial(
@@ -95,66 +87,6 @@ def enqueue_next(
     return True
 
 
-def with_stored_budget(tx: Transaction, config: StudyConfig) -> StudyConfig:
-    """``config`` with the study's stored ``max_steps``, read in this transaction: another
-    process may have raised (or lowered) the budget since this one read its settings (see
-    `revise_study`), and every decision from then on must follow it."""
-    stored = tx.max_steps()
-    return config if stored == config.max_steps else replace(config, max_steps=stored)
-
-
-def read_history(tx: Transaction, config: StudyConfig) -> History:
-    """The recent results and pending trials the study's strategies asked for (their
-    ``history_size``); nothing is read when they ask for none."""
-    size = max(config.exploit.history_size, config.explore.history_size)
-    if size <= 0:
-        return NO_HISTORY
-    observations = tuple(
-        Observation(
-            trial_id=t.id, member=t.member, parent_id=t.parent_id, params=t.params,
-            start_step=t.start_step, end_step=t.end_step, start_fitness=t.start_fitness,
-            end_fitness=t.fitness,
-        )
-        for t in tx.recent_complete(size)
-        if t.fitness is not None
-    )
-    pending = tuple(
-        Pending(trial_id=t.id, member=t.member, params=t.params, start_step=t.start_step,
-                end_step=t.end_step, start_fitness=t.start_fitness)
-        for t in tx.active_with_start()
-    )
-    return History(observations, pending)
-
-
-def _next_segment(
-    tx: Transaction, finished: FrozenTrial, population: list[FrozenTrial], decision: Decision,
-    notes: list[str],
-) -> tuple[FrozenTrial, dict[str, object], str]:
-    """The trial to warm-start from, the params and the decision's name, for a decision
-    to go on. An `Exploit` or `Explore` whose trial to start from has no checkpoint (none
-    was written, or it was collected) cannot use it: the member goes on from its own
-    trial with its own params, recorded as a continue, with a note saying so."""
-    if isinstance(decision, Continue):
-        return finished, finished.params, "continue"
-    if isinstance(decision, Explore):
-        chosen: FrozenTrial | None = finished
-        kind, source = "explore", "its own trial"
-    else:
-        assert isinstance(decision, (Exploit, Restart))
-        # Decisions of one study are serialized, so the snapshot read in this
-        # transaction is current.
-        chosen = next((t for t in population if t.id == decision.parent_id), None)
-        if chosen is None:
-            chosen = tx.trial(decision.parent_id)
-        kind = "restart" if isinstance(decision, Restart) else "exploit"
-        source = f"the trial it would copy ({decision.parent_id})"
-    if chosen is not None and chosen.checkpoint is not None:
-        return chosen, decision.params, kind
-    notes.append(f"member {finished.member} continues as it was: {source} has no checkpoint "
-                 f"to {kind}")
-    return finished, finished.params, "continue"
-
-
 def after_failure(
     tx: Transaction, config: StudyConfig, failed: FrozenTrial, now: float, *, counts: bool = True
 ) -> None:
@@ -167,18 +99,11 @@ def after_failure(
     gave_up = failures > config.max_retries
     tx.member_failed(failed.member, failures, gave_up=gave_up)
     if not gave_up:
-        tx.add_trial(
-            NewTrial(
-                member=failed.member,
-                generation=failed.generation,
-                parent_id=failed.parent_id,
-                params=failed.params,
-                start_step=failed.start_step,
-                end_step=failed.end_step,
-                decision="retry",
-            ),
-            now,
-        )
+        retry = retry_of(tx, config, failed)  # another parent if its parent's is gone
+        if retry is not None:
+            tx.add_trial(retry, now)
+        else:
+            tx.member_done(failed.member)
     if tx.study_state() != StudyState.RUNNING:
         return
     # Broken training code fails the study at once; a lost trial (a killed or silent

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pbtune._errors import PbtuneError, StorageError, TrialFailedError
+from pbtune._errors import CheckpointGoneError, PbtuneError, StorageError, TrialFailedError
 from pbtune.checkpoints import CheckpointExistsError, CheckpointStore, Location
 from pbtune.controller._claims import Claimed, Result, Role
 from pbtune.controller._config import StudyConfig
@@ -141,15 +141,19 @@ class TrialRun:
 
     def fail(self, error: BaseException) -> None:
         """Record the trial as FAILED with ``error`` (its member retries it, bounded)
-        and delete what it wrote."""
+        and delete what it wrote. A trial whose parent checkpoint is gone did nothing
+        wrong: its retry, from another parent, uses up none of ``max_retries``."""
         text = error_text(error)
+        # Bounded all the same: a retry never warm-starts from a checkpoint recorded as
+        # gone, so each such failure finds one more gone (or the retry has no parent).
+        counts = self.evaluation or not isinstance(error, CheckpointGoneError)
         _log.warning("trial %s failed: %s", self.claimed.trial.id,
                      text.strip().splitlines()[-1])
         if self._staging is not None:
             self._store.discard(self._staging)
             self._staging = None
         self._remove_checkpoint()
-        self._controller.tell_failure(self.claimed, text)
+        self._controller.tell_failure(self.claimed, text, counts=counts)
 
     def _remove_checkpoint(self) -> None:
         if self._checkpoint is not None:

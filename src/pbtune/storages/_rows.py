@@ -22,6 +22,7 @@ def row_to_trial(row: RowMapping) -> FrozenTrial:
         metrics=dict(row["metrics"]) if row["metrics"] is not None else None,
         fitness=row["fitness"],
         checkpoint=as_location(row["checkpoint"]) if row["checkpoint"] else None,
+        checkpoint_gone=as_location(row["checkpoint_gone"]) if row["checkpoint_gone"] else None,
         error=row["error"],
         decision=row["decision"],
         worker=row["worker"],

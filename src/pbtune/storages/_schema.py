@@ -29,11 +29,13 @@ from pbtune._errors import StorageError
 #    `parent_id` and `latest_complete_id` hold numbers; trials may be LOST.
 # 4: a study keeps why it ended early (`stop_reason`) and its stop rules' bookkeeping
 #    (`stop_state`); a member counts its results in a row at the bottom (`lagging`).
-# An older database is moved to 4 when opened (see `upgrade`); an older pbtune then
+# 5: a trial whose checkpoint was found missing or damaged keeps where it was
+#    (`checkpoint_gone`); its `checkpoint` is then None, so nothing warm-starts from it.
+# An older database is moved to 5 when opened (see `upgrade`); an older pbtune then
 # refuses it with a clear message instead of reading numbers as row keys or failing on a
 # state it does not know.
-SCHEMA_VERSION = 4
-UPGRADABLE_VERSIONS = ("1", "2", "3")
+SCHEMA_VERSION = 5
+UPGRADABLE_VERSIONS = ("1", "2", "3", "4")
 
 metadata = MetaData()
 
@@ -94,6 +96,9 @@ trials = Table(
     Column("metrics", JSON, nullable=True),
     Column("fitness", Float, nullable=True),
     Column("checkpoint", Text, nullable=True),
+    # The checkpoint this trial had when it was found missing or damaged (deleted from
+    # outside pbtune): recorded once, never opened again; None for every other trial.
+    Column("checkpoint_gone", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("worker", String(256), nullable=True),
     Column("claim", String(64), nullable=True),
@@ -121,12 +126,15 @@ reports = Table(
 
 
 def upgrade(connection: Connection, version: str) -> None:
-    """Move a database written at schema ``version`` (1, 2 or 3) to `SCHEMA_VERSION`."""
+    """Move a database written at schema ``version`` (1 to 4) to `SCHEMA_VERSION`."""
     if version in ("1", "2"):
         _number_references(connection)
-    for table, column, default in ((studies, "stop_reason", None),
-                                   (studies, "stop_state", None),
-                                   (members, "lagging", "0")):
+    added: list[tuple[Table, str, str | None]] = []
+    if version in ("1", "2", "3"):
+        added += [(studies, "stop_reason", None), (studies, "stop_state", None),
+                  (members, "lagging", "0")]
+    added.append((trials, "checkpoint_gone", None))  # 5
+    for table, column, default in added:
         _add_column(connection, table, column, default)
     connection.execute(
         update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))

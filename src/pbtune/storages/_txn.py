@@ -367,6 +367,18 @@ class Transaction(StudyLifecycle):
                 .values(checkpoint=None)
             )
 
+    def checkpoint_gone(self, trial_id: int, checkpoint: Location) -> bool:
+        """Record that trial ``trial_id``'s ``checkpoint`` was found missing or damaged:
+        it keeps the location in ``checkpoint_gone``, and has no checkpoint from now on
+        (nothing warm-starts from it, and garbage collection and ``keep_best`` do not
+        count it). True only for the first finder: a second one changes nothing."""
+        return bool(self._c.execute(
+            update(trials)
+            .where(trials.c.study_id == self.study_id, trials.c.number == trial_id,
+                   trials.c.checkpoint == str(checkpoint))
+            .values(checkpoint=None, checkpoint_gone=str(checkpoint))
+        ).rowcount)
+
     # -- the study ---------------------------------------------------------------------------
     def set_study_state(self, state: StudyState, error: str | None = None) -> None:
         self._c.execute(

@@ -126,11 +126,13 @@ def _view(finished: FrozenTrial, population: Sequence[FrozenTrial], mode: Mode,
           max_steps: int, criteria: Criteria | None
           ) -> tuple[FrozenTrial, list[FrozenTrial], Mode]:
     """What the strategies compare: the members that can still be copied (one that reached
-    max_steps would give a trial of zero steps), and how to compare them. With
+    max_steps would give a trial of zero steps, one whose checkpoint is gone nothing to
+    start from), and how to compare them. With
     ``criteria`` that are not one plain objective, each trial's fitness is replaced by
     the criteria's score (higher is better), so that strategies written for one number
     compare the trials as the criteria do."""
-    candidates = [t for t in population if t.end_step < max_steps or t.id == finished.id]
+    candidates = [t for t in population if t.id == finished.id
+                  or (t.end_step < max_steps and t.checkpoint_gone is None)]
     if criteria is None or criteria.plain:
         return finished, candidates, mode
     trials = [t for t in candidates if t.id != finished.id] + [finished]

@@ -328,7 +328,9 @@ class Study(StudyReading):
 
         Not while a worker holds a trial: a study that stopped early may still have
         trials running elsewhere, whose staging folders are in use."""
-        keep = {t.checkpoint for t in self.trials() if t.checkpoint}
+        # A checkpoint recorded as gone is kept too, should it still be there: a worker
+        # that did not see it (checkpoint_root not shared as it should be) is no proof.
+        keep = {c for t in self.trials() for c in (t.checkpoint, t.checkpoint_gone) if c}
         state, active = self.storage.queue_state(self.id)
         if state != StudyState.COMPLETE:
             return  # raised budget (`extend`) runs it again: its new trials are not in keep

@@ -19,8 +19,10 @@ class FrozenTrial:
     it warm-started from (None for a member's first trial); ``checkpoint`` is its committed
     checkpoint: a `Path` for a local directory, a `str` URL (``s3://bucket/prefix/...``)
     for a remote one, or None when it has none (not finished, failed, or
-    garbage-collected). ``worker`` names the worker that ran it last (``host:pid:tag``,
-    or ``ray:...``).
+    garbage-collected). ``checkpoint_gone`` is the checkpoint it had when that was found
+    missing or damaged (deleted from outside pbtune): nothing warm-starts from it again;
+    None for every other trial. ``worker`` names the worker that ran it last
+    (``host:pid:tag``, or ``ray:...``).
     """
 
     id: int
@@ -41,6 +43,7 @@ class FrozenTrial:
     started_at: float | None = None
     finished_at: float | None = None
     study_id: int | None = field(default=None, repr=False)
+    checkpoint_gone: Path | str | None = None
 
     @property
     def number(self) -> int:
