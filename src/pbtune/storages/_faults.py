@@ -90,8 +90,10 @@ _POSTGRES_ADVICE = {
     "full": ("the database server's disk is full. Free space on the server and run again: "
              "what was committed before is kept"),
     "permission": ("the database user lacks a privilege pbtune needs. Grant it CREATE on "
-                   "the schema (or have the tables created by their owner) and SELECT, "
-                   "INSERT, UPDATE, DELETE on the pbtune_* tables"),
+                   "the schema, or open the storage once as a user who may create tables "
+                   "and grant this one SELECT, INSERT, UPDATE, DELETE on the pbtune_* tables "
+                   "and USAGE on their sequences (GRANT USAGE ON ALL SEQUENCES IN SCHEMA "
+                   "... TO ...)"),
     "damaged": ("the server reports damaged data. Restore the database from a backup and "
                 "check the server's disk"),
     "io": "the database server cannot read or write its files. Check the server's disk",
