@@ -117,6 +117,14 @@ def test_a_damaged_file_is_one_line_that_says_so_from_the_api(db: Path, where: s
     assert str(db) in line
 
 
+def test_a_trial_on_damaged_rows_is_not_reported_missing(db: Path) -> None:
+    _damage(db, "trial rows")
+    study = pbtune.load_study(NAME, storage=f"sqlite:///{db}")
+    with pytest.raises(StorageError) as raised:  # not "study has no trial 3"
+        study.trial(3)
+    assert "is damaged" in _one_line(raised.value)
+
+
 @pytest.mark.parametrize("where", ["trial rows", "schema", "header"])
 @pytest.mark.parametrize("command", ["status", "trials", "best", "schedule"])
 def test_a_damaged_file_is_one_line_that_says_so_from_the_cli(db: Path, where: str,

@@ -284,9 +284,13 @@ class Storage:
         return self.write(study_id, work)
 
     # -- trials (reads) ----------------------------------------------------------------------
+    def find_trial(self, study_id: int, trial_id: int) -> FrozenTrial | None:
+        """The study's trial ``trial_id`` (its number in the study); None if it has none."""
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).trial(trial_id))
+
     def get_trial(self, study_id: int, trial_id: int) -> FrozenTrial:
         """The study's trial ``trial_id`` (its number in the study)."""
-        found = self._read(lambda c: Transaction(c, study_id, lock_study=False).trial(trial_id))
+        found = self.find_trial(study_id, trial_id)
         if found is None:
             raise StorageError(f"no trial {trial_id} in study {study_id} of {self!r}")
         return found
