@@ -35,12 +35,27 @@ def test_the_gate_is_reentrant_within_a_thread(tmp_path: Path) -> None:
         pass
 
 
-def test_nothing_is_written_beside_the_database(tmp_path: Path) -> None:
+def test_the_lock_file_is_beside_the_database_and_goes_when_the_gate_closes(
+        tmp_path: Path) -> None:
     gate = WriteGate(str(tmp_path / "study.db"))
     with gate.held():
-        pass
+        assert [p.name for p in tmp_path.iterdir()] == ["study.db-pbtune.lock"]
+    gate.close()
     assert list(tmp_path.iterdir()) == []
-    assert not gate.path.startswith(str(tmp_path))
+
+
+def test_a_gate_that_another_holds_stays_and_a_removed_one_is_made_again(
+        tmp_path: Path) -> None:
+    db = str(tmp_path / "study.db")
+    first, second = WriteGate(db), WriteGate(db)
+    with second.held():
+        first.close()  # second holds it: the file stays
+        assert Path(second.path).exists()
+    second.close()
+    assert not Path(second.path).exists()
+    with first.held():  # a later writer makes it again
+        assert Path(first.path).exists()
+    first.close()
 
 
 def test_different_databases_have_different_gates(tmp_path: Path) -> None:

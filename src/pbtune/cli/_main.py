@@ -1,8 +1,10 @@
-"""The `pbtune` command group and its error handling: every error a user can cause is
-one line on stderr and a non-zero exit code, never a traceback."""
+"""The `pbtune` command group and its error handling: every error is one line on stderr
+and a non-zero exit code, never a traceback. An error pbtune did not foresee (a bug) says
+so in its line; ``PBTUNE_DEBUG=1`` shows the full traceback of any error instead."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -19,6 +21,7 @@ from pbtune.cli._run import replay_command, run
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+DEBUG_ENV = "PBTUNE_DEBUG"
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -32,6 +35,7 @@ class _Group(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
+        debug = os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
         try:
             code = super().main(*args, **kwargs)
         except click.UsageError as error:
@@ -45,13 +49,24 @@ class _Group(click.Group):
         except (click.Abort, KeyboardInterrupt):
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        except PbtuneError as error:
-            _fail(str(error) or type(error).__name__, EXIT_ERROR)
         except BrokenPipeError:  # `pbtune trials | head`
             sys.exit(EXIT_ERROR)
-        except OSError as error:  # a file that cannot be read or written
-            _fail(str(error), EXIT_ERROR)
+        except Exception as error:
+            if debug:
+                raise
+            _fail(_describe(error), EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _describe(error: Exception) -> str:
+    """The line for an error: a pbtune error's or an OS error's own message (a file that
+    cannot be read or written); for anything else, its type too, as it is a bug."""
+    if isinstance(error, PbtuneError):
+        return str(error) or type(error).__name__
+    if isinstance(error, OSError):
+        return str(error) or type(error).__name__
+    return (f"unexpected {type(error).__module__}.{type(error).__name__}: {error} (a bug in "
+            f"pbtune or in code it ran; {DEBUG_ENV}=1 shows the traceback: please report it)")
 
 
 @click.group(cls=_Group, no_args_is_help=True)

@@ -20,7 +20,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from pbtune._errors import StorageError
 
@@ -36,6 +35,9 @@ from pbtune._errors import StorageError
 # state it does not know.
 SCHEMA_VERSION = 5
 UPGRADABLE_VERSIONS = ("1", "2", "3", "4")
+# The PostgreSQL advisory lock (one per database) that openers hold while they create,
+# check or upgrade the tables: a fixed number, "pbtune" in ASCII.
+SCHEMA_LOCK = 0x706274756E65
 
 metadata = MetaData()
 
@@ -176,7 +178,18 @@ def _number_references(connection: Connection) -> None:
 
 def create_or_check(connection: Connection, shown: str) -> None:
     """Create the tables in an empty database, upgrade an older pbtune's (`upgrade`), or
-    refuse a database this pbtune cannot read; ``shown`` names the storage in errors."""
+    refuse a database this pbtune cannot read; ``shown`` names the storage in errors.
+
+    Processes that open a new database at the same instant take turns: SQLite's write
+    transaction (BEGIN IMMEDIATE) is exclusive already, and on PostgreSQL an advisory lock
+    held to the end of the transaction makes every other opener wait until the first has
+    committed its tables; each then looks (at the committed tables) before creating.
+    The transaction reads at READ COMMITTED whatever the server's default, so that its
+    look after the wait sees what was committed during it.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"))
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
     names = set(inspect(connection).get_table_names())
     if meta.name not in names:
         if names & {t.name for t in metadata.sorted_tables}:
@@ -184,18 +197,13 @@ def create_or_check(connection: Connection, shown: str) -> None:
                 f"storage {shown} holds pbtune tables without a schema version; "
                 "it was not made by this pbtune. Use a new database."
             )
-        try:
-            metadata.create_all(connection)
-            connection.execute(
-                insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
-            )
-        except IntegrityError:
-            pass  # another process created it first
+        metadata.create_all(connection)
+        connection.execute(
+            insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
+        )
         return
-    # Locked (PostgreSQL; SQLite's write transaction is exclusive already), so two
-    # processes opening an old database upgrade it once.
     version = connection.execute(
-        select(meta.c.value).where(meta.c.key == "schema_version").with_for_update()
+        select(meta.c.value).where(meta.c.key == "schema_version")
     ).scalar_one_or_none()
     if version in UPGRADABLE_VERSIONS:
         upgrade(connection, version)

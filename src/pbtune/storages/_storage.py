@@ -24,11 +24,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
 from pbtune.storages._clock import stamp
 from pbtune.storages._engine import create_storage_engine, normalize_url
+from pbtune.storages._faults import explain
 from pbtune.storages._gate import WriteGate
 from pbtune.storages._records import (
     HeldTrial,
@@ -74,7 +75,11 @@ class Storage:
         # One shared connection serves an in-memory database: threads take turns.
         self._lock: threading.RLock | None = threading.RLock() if self.url is None else None
         self._gate = _write_gate(self._engine)
-        self._prepare_schema()
+        try:
+            self._prepare_schema()
+        except BaseException:
+            self.dispose()  # a storage that cannot be opened keeps no file open
+            raise
 
     def __repr__(self) -> str:
         shown = self._engine.url.render_as_string(hide_password=True) if self.url else "memory"
@@ -114,9 +119,13 @@ class Storage:
             attempt += 1
             try:
                 return operation()
-            except (OperationalError, DBAPIError) as error:
+            except DBAPIError as error:
+                # Only transient errors are retried; any other database error (a damaged
+                # file, a full disk, no permission) leaves pbtune as one clear line.
                 if isinstance(error, IntegrityError) or not is_transient(error):
-                    raise
+                    raise StorageError(
+                        explain(error, repr(self), self._sqlite_path(), opening=opening)
+                    ) from error
                 if attempt >= attempts and time.monotonic() >= give_up_at:
                     if opening:
                         raise StorageError(
@@ -155,15 +164,17 @@ class Storage:
         return self._retry(attempt)
 
     # -- schema ------------------------------------------------------------------------------
+    def _sqlite_path(self) -> str | None:
+        """The SQLite database as its URL names it (":memory:" for memory); None for
+        PostgreSQL. Error messages name it."""
+        if self._engine.dialect.name != "sqlite":
+            return None
+        return self._engine.url.database or ":memory:"
+
     def _prepare_schema(self) -> None:
-        try:
-            # A storage that cannot be reached at start is an error at once, not after
-            # the long backoff that rides out an outage mid-study.
-            self._retry(self._create_or_check_schema, opening=True)
-        except StorageError:
-            raise
-        except (OperationalError, DBAPIError) as error:
-            raise StorageError(f"cannot open storage {self!r}: {short(error)}") from None
+        # A storage that cannot be reached at start is an error at once, not after the
+        # long backoff that rides out an outage mid-study.
+        self._retry(self._create_or_check_schema, opening=True)
 
     def _create_or_check_schema(self) -> None:
         with self._connect(write=True, gate=False) as connection:
@@ -181,6 +192,13 @@ class Storage:
         """Create a study and enqueue its first trials, in one transaction."""
 
         def attempt() -> int:
+            try:
+                return insert_study()
+            except IntegrityError:  # another process created it first
+                raise DuplicatedStudyError(
+                    f"a study named {name!r} exists in {self!r}") from None
+
+        def insert_study() -> int:
             with self._connect(write=True, gate=False) as connection:
                 exists = connection.execute(
                     select(studies.c.id).where(studies.c.name == name)
@@ -213,10 +231,7 @@ class Storage:
                     tx.add_trial(new, now)
                 return int(study_id)
 
-        try:
-            self._retry(attempt)
-        except IntegrityError:
-            raise DuplicatedStudyError(f"a study named {name!r} exists in {self!r}") from None
+        self._retry(attempt)
         return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:
@@ -271,9 +286,13 @@ class Storage:
         return self.write(study_id, work)
 
     # -- trials (reads) ----------------------------------------------------------------------
+    def find_trial(self, study_id: int, trial_id: int) -> FrozenTrial | None:
+        """The study's trial ``trial_id`` (its number in the study); None if it has none."""
+        return self._read(lambda c: Transaction(c, study_id, lock_study=False).trial(trial_id))
+
     def get_trial(self, study_id: int, trial_id: int) -> FrozenTrial:
         """The study's trial ``trial_id`` (its number in the study)."""
-        found = self._read(lambda c: Transaction(c, study_id, lock_study=False).trial(trial_id))
+        found = self.find_trial(study_id, trial_id)
         if found is None:
             raise StorageError(f"no trial {trial_id} in study {study_id} of {self!r}")
         return found

@@ -4,11 +4,12 @@ and schedules. Everything comes from the storage, so a study opened in another p
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pbtune import checkpoints
-from pbtune._errors import ConfigError, StorageError
+from pbtune._errors import ConfigError
 from pbtune.checkpoints import Location
 from pbtune.controller import StudyConfig
 from pbtune.storages import Storage, StudyRecord, StudyState
@@ -72,15 +73,17 @@ class StudyReading:
 
     def trial(self, trial_id: int) -> FrozenTrial:
         """One trial of this study by id."""
-        try:
-            return self.storage.get_trial(self.id, trial_id)
-        except StorageError:
+        # A trial id of another type finds nothing; a storage that fails says so itself.
+        found = (self.storage.find_trial(self.id, int(trial_id))
+                 if isinstance(trial_id, numbers.Integral) else None)
+        if found is None:
             made = sum(self.storage.count_states(self.id).values())
             numbered = f"0 to {made - 1}" if made else "none yet"
             raise ConfigError(
                 f"study {self.name!r} has no trial {trial_id!r}; its trials are numbered in "
                 f"the order they were made ({numbered})"
-            ) from None
+            )
+        return found
 
     @property
     def best_trial(self) -> FrozenTrial:
