@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from pbtune.controller._config import StudyConfig
+from pbtune.controller._config import StudyConfig, retry_backoff
 from pbtune.storages import Holder, MemberState, NewTrial, StudyState, Transaction
 from pbtune.strategies import (
     NO_HISTORY,
@@ -161,24 +161,20 @@ def after_failure(
     """Retry the member's failed trial, or give the member up after ``max_retries``; fail
     the study when every member's first trial failed, or finish it when nothing is left.
     In a study that has ended (stopped, or failed) the retry is queued, and waits there
-    like any queued trial, but the study's state is left as it is."""
+    like any queued trial, but the study's state is left as it is.
+
+    A counted failure's retry waits its backoff (`retry_backoff`: ``retry_delay``, then
+    twice as long after each failure in a row), stored with the trial so that every
+    worker respects it: an outage (a full disk, a lost mount) does not use up every
+    member's retries within a second. An uncounted one (an interrupted run) goes at once.
+    """
     member = tx.member(failed.member)
     failures = member.failures + (1 if counts else 0)
     gave_up = failures > config.max_retries
     tx.member_failed(failed.member, failures, gave_up=gave_up)
     if not gave_up:
-        tx.add_trial(
-            NewTrial(
-                member=failed.member,
-                generation=failed.generation,
-                parent_id=failed.parent_id,
-                params=failed.params,
-                start_step=failed.start_step,
-                end_step=failed.end_step,
-                decision="retry",
-            ),
-            now,
-        )
+        delay = retry_backoff(config, failures) if counts else 0.0
+        tx.add_trial(retry_of(tx, config, failed, not_before=now + delay if delay else None), now)
     if tx.study_state() != StudyState.RUNNING:
         return
     # Broken training code fails the study at once; a lost trial (a killed or silent
@@ -198,6 +194,61 @@ def after_failure(
         )
         return
     maybe_finish_study(tx)
+
+
+def retry_of(tx: Transaction, config: StudyConfig, failed: FrozenTrial, *,
+             not_before: float | None = None) -> NewTrial:
+    """The trial that retries ``failed``, claimable from ``not_before``: the one place
+    that chooses a retry's parent.
+
+    The same segment from the same parent, with the same params; if that parent's
+    checkpoint was collected meanwhile (a member given its retries back after the rest
+    of the study trained on), the member goes on from its own latest COMPLETE trial
+    (always kept), with that trial's params.
+    """
+    parent = tx.trial(failed.parent_id) if failed.parent_id is not None else None
+    if parent is not None and parent.checkpoint is None:
+        own = tx.member(failed.member).latest_complete_id
+        latest = tx.trial(own) if own is not None else None
+        if latest is not None and latest.checkpoint is not None:
+            return NewTrial(
+                member=failed.member, generation=latest.generation + 1, parent_id=latest.id,
+                params=latest.params, start_step=latest.end_step,
+                end_step=min(latest.end_step + config.steps_per_trial, tx.max_steps()),
+                decision="retry", not_before=not_before,
+            )
+    return NewTrial(
+        member=failed.member,
+        generation=failed.generation,
+        parent_id=failed.parent_id,
+        params=failed.params,
+        start_step=failed.start_step,
+        end_step=failed.end_step,
+        decision="retry",
+        not_before=not_before,
+    )
+
+
+def give_retries_back(tx: Transaction, config: StudyConfig, now: float) -> list[int]:
+    """Members that gave up (FAILED after more than ``max_retries`` failures in a row)
+    train again: each gets ``max_retries`` fresh tries, starting with a retry of its
+    latest failed trial (queued now). Returns those members.
+
+    For a study that failed by failures and runs again once its user fixed the cause (a
+    full disk freed): a member that only failed because of it goes on from its last good
+    checkpoint; one whose code is broken fails ``max_retries + 1`` times again and gives up.
+    """
+    given: list[int] = []
+    for member in tx.all_members():
+        if member.state != MemberState.FAILED:
+            continue
+        failed = tx.latest_failure(member.member)
+        if failed is None:  # nothing to retry (cannot happen for a member that gave up)
+            continue
+        tx.member_given_retries(member.member)
+        tx.add_trial(retry_of(tx, config, failed), now)
+        given.append(member.member)
+    return given
 
 
 def maybe_finish_study(tx: Transaction) -> None:

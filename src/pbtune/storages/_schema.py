@@ -29,11 +29,12 @@ from pbtune._errors import StorageError
 #    `parent_id` and `latest_complete_id` hold numbers; trials may be LOST.
 # 4: a study keeps why it ended early (`stop_reason`) and its stop rules' bookkeeping
 #    (`stop_state`); a member counts its results in a row at the bottom (`lagging`).
-# An older database is moved to 4 when opened (see `upgrade`); an older pbtune then
+# 5: a queued retry waits for its backoff (`not_before`).
+# An older database is moved to 5 when opened (see `upgrade`); an older pbtune then
 # refuses it with a clear message instead of reading numbers as row keys or failing on a
 # state it does not know.
-SCHEMA_VERSION = 4
-UPGRADABLE_VERSIONS = ("1", "2", "3")
+SCHEMA_VERSION = 5
+UPGRADABLE_VERSIONS = ("1", "2", "3", "4")
 
 metadata = MetaData()
 
@@ -101,6 +102,8 @@ trials = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("heartbeat_at", Float, nullable=True),
+    # A QUEUED retry is not claimed before this time (its backoff); None: at once.
+    Column("not_before", Float, nullable=True),
     Index("ix_pbtune_trials_number", "study_id", "number", unique=True),
     # ask: the QUEUED (or TRAINED) trial with the smallest end_step; also held/stale scans.
     Index("ix_pbtune_trials_queue", "study_id", "state", "end_step", "number"),
@@ -121,12 +124,15 @@ reports = Table(
 
 
 def upgrade(connection: Connection, version: str) -> None:
-    """Move a database written at schema ``version`` (1, 2 or 3) to `SCHEMA_VERSION`."""
+    """Move a database written at schema ``version`` (1 to 4) to `SCHEMA_VERSION`."""
     if version in ("1", "2"):
         _number_references(connection)
-    for table, column, default in ((studies, "stop_reason", None),
-                                   (studies, "stop_state", None),
-                                   (members, "lagging", "0")):
+    added: list[tuple[Table, str, str | None]] = []
+    if version in ("1", "2", "3"):
+        added += [(studies, "stop_reason", None), (studies, "stop_state", None),
+                  (members, "lagging", "0")]
+    added.append((trials, "not_before", None))
+    for table, column, default in added:
         _add_column(connection, table, column, default)
     connection.execute(
         update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, Integer, Select, bindparam, func, select, update
+from sqlalchemy import BindParameter, Integer, Select, bindparam, func, or_, select, update
 
 from pbtune.storages._schema import members, studies, trials
 from pbtune.trial import TrialState
@@ -35,7 +35,10 @@ def _next_in(state: TrialState) -> Select[Any]:
     )
 
 
-NEXT_QUEUED = _next_in(TrialState.QUEUED)
+# A retry waiting for its backoff (`not_before` after ``b_now``) is left in the queue.
+NEXT_QUEUED = _next_in(TrialState.QUEUED).where(
+    or_(trials.c.not_before.is_(None), trials.c.not_before <= bindparam("b_now"))
+)
 NEXT_QUEUED_SKIP_LOCKED = NEXT_QUEUED.with_for_update(skip_locked=True)
 HELD_BY = select(trials).where(
     trials.c.study_id == STUDY,
