@@ -182,7 +182,8 @@ class Study(StudyReading):
                   if m.state == MemberState.FAILED]
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
-                         "row; see `pbtune status --errors`", failed, self.config.max_retries)
+                         "row; see `pbtune status --errors`, fix the cause and run again to "
+                         "train them on", failed, self.config.max_retries)
         return self._summary(monitor.elapsed_s,
                              timeout_s=deadline.timeout if deadline.reached else None)
 
