@@ -184,11 +184,10 @@ def test_a_cause_not_fixed_fails_again_after_max_retries_fresh_tries(tmp_path: P
     assert_finished_with_nothing_lost(study, before)
 
 
-def test_members_that_gave_up_while_the_others_finished_train_on_when_run_again(
-    tmp_path: Path,
-) -> None:
+def test_a_complete_study_with_members_that_gave_up_runs_nothing_again(tmp_path: Path
+                                                                       ) -> None:
     # Member 0's trials land on a full disk; the others finish: the study is COMPLETE,
-    # one member short. Run again once the disk is freed, it trains that member on.
+    # one member short, and running it again runs nothing (as for any COMPLETE study).
     flag = tmp_path / "disk-full"
     train = _train(lambda trial: trial.member == 0 and flag.exists(), lambda: None)
     study = _create(tmp_path, tmp_path / "checkpoints")
@@ -197,26 +196,11 @@ def test_members_that_gave_up_while_the_others_finished_train_on_when_run_again(
     assert study.state == StudyState.COMPLETE
     states = {m.member: m.state for m in study.storage.get_members(study.id)}
     assert states == {0: MemberState.FAILED, 1: MemberState.DONE, 2: MemberState.DONE}
+    assert assert_retries_spaced(study) == RETRIES
     flag.unlink()
-    before = _complete(study)
-    _optimize(study, train)
-    assert_finished_with_nothing_lost(study, before)
-
-
-def test_a_study_a_stop_ended_keeps_its_members_that_gave_up_stopped(tmp_path: Path
-                                                                     ) -> None:
-    flag = tmp_path / "disk-full"
-    train = _train(lambda trial: trial.member == 0 and flag.exists(), lambda: None)
-    study = _create(tmp_path, tmp_path / "checkpoints")
-    flag.touch()
-    _optimize(study, train)
-    flag.unlink()
-    # As if a stop rule had ended it: `optimize` has nothing left to run.
-    study.storage.write(study.id, lambda tx: tx.stop_study("enough"))
     trials_before = study.trials()
     _optimize(study, train)
     assert study.trials() == trials_before
-    assert study.storage.get_members(study.id)[0].state == MemberState.FAILED
 
 
 def test_a_retry_is_claimed_by_no_worker_before_its_backoff(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@
   is decided. Trials running elsewhere finish their segment and are recorded; queued
   trials stay queued.
 - `stop_study`: the same end from outside (`Study.stop`).
-- `revive`: a study that failures ended runs again, its members that gave up given their
-  retries back.
+- `revive`: a study that failures ended (FAILED) runs again, its members that gave up
+  given their retries back.
 - `judge_past` and `reopen`: a study whose rules change, or whose budget is raised after
   it stopped, has its past judged by its rules as they are now (`replay_rules`); if they
   would not have stopped it, it runs again, and each member whose last result came in
@@ -130,25 +130,21 @@ def stopped_by_rule(tx: Transaction) -> bool:
 
 
 def revive(storage: Storage, study_id: int, config: StudyConfig) -> bool:
-    """Run a study that failures ended again (its user fixed the cause, a full disk
-    freed): the members that gave up get ``max_retries`` fresh tries from their last good
-    checkpoint (`give_retries_back`), the queued retries go on, and members whose results
-    came in after it failed get their next trials.
+    """Run a FAILED study again (its user fixed the cause, a full disk freed): the
+    members that gave up get ``max_retries`` fresh tries from their last good checkpoint
+    (`give_retries_back`), the queued retries go on, and members whose results came in
+    after it failed get their next trials. Returns whether the study is RUNNING now;
+    False (nothing changed) if nothing is left to run.
 
-    That is a FAILED study, or a COMPLETE one whose other members reached the budget while
-    some had given up; never one that a stop rule or `Study.stop` ended. Returns whether
-    the study is RUNNING now; False (nothing changed) if nothing is left to run.
+    A COMPLETE study is left as it is, also one with members that gave up while the
+    others reached the budget: running a finished study again runs nothing.
     """
 
     def work(tx: Transaction) -> bool:
         state = tx.study_state()
-        if state == StudyState.RUNNING:
-            return True
-        if state == StudyState.COMPLETE and tx.stop_reason() is not None:
-            return False
-        given = give_retries_back(tx, config, time.time())
-        if state == StudyState.COMPLETE and not given:
-            return False
+        if state != StudyState.FAILED:
+            return state == StudyState.RUNNING
+        give_retries_back(tx, config, time.time())
         return reopen(tx, config, [])
 
     return storage.write(study_id, work)

@@ -80,11 +80,11 @@ class Study(StudyReading):
         in-memory study), ``"ray"`` or a `RayBackend` (Ray actors). A study stopped by a
         crash or Ctrl-C continues where it was when this is called again. Raises
         `StudyFailedError` if the study cannot go on (e.g. every member's first trial
-        failed). A study that failures ended (FAILED, or COMPLETE with members that gave
-        up) runs again when this is called again, once the cause is fixed: each member
-        that gave up gets ``max_retries`` fresh tries from its last good checkpoint. Any
-        other COMPLETE study has nothing left to run: its summary comes back at once,
-        also when a stop rule or `stop` ended it early (it says why).
+        failed). A study that failures ended (FAILED) runs again when this is called
+        again, once the cause is fixed: each member that gave up gets ``max_retries``
+        fresh tries from its last good checkpoint. A COMPLETE study has nothing left to
+        run: its summary comes back at once, also when a stop rule or `stop` ended it
+        early (it says why).
 
         While it runs, the ``pbtune`` logger says at INFO what each finished trial did
         and, off a terminal, how far the study is every minute; ``show_progress`` (None:
@@ -155,7 +155,7 @@ class Study(StudyReading):
         record = self.storage.get_study_by_id(self.id)
         # The user fixed the cause and runs again: the members that gave up get their
         # retries back, and the queued retries go on.
-        if record.state != StudyState.RUNNING and revive(self.storage, self.id, self.config):
+        if record.state == StudyState.FAILED and revive(self.storage, self.id, self.config):
             record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(
@@ -182,8 +182,7 @@ class Study(StudyReading):
                   if m.state == MemberState.FAILED]
         if failed:
             _log.warning("members %s stopped after more than max_retries=%d failures in a "
-                         "row; see `pbtune status --errors`, fix the cause and run again to "
-                         "train them on", failed, self.config.max_retries)
+                         "row; see `pbtune status --errors`", failed, self.config.max_retries)
         return self._summary(monitor.elapsed_s,
                              timeout_s=deadline.timeout if deadline.reached else None)
 
