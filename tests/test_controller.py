@@ -62,6 +62,8 @@ def make_controller(tmp_path: Path, **settings: Any) -> Controller:
     settings.setdefault("max_steps", 100)
     settings.setdefault("explore", DOUBLE)
     settings.setdefault("checkpoint_root", str(tmp_path / "ckpt"))
+    # Retries go at once here: their backoff is tested in tests/reliability/test_disk_full.py.
+    settings.setdefault("retry_delay", 0)
     config = StudyConfig(**settings)
     storage = Storage(None)
     record = storage.create_study(

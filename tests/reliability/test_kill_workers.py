@@ -99,7 +99,8 @@ def test_lost_first_trials_do_not_fail_the_study_but_broken_code_does(tmp_path: 
     study = pbtune.create_study(
         "lost-first", storage=f"sqlite:///{tmp_path / 's.db'}",
         space={"x": pbtune.Float(0.0, 1.0)}, metric="score", population_size=2,
-        steps_per_trial=1, max_steps=2, checkpoint_root=tmp_path / "ckpt")
+        steps_per_trial=1, max_steps=2, checkpoint_root=tmp_path / "ckpt",
+        retry_delay=0)  # each retry claimed at once (backoff: test_disk_full.py)
     controller = Controller(study.storage, study.storage.get_study("lost-first"), study.config)
 
     def claim() -> Claimed:

@@ -55,7 +55,7 @@ def _as_written_before_3(storage: Storage, version: str, study_id: int, lost: in
 
 
 _ADDED_IN_4 = {"pbtune_studies": ("stop_reason", "stop_state"), "pbtune_members": ("lagging",)}
-_ADDED_IN_5 = {"pbtune_trials": ("checkpoint_gone",)}
+_ADDED_IN_5 = {"pbtune_trials": ("checkpoint_gone", "not_before")}
 
 
 def _as_written_before_4(storage: Storage, version: str) -> None:
@@ -93,8 +93,34 @@ def test_a_schema_4_database_gains_checkpoint_gone(tmp_path: Path, url: str) -> 
     reopened = pbtune.load_study("old", storage=url)
     assert reopened.trials() == trials_before
     assert all(t.checkpoint_gone is None for t in reopened.trials())
+    columns = reopened.storage._read(
+        lambda c: {column["name"] for column in inspect(c).get_columns("pbtune_trials")})
+    assert {"checkpoint_gone", "not_before"} <= columns
     assert reopened.storage._read(
         lambda c: c.execute(select(meta.c.value)).scalar_one()) == str(SCHEMA_VERSION)
+
+
+def test_a_schema_4_database_gains_not_before_and_its_failures_are_retried(
+        tmp_path: Path, url: str) -> None:
+    study = pbtune.create_study(
+        "old", storage=url, space={"x": pbtune.Float(0.1, 1.0)}, metric="score",
+        population_size=2, steps_per_trial=2, max_steps=4,
+        checkpoint_root=tmp_path / "checkpoints")
+    study.optimize(_train, workers=1, backend="thread", show_progress=False)
+    trials_before = study.trials()
+    study.storage.dispose()
+    old = Storage(url)
+    _as_written_before_5(old, "4")
+    old.dispose()
+
+    storage = Storage(url)
+    columns = storage._read(lambda c: {column["name"]
+                                       for column in inspect(c).get_columns("pbtune_trials")})
+    assert "not_before" in columns
+    assert storage._read(lambda c: c.execute(select(meta.c.value)).scalar_one()) == str(
+        SCHEMA_VERSION)
+    reopened = pbtune.load_study("old", storage=storage)
+    assert reopened.trials() == trials_before
 
 
 def test_a_schema_3_database_gains_the_columns_of_4_and_runs_on(tmp_path: Path,

@@ -58,6 +58,7 @@ PLAIN_KEYS = (
     "max_steps",
     "seed",
     "max_retries",
+    "retry_delay",
     "keep_best",
     "heartbeat_timeout",
     "trial_timeout",

@@ -20,7 +20,8 @@ from pbtune._errors import ConfigError
 # Settings an existing study takes as given: they change how the study is run, never what
 # it computes; ``stop``, its stop rules, says when it has learned enough. (``max_steps``
 # may change too, within limits: see `revise_study`.)
-CHANGEABLE = ("max_retries", "keep_best", "heartbeat_timeout", "trial_timeout", "stop")
+CHANGEABLE = ("max_retries", "retry_delay", "keep_best", "heartbeat_timeout",
+              "trial_timeout", "stop")
 
 
 class _Absent:

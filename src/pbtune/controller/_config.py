@@ -41,6 +41,10 @@ EvaluateFn = Callable[[Any], Mapping[str, Any]]  # (pbtune.Trial) -> metrics
 _INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
 # The heartbeat thread waits this long at most between beats, however long the timeout.
 _MAX_HEARTBEAT_INTERVAL_S = 3600.0
+# A retry waits ``retry_delay`` after a member's first failure in a row, twice as long
+# after each further one, and at most this long (see `retry_backoff`).
+DEFAULT_RETRY_DELAY_S = 1.0
+MAX_RETRY_DELAY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class StudyConfig:
     checkpoint_root: str = "pbtune_checkpoints"
     seed: int = 0
     max_retries: int = 3
+    retry_delay: float = DEFAULT_RETRY_DELAY_S
     keep_best: int = 3
     heartbeat_timeout: float = 60.0
     trial_timeout: float | None = None
@@ -106,6 +111,7 @@ class StudyConfig:
                 f"({self.max_steps})"
             )
         _positive_int("max_retries", self.max_retries, allow_zero=True, high=_INT32_MAX - 1)
+        _check_retry_delay(self.retry_delay)
         _positive_int("keep_best", self.keep_best, allow_zero=True, high=_INT32_MAX)
         _positive_int("seed", self.seed, allow_zero=True, high=_INT64_MAX)
         if not isinstance(self.exploit, ExploitStrategy):
@@ -208,6 +214,8 @@ class StudyConfig:
             ("constraints", {k: dict(v) for k, v in (self.constraints or {}).items()} or None),
             ("early_stop", self.early_stop.to_dict() if self.early_stop else None),
         ) if value is not None}
+        if self.retry_delay != DEFAULT_RETRY_DELAY_S:
+            extra["retry_delay"] = self.retry_delay
         if self.stop:  # absent without rules: studies stored before rules compare equal
             extra["stop"] = [rule.to_dict() for rule in self.stop]
         return {
@@ -303,6 +311,32 @@ def _positive_int(name: str, value: Any, *, high: int, allow_zero: bool = False)
         raise ConfigError(f"{name} must be an int >= {low}, got {shown}")
     if value > high:
         raise ConfigError(f"{name} must be an int <= {high}, got {shown}")
+
+
+def retry_backoff(config: StudyConfig, failures: int) -> float:
+    """Seconds a member's retry waits after its ``failures``-th failure in a row:
+    ``retry_delay`` doubled for each failure after the first, at most `MAX_RETRY_DELAY_S`
+    (or ``retry_delay``, if larger); 0 with ``retry_delay=0``.
+
+    Example: ``retry_delay=1`` waits 1, 2, 4, 8 ... 256, 300, 300 seconds.
+    """
+    if failures <= 0 or config.retry_delay == 0:
+        return 0.0
+    cap = max(MAX_RETRY_DELAY_S, config.retry_delay)
+    doublings = min(failures - 1, 32)  # 2**32 seconds is beyond any cap
+    return float(min(config.retry_delay * 2.0**doublings, cap))
+
+
+def _check_retry_delay(value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(
+            f"retry_delay must be a number of seconds >= 0 (0: retry at once), got {value!r}"
+        )
 
 
 def _positive_float(name: str, value: Any) -> None:

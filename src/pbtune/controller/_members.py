@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pbtune.controller._config import StudyConfig
+from pbtune.controller._config import StudyConfig, retry_backoff
 from pbtune.controller._parents import (
     next_segment,
     read_history,
@@ -93,13 +93,21 @@ def after_failure(
     """Retry the member's failed trial, or give the member up after ``max_retries``; fail
     the study when every member's first trial failed, or finish it when nothing is left.
     In a study that has ended (stopped, or failed) the retry is queued, and waits there
-    like any queued trial, but the study's state is left as it is."""
+    like any queued trial, but the study's state is left as it is.
+
+    A counted failure's retry waits its backoff (`retry_backoff`: ``retry_delay``, then
+    twice as long after each failure in a row), stored with the trial so that every
+    worker respects it: an outage (a full disk, a lost mount) does not use up every
+    member's retries within a second. An uncounted one (an interrupted run) goes at once.
+    """
     member = tx.member(failed.member)
     failures = member.failures + (1 if counts else 0)
     gave_up = failures > config.max_retries
     tx.member_failed(failed.member, failures, gave_up=gave_up)
     if not gave_up:
-        retry = retry_of(tx, config, failed)  # another parent if its parent's is gone
+        delay = retry_backoff(config, failures) if counts else 0.0
+        # Another parent if its parent's checkpoint is gone.
+        retry = retry_of(tx, config, failed, not_before=now + delay if delay else None)
         if retry is not None:
             tx.add_trial(retry, now)
         else:
@@ -123,6 +131,32 @@ def after_failure(
         )
         return
     maybe_finish_study(tx)
+
+
+def give_retries_back(tx: Transaction, config: StudyConfig, now: float) -> list[int]:
+    """Members that gave up (FAILED after more than ``max_retries`` failures in a row)
+    train again: each gets ``max_retries`` fresh tries, starting with a retry of its
+    latest failed trial (queued now). Returns those members.
+
+    For a study that failed by failures and runs again once its user fixed the cause (a
+    full disk freed): a member that only failed because of it goes on from its last good
+    checkpoint; one whose code is broken fails ``max_retries + 1`` times again and gives up.
+    """
+    given: list[int] = []
+    for member in tx.all_members():
+        if member.state != MemberState.FAILED:
+            continue
+        failed = tx.latest_failure(member.member)
+        if failed is None:  # nothing to retry (cannot happen for a member that gave up)
+            continue
+        tx.member_given_retries(member.member)
+        retry = retry_of(tx, config, failed)
+        if retry is not None:
+            tx.add_trial(retry, now)
+        else:
+            tx.member_done(member.member)
+        given.append(member.member)
+    return given
 
 
 def maybe_finish_study(tx: Transaction) -> None:

@@ -26,6 +26,8 @@ a restarted controller decides the same.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -51,14 +53,18 @@ from pbtune.strategies import (
 from pbtune.trial import FrozenTrial
 
 
-def retry_of(tx: Transaction, config: StudyConfig, failed: FrozenTrial) -> NewTrial | None:
-    """The member's retry of ``failed``: the same trial again, or, when its parent's
-    checkpoint is gone, a re-decided one (see the module's docstring). None when the
-    re-decision finds the member at the budget (it is then done)."""
+def retry_of(tx: Transaction, config: StudyConfig, failed: FrozenTrial, *,
+             not_before: float | None = None) -> NewTrial | None:
+    """The member's retry of ``failed``, claimable from ``not_before`` (its backoff): the
+    same trial again, or, when its parent's checkpoint is gone (deleted from outside, or
+    collected while the member had given up), a re-decided one (see the module's
+    docstring). None when the re-decision finds the member at the budget (it is then
+    done). The one place that chooses a retry's parent."""
     if failed.parent_id is not None:
         parent = tx.trial(failed.parent_id)
         if parent is None or parent.checkpoint is None:
-            return _redecided(tx, config, failed)
+            redecided = _redecided(tx, config, failed)
+            return None if redecided is None else replace(redecided, not_before=not_before)
     return NewTrial(
         member=failed.member,
         generation=failed.generation,
@@ -67,6 +73,7 @@ def retry_of(tx: Transaction, config: StudyConfig, failed: FrozenTrial) -> NewTr
         start_step=failed.start_step,
         end_step=failed.end_step,
         decision="retry",
+        not_before=not_before,
     )
 
 

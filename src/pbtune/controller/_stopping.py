@@ -5,6 +5,8 @@
   is decided. Trials running elsewhere finish their segment and are recorded; queued
   trials stay queued.
 - `stop_study`: the same end from outside (`Study.stop`).
+- `revive`: a study that failures ended (FAILED) runs again, its members that gave up
+  given their retries back.
 - `judge_past` and `reopen`: a study whose rules change, or whose budget is raised after
   it stopped, has its past judged by its rules as they are now (`replay_rules`); if they
   would not have stopped it, it runs again, and each member whose last result came in
@@ -21,7 +23,7 @@ import time
 from typing import Any
 
 from pbtune.controller._config import StudyConfig, stop_context
-from pbtune.controller._members import enqueue_next, maybe_finish_study
+from pbtune.controller._members import enqueue_next, give_retries_back, maybe_finish_study
 from pbtune.storages import MemberState, Storage, StudyState, Transaction
 from pbtune.strategies import StopRule, Verdict, check_rules, replay_rules, stop_from_dict
 from pbtune.trial import FrozenTrial
@@ -128,13 +130,21 @@ def stopped_by_rule(tx: Transaction) -> bool:
 
 
 def revive(storage: Storage, study_id: int, config: StudyConfig) -> bool:
-    """Run a FAILED study again (its user fixed the cause): the queued retries go on, and
-    members whose results came in after it failed get their next trials. False (nothing
-    changed) if nothing is left to run."""
+    """Run a FAILED study again (its user fixed the cause, a full disk freed): the
+    members that gave up get ``max_retries`` fresh tries from their last good checkpoint
+    (`give_retries_back`), the queued retries go on, and members whose results came in
+    after it failed get their next trials. Returns whether the study is RUNNING now;
+    False (nothing changed) if nothing is left to run.
+
+    A COMPLETE study is left as it is, also one with members that gave up while the
+    others reached the budget: running a finished study again runs nothing.
+    """
 
     def work(tx: Transaction) -> bool:
-        if tx.study_state() != StudyState.FAILED:
-            return True
+        state = tx.study_state()
+        if state != StudyState.FAILED:
+            return state == StudyState.RUNNING
+        give_retries_back(tx, config, time.time())
         return reopen(tx, config, [])
 
     return storage.write(study_id, work)

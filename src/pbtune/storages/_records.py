@@ -49,7 +49,8 @@ class MemberRecord:
 
 @dataclass(frozen=True)
 class NewTrial:
-    """A trial to enqueue; the storage assigns its id and number."""
+    """A trial to enqueue; the storage assigns its id and number. ``not_before``: no
+    worker claims it before this time (a retry's backoff); None: at once."""
 
     member: int
     generation: int
@@ -58,6 +59,7 @@ class NewTrial:
     start_step: int
     end_step: int
     decision: str
+    not_before: float | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pbtune._errors import StorageError
 #    (`stop_state`); a member counts its results in a row at the bottom (`lagging`).
 # 5: a trial whose checkpoint was found missing or damaged keeps where it was
 #    (`checkpoint_gone`); its `checkpoint` is then None, so nothing warm-starts from it.
+#    A queued retry waits for its backoff (`not_before`).
 # An older database is moved to 5 when opened (see `upgrade`); an older pbtune then
 # refuses it with a clear message instead of reading numbers as row keys or failing on a
 # state it does not know.
@@ -108,6 +109,8 @@ trials = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Column("heartbeat_at", Float, nullable=True),
+    # A QUEUED retry is not claimed before this time (its backoff); None: at once.
+    Column("not_before", Float, nullable=True),
     Index("ix_pbtune_trials_number", "study_id", "number", unique=True),
     # ask: the QUEUED (or TRAINED) trial with the smallest end_step; also held/stale scans.
     Index("ix_pbtune_trials_queue", "study_id", "state", "end_step", "number"),
@@ -135,7 +138,7 @@ def upgrade(connection: Connection, version: str) -> None:
     if version in ("1", "2", "3"):
         added += [(studies, "stop_reason", None), (studies, "stop_state", None),
                   (members, "lagging", "0")]
-    added.append((trials, "checkpoint_gone", None))  # 5
+    added += [(trials, "checkpoint_gone", None), (trials, "not_before", None)]  # 5
     for table, column, default in added:
         _add_column(connection, table, column, default)
     connection.execute(

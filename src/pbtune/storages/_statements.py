@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    or_,
     select,
     update,
 )
@@ -46,7 +47,10 @@ def _next_in(state: TrialState) -> Select[Any]:
     )
 
 
-NEXT_QUEUED = _next_in(TrialState.QUEUED)
+# A retry waiting for its backoff (`not_before` after ``b_now``) is left in the queue.
+NEXT_QUEUED = _next_in(TrialState.QUEUED).where(
+    or_(trials.c.not_before.is_(None), trials.c.not_before <= bindparam("b_now"))
+)
 NEXT_QUEUED_SKIP_LOCKED = NEXT_QUEUED.with_for_update(skip_locked=True)
 HELD_BY = select(trials).where(
     trials.c.study_id == STUDY,

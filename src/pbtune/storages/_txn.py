@@ -6,7 +6,8 @@ on the trial's state (and, for a held trial, its claim), checked against
 `pbtune.trial.TRANSITIONS`, that returns the new record (None when another writer got there
 first). A member's row changes through
 `member_completed`, `member_failed` and `member_done` (and `member_resumed`, when a raised
-budget lets a finished member train on: see `StudyLifecycle`).
+budget lets a finished member train on: see `StudyLifecycle`; `member_given_retries`, when
+a member that gave up trains again).
 """
 
 from __future__ import annotations
@@ -85,10 +86,11 @@ class Transaction(StudyLifecycle):
         row = self._c.execute(q.TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return (row_to_trial(row), row["claim"]) if row is not None else None
 
-    def next_queued(self) -> FrozenTrial | None:
-        """The QUEUED trial with the smallest end_step (the member furthest behind)."""
+    def next_queued(self, now: float) -> FrozenTrial | None:
+        """The QUEUED trial with the smallest end_step (the member furthest behind), of
+        those claimable at ``now`` (a retry waits for its backoff: `NewTrial.not_before`)."""
         query = q.NEXT_QUEUED_SKIP_LOCKED if self._postgres else q.NEXT_QUEUED
-        row = self._c.execute(query, self._study).mappings().first()
+        row = self._c.execute(query, {"b_now": now, **self._study}).mappings().first()
         return row_to_trial(row) if row is not None else None
 
     def held_by(self, claim: str) -> HeldTrial | None:
@@ -118,7 +120,7 @@ class Transaction(StudyLifecycle):
         held = self.held_by(claim)
         if held is not None:
             return held
-        queued = self.next_queued()
+        queued = self.next_queued(now)
         return self.start(queued, worker, claim, now) if queued is not None else None
 
     def claim_next_evaluation(self, worker: str, claim: str, now: float) -> HeldTrial | None:
@@ -244,6 +246,7 @@ class Transaction(StudyLifecycle):
             "state": TrialState.QUEUED.value,
             "decision": new.decision,
             "created_at": now,
+            "not_before": new.not_before,
         })
 
     def count_active(self) -> int:
@@ -278,6 +281,16 @@ class Transaction(StudyLifecycle):
             query = query.where(trials.c.state == TrialState.FAILED.value,
                                 trials.c.claim.is_not(None))
         query = query.order_by(trials.c.finished_at, trials.c.number).limit(1)
+        row = self._c.execute(query).mappings().first()
+        return row_to_trial(row) if row is not None else None
+
+    def latest_failure(self, member: int) -> FrozenTrial | None:
+        """The member's FAILED or LOST trial with the highest number, if any."""
+        query = select(trials).where(
+            trials.c.study_id == self.study_id,
+            trials.c.member == member,
+            trials.c.state.in_((TrialState.FAILED.value, TrialState.LOST.value)),
+        ).order_by(trials.c.number.desc()).limit(1)
         row = self._c.execute(query).mappings().first()
         return row_to_trial(row) if row is not None else None
 
@@ -320,6 +333,10 @@ class Transaction(StudyLifecycle):
             self._set_member(member, failures=failures, state=MemberState.FAILED.value)
         else:
             self._set_member(member, failures=failures)
+
+    def member_given_retries(self, member: int) -> None:
+        """A member that gave up trains again (ACTIVE) with no failures in a row."""
+        self._set_member(member, failures=0, state=MemberState.ACTIVE.value)
 
     def member_done(self, member: int) -> None:
         """The member reached the budget (DONE)."""

@@ -48,6 +48,7 @@ def create_study(
     seed: int = 0,
     load_if_exists: bool = False,
     max_retries: int = 3,
+    retry_delay: float = 1.0,
     keep_best: int = 3,
     heartbeat_timeout: float = 60.0,
     trial_timeout: float | None = None,
@@ -60,8 +61,9 @@ def create_study(
 
     An existing study loaded with ``load_if_exists`` takes a changed ``max_steps`` (raised:
     every member trains on from its latest checkpoint, as `Study.extend`; lowered: no
-    lower than its trials reach) and changed ``max_retries``, ``keep_best``,
-    ``heartbeat_timeout``, ``trial_timeout`` and ``stop``; any other difference raises
+    lower than its trials reach) and changed ``max_retries``, ``retry_delay``,
+    ``keep_best``, ``heartbeat_timeout``, ``trial_timeout`` and ``stop``; any other
+    difference raises
     `pbtune.SettingsConflictError`, which lists each as ``name: stored -> given``.
 
     ``stop`` is a stop rule or a list of them (`pbtune.Target`, `pbtune.NoImprovement`,
@@ -92,6 +94,13 @@ def create_study(
     population. ``constraints`` ({"memory_mb": {"max": 2048}}) bound metrics: a feasible
     trial beats any infeasible one, and of two infeasible ones the smaller violation wins.
     A weighted sum of metrics stays possible as one ``fitness`` function.
+
+    A failed trial is retried up to ``max_retries`` times in a row per member, each retry
+    after a backoff: ``retry_delay`` seconds after the first failure, doubled after each
+    further one (at most 300 s; 0: at once), so a passing outage (a full disk, a lost
+    mount) does not use up every retry in a second. A study that failed that way runs
+    again once the cause is fixed: ``optimize`` gives the members that gave up
+    ``max_retries`` fresh tries from their last good checkpoint.
 
     ``early_stop`` (e.g. ``pbtune.Lagging(generations=3)``) stops a member that keeps
     ranking at the bottom: its slot restarts from a copy of a top member with explored
@@ -133,6 +142,7 @@ def create_study(
         checkpoint_root=checkpoints.resolve_root(checkpoint_root),
         seed=seed,
         max_retries=max_retries,
+        retry_delay=retry_delay,
         keep_best=keep_best,
         heartbeat_timeout=heartbeat_timeout,
         trial_timeout=trial_timeout,

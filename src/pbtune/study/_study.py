@@ -80,8 +80,11 @@ class Study(StudyReading):
         in-memory study), ``"ray"`` or a `RayBackend` (Ray actors). A study stopped by a
         crash or Ctrl-C continues where it was when this is called again. Raises
         `StudyFailedError` if the study cannot go on (e.g. every member's first trial
-        failed). A COMPLETE study has nothing left to run: its summary comes back at once,
-        also when a stop rule or `stop` ended it early (it says why).
+        failed). A study that failures ended (FAILED) runs again when this is called
+        again, once the cause is fixed: each member that gave up gets ``max_retries``
+        fresh tries from its last good checkpoint. A COMPLETE study has nothing left to
+        run: its summary comes back at once, also when a stop rule or `stop` ended it
+        early (it says why).
 
         While it runs, the ``pbtune`` logger says at INFO what each finished trial did
         and, off a terminal, how far the study is every minute; ``show_progress`` (None:
@@ -150,14 +153,14 @@ class Study(StudyReading):
         if self.config.evaluated and self.storage.url is not None:
             self._check_evaluate_importable()
         record = self.storage.get_study_by_id(self.id)
-        # The user fixed the cause and runs again: the queued retries go on.
-        if record.state == StudyState.FAILED and not revive(self.storage, self.id,
-                                                            self.config):
+        # The user fixed the cause and runs again: the members that gave up get their
+        # retries back, and the queued retries go on.
+        if record.state == StudyState.FAILED and revive(self.storage, self.id, self.config):
             record = self.storage.get_study_by_id(self.id)
-            if record.state == StudyState.FAILED:
-                raise StudyFailedError(
-                    f"study {self.name!r} failed and has nothing left to retry: {record.error}"
-                )
+        if record.state == StudyState.FAILED:
+            raise StudyFailedError(
+                f"study {self.name!r} failed and has nothing left to retry: {record.error}"
+            )
         if record.state == StudyState.COMPLETE:
             return self._summary(0.0, nothing_left(self.name, record.stop_reason))
 
