@@ -26,8 +26,6 @@ a restarted controller decides the same.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
