@@ -184,10 +184,11 @@ def test_a_cause_not_fixed_fails_again_after_max_retries_fresh_tries(tmp_path: P
     assert_finished_with_nothing_lost(study, before)
 
 
-def test_a_complete_study_with_members_that_gave_up_runs_nothing_again(tmp_path: Path
-                                                                       ) -> None:
+def test_a_complete_study_with_members_that_gave_up_runs_them_again_when_asked(
+        tmp_path: Path) -> None:
     # Member 0's trials land on a full disk; the others finish: the study is COMPLETE,
-    # one member short, and running it again runs nothing (as for any COMPLETE study).
+    # one member short. Running it again runs nothing (as for any COMPLETE study), and
+    # with retry_failed=True, once the disk is freed, member 0 trains on to max_steps.
     flag = tmp_path / "disk-full"
     train = _train(lambda trial: trial.member == 0 and flag.exists(), lambda: None)
     study = _create(tmp_path, tmp_path / "checkpoints")
@@ -201,6 +202,17 @@ def test_a_complete_study_with_members_that_gave_up_runs_nothing_again(tmp_path:
     trials_before = study.trials()
     _optimize(study, train)
     assert study.trials() == trials_before
+
+    study.optimize(train, workers=2, backend="thread", show_progress=False,
+                   retry_failed=True)
+    assert study.state == StudyState.COMPLETE
+    states = {m.member: m.state for m in study.storage.get_members(study.id)}
+    assert states == {0: MemberState.DONE, 1: MemberState.DONE, 2: MemberState.DONE}
+    member_0 = [t for t in study.trials() if t.member == 0 and t.state == TrialState.COMPLETE]
+    assert max(t.end_step for t in member_0) == MAX_STEPS
+    before = {t.id: t for t in trials_before if t.state == TrialState.COMPLETE}
+    after = {t.id: t for t in study.trials()}
+    assert all(after[i].metrics == t.metrics for i, t in before.items())  # nothing lost
 
 
 def test_a_retry_is_claimed_by_no_worker_before_its_backoff(tmp_path: Path) -> None:

@@ -67,10 +67,14 @@ RUN_HELP = (
 @click.option("--storage", "storage_url", metavar="URL", help="Overrides the file's storage.")
 @click.option("--study", "study_name", metavar="NAME", help="Overrides the file's name.")
 @click.option("--no-progress", is_flag=True, help="Do not show the live progress bar.")
+@click.option("--retry-failed", is_flag=True,
+              help="In a finished study, members that gave up after failures (a disk that "
+                   "filled late) train on from their last good checkpoint.")
 @timeout_option
 def run(entry: str | None, config_path: Path, command_line: str | None, workers: int | None,
         devices: str | None, gpus_per_worker: int | None, storage_url: str | None,
-        study_name: str | None, no_progress: bool, timeout: float | None) -> None:
+        study_name: str | None, no_progress: bool, retry_failed: bool,
+        timeout: float | None) -> None:
     """Run (or continue) the study described by --config until its budget is spent
     (or --timeout).
 
@@ -87,7 +91,7 @@ def run(entry: str | None, config_path: Path, command_line: str | None, workers:
             summary = study.optimize(train, workers=workers, devices=devices,
                                      gpus_per_worker=gpus_per_worker, timeout=timeout,
                                      show_progress=False if no_progress else None,
-                                     callbacks=loggers)
+                                     callbacks=loggers, retry_failed=retry_failed)
         except KeyboardInterrupt as error:
             exit_interrupted(error)
     click.echo(str(summary))

@@ -129,7 +129,8 @@ def stopped_by_rule(tx: Transaction) -> bool:
     return tx.study_state() == StudyState.COMPLETE and FIRED in tx.stop_state()
 
 
-def revive(storage: Storage, study_id: int, config: StudyConfig) -> bool:
+def revive(storage: Storage, study_id: int, config: StudyConfig, *,
+           complete_too: bool = False) -> bool:
     """Run a FAILED study again (its user fixed the cause, a full disk freed): the
     members that gave up get ``max_retries`` fresh tries from their last good checkpoint
     (`give_retries_back`), the queued retries go on, and members whose results came in
@@ -137,11 +138,16 @@ def revive(storage: Storage, study_id: int, config: StudyConfig) -> bool:
     False (nothing changed) if nothing is left to run.
 
     A COMPLETE study is left as it is, also one with members that gave up while the
-    others reached the budget: running a finished study again runs nothing.
+    others reached the budget, unless ``complete_too`` (`Study.optimize`'s
+    ``retry_failed``): then its members that gave up train on the same way.
     """
 
     def work(tx: Transaction) -> bool:
         state = tx.study_state()
+        gave_up = any(m.state == MemberState.FAILED for m in tx.all_members())
+        if state == StudyState.COMPLETE and complete_too and gave_up:
+            give_retries_back(tx, config, time.time())
+            return reopen(tx, config, [])
         if state != StudyState.FAILED:
             return state == StudyState.RUNNING
         give_retries_back(tx, config, time.time())

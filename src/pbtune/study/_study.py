@@ -68,6 +68,7 @@ class Study(StudyReading):
         timeout: float | None = None,
         stop: StopRule | Sequence[StopRule] | None = None,
         callbacks: Sequence[Callback] | None = None,
+        retry_failed: bool = False,
     ) -> StudySummary:
         """Run the study until its budget is spent (or a stop rule or `stop` ends it
         early), with ``workers`` in parallel; return
@@ -84,7 +85,8 @@ class Study(StudyReading):
         again, once the cause is fixed: each member that gave up gets ``max_retries``
         fresh tries from its last good checkpoint. A COMPLETE study has nothing left to
         run: its summary comes back at once, also when a stop rule or `stop` ended it
-        early (it says why).
+        early (it says why); but with ``retry_failed=True``, members that gave up
+        while the others reached ``max_steps`` (a disk that filled late) train on too.
 
         While it runs, the ``pbtune`` logger says at INFO what each finished trial did
         and, off a terminal, how far the study is every minute; ``show_progress`` (None:
@@ -155,7 +157,9 @@ class Study(StudyReading):
         record = self.storage.get_study_by_id(self.id)
         # The user fixed the cause and runs again: the members that gave up get their
         # retries back, and the queued retries go on.
-        if record.state == StudyState.FAILED and revive(self.storage, self.id, self.config):
+        again = record.state == StudyState.FAILED or (
+            retry_failed and record.state == StudyState.COMPLETE and record.stop_reason is None)
+        if again and revive(self.storage, self.id, self.config, complete_too=retry_failed):
             record = self.storage.get_study_by_id(self.id)
         if record.state == StudyState.FAILED:
             raise StudyFailedError(
