@@ -19,6 +19,7 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -32,6 +33,7 @@ import pbtune
 from pbtune import FrozenTrial, StudyState, TrialState
 from pbtune.controller import Claimed, Controller, StudyConfig
 from pbtune.controller._config import retry_backoff
+from pbtune.controller._members import after_failure
 from pbtune.storages import MemberState
 from pbtune.storages._schema import trials as trials_table
 
@@ -239,7 +241,7 @@ def test_a_retry_is_claimed_by_no_worker_before_its_backoff(tmp_path: Path) -> N
 
     def claim_at(now: float) -> int | None:
         held = study.storage.write(
-            study.id, lambda tx: tx.claim_next("w9", uuid.uuid4().hex, now))
+            study.id, lambda tx: tx.claim_next("w9", uuid.uuid4().hex, now, clock=now))
         return held.trial.id if held is not None else None
 
     assert at is not None
@@ -291,3 +293,22 @@ def test_a_real_disk_that_fills_after_the_first_trials(tmp_path: Path, small_dis
     resumed = pbtune.load_study("disk", storage=study.storage)
     _optimize(resumed, _train(lambda trial: False, lambda: None))
     assert_finished_with_nothing_lost(resumed, before)
+
+
+def test_a_backoff_written_by_a_clock_that_runs_ahead_waits_only_the_backoff(
+        tmp_path: Path) -> None:
+    """The worker that failed has a clock 300 s ahead: its retry's wait is kept on the
+    database's clock, so the retry waits its backoff, not the backoff plus the skew."""
+    study = _create(tmp_path, tmp_path / "checkpoints", retry_delay=60.0)
+    record = study.storage.get_study_by_id(study.id)
+    controller = Controller(study.storage, record, StudyConfig.from_dict(record.config))
+    first = controller.ask("w0")
+    assert isinstance(first, Claimed)
+    ahead = time.time() + 300.0
+    study.storage.write(study.id, lambda tx: after_failure(
+        tx, controller.config, replace(first.trial, state=TrialState.FAILED), ahead))
+    [retry] = [t for t in study.trials([TrialState.QUEUED]) if t.decision == "retry"]
+    waits_until = _not_before(study)[retry.id]
+    assert waits_until is not None
+    # The database's clock, here this machine's: 60 s from the failure (not 360 s).
+    assert 0.0 < waits_until - time.time() <= 60.0

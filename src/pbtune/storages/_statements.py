@@ -47,10 +47,13 @@ def _next_in(state: TrialState) -> Select[Any]:
     )
 
 
-# A retry waiting for its backoff (`not_before` after ``b_now``) is left in the queue.
+# A retry waiting for its backoff is left in the queue: its `not_before` is on the
+# database's clock (or b_clock, a caller's own; see _clock.py), never a worker's.
+_CLOCK = func.coalesce(cast(bindparam("b_clock", type_=Float), Float), DatabaseNow())
 NEXT_QUEUED = _next_in(TrialState.QUEUED).where(
-    or_(trials.c.not_before.is_(None), trials.c.not_before <= bindparam("b_now"))
+    or_(trials.c.not_before.is_(None), trials.c.not_before <= _CLOCK)
 )
+DATABASE_NOW = select(DatabaseNow())
 NEXT_QUEUED_SKIP_LOCKED = NEXT_QUEUED.with_for_update(skip_locked=True)
 HELD_BY = select(trials).where(
     trials.c.study_id == STUDY,

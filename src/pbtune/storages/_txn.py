@@ -86,11 +86,12 @@ class Transaction(StudyLifecycle):
         row = self._c.execute(q.TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return (row_to_trial(row), row["claim"]) if row is not None else None
 
-    def next_queued(self, now: float) -> FrozenTrial | None:
+    def next_queued(self, clock: float | None = None) -> FrozenTrial | None:
         """The QUEUED trial with the smallest end_step (the member furthest behind), of
-        those claimable at ``now`` (a retry waits for its backoff: `NewTrial.not_before`)."""
+        those claimable now (a retry waits for its backoff, `NewTrial.not_before`) by the
+        database's clock, or by ``clock``, a caller's own (see `_clock`)."""
         query = q.NEXT_QUEUED_SKIP_LOCKED if self._postgres else q.NEXT_QUEUED
-        row = self._c.execute(query, {"b_now": now, **self._study}).mappings().first()
+        row = self._c.execute(query, {"b_clock": clock, **self._study}).mappings().first()
         return row_to_trial(row) if row is not None else None
 
     def held_by(self, claim: str) -> HeldTrial | None:
@@ -111,8 +112,11 @@ class Transaction(StudyLifecycle):
                                    {"b_age": silent_for, "b_now": now, **self._study})
         return [row_to_held(r) for r in rows.mappings()]
 
-    def claim_next(self, worker: str, claim: str, now: float) -> HeldTrial | None:
-        """`start` the QUEUED trial of the member furthest behind, for ``worker``.
+    def claim_next(self, worker: str, claim: str, now: float, *,
+                   clock: float | None = None) -> HeldTrial | None:
+        """`start` the QUEUED trial of the member furthest behind, for ``worker``, at
+        ``now`` (its clock, for users to read); a retry's backoff is judged by the
+        database's clock, or by ``clock``, a caller's own.
 
         Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
         lost) gets the trial it already holds rather than a second one.
@@ -120,7 +124,7 @@ class Transaction(StudyLifecycle):
         held = self.held_by(claim)
         if held is not None:
             return held
-        queued = self.next_queued(now)
+        queued = self.next_queued(clock)
         return self.start(queued, worker, claim, now) if queued is not None else None
 
     def claim_next_evaluation(self, worker: str, claim: str, now: float) -> HeldTrial | None:
@@ -246,8 +250,17 @@ class Transaction(StudyLifecycle):
             "state": TrialState.QUEUED.value,
             "decision": new.decision,
             "created_at": now,
-            "not_before": new.not_before,
+            "not_before": self._on_database_clock(new.not_before, now),
         })
+
+    def _on_database_clock(self, at: float | None, now: float) -> float | None:
+        """``at`` of a caller whose clock reads ``now``, as the database's clock will read
+        it: a wait written by one machine and judged by another must not carry the skew
+        of their clocks."""
+        if at is None:
+            return None
+        database_now = float(self._c.execute(q.DATABASE_NOW).scalar_one())
+        return database_now + (at - now)
 
     def count_active(self) -> int:
         return int(self._c.execute(q.COUNT_ACTIVE, self._study).scalar_one())
