@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect, select, text, update
 
 import pbtune
-from pbtune import Storage, TrialState
+from pbtune import FrozenTrial, Storage, TrialState
 from pbtune.storages._schema import SCHEMA_VERSION, members, meta, trials
 from reliability import workload
 
@@ -78,14 +78,20 @@ def _drop(storage: Storage, added: dict[str, tuple[str, ...]]) -> None:
                 connection.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
 
 
-def test_a_schema_4_database_gains_checkpoint_gone(tmp_path: Path, url: str) -> None:
+def _finished_study(tmp_path: Path, url: str) -> list[FrozenTrial]:
+    """A small finished study "old" in ``url``, its storage closed; its trials."""
     study = pbtune.create_study(
         "old", storage=url, space={"x": pbtune.Float(0.1, 1.0)}, metric="score",
         population_size=2, steps_per_trial=2, max_steps=4,
         checkpoint_root=tmp_path / "checkpoints")
     study.optimize(_train, workers=1, backend="thread", show_progress=False)
-    trials_before = study.trials()
+    trials = study.trials()
     study.storage.dispose()
+    return trials
+
+
+def test_a_schema_4_database_gains_the_columns_of_5(tmp_path: Path, url: str) -> None:
+    trials_before = _finished_study(tmp_path, url)
     old = Storage(url)
     _as_written_before_5(old, "4")
     old.dispose()
@@ -100,38 +106,9 @@ def test_a_schema_4_database_gains_checkpoint_gone(tmp_path: Path, url: str) -> 
         lambda c: c.execute(select(meta.c.value)).scalar_one()) == str(SCHEMA_VERSION)
 
 
-def test_a_schema_4_database_gains_not_before_and_its_failures_are_retried(
-        tmp_path: Path, url: str) -> None:
-    study = pbtune.create_study(
-        "old", storage=url, space={"x": pbtune.Float(0.1, 1.0)}, metric="score",
-        population_size=2, steps_per_trial=2, max_steps=4,
-        checkpoint_root=tmp_path / "checkpoints")
-    study.optimize(_train, workers=1, backend="thread", show_progress=False)
-    trials_before = study.trials()
-    study.storage.dispose()
-    old = Storage(url)
-    _as_written_before_5(old, "4")
-    old.dispose()
-
-    storage = Storage(url)
-    columns = storage._read(lambda c: {column["name"]
-                                       for column in inspect(c).get_columns("pbtune_trials")})
-    assert "not_before" in columns
-    assert storage._read(lambda c: c.execute(select(meta.c.value)).scalar_one()) == str(
-        SCHEMA_VERSION)
-    reopened = pbtune.load_study("old", storage=storage)
-    assert reopened.trials() == trials_before
-
-
 def test_a_schema_3_database_gains_the_columns_of_4_and_runs_on(tmp_path: Path,
                                                                 url: str) -> None:
-    study = pbtune.create_study(
-        "old", storage=url, space={"x": pbtune.Float(0.1, 1.0)}, metric="score",
-        population_size=2, steps_per_trial=2, max_steps=4,
-        checkpoint_root=tmp_path / "checkpoints")
-    study.optimize(_train, workers=1, backend="thread", show_progress=False)
-    trials_before = study.trials()
-    study.storage.dispose()
+    trials_before = _finished_study(tmp_path, url)
     old = Storage(url)
     _as_written_before_4(old, "3")
     old.dispose()
