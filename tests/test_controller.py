@@ -42,7 +42,7 @@ from pbtune.controller import (
     check_metrics,
     initial_trials,
 )
-from pbtune.storages import MemberState
+from pbtune.storages import SYSTEM_CLOCK, MemberState, VirtualClock
 from pbtune.storages._clock import DatabaseNow
 from pbtune.strategies import ExploreStrategy, History, Mode
 from pbtune.trial import FrozenTrial
@@ -534,8 +534,11 @@ def silent(controller: Controller, claimed: Claimed, seconds: float) -> None:
     one the storage stamps heartbeats with and judges them by)."""
     storage = controller.storage
     now = storage._read(lambda c: c.execute(select(DatabaseNow())).scalar_one())
-    assert storage.heartbeat(controller.study.id, claimed.trial.id, claimed.claim,
-                             now - seconds)
+    storage.clock = VirtualClock(now - seconds)  # stamps ``seconds`` ago
+    try:
+        assert storage.heartbeat(controller.study.id, claimed.trial.id, claimed.claim)
+    finally:
+        storage.clock = SYSTEM_CLOCK
 
 
 def test_reap_stale_fails_silent_trials_and_retries_them(tmp_path: Path) -> None:

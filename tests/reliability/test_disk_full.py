@@ -34,7 +34,7 @@ from pbtune import FrozenTrial, StudyState, TrialState
 from pbtune.controller import Claimed, Controller, StudyConfig
 from pbtune.controller._config import retry_backoff
 from pbtune.controller._members import after_failure
-from pbtune.storages import MemberState
+from pbtune.storages import SYSTEM_CLOCK, MemberState, VirtualClock
 from pbtune.storages._schema import trials as trials_table
 
 STEPS, MAX_STEPS, FILLS_AT = 2, 8, 4  # the disk fills once a trial has trained to step 4
@@ -240,8 +240,12 @@ def test_a_retry_is_claimed_by_no_worker_before_its_backoff(tmp_path: Path) -> N
     assert at == pytest.approx(failed.finished_at + 600.0)
 
     def claim_at(now: float) -> int | None:
-        held = study.storage.write(
-            study.id, lambda tx: tx.claim_next("w9", uuid.uuid4().hex, now, clock=now))
+        study.storage.clock = VirtualClock(now)  # the backoff is judged at ``now``
+        try:
+            held = study.storage.write(
+                study.id, lambda tx: tx.claim_next("w9", uuid.uuid4().hex, now))
+        finally:
+            study.storage.clock = SYSTEM_CLOCK
         return held.trial.id if held is not None else None
 
     assert at is not None

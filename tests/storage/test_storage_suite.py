@@ -16,7 +16,15 @@ from sqlalchemy import Connection, inspect, select, text, update
 
 import pbtune
 from pbtune import Storage, StorageError, StudyNotFoundError, TrialState
-from pbtune.storages import HeldTrial, MemberState, NewTrial, StudyState, Transaction
+from pbtune.storages import (
+    SYSTEM_CLOCK,
+    HeldTrial,
+    MemberState,
+    NewTrial,
+    StudyState,
+    Transaction,
+    VirtualClock,
+)
 from pbtune.storages import _storage as storage_module
 from pbtune.storages._clock import DatabaseNow
 from pbtune.storages._schema import SCHEMA_VERSION, meta, metadata
@@ -473,19 +481,28 @@ def test_a_rolled_back_transaction_leaves_nothing(storage: Storage) -> None:
 # -- heartbeats and reports ----------------------------------------------------------------------
 
 
+def beat_at(storage: Storage, study_id: int, trial_id: int, claim: str, at: float) -> bool:
+    """A heartbeat stamped ``at`` (a virtual clock's time) rather than by the database."""
+    storage.clock = VirtualClock(at)
+    try:
+        return storage.heartbeat(study_id, trial_id, claim)
+    finally:
+        storage.clock = SYSTEM_CLOCK
+
+
 def test_heartbeat_only_for_the_holder(storage: Storage) -> None:
     study_id = make_study(storage, end_steps=[10, 10])
     trial = claim(storage, study_id, "mine")
     assert trial is not None
-    assert storage.heartbeat(study_id, trial.id, "mine", 5e9) is True
+    assert beat_at(storage, study_id, trial.id, "mine", 5e9) is True
     assert held_claims(storage, study_id)[trial.id] == ("mine", 5e9)
-    assert storage.heartbeat(study_id, trial.id, "theirs", 6e9) is False
+    assert beat_at(storage, study_id, trial.id, "theirs", 6e9) is False
     assert held_claims(storage, study_id)[trial.id] == ("mine", 5e9)
     queued = storage.get_trials(study_id, [TrialState.QUEUED])[0]
-    assert storage.heartbeat(study_id, queued.id, "mine", 6e9) is False
-    assert storage.heartbeat(study_id, 987654, "mine", 6e9) is False
+    assert beat_at(storage, study_id, queued.id, "mine", 6e9) is False
+    assert beat_at(storage, study_id, 987654, "mine", 6e9) is False
     assert finish(storage, trial, "mine", 0.5)
-    assert storage.heartbeat(study_id, trial.id, "mine", 7e9) is False  # finished: nobody holds it
+    assert beat_at(storage, study_id, trial.id, "mine", 7e9) is False  # finished: nobody holds it
     assert trial.id not in held_claims(storage, study_id)
 
 
@@ -752,7 +769,7 @@ def test_delete_study_waits_for_trials_held_with_a_fresh_heartbeat(storage: Stor
     assert busy[0].silence is not None and 0.0 <= busy[0].silence < 60.0
     assert len(storage.get_trials(study_id)) == 2  # nothing deleted
     # a heartbeat older than the limit (a worker killed outright) holds nothing up
-    assert storage.heartbeat(study_id, held.trial.id, "token", database_time(storage) - 61)
+    assert beat_at(storage, study_id, held.trial.id, "token", database_time(storage) - 61)
     assert storage.delete_study(study_id, unless_beat_within=60.0) == []
     assert storage.list_studies() == []
 
@@ -842,7 +859,7 @@ def test_heartbeats_are_judged_by_the_database_clock_not_the_callers(
     monkeypatch.undo()
     assert storage.held_trials(study_id, silent_for=60.0) == []
     first, _ = storage.held_trials(study_id)
-    assert storage.heartbeat(study_id, first.trial.id, first.claim, database_time(storage) - 90)
+    assert beat_at(storage, study_id, first.trial.id, first.claim, database_time(storage) - 90)
     [stale] = storage.held_trials(study_id, silent_for=60.0)
     assert stale.trial.id == first.trial.id
     assert stale.silence is not None and 90.0 <= stale.silence < 150.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune._errors import CheckpointGoneError, TrialFailedError
-from pbtune.checkpoints import Location, open_store
+from pbtune.checkpoints import CheckpointStore, Location, open_store
 from pbtune.controller._claims import DONE, WAIT, Claimed, Done, Result, Role, Wait
 from pbtune.controller._config import StudyConfig
 from pbtune.controller._lost import Reaper
@@ -41,11 +40,14 @@ _log = logging.getLogger("pbtune.controller")
 class Controller:
     """ask / start / tell / heartbeat over a `Storage`, for one study."""
 
-    def __init__(self, storage: Storage, study: StudyRecord, config: StudyConfig) -> None:
+    def __init__(self, storage: Storage, study: StudyRecord, config: StudyConfig,
+                 store: CheckpointStore | None = None) -> None:
         self.storage = storage
         self.study = study
         self.config = config
-        self._store = open_store(config.checkpoint_root, study.checkpoint_dir)
+        self.clock = storage.clock  # real time, or a simulation's virtual clock
+        # The study's checkpoints (``store``: another, as a simulation keeps in memory).
+        self._store = store or open_store(config.checkpoint_root, study.checkpoint_dir)
         self._stop_check = StopCheck(config)
         # Deletes a collected checkpoint after the commit that forgot it; see
         # `deleting_in_background` (a directory left by a crash is swept at the end).
@@ -54,6 +56,7 @@ class Controller:
             config,
             lambda silent_for: storage.held_trials(study.id, silent_for=silent_for),
             lambda held, reason: self.fail_lost(held, reason, counts=False),
+            monotonic=self.clock.monotonic,
         )
 
     def close(self) -> None:
@@ -101,7 +104,7 @@ class Controller:
                 "evaluate": (TrialState.TRAINED,)}[role]
 
     def _claim(self, tx: Transaction, worker: str, token: str, role: Role) -> Claimed | None:
-        now = time.time()
+        now = self.clock.time()
         for state in self._claimable(role):
             if state == TrialState.TRAINED:
                 held = tx.claim_next_evaluation(worker, token, now)
@@ -213,7 +216,7 @@ class Controller:
         token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
 
         def work(tx: Transaction) -> _Told:
-            now = time.time()  # inside: the transaction may have waited for the lock
+            now = self.clock.time()  # inside: the transaction may have waited for the lock
             finished = tx.complete(trial, claimed.claim, metrics=metrics, fitness=fitness,
                                    checkpoint=checkpoint, now=now)
             if finished is None:
@@ -271,7 +274,7 @@ class Controller:
             if evaluate_now:
                 held = tx.evaluate_at_once(trial, claimed.claim, metrics=metrics,
                                            checkpoint=checkpoint, evaluator=token,
-                                           now=time.time())
+                                           now=self.clock.time())
                 if held is not None:
                     return True, Claimed(held.trial, token, None)
             elif tx.mark_trained(trial, claimed.claim, metrics=metrics,
@@ -318,7 +321,7 @@ class Controller:
         ended = state or (TrialState.LOST if lost else TrialState.FAILED)
 
         def work(tx: Transaction) -> bool:
-            now = time.time()
+            now = self.clock.time()
             failed = tx.fail(claimed.trial, claimed.claim, error=text, now=now, revoke=lost,
                              state=ended)
             if failed is None:
@@ -378,7 +381,7 @@ class Controller:
 
     def reap_stale(self, now: float | None = None) -> int:
         """Fail held trials whose worker went silent, and retry them (see `Reaper`;
-        ``now``: this process's `time.monotonic`); return how many."""
+        ``now``: `clock.monotonic`); return how many."""
         return self._reaper.reap(now)
 
     def fail_lost(self, held: HeldTrial | Claimed, reason: str, *, counts: bool = True,

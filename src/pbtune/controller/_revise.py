@@ -16,7 +16,6 @@ raised budget runs a stopped study again too, unless its rules say stop.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -105,7 +104,7 @@ def _resume(tx: Transaction, config: StudyConfig, old_max: int, notes: list[str]
     trials the old budget cut short, and decide the next trial of every member that had
     reached it (DONE), as its latest result would have been decided under the new one.
     What the decisions say is worth logging goes to ``notes``."""
-    now = time.time()
+    now = tx.clock.time()
     tx.lengthen_queued(old_max, config.max_steps, config.steps_per_trial)
     population = tx.population()
     latest = {t.member: t for t in population}

@@ -19,7 +19,6 @@ stopped from one a user stopped.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pbtune.controller._config import StudyConfig, stop_context
@@ -116,7 +115,7 @@ def reopen(tx: Transaction, config: StudyConfig, notes: list[str]) -> bool:
         tx.set_stop_state({k: v for k, v in state.items() if k != FIRED})
     population = tx.population()
     latest = {t.member: t for t in population}
-    now = time.time()
+    now = tx.clock.time()
     for member in idle:
         if member in latest:
             enqueue_next(tx, config, latest[member], population, now, notes)
@@ -146,11 +145,11 @@ def revive(storage: Storage, study_id: int, config: StudyConfig, *,
         state = tx.study_state()
         gave_up = any(m.state == MemberState.FAILED for m in tx.all_members())
         if state == StudyState.COMPLETE and complete_too and gave_up:
-            give_retries_back(tx, config, time.time())
+            give_retries_back(tx, config, tx.clock.time())
             return reopen(tx, config, [])
         if state != StudyState.FAILED:
             return state == StudyState.RUNNING
-        give_retries_back(tx, config, time.time())
+        give_retries_back(tx, config, tx.clock.time())
         return reopen(tx, config, [])
 
     return storage.write(study_id, work)

@@ -1,5 +1,6 @@
 """Storage of all controller state: in memory, a SQLite file, or PostgreSQL."""
 
+from pbtune.storages._clock import SYSTEM_CLOCK, Clock, VirtualClock
 from pbtune.storages._engine import (
     absolute_sqlite_url,
     is_sqlite_memory,
@@ -19,6 +20,8 @@ from pbtune.storages._storage import Storage
 from pbtune.storages._txn import Holder, Stretch, Transaction
 
 __all__ = [
+    "SYSTEM_CLOCK",
+    "Clock",
     "HeldTrial",
     "Holder",
     "MemberRecord",
@@ -29,6 +32,7 @@ __all__ = [
     "StudyRecord",
     "StudyState",
     "Transaction",
+    "VirtualClock",
     "absolute_sqlite_url",
     "is_sqlite_memory",
     "is_sqlite_uri",

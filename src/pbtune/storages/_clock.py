@@ -14,6 +14,7 @@ stamp and judgement, as a simulation on a virtual clock would.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, literal
@@ -44,3 +45,49 @@ def _postgresql_now(element: DatabaseNow, compiler: Any, **kw: Any) -> str:
 def stamp(now: float | None) -> ColumnElement[float]:
     """``now`` as a SQL value, or the database's clock for None."""
     return DatabaseNow() if now is None else literal(now, Float())
+
+
+class Clock:
+    """The clock a study's controller reads: real time, and the database's clock for
+    heartbeats and backoffs (see above). Injected once, into the `Storage`
+    (``Storage(url, clock=...)``), which hands it to every transaction and controller;
+    a simulation injects a `VirtualClock` instead."""
+
+    def time(self) -> float:
+        """Seconds since the epoch, as ``time.time()``: what a record shows a user."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that no clock change moves: intervals of this process."""
+        return time.monotonic()
+
+    def stamp(self) -> float | None:
+        """The time heartbeats and backoffs are stamped and judged with: None for the
+        database's own clock."""
+        return None
+
+
+class VirtualClock(Clock):
+    """Simulated time, moved only by `advance`: every stamp, judgement and record reads it,
+    so a study runs hours of its life in seconds of real time."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def stamp(self) -> float | None:
+        return self._now
+
+    def advance(self, to: float) -> None:
+        """Move the clock to ``to``; it never goes back."""
+        if to < self._now:
+            raise ValueError(f"a virtual clock never goes back ({to} < {self._now})")
+        self._now = float(to)
+
+
+SYSTEM_CLOCK = Clock()

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
-from pbtune.storages._clock import stamp
+from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
 from pbtune.storages._engine import create_storage_engine, normalize_url
 from pbtune.storages._faults import explain
 from pbtune.storages._gate import WriteGate
@@ -69,8 +69,10 @@ class Storage:
     """Controller state in a database: ``Storage(None)`` (memory),
     ``Storage("sqlite:///pbtune.db")`` or ``Storage("postgresql://user@host/db")``."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, clock: Clock | None = None) -> None:
         self.url = normalize_url(url) if url is not None else None
+        # What the study's controllers read for time; a simulation's is virtual.
+        self.clock = clock or SYSTEM_CLOCK
         self._engine = create_storage_engine(self.url)
         # One shared connection serves an in-memory database: threads take turns.
         self._lock: threading.RLock | None = threading.RLock() if self.url is None else None
@@ -150,9 +152,14 @@ class Storage:
 
         def attempt() -> T:
             with self._connect(write=True) as connection:
-                return work(Transaction(connection, study_id, lock_study=lock))
+                return work(Transaction(connection, study_id, lock_study=lock,
+                                        clock=self.clock))
 
         return self._retry(attempt)
+
+    def _reading(self, connection: Connection, study_id: int) -> Transaction:
+        """A transaction that only reads, on a connection of `_read`."""
+        return Transaction(connection, study_id, lock_study=False, clock=self.clock)
 
     def _read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on a connection in a read transaction (connections stay in here)."""
@@ -226,7 +233,7 @@ class Storage:
                         for m in members_of
                     ],
                 )
-                tx = Transaction(connection, study_id, lock_study=False)
+                tx = Transaction(connection, study_id, lock_study=False, clock=self.clock)
                 for new in initial:
                     tx.add_trial(new, now)
                 return int(study_id)
@@ -245,7 +252,7 @@ class Storage:
         return _study(row)
 
     def get_study_state(self, study_id: int) -> StudyState:
-        return self._read(lambda c: Transaction(c, study_id, lock_study=False).study_state())
+        return self._read(lambda c: self._reading(c, study_id).study_state())
 
     def get_study_by_id(self, study_id: int) -> StudyRecord:
         row = self._read(
@@ -288,7 +295,7 @@ class Storage:
     # -- trials (reads) ----------------------------------------------------------------------
     def find_trial(self, study_id: int, trial_id: int) -> FrozenTrial | None:
         """The study's trial ``trial_id`` (its number in the study); None if it has none."""
-        return self._read(lambda c: Transaction(c, study_id, lock_study=False).trial(trial_id))
+        return self._read(lambda c: self._reading(c, study_id).trial(trial_id))
 
     def get_trial(self, study_id: int, trial_id: int) -> FrozenTrial:
         """The study's trial ``trial_id`` (its number in the study)."""
@@ -323,10 +330,10 @@ class Storage:
         return [row_to_trial(r) for r in rows]
 
     def get_members(self, study_id: int) -> list[MemberRecord]:
-        return self._read(lambda c: Transaction(c, study_id, lock_study=False).all_members())
+        return self._read(lambda c: self._reading(c, study_id).all_members())
 
     def get_population(self, study_id: int) -> list[FrozenTrial]:
-        return self._read(lambda c: Transaction(c, study_id, lock_study=False).population())
+        return self._read(lambda c: self._reading(c, study_id).population())
 
     def count_states(self, study_id: int) -> dict[TrialState, int]:
         query = (
@@ -343,7 +350,7 @@ class Storage:
     def count_active(self, study_id: int) -> int:
         """Trials not finished yet: QUEUED, RUNNING, TRAINED and EVALUATING (an index range,
         however many trials have ended)."""
-        return self._read(lambda c: Transaction(c, study_id, lock_study=False).count_active())
+        return self._read(lambda c: self._reading(c, study_id).count_active())
 
     def best_trial(
         self, study_id: int, mode: str, *, min_end_step: int | None = None
@@ -365,26 +372,20 @@ class Storage:
     def queue_state(self, study_id: int) -> tuple[StudyState, dict[TrialState, int]]:
         """The study's state and how many of its trials are in each active state (a look
         that takes no write lock)."""
-        return self._read(lambda c: Transaction(c, study_id, lock_study=False).queue_state())
+        return self._read(lambda c: self._reading(c, study_id).queue_state())
 
-    def held_trials(
-        self, study_id: int, *, silent_for: float | None = None, now: float | None = None
-    ) -> list[HeldTrial]:
+    def held_trials(self, study_id: int, *, silent_for: float | None = None
+                    ) -> list[HeldTrial]:
         """Trials a worker holds (RUNNING or EVALUATING) with their claims; with
         ``silent_for``, only those without a heartbeat for longer than that many seconds,
         with their ``silence``. The database judges by its own clock, the one that stamped
-        the heartbeats, so clocks that disagree between machines do not matter (``now``: a
-        time of the caller's own instead, see `pbtune.storages._clock`)."""
-        return self._read(
-            lambda c: Transaction(c, study_id, lock_study=False).held(
-                silent_for=silent_for, now=now
-            )
-        )
+        the heartbeats, so clocks that disagree between machines do not matter (or by
+        `clock`, where the storage has a virtual one: see `pbtune.storages._clock`)."""
+        return self._read(lambda c: self._reading(c, study_id).held(silent_for=silent_for))
 
-    def heartbeat(self, study_id: int, trial_id: int, claim: str,
-                  now: float | None = None) -> bool:
+    def heartbeat(self, study_id: int, trial_id: int, claim: str) -> bool:
         """Refresh a held (RUNNING or EVALUATING) trial's heartbeat, stamped by the
-        database's clock (or ``now``: see `pbtune.storages._clock`); False if it is no
+        database's clock (or by `clock`: see `pbtune.storages._clock`); False if it is no
         longer this claim's."""
         query = (
             update(trials)
@@ -394,7 +395,7 @@ class Storage:
                 trials.c.claim == claim,
                 trials.c.state.in_((TrialState.RUNNING.value, TrialState.EVALUATING.value)),
             )
-            .values(heartbeat_at=stamp(now))
+            .values(heartbeat_at=stamp(self.clock.stamp()))
         )
 
         def attempt() -> bool:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 
 from pbtune.checkpoints import Location, as_location
 from pbtune.storages import _statements as q
-from pbtune.storages._clock import DatabaseNow
+from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
 from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._rows import row_to_held, row_to_trial
@@ -65,9 +65,11 @@ class Transaction(StudyLifecycle):
     trial rows with SKIP LOCKED and do not wait for decisions.
     """
 
-    def __init__(self, connection: Connection, study_id: int, *, lock_study: bool) -> None:
+    def __init__(self, connection: Connection, study_id: int, *, lock_study: bool,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._c = connection
         self.study_id = study_id
+        self.clock = clock  # the storage's (see `pbtune.storages.Clock`)
         self._postgres = connection.dialect.name == "postgresql"
         self._study = {"b_study": study_id}
         # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) saves a read per transition.
@@ -86,12 +88,13 @@ class Transaction(StudyLifecycle):
         row = self._c.execute(q.TRIAL_BY_ID, {"b_id": trial_id, **self._study}).mappings().first()
         return (row_to_trial(row), row["claim"]) if row is not None else None
 
-    def next_queued(self, clock: float | None = None) -> FrozenTrial | None:
+    def next_queued(self) -> FrozenTrial | None:
         """The QUEUED trial with the smallest end_step (the member furthest behind), of
         those claimable now (a retry waits for its backoff, `NewTrial.not_before`) by the
-        database's clock, or by ``clock``, a caller's own (see `_clock`)."""
+        database's clock, or by the storage's own where it has one (see `_clock`)."""
         query = q.NEXT_QUEUED_SKIP_LOCKED if self._postgres else q.NEXT_QUEUED
-        row = self._c.execute(query, {"b_clock": clock, **self._study}).mappings().first()
+        row = self._c.execute(query, {"b_clock": self.clock.stamp(), **self._study}
+                              ).mappings().first()
         return row_to_trial(row) if row is not None else None
 
     def held_by(self, claim: str) -> HeldTrial | None:
@@ -99,24 +102,23 @@ class Transaction(StudyLifecycle):
         row = self._c.execute(q.HELD_BY, {"b_claim": claim, **self._study}).mappings().first()
         return row_to_held(row) if row is not None else None
 
-    def held(self, *, silent_for: float | None = None, now: float | None = None
-             ) -> list[HeldTrial]:
+    def held(self, *, silent_for: float | None = None) -> list[HeldTrial]:
         """Trials held by a worker (RUNNING or EVALUATING). With ``silent_for``, only
         those without a heartbeat for longer than that many seconds, each with its
         ``silence``; with ``silent_for=0.0``, all, each with its ``silence``. Heartbeats are
-        judged by the database's clock (or ``now``: see `pbtune.storages._clock`)."""
+        judged by the database's clock (or the storage's own: see `pbtune.storages._clock`)."""
         if silent_for is None:
             rows = self._c.execute(q.ALL_HELD, self._study)
         else:
             rows = self._c.execute(q.HELD_STALE if silent_for > 0 else q.HELD_WITH_SILENCE,
-                                   {"b_age": silent_for, "b_now": now, **self._study})
+                                   {"b_age": silent_for, "b_now": self.clock.stamp(),
+                                    **self._study})
         return [row_to_held(r) for r in rows.mappings()]
 
-    def claim_next(self, worker: str, claim: str, now: float, *,
-                   clock: float | None = None) -> HeldTrial | None:
+    def claim_next(self, worker: str, claim: str, now: float) -> HeldTrial | None:
         """`start` the QUEUED trial of the member furthest behind, for ``worker``, at
         ``now`` (its clock, for users to read); a retry's backoff is judged by the
-        database's clock, or by ``clock``, a caller's own.
+        database's clock (see `next_queued`).
 
         Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
         lost) gets the trial it already holds rather than a second one.
@@ -124,7 +126,7 @@ class Transaction(StudyLifecycle):
         held = self.held_by(claim)
         if held is not None:
             return held
-        queued = self.next_queued(clock)
+        queued = self.next_queued()
         return self.start(queued, worker, claim, now) if queued is not None else None
 
     def claim_next_evaluation(self, worker: str, claim: str, now: float) -> HeldTrial | None:
@@ -214,7 +216,8 @@ class Transaction(StudyLifecycle):
               beat: bool = False, **values: Any) -> RowMapping | None:
         """Move ``trial`` from the state it was read in to ``target`` if it is still in that
         state (and held by the claim ``held_by``); the new row, or None if someone got
-        there first. ``beat`` stamps a heartbeat with the database's clock."""
+        there first. ``beat`` stamps a heartbeat with the database's clock (or the
+        storage's own)."""
         source = trial.state
         assert source.can_become(target), f"illegal transition {source.value} -> {target.value}"
         params = {**values, **self._study, "state": target.value, "b_id": trial.id,
@@ -224,11 +227,11 @@ class Transaction(StudyLifecycle):
         if self._returning:
             returning = q.MOVE_IF_CLAIM_RETURNING if held_by is not None else q.MOVE_RETURNING
             if beat:
-                returning = returning.values(heartbeat_at=DatabaseNow())
+                returning = returning.values(heartbeat_at=stamp(self.clock.stamp()))
             return self._c.execute(returning, params).mappings().first()
         query = q.MOVE_IF_CLAIM if held_by is not None else q.MOVE
         if beat:
-            query = query.values(heartbeat_at=DatabaseNow())
+            query = query.values(heartbeat_at=stamp(self.clock.stamp()))
         if self._c.execute(query, params).rowcount != 1:
             return None
         return self._c.execute(
@@ -257,8 +260,8 @@ class Transaction(StudyLifecycle):
         """``at`` of a caller whose clock reads ``now``, as the database's clock will read
         it: a wait written by one machine and judged by another must not carry the skew
         of their clocks."""
-        if at is None:
-            return None
+        if at is None or self.clock.stamp() is not None:
+            return at  # the storage's own clock judges it, the one the caller read
         database_now = float(self._c.execute(q.DATABASE_NOW).scalar_one())
         return database_now + (at - now)
 

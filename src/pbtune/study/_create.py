@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -156,7 +155,7 @@ def create_study(
     directory = checkpoints.study_dir_name(name, uuid.uuid4().hex)
     try:
         record = store.create_study(
-            name, config.to_dict(), directory, initial_trials(config), time.time()
+            name, config.to_dict(), directory, initial_trials(config), store.clock.time()
         )
     except DuplicatedStudyError:
         if not load_if_exists:
