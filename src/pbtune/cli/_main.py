@@ -17,6 +17,7 @@ from pbtune.cli._dashboard import dashboard, plot
 from pbtune.cli._delete import delete
 from pbtune.cli._read import best, schedule_command, status, trials
 from pbtune.cli._run import replay_command, run
+from pbtune.cli._simulate import simulate
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -78,11 +79,12 @@ def cli() -> None:
     `trials`, `best` and `schedule`, see it with `dashboard` or `plot`, and retrain the
     winning schedule with `replay`. On a cluster, `create` the study and start
     `pbtune worker`s that join it. `delete` removes a study and its checkpoints.
+    `simulate` runs a study with virtual workers on a virtual clock.
     """
 
 
 for command in (run, create, worker, status, trials, best, schedule_command, replay_command,
-                dashboard, plot, delete):
+                dashboard, plot, delete, simulate):
     cli.add_command(command)
 
 

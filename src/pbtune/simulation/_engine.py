@@ -41,8 +41,7 @@ T = TypeVar("T")
 @dataclass
 class _Worker:
     name: str
-    death_trial: int | None = None  # dies during its n-th trial (a kill fault)
-    silent_trial: int | None = None  # goes silent during its n-th trial
+    doomed: bool = False  # met its fault (see `Simulation._fate`)
     alive: bool = True
     done: bool = False
     trials: int = 0
@@ -171,18 +170,28 @@ class Simulation:
         return _Worker(f"sim-{next(self._names)}")
 
     def _plan_faults(self, workers: int) -> None:
-        """Which workers die, or go silent, and in which of their trials."""
+        """How often a trial's start dooms its worker: ``kill_fraction`` of the workers
+        die, and ``silent_fraction`` hang, spread over the first half of the study's
+        trials. Faults strike workers that train (an idle worker that dies loses nothing,
+        and is not counted); each worker meets one fault at most."""
         config = self.controller.config
         trials = config.population_size * math.ceil(config.max_steps / config.steps_per_trial)
-        per_worker = max(1, trials // max(1, min(workers, config.population_size)))
-        order = list(self.workers)
-        self._rng.shuffle(order)
-        kills = round(self.faults.kill_fraction * workers)
-        silent = round(self.faults.silent_fraction * workers)
-        for worker in order[:kills]:
-            worker.death_trial = self._rng.randint(1, per_worker)
-        for worker in order[kills:kills + silent]:
-            worker.silent_trial = self._rng.randint(1, per_worker)
+        self._kills_left = round(self.faults.kill_fraction * workers)
+        self._silences_left = round(self.faults.silent_fraction * workers)
+        self._hazard = 2.0 / trials
+
+    def _fate(self, worker: _Worker) -> str | None:
+        """Whether this trial's worker dies ("kill") or hangs ("silent") during it."""
+        if worker.doomed or not (self._kills_left or self._silences_left):
+            return None
+        if self._rng.random() >= self._hazard * (self._kills_left + self._silences_left):
+            return None
+        worker.doomed = True
+        if self._rng.random() * (self._kills_left + self._silences_left) < self._kills_left:
+            self._kills_left -= 1
+            return "kill"
+        self._silences_left -= 1
+        return "silent"
 
     def _ask(self, worker: _Worker) -> None:
         if not worker.alive or worker.done or not self._storage(lambda: self._ask(worker)):
@@ -246,12 +255,13 @@ class Simulation:
         worker.trials += 1
         worker.claimed, worker.beating = claimed, True
         ends = at + seconds
-        if worker.trials == worker.death_trial:
+        fate = self._fate(worker)
+        if fate == "kill":
             dies = at + self._rng.random() * seconds
             self.tally.busy_s += dies - at
             self._at(dies, lambda: self._die(worker))
         else:
-            if worker.trials == worker.silent_trial:
+            if fate == "silent":
                 ends += self._silence(worker, at, seconds)
             self.tally.busy_s += seconds
             self._at(ends, lambda: self._tell(worker, claimed, outcome))

@@ -205,20 +205,29 @@ def check_params(task: Task, names: list[str]) -> None:
             f"{', '.join(map(repr, names)) or 'nothing'})")
 
 
-def as_train(task: Task | str, seed: int | None = None) -> Callable[[Trial], dict[str, float]]:
+def as_train(task: Task | str, seed: int | None = None) -> SurrogateTrain:
     """``task`` as a real training function: its state is a JSON checkpoint, its rng the
     simulation's (`trial_rng`), its seconds are not slept. A real run of a study with one
     worker then makes the decisions a simulation of it makes, in the same order, which is
-    how a simulation is checked against the real thing. ``seed``: the study's."""
-    fn = resolve_task(task)
+    how a simulation is checked against the real thing. ``seed``: the study's (by
+    default, read from the trial)."""
+    return SurrogateTrain(resolve_task(task), seed)
 
-    def train(trial: Trial) -> dict[str, float]:
+
+@dataclass(frozen=True)
+class SurrogateTrain:
+    """A surrogate task as a training function (see `as_train`); worker processes can be
+    sent it when the task is a module's top-level function or a built-in."""
+
+    task: Task
+    seed: int | None = None
+
+    def __call__(self, trial: Trial) -> dict[str, float]:
         state = None
         if trial.parent_checkpoint is not None:
             state = json.loads((trial.parent_checkpoint / STATE_FILE).read_text())
-        outcome = run_task(fn, trial.params, state, trial.start_step, trial.end_step,
-                           trial_rng(seed if seed is not None else trial.seed, trial.id))
+        seed = self.seed if self.seed is not None else trial.seed
+        outcome = run_task(self.task, trial.params, state, trial.start_step, trial.end_step,
+                           trial_rng(seed, trial.id))
         (trial.checkpoint_dir / STATE_FILE).write_text(json.dumps(outcome.state))
         return outcome.metrics
-
-    return train
