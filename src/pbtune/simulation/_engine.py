@@ -63,6 +63,7 @@ class Tally:
     busy_s: float = 0.0
     tell_s: list[float] = field(default_factory=list)  # real seconds per ask+tell
     call_s: list[float] = field(default_factory=list)  # real seconds per storage call
+    calls: dict[str, int] = field(default_factory=dict)  # storage calls by what made them
     best: list[tuple[float, float]] = field(default_factory=list)  # (virtual s, fitness)
     told_twice: int = 0
     started_twice: int = 0  # trials two workers trained (the claim must prevent it)
@@ -162,6 +163,8 @@ class Simulation:
         result = fn(*args, **kwargs)
         took = time.perf_counter() - began
         self.tally.call_s.append(took)
+        kind = getattr(fn, "__name__", "call")
+        self.tally.calls[kind] = self.tally.calls.get(kind, 0) + 1
         self._server_free = self.now + took
         return result, self._server_free
 

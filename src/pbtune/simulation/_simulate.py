@@ -39,7 +39,7 @@ class SimulationResult:
     decisions_per_real_s: float
     controller_ms_median: float | None
     controller_ms_p99: float | None
-    storage_calls: int
+    storage_calls: dict[str, int]  # by the controller method that made them
     idle_polls_per_s: float
     best_fitness: float | None
     best_curve: list[tuple[float, float]]
@@ -170,7 +170,8 @@ def _result(created: Any, simulation: Simulation, found: Any, real_s: float,
         utilization=tally.busy_s / (len(simulation.workers) * wall) if wall > 0 else 0.0,
         real_s=real_s, decisions_per_real_s=tally.decisions / real_s if real_s else 0.0,
         controller_ms_median=median, controller_ms_p99=p99,
-        storage_calls=len(tally.call_s), idle_polls_per_s=idle / POLL_INTERVAL_MAX_S,
+        storage_calls=dict(sorted(tally.calls.items())),
+        idle_polls_per_s=idle / POLL_INTERVAL_MAX_S,
         best_fitness=best, best_curve=tally.best,
         faults={"killed": tally.killed, "silent": tally.silent, "reaped": tally.reaped,
                 "lost_trials": found.lost_trials, "refused": tally.refused,
