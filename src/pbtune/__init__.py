@@ -17,6 +17,8 @@ Example::
     print(study.best_trial, study.schedule())
 """
 
+from typing import Any
+
 from pbtune._errors import (
     CheckpointError,
     CheckpointGoneError,
@@ -116,3 +118,13 @@ __all__ = [
     "load_study",
     "replay",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``pbtune.simulate`` (`pbtune.simulation.simulate`), imported when first used, so
+    that ``import pbtune`` does not load the simulator."""
+    if name == "simulate":
+        from pbtune.simulation import simulate
+
+        return simulate
+    raise AttributeError(f"module 'pbtune' has no attribute {name!r}")

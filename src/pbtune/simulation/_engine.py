@@ -33,7 +33,7 @@ from pbtune.simulation._faults import Faults
 from pbtune.simulation._store import MemoryStore
 from pbtune.simulation._tasks import Outcome, Task, run_task, trial_rng
 from pbtune.storages import VirtualClock
-from pbtune.worker._loop import POLL_INTERVAL_MAX_S, POLL_INTERVAL_S
+from pbtune.worker import POLL_INTERVAL_MAX_S, POLL_INTERVAL_S
 
 T = TypeVar("T")
 

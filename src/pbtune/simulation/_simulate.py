@@ -18,7 +18,8 @@ from pbtune.simulation._store import MemoryStore
 from pbtune.simulation._tasks import Task, check_params, resolve_task
 from pbtune.space import SearchSpace
 from pbtune.storages import Storage, StudyState, VirtualClock
-from pbtune.worker._loop import POLL_INTERVAL_MAX_S
+from pbtune.study import create_study
+from pbtune.worker import POLL_INTERVAL_MAX_S
 
 
 @dataclass
@@ -113,8 +114,6 @@ def simulate(
         result = pbtune.simulate("nqm", workers=64, population_size=32, kill_fraction=0.1)
         print(result)
     """
-    import pbtune
-
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     faults = Faults(kill_fraction, silent_fraction, outage, restart_s)
@@ -124,7 +123,7 @@ def simulate(
     name = name or f"simulation-{getattr(fn, 'name', 'task')}-{uuid.uuid4().hex[:8]}"
     clock = VirtualClock(time.time())
     store = MemoryStore()
-    created = pbtune.create_study(name=name, storage=Storage(storage, clock=clock), seed=seed,
+    created = create_study(name=name, storage=Storage(storage, clock=clock), seed=seed,
                                   **settings)
     if created.config.evaluated:
         raise ConfigError("a simulation runs studies without an evaluate function: the "
