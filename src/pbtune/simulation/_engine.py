@@ -106,6 +106,9 @@ class Simulation:
         self.workers = [self._new_worker() for _ in range(workers)]
         self._plan_faults(workers)
         self._best: float | None = None
+        self._progress = self.start  # when a trial last started or ended
+        self.stall_s = max(3600.0, 20 * controller.config.heartbeat_timeout)
+        self.stalled = False
         self._maximize = controller.config.mode != "min"
 
     # -- the event loop -----------------------------------------------------------------
@@ -231,6 +234,10 @@ class Simulation:
 
     def _poll(self) -> None:
         self._polling = False
+        if self.now - self._progress > self.stall_s:
+            self.stalled = True  # nothing has started or ended for long: nothing will
+            self._heap.clear()
+            return
         if self._idle:
             self._ask(self._idle.popleft())
         if self._idle:
@@ -256,6 +263,7 @@ class Simulation:
                            trial_rng(self.seed, trial.id))
         seconds = outcome.seconds * self._slowdown(trial.member)
         worker.trials += 1
+        self._progress = at
         worker.claimed, worker.beating = claimed, True
         ends = at + seconds
         fate = self._fate(worker)
@@ -324,6 +332,7 @@ class Simulation:
         if not self._storage(lambda: self._tell(worker, claimed, outcome)):
             return
         worker.claimed = None
+        self._progress = self.now
         try:
             result = self.controller.check(claimed, outcome.metrics)
         except TrialFailedError as error:

@@ -177,14 +177,18 @@ def _result(created: Any, simulation: Simulation, found: Any, real_s: float,
                 "failed": tally.failed, "gone": tally.gone,
                 "outage_s": outage[1] if outage else 0.0},
         lost=found.lost, unfinished=found.unfinished, state=state.value,
-        consistent=found.consistent and not _problems(tally, found),
-        problems=found.problems + _problems(tally, found),
+        consistent=found.consistent and not _problems(simulation, found),
+        problems=found.problems + _problems(simulation, found),
     )
 
 
-def _problems(tally: Any, found: Any) -> list[str]:
+def _problems(simulation: Simulation, found: Any) -> list[str]:
     """What the simulation saw that the records must agree with."""
+    tally = simulation.tally
     problems = []
+    if simulation.stalled:
+        problems.append("the simulation stalled: no trial started or ended for "
+                        f"{simulation.stall_s:.0f} virtual seconds")
     if tally.told_twice:
         problems.append(f"{tally.told_twice} trials were told complete twice")
     if tally.started_twice:
