@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from pbtune._errors import StorageError
 
@@ -123,7 +123,9 @@ def create_storage_engine(url: str | None) -> Engine:
                 f"storage {url!r}: pbtune uses the psycopg (3) driver; write "
                 "'postgresql://...' or 'postgresql+psycopg://...'"
             )
-        kwargs["pool_pre_ping"] = True
+        # `Storage` lends one connection at a time and closes it when idle (see
+        # `ConnectionLender`): the engine itself keeps none.
+        kwargs["poolclass"] = NullPool
         # A worker host that dies inside a transaction must not hold the study's row
         # lock until TCP gives up (hours): the server ends such sessions. Options in the
         # URL (``?options=-csearch_path%3Dmyschema``) are kept, and win where they overlap.

@@ -31,6 +31,7 @@ from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
 from pbtune.storages._engine import create_storage_engine, normalize_url
 from pbtune.storages._faults import explain
 from pbtune.storages._gate import WriteGate
+from pbtune.storages._lender import ConnectionLender
 from pbtune.storages._records import (
     HeldTrial,
     MemberRecord,
@@ -76,6 +77,9 @@ class Storage:
         self._engine = create_storage_engine(self.url)
         # One shared connection serves an in-memory database: threads take turns.
         self._lock: threading.RLock | None = threading.RLock() if self.url is None else None
+        # PostgreSQL: one connection at a time, closed when idle (see `ConnectionLender`).
+        self._lender = (ConnectionLender(self._engine)
+                        if self._engine.dialect.name == "postgresql" else None)
         self._gate = _write_gate(self._engine)
         try:
             self._prepare_schema()
@@ -89,6 +93,8 @@ class Storage:
 
     def dispose(self) -> None:
         """Close pooled connections (before forking, or when done)."""
+        if self._lender is not None:
+            self._lender.close()
         self._engine.dispose()
         if self._gate is not None:
             self._gate.close()
@@ -103,7 +109,8 @@ class Storage:
             # Opening and creating a study skip the gate: it is for the busy trial path,
             # and no file is written beside a database that pbtune refuses to open.
             gated = self._gate.held() if write and gate and self._gate else nullcontext()
-            with gated, self._engine.connect() as connection:
+            connect = self._lender.lend if self._lender else self._engine.connect
+            with gated, connect() as connection:
                 if write:
                     connection = connection.execution_options(pbtune_write=True)
                 with connection.begin():
