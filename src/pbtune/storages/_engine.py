@@ -1,6 +1,7 @@
-"""Storage URLs: their rules (the PostgreSQL spellings; SQLite's file, in-memory and URI
-forms), and opening a database from one: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or
-PostgreSQL. Every part of pbtune that reads a storage URL asks these functions."""
+"""Storage URLs: their rules (the PostgreSQL spellings and ``?pbtune_pooler=`` for one
+that reaches PgBouncer; SQLite's file, in-memory and URI forms), and opening a database
+from one: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or PostgreSQL. Every part of pbtune
+that reads a storage URL asks these functions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from pbtune._errors import StorageError
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"  # how every SQLite database file begins
 _SQLITE_MIN_PAGE_SIZE = 512
+# ``postgresql://...?pbtune_pooler=transaction``: the URL reaches PgBouncer (or another
+# pooler) in that pool_mode, not the server itself.
+POOLER_OPTION = "pbtune_pooler"
+POOLER_MODES = ("transaction", "session")
 
 _URL_HELP = (
     "use 'sqlite:///path/to/file.db' (a local file), "
@@ -123,23 +128,12 @@ def create_storage_engine(url: str | None) -> Engine:
                 f"storage {url!r}: pbtune uses the psycopg (3) driver; write "
                 "'postgresql://...' or 'postgresql+psycopg://...'"
             )
+        pooler = _pooler(parsed, url)
+        parsed = parsed.difference_update_query([POOLER_OPTION])
         # `Storage` lends one connection at a time and closes it when idle (see
         # `ConnectionLender`): the engine itself keeps none.
         kwargs["poolclass"] = NullPool
-        # A worker host that dies inside a transaction must not hold the study's row
-        # lock until TCP gives up (hours): the server ends such sessions. Options in the
-        # URL (``?options=-csearch_path%3Dmyschema``) are kept, and win where they overlap.
-        options = "-c idle_in_transaction_session_timeout=60000"
-        for given in _query_values(parsed.query.get("options")):
-            options = f"{options} {given}"
-        kwargs["connect_args"] = {
-            "connect_timeout": 10,
-            "options": options,
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-        }
+        kwargs["connect_args"] = _postgres_connect_args(parsed, pooler)
     else:
         raise StorageError(f"unsupported storage backend {backend!r} in {url!r}; {_URL_HELP}")
     try:
@@ -154,6 +148,46 @@ def create_storage_engine(url: str | None) -> Engine:
     if backend == "sqlite":
         _tune_sqlite(engine, wal=True)
     return engine
+
+
+def _pooler(parsed: URL, url: str) -> str | None:
+    """The pooler a PostgreSQL URL says it goes through (``?pbtune_pooler=transaction``,
+    or ``session``), None for a server; refuses another value."""
+    values = _query_values(parsed.query.get(POOLER_OPTION))
+    if not values:
+        return None
+    if len(values) > 1 or values[0] not in POOLER_MODES:
+        raise StorageError(
+            f"storage {url!r}: {POOLER_OPTION} must be one of {', '.join(POOLER_MODES)} (the "
+            "pool_mode of the PgBouncer that the URL reaches), got "
+            f"{', '.join(map(repr, values))}"
+        )
+    return values[0]
+
+
+def _postgres_connect_args(parsed: URL, pooler: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if pooler is None:
+        # A worker host that dies inside a transaction must not hold the study's row
+        # lock until TCP gives up (hours): the server ends such sessions. Options in the
+        # URL (``?options=-csearch_path%3Dmyschema``) are kept, and win where they overlap.
+        # A pooler refuses startup options; its own idle_transaction_timeout does this
+        # there (docs/guides/postgresql.md).
+        options = "-c idle_in_transaction_session_timeout=60000"
+        for given in _query_values(parsed.query.get("options")):
+            options = f"{options} {given}"
+        args["options"] = options
+    if pooler == "transaction":
+        # Each transaction may run on another server connection: a statement psycopg
+        # prepared on one is unknown to the next.
+        args["prepare_threshold"] = None
+    return args
 
 
 def _query_values(value: str | tuple[str, ...] | None) -> tuple[str, ...]:

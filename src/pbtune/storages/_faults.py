@@ -32,6 +32,10 @@ _POSTGRES_KINDS = (
     ("io", ("58030",), ()),  # io_error
     ("memory", ("53200",), ()),  # out_of_memory
     ("read-only", ("25006",), ()),  # read_only_sql_transaction (a standby)
+    # A pooler in front of the server: it refuses pbtune's startup options, or a statement
+    # prepared in one transaction is missing (or there already) in the next.
+    ("pooler", ("26000", "42P05"),  # invalid_sql_statement_name, duplicate_prepared_statement
+     ("unsupported startup parameter", "prepared statement")),
 )
 
 
@@ -100,6 +104,9 @@ _POSTGRES_ADVICE = {
     "memory": "the database server ran out of memory. Check the server, then run again",
     "read-only": ("the server accepts no writes (a standby or a read-only transaction). "
                   "Point the URL at the primary"),
+    "pooler": ("the URL reaches a connection pooler (PgBouncer), which pbtune must be told "
+               "of: add ?pbtune_pooler=transaction to the storage URL (or "
+               "?pbtune_pooler=session for a pool_mode of session)"),
 }
 _POSTGRES_OTHER = ("this is not an error that goes away by retrying. Check the database "
                    "server's log")

@@ -18,7 +18,8 @@ life of the process: two or three per worker process, measured with
 
 So a worker of long trials holds a connection only for its transactions, and a thousand
 of them fit in a server's default ``max_connections``; the cost is a connection opened
-per heartbeat and two per trial.
+per heartbeat and two per trial. Through PgBouncer (see `pbtune.storages._engine`) the
+same rule keeps the number of client connections low.
 """
 
 from __future__ import annotations

@@ -21,10 +21,16 @@ _TRANSIENT_MARKERS = (
 )
 
 
+# A pooler that refuses what pbtune sends a server (see `explain`): no retry helps.
+_POOLER_MARKERS = ("unsupported startup parameter",)
+
+
 def is_transient(error: DBAPIError) -> bool:
+    text = str(error.orig if error.orig is not None else error).lower()
+    if any(marker in text for marker in _POOLER_MARKERS):
+        return False
     if error.connection_invalidated:
         return True
-    text = str(error.orig if error.orig is not None else error).lower()
     return any(marker in text for marker in _TRANSIENT_MARKERS)
 
 
