@@ -3,14 +3,15 @@
 `Storage` retries transient errors (`pbtune.storages._transient`); every other database
 error leaves it as a `StorageError` whose message comes from `explain`: what is wrong
 (a damaged file, a full disk, no permission, a server error) and what to do about it,
-never SQLAlchemy's multi-line text with its SQL.
+never SQLAlchemy's multi-line text with its SQL. A transient error that outlasts the
+retries is said by `gave_up` (a server with no connection to spare: what to change).
 """
 
 from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError
 
-from pbtune.storages._transient import short
+from pbtune.storages._transient import at_connection_limit, short
 
 # SQLite's primary result codes (``sqlite3.Error.sqlite_errorname``, Python 3.11+) and the
 # words of their messages, for older Pythons.
@@ -59,6 +60,31 @@ def explain(error: DBAPIError, shown: str, database: str | None, *,
         advice = _POSTGRES_ADVICE.get(kind, _POSTGRES_OTHER)
     what = f"cannot open storage {shown}" if opening else f"storage {shown} failed"
     return f"{what}: {reason}; {advice}"
+
+
+def gave_up(error: DBAPIError, shown: str, *, attempts: int, waited_s: float,
+            opening: bool) -> str:
+    """One line for a transient ``error`` that outlasted the retries of the storage
+    ``shown`` (its repr): ``attempts`` over ``waited_s`` seconds."""
+    what = f"cannot open storage {shown}" if opening else f"storage {shown} failed"
+    if at_connection_limit(error):
+        return (f"{what}: it refused connections for {waited_s:.0f} s ({short(error)}); "
+                f"{_connection_limit_advice(error)}")
+    if opening:
+        return f"{what}: {short(error)}"
+    return f"storage {shown} kept failing after {attempts} attempts: {short(error)}"
+
+
+def _connection_limit_advice(error: DBAPIError) -> str:
+    """What to do when the server (or PgBouncer) kept refusing connections."""
+    if "max_client_conn" in str(error.orig if error.orig is not None else error):
+        return ("PgBouncer accepts no more clients: raise max_client_conn in its "
+                "pgbouncer.ini (a pbtune process holds at most one connection)")
+    return ("the database server has no connection to spare. A pbtune process holds at "
+            "most one: run fewer workers (or other clients) against this server, put "
+            "PgBouncer in transaction pooling mode in front of it and add "
+            "?pbtune_pooler=transaction to the storage URL, or raise the server's "
+            "max_connections (or the CONNECTION LIMIT of the role or the database)")
 
 
 def _kind(error: DBAPIError,

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from pbtune._errors import DuplicatedStudyError, StorageError, StudyNotFoundError
 from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
 from pbtune.storages._engine import create_storage_engine, normalize_url
-from pbtune.storages._faults import explain
+from pbtune.storages._faults import explain, gave_up
 from pbtune.storages._gate import WriteGate
 from pbtune.storages._lender import ConnectionLender
 from pbtune.storages._records import (
@@ -48,7 +48,7 @@ from pbtune.storages._schema import (
     studies,
     trials,
 )
-from pbtune.storages._transient import is_transient, short
+from pbtune.storages._transient import at_connection_limit, is_transient, short
 from pbtune.storages._txn import Transaction
 from pbtune.trial import FrozenTrial, TrialState
 
@@ -121,8 +121,7 @@ class Storage:
 
     def _retry(self, operation: Callable[[], T], *, opening: bool = False) -> T:
         delay = RETRY_BASE_DELAY_S
-        attempts = OPEN_ATTEMPTS if opening else RETRY_ATTEMPTS
-        give_up_at = time.monotonic() + (0.0 if opening else RETRY_FOR_S)
+        began = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
@@ -135,17 +134,16 @@ class Storage:
                     raise StorageError(
                         explain(error, repr(self), self._sqlite_path(), opening=opening)
                     ) from error
-                if attempt >= attempts and time.monotonic() >= give_up_at:
-                    if opening:
-                        raise StorageError(
-                            f"cannot open storage {self!r}: {short(error)}"
-                        ) from error
-                    raise StorageError(
-                        f"storage {self!r} kept failing after {attempt} attempts: "
-                        f"{short(error)}"
-                    ) from error
+                # A server with no connection to spare is busy, not unreachable: opening
+                # waits for one as long as a running study would.
+                patient = not opening or at_connection_limit(error)
+                attempts, for_s = (RETRY_ATTEMPTS, RETRY_FOR_S) if patient else (OPEN_ATTEMPTS, 0.0)
+                waited_s = time.monotonic() - began
+                if attempt >= attempts and waited_s >= for_s:
+                    raise StorageError(gave_up(error, repr(self), attempts=attempt,
+                                               waited_s=waited_s, opening=opening)) from error
                 # Opening fails fast with one clear error; retries are not news there.
-                _log.log(logging.DEBUG if opening else logging.WARNING,
+                _log.log(logging.WARNING if patient else logging.DEBUG,
                          "storage busy or unreachable (%s); retrying in %.2fs",
                          short(error), delay)
                 time.sleep(delay)
