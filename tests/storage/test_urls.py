@@ -72,11 +72,14 @@ class _Captured(Exception):
     pass
 
 
-def test_a_postgresql_url_reaches_the_server_with_pbtunes_options() -> None:
+def test_a_postgresql_url_reaches_the_server_with_pbtunes_settings() -> None:
     params = _connect_args("postgresql://u@h/db?options=-csearch_path%3Dx")
+    assert params["application_name"] == "pbtune"
     assert params["options"] == ("-c idle_in_transaction_session_timeout=60000 "
                                  "-csearch_path=x")  # the URL's options are kept
     assert "prepare_threshold" not in params  # psycopg's default: prepared statements
+    named = _connect_args("postgresql://u@h/db?application_name=tuner")
+    assert named["application_name"] == "tuner"
 
 
 def test_a_url_through_pgbouncer_sends_what_a_pooler_takes() -> None:

@@ -22,6 +22,7 @@ from pbtune.controller import Role
 from pbtune.loggers import Logger
 from pbtune.storages import Storage, StudyState, sqlite_file
 from pbtune.study import load_study, storage_text, summarize
+from pbtune.worker import WORKER_APPLICATION
 
 
 @click.command()
@@ -104,7 +105,7 @@ def worker(storage_url: str | None, study_name: str | None, config_path: Path | 
     elif storage_url is None or study_name is None:
         raise click.UsageError("give --storage URL and --study NAME, or --config FILE (the "
                                "study file, as for `pbtune create`)")
-    storage = open_existing(storage_url)
+    storage = open_existing(storage_url, application_name=WORKER_APPLICATION)
     study = load_study(study_name, storage=storage)
     loggers: list[Logger] = config.make_loggers() if config is not None else []
     if role == "evaluate" and not study.config.evaluated:

@@ -12,15 +12,16 @@ from pbtune.study import load_study
 from pbtune.trial import FrozenTrial, Segment, TrialState
 
 
-def open_existing(url: str) -> Storage:
-    """Open ``url`` for reading; a SQLite file must exist (opening would create it)."""
+def open_existing(url: str, *, application_name: str = "pbtune") -> Storage:
+    """Open ``url`` for reading; a SQLite file must exist (opening would create it).
+    ``application_name``: see `Storage`."""
     database = sqlite_file(url)  # None for a URL that does not parse: Storage() explains
     if database is not None and not Path(database).exists():
         raise StorageError(
             f"no database file {database!r} (storage {url!r}); run `pbtune run` first, "
             "or pass --storage with the URL the study was run with"
         )
-    return Storage(url)
+    return Storage(url, application_name=application_name)
 
 
 def select_study(storage: Storage, name: str | None) -> StudyRecord:

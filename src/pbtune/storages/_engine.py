@@ -96,8 +96,10 @@ def absolute_sqlite_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_storage_engine(url: str | None) -> Engine:
-    """An engine for ``url``; None means a private in-memory SQLite database."""
+def create_storage_engine(url: str | None, *, application_name: str = "pbtune") -> Engine:
+    """An engine for ``url``; None means a private in-memory SQLite database.
+    ``application_name``: how PostgreSQL lists the connections (``pg_stat_activity``),
+    unless the URL names one."""
     if url is None:
         engine = create_engine(
             "sqlite://",
@@ -133,7 +135,7 @@ def create_storage_engine(url: str | None) -> Engine:
         # `Storage` lends one connection at a time and closes it when idle (see
         # `ConnectionLender`): the engine itself keeps none.
         kwargs["poolclass"] = NullPool
-        kwargs["connect_args"] = _postgres_connect_args(parsed, pooler)
+        kwargs["connect_args"] = _postgres_connect_args(parsed, pooler, application_name)
     else:
         raise StorageError(f"unsupported storage backend {backend!r} in {url!r}; {_URL_HELP}")
     try:
@@ -165,7 +167,8 @@ def _pooler(parsed: URL, url: str) -> str | None:
     return values[0]
 
 
-def _postgres_connect_args(parsed: URL, pooler: str | None) -> dict[str, Any]:
+def _postgres_connect_args(parsed: URL, pooler: str | None,
+                           application_name: str) -> dict[str, Any]:
     args: dict[str, Any] = {
         "connect_timeout": 10,
         "keepalives": 1,
@@ -173,6 +176,8 @@ def _postgres_connect_args(parsed: URL, pooler: str | None) -> dict[str, Any]:
         "keepalives_interval": 10,
         "keepalives_count": 3,
     }
+    if "application_name" not in parsed.query:
+        args["application_name"] = application_name
     if pooler is None:
         # A worker host that dies inside a transaction must not hold the study's row
         # lock until TCP gives up (hours): the server ends such sessions. Options in the

@@ -70,11 +70,12 @@ class Storage:
     """Controller state in a database: ``Storage(None)`` (memory),
     ``Storage("sqlite:///pbtune.db")`` or ``Storage("postgresql://user@host/db")``."""
 
-    def __init__(self, url: str | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(self, url: str | None = None, *, clock: Clock | None = None,
+                 application_name: str = "pbtune") -> None:
         self.url = normalize_url(url) if url is not None else None
         # What the study's controllers read for time; a simulation's is virtual.
         self.clock = clock or SYSTEM_CLOCK
-        self._engine = create_storage_engine(self.url)
+        self._engine = create_storage_engine(self.url, application_name=application_name)
         # One shared connection serves an in-memory database: threads take turns.
         self._lock: threading.RLock | None = threading.RLock() if self.url is None else None
         # PostgreSQL: one connection at a time, closed when idle (see `ConnectionLender`).

@@ -4,7 +4,13 @@ from pbtune.trial import TrainFn
 from pbtune.worker._command import Command
 from pbtune.worker._deadline import Deadline, TimedOut, check_timeout, raising_at
 from pbtune.worker._devices import DevicePlan, DeviceSpec, plan_devices
-from pbtune.worker._loop import POLL_INTERVAL_MAX_S, POLL_INTERVAL_S, new_worker_id, run_worker
+from pbtune.worker._loop import (
+    POLL_INTERVAL_MAX_S,
+    POLL_INTERVAL_S,
+    WORKER_APPLICATION,
+    new_worker_id,
+    run_worker,
+)
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
 from pbtune.worker._sendable import check_takes_trial
@@ -12,6 +18,7 @@ from pbtune.worker._sendable import check_takes_trial
 __all__ = [
     "POLL_INTERVAL_MAX_S",
     "POLL_INTERVAL_S",
+    "WORKER_APPLICATION",
     "Command",
     "Deadline",
     "DevicePlan",

@@ -38,6 +38,8 @@ POLL_INTERVAL_MAX_S = 0.25
 # background while the worker's next trial trains (see `_Teller`).
 PIPELINE_RATIO = 20.0
 NEXT_TRIAL_START_WAIT_S = 0.5
+# How a worker process's connections appear in PostgreSQL's pg_stat_activity.
+WORKER_APPLICATION = "pbtune-worker"
 
 
 def new_worker_id() -> str:

@@ -26,7 +26,7 @@ from pbtune.storages import Storage
 from pbtune.trial import TrainFn
 from pbtune.worker._deadline import Deadline
 from pbtune.worker._devices import Devices, visible_devices
-from pbtune.worker._loop import Wake, new_worker_id, run_worker
+from pbtune.worker._loop import WORKER_APPLICATION, Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
 from pbtune.worker._signals import children_ignore_sigint, interrupts_deferred, interrupts_once
@@ -71,7 +71,7 @@ def _worker_main(
     logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
     # The run that started this process logs a line for every finished trial.
     logging.getLogger("pbtune.worker").addFilter(DropTrialFailures())
-    storage = Storage(url)
+    storage = Storage(url, application_name=WORKER_APPLICATION)
     fn = train.load() if isinstance(train, Entry) else train
     run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
                fitness=fitness, wake=wake, max_trials=max_trials, role=role)

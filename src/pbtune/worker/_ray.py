@@ -19,7 +19,7 @@ from pbtune.controller import Controller, Role
 from pbtune.storages import Storage, absolute_sqlite_url
 from pbtune.trial import TrainFn
 from pbtune.worker._deadline import Deadline
-from pbtune.worker._loop import run_worker
+from pbtune.worker._loop import WORKER_APPLICATION, run_worker
 from pbtune.worker._process import MONITOR_INTERVAL_S, Entry, Tick, worker_roles
 from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._signals import interrupts_deferred
@@ -124,7 +124,7 @@ class _Worker:
             fitness: Callable[[Mapping[str, float]], float] | None, worker_id: str,
             role: Role = "both") -> int:
         logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
-        storage = Storage(url)
+        storage = Storage(url, application_name=WORKER_APPLICATION)
         try:
             fn = train.load() if isinstance(train, (Entry, _ByValue)) else train
             return run_worker(storage, study_name, fn, worker_id=worker_id, fitness=fitness,
