@@ -35,7 +35,7 @@ from pbtune._logging import (
 )
 from pbtune.storages import Storage, StudyRecord
 from pbtune.study._progress import ProgressDisplay, measure
-from pbtune.study._report import Mine, TrialLog
+from pbtune.study._report import READ_EVERY_S, Mine, TrialLog
 from pbtune.study._text import counts_text, number, storage_text
 from pbtune.trial import FrozenTrial, TrialState
 from pbtune.worker import Deadline
@@ -53,16 +53,18 @@ class RunMonitor:
     picks the trials that get a line; ``background=True`` ticks from a thread of its
     own, for a run whose worker loop has this process's main thread (`join` with one
     worker). ``callbacks`` is called with each trial that gets a line, at the end too
-    (not after Ctrl-C).
+    (not after Ctrl-C). ``read_every_s``: how often it reads what finished.
     """
 
     def __init__(self, storage: Storage, study: StudyRecord, *, show_progress: bool | None,
                  bar: bool = True, mine: Mine | None = None, background: bool = False,
-                 callbacks: Callable[[FrozenTrial], None] | None = None) -> None:
+                 callbacks: Callable[[FrozenTrial], None] | None = None,
+                 read_every_s: float = READ_EVERY_S) -> None:
         ensure_default_handler()
         self._storage = storage
         self._study = study
-        self._trials = TrialLog(storage, study, mine=mine, notify=callbacks)
+        self._trials = TrialLog(storage, study, mine=mine, notify=callbacks,
+                                read_every_s=read_every_s)
         self._display = ProgressDisplay(storage, study,
                                         enabled=show_progress if bar else False,
                                         so_far=self._trials.so_far)

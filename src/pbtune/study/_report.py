@@ -22,6 +22,10 @@ from pbtune.trial import FrozenTrial, TrialState
 _log = logging.getLogger("pbtune.study")
 
 READ_EVERY_S = 0.5
+# A `pbtune worker` looks less often: a cluster may run a thousand, and a look every half
+# second each would keep every one's database connection open (see
+# `pbtune.storages._lender`) and read the study's counts thousands of times a second.
+WORKER_READ_EVERY_S = 5.0
 ERROR_CHARS = 200
 
 Mine = Callable[[FrozenTrial], bool]
@@ -40,8 +44,10 @@ class TrialLog:
     """
 
     def __init__(self, storage: Storage, study: StudyRecord, *, mine: Mine | None = None,
-                 notify: Callable[[FrozenTrial], None] | None = None) -> None:
+                 notify: Callable[[FrozenTrial], None] | None = None,
+                 read_every_s: float = READ_EVERY_S) -> None:
         self._storage = storage
+        self._read_every_s = read_every_s
         self._study = study
         self._mine = mine
         self._notify = notify
@@ -85,7 +91,7 @@ class TrialLog:
             f"{number(best.fitness)} (trial {best.number}{self._scores.mark(best)})"))
 
     def poll(self) -> None:
-        """Log what finished since the last look; at most every `READ_EVERY_S`."""
+        """Log what finished since the last look; at most every ``read_every_s``."""
         if time.monotonic() >= self._next_read:
             self.read()
 
@@ -94,7 +100,7 @@ class TrialLog:
         ``notify`` (``log``), and return them. A look reads the trials made since the
         last one and those it found unfinished, and only when the count of finished ones
         moved: its cost follows what happened, not the size of the study."""
-        self._next_read = time.monotonic() + READ_EVERY_S
+        self._next_read = time.monotonic() + self._read_every_s
         counts = self._storage.count_states(self._study.id)
         finished = sum(count for state, count in counts.items() if not state.is_active)
         if finished == self._finished:

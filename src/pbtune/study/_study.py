@@ -25,6 +25,7 @@ from pbtune.study._callbacks import Callback, Callbacks
 from pbtune.study._lifecycle import check_extension, revise, storage_argument
 from pbtune.study._monitor import LocalWorkers, RunMonitor
 from pbtune.study._reading import StudyReading
+from pbtune.study._report import WORKER_READ_EVERY_S
 from pbtune.study._run import (
     check_count,
     check_evaluators,
@@ -284,7 +285,7 @@ class Study(StudyReading):
 
         monitor = RunMonitor(self.storage, self._record, show_progress=None, bar=False,
                              mine=LocalWorkers(), background=here,
-                             callbacks=notify or None)
+                             callbacks=notify or None, read_every_s=WORKER_READ_EVERY_S)
         done, record = self._run_workers(start, monitor, deadline, "join")
         if record.stop_reason is not None:
             _log.info("study %r stopped: %s", self.name, record.stop_reason)
