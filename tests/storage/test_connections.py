@@ -47,7 +47,7 @@ def test_a_worker_process_holds_at_most_one_connection(tmp_path: Path) -> None:
     # pool, each thread kept a connection of its own open.
     trials = _run(tmp_path, "busy", heartbeat_timeout=0.3)
     held = [t.metrics["most_held"] for t in trials]
-    assert max(held) == 1, held  # kept open while the worker is busy, never a second one
+    assert max(held) <= 1, held
 
 
 def test_a_worker_holds_no_connection_while_its_trial_trains(tmp_path: Path) -> None:

@@ -145,6 +145,7 @@ def test_a_study_through_pgbouncer_has_more_clients_than_the_server_allows(
     # barrier; this also reuses each connection across transactions, as through a
     # pooler psycopg must not prepare statements for.
     monkeypatch.setattr(_lender, "LINGER_S", 3600.0)
+    monkeypatch.setattr(_lender, "FOLLOW_UP_S", 3600.0)
     study = pbtune.create_study(
         "bounced", space={"x": pbtune.Float(0.0, 1.0)}, storage=pgbouncer.url,
         metric="score", population_size=WORKERS, steps_per_trial=1, max_steps=MAX_STEPS,

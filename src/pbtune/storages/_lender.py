@@ -9,17 +9,19 @@ life of the process: two or three per worker process, measured with
 
 - one connection is open at a time per storage (per process), and the threads take turns
   on it: a transaction takes milliseconds, and the heartbeat can wait for a tell;
-- it stays open while the process is busy with the database, so a worker of short trials
-  does not pay to connect (about 3 ms on the same machine) for every trial: after a
-  transaction that began within `LINGER_S` of the previous one's end, it is closed once
-  `LINGER_S` pass without one;
-- a transaction after a quiet spell (a heartbeat while a long trial trains, the tell that
-  ends it) closes the connection when it ends.
+- after a transaction the connection is kept about as long as that transaction waited for
+  the one before (`KEEP_FACTOR` times, up to `LINGER_S`; a later transaction may keep it
+  longer, never shorter), then closed. A worker that uses the database every fraction of
+  a second (short trials, reports at every step) keeps it, and does not pay to connect
+  (about 3 ms on the same machine) for each transaction;
+- a transaction after a quiet spell of `LINGER_S` or more (a heartbeat while a long trial
+  trains, the claim that ends it) keeps it only `FOLLOW_UP_S`, for one that follows at
+  once (the tell after that claim).
 
-So a worker of long trials holds a connection only for its transactions, and a thousand
-of them fit in a server's default ``max_connections``; the cost is a connection opened
-per heartbeat and two per trial. Through PgBouncer (see `pbtune.storages._engine`) the
-same rule keeps the number of client connections low.
+So a worker of long trials holds a connection for little more than its transactions, and
+a thousand of them fit in a server's default ``max_connections``; the cost is a
+connection opened per heartbeat and one or two per trial. Through PgBouncer (see
+`pbtune.storages._engine`) the same rule keeps the number of client connections low.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 
 LINGER_S = 1.0
+KEEP_FACTOR = 4.0
+FOLLOW_UP_S = 0.05
 
 
 class ConnectionLender:
@@ -48,13 +52,14 @@ class ConnectionLender:
         self._turn = threading.RLock()
         self._connection: Connection | None = None
         self._returned_at = -math.inf  # when the last use ended (time.monotonic)
+        self._close_at = -math.inf  # when the connection is closed if unused until then
         self._closer: threading.Thread | None = None
 
     @contextmanager
     def lend(self) -> Iterator[Connection]:
         """The connection, for one transaction; opened if none is."""
         with self._turn:
-            busy = time.monotonic() - self._returned_at < self._linger_s
+            waited_s = time.monotonic() - self._returned_at
             connection = self._connection
             if connection is None or connection.closed or connection.invalidated:
                 connection = self._connection = self._engine.connect()
@@ -62,7 +67,9 @@ class ConnectionLender:
                 yield connection
             finally:
                 self._returned_at = time.monotonic()
-                if not busy or connection.invalidated:
+                # A quick read after a tell does not cut short what the tell kept.
+                self._close_at = max(self._close_at, self._returned_at + self._keep_for(waited_s))
+                if connection.invalidated:
                     self._close()
                 elif self._closer is None:
                     self._closer = threading.Thread(target=self._close_when_idle,
@@ -74,6 +81,11 @@ class ConnectionLender:
         with self._turn:
             self._close()
 
+    def _keep_for(self, waited_s: float) -> float:
+        if waited_s >= self._linger_s:
+            return FOLLOW_UP_S
+        return min(self._linger_s, max(FOLLOW_UP_S, KEEP_FACTOR * waited_s))
+
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -82,9 +94,9 @@ class ConnectionLender:
     def _close_when_idle(self) -> None:
         while True:
             with self._turn:
-                idle_s = time.monotonic() - self._returned_at
-                if self._connection is None or idle_s >= self._linger_s:
+                wait_s = self._close_at - time.monotonic()
+                if self._connection is None or wait_s <= 0:
                     self._close()
                     self._closer = None
                     return
-            time.sleep(self._linger_s - idle_s)
+            time.sleep(wait_s)
