@@ -15,7 +15,9 @@ how many it opened; then the arithmetic for 1,000 workers against the server's
 ``max_connections``. ``--heartbeat-s`` shorter than ``--trial-s`` makes the heartbeat
 thread beat while trials train, as with long trials.
 
-``--src`` runs the processes on another checkout's pbtune (to compare with it).
+``--src`` runs the processes on another checkout's pbtune (to compare with it);
+``--worker-storage`` gives them another URL (a role with a ``CONNECTION LIMIT``, say: then
+the figures say how many processes failed, and their last line).
 ``--connect-cost`` times what opening a connection costs: a heartbeat-like transaction
 on a connection kept open, against one on a connection opened for it.
 """
@@ -162,19 +164,19 @@ def _drop_tables(url: str) -> None:
 
 
 def measure(url: str, run: str, workers: int, trial_s: float, heartbeat_s: float,
-            max_steps: int, sample_s: float, src: Path) -> dict[str, Any]:
+            max_steps: int, sample_s: float, src: Path, worker_url: str) -> dict[str, Any]:
     _drop_tables(url)
     env = {**os.environ, TRIAL_S_ENV: str(trial_s),
            "PYTHONPATH": os.pathsep.join([str(src), str(ROOT / "benchmarks")])}
     with tempfile.TemporaryDirectory() as root:
         name = _study(url, workers, trial_s, heartbeat_s, max_steps, Path(root))
         if run == "worker":
-            command = [sys.executable, "-m", "pbtune", "worker", "--storage", url, "--study",
-                       name, "--entry", "connections:train"]
+            command = [sys.executable, "-m", "pbtune", "worker", "--storage", worker_url,
+                       "--study", name, "--entry", "connections:train"]
             commands = [command] * workers
         else:
-            commands = [[sys.executable, __file__, "--storage", url, "--optimize", name,
-                         "--workers", str(workers)]]
+            commands = [[sys.executable, __file__, "--storage", worker_url, "--optimize",
+                         name, "--workers", str(workers)]]
         started = time.perf_counter()
         with Sampler(url, sample_s) as sampler:
             processes = [subprocess.Popen(c, env=env, cwd=root, stdout=subprocess.DEVNULL,
@@ -182,13 +184,19 @@ def measure(url: str, run: str, workers: int, trial_s: float, heartbeat_s: float
             sampler.roots = [p.pid for p in processes]
             errors = [p.communicate(timeout=600)[1].decode() for p in processes]
         wall = time.perf_counter() - started
-        if any(p.returncode for p in processes):
-            raise RuntimeError(f"a process failed: {errors}")
-        counts = pbtune.load_study(name, storage=url).trials()
+        trials = pbtune.load_study(name, storage=url).trials()
     tops = {p.pid for p in processes}
+    failed = [_last_line(e) for p, e in zip(processes, errors, strict=True) if p.returncode]
     figures = {"run": run, "src": str(src), "workers": workers, "trial_s": trial_s,
-               "heartbeat_s": heartbeat_s, "wall_s": round(wall, 2), "trials": len(counts)}
+               "heartbeat_s": heartbeat_s, "wall_s": round(wall, 2), "trials": len(trials),
+               "complete": sum(t.state == pbtune.TrialState.COMPLETE for t in trials),
+               "failed_processes": len(failed), "errors": failed}
     return {**figures, **_held(sampler, tops, run)}
+
+
+def _last_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1][:400] if lines else ""
 
 
 def _held(sampler: Sampler, tops: set[int], run: str) -> dict[str, Any]:
@@ -274,6 +282,8 @@ def arithmetic(figures: dict[str, Any], max_connections: int) -> str:
         return (f"through PgBouncer the server saw at most {held} connections for "
                 f"{figures['workers']} workers (its default_pool_size bounds them for any "
                 f"number); the server allows {max_connections}")
+    if "worker" not in figures:
+        return f"no worker connection was seen; the server allows {max_connections}"
     worker = figures["worker"]
     peak = WORKERS_AT_SCALE * worker["peak_per_process"]
     mean = WORKERS_AT_SCALE * worker["mean_per_process"]
@@ -292,6 +302,9 @@ def main() -> None:
                         help="the heartbeat interval (heartbeat_timeout / 6; pbtune's default 10)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="steps (trials) per member [default: about 4 s of trials each]")
+    parser.add_argument("--worker-storage", metavar="URL",
+                        help="the URL the runs use [default: --storage]; e.g. a role with a "
+                             "CONNECTION LIMIT, to see what a full server does")
     parser.add_argument("--src", type=Path, default=ROOT / "src",
                         help="the pbtune that the runs use (another checkout's src, to compare)")
     parser.add_argument("--sample-s", type=float, default=0.02)
@@ -307,7 +320,8 @@ def main() -> None:
         return
     max_steps = args.max_steps or max(4, int(4 / args.trial_s))
     figures = measure(args.storage, args.run, args.workers, args.trial_s,
-                      args.heartbeat_s, max_steps, args.sample_s, args.src)
+                      args.heartbeat_s, max_steps, args.sample_s, args.src,
+                      args.worker_storage or args.storage)
     with psycopg.connect(_libpq_url(args.storage)) as connection:
         row = connection.execute("SHOW max_connections").fetchone()
     assert row is not None
