@@ -1,6 +1,6 @@
 """A study through PgBouncer in transaction pooling mode (``?pbtune_pooler=transaction``):
-many more client connections than the pooler's server connections, and than the server's
-``max_connections``, and every trial accounted for.
+many more client connections than the pooler's server connections, and than a server's
+default ``max_connections`` (100), and every trial accounted for.
 
 The test starts Debian's ``pgbouncer`` itself on a free loopback port, in front of the
 test database. Without ``pgbouncer`` installed it is skipped, unless
@@ -142,8 +142,8 @@ def test_a_study_through_pgbouncer_has_more_clients_than_the_server_allows(
     """Every worker holds its client connection open at one moment (a barrier in its first
     trial), and the pooler runs their transactions on `POOL_SIZE` server connections."""
     # Workers keep their connection while they run, so all of them hold one at the
-    # barrier; this also reuses each connection across transactions, as through a
-    # pooler psycopg must not prepare statements for.
+    # barrier; each connection then serves many transactions, which through a pooler
+    # works only without prepared statements.
     monkeypatch.setattr(_lender, "LINGER_S", 3600.0)
     monkeypatch.setattr(_lender, "FOLLOW_UP_S", 3600.0)
     study = pbtune.create_study(
