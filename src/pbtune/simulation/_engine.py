@@ -10,8 +10,9 @@ storage that cannot keep up shows as lost utilization, as it would on a cluster.
 
 What is not simulated call by call: idle workers' polls. A worker with nothing to claim
 joins the idle pool; a result told wakes one idle worker, and the pool polls once per
-`POLL_INTERVAL_MAX_S` (a real idle worker polls that often, each), so the storage load
-of many idle workers is underestimated (see `SimulationResult.idle_polls_per_s`).
+0.75 `IDLE_POLL_MAX_S` (the mean of a real idle worker's jittered wait, each), so the
+storage load of many idle workers is underestimated (see
+`SimulationResult.idle_polls_per_s`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pbtune.simulation._faults import Faults
 from pbtune.simulation._store import MemoryStore
 from pbtune.simulation._tasks import Outcome, Task, run_task, trial_rng
 from pbtune.storages import VirtualClock
-from pbtune.worker import POLL_INTERVAL_MAX_S, POLL_INTERVAL_S
+from pbtune.worker import IDLE_POLL_MAX_S, POLL_INTERVAL_S
 
 T = TypeVar("T")
 
@@ -215,7 +216,7 @@ class Simulation:
 
     def _finish_all(self, worker: _Worker) -> None:
         """The study is done: this worker stops, and so does every idle one (each would
-        learn it on its next poll, within `POLL_INTERVAL_MAX_S`)."""
+        learn it on its next poll, within `IDLE_POLL_MAX_S`)."""
         worker.done = True
         for idle in self._idle:
             idle.done = True
@@ -230,7 +231,7 @@ class Simulation:
     def _poll_later(self, at: float) -> None:
         if not self._polling:
             self._polling = True
-            self._at(at + POLL_INTERVAL_MAX_S, self._poll)
+            self._at(at + IDLE_POLL_MAX_S * 0.75, self._poll)
 
     def _poll(self) -> None:
         self._polling = False

@@ -19,7 +19,7 @@ from pbtune.simulation._tasks import Task, check_params, resolve_task
 from pbtune.space import SearchSpace
 from pbtune.storages import Storage, StudyState, VirtualClock
 from pbtune.study import create_study
-from pbtune.worker import POLL_INTERVAL_MAX_S
+from pbtune.worker import IDLE_POLL_MAX_S
 
 
 @dataclass
@@ -170,7 +170,7 @@ def _result(created: Any, simulation: Simulation, found: Any, real_s: float,
         real_s=real_s, decisions_per_real_s=tally.decisions / real_s if real_s else 0.0,
         controller_ms_median=median, controller_ms_p99=p99,
         storage_calls=dict(sorted(tally.calls.items())),
-        idle_polls_per_s=idle / POLL_INTERVAL_MAX_S,
+        idle_polls_per_s=idle / (0.75 * IDLE_POLL_MAX_S),
         best_fitness=best, best_curve=tally.best,
         faults={"killed": tally.killed, "silent": tally.silent, "reaped": tally.reaped,
                 "lost_trials": found.lost_trials, "refused": tally.refused,

@@ -5,6 +5,7 @@ from pbtune.worker._command import Command
 from pbtune.worker._deadline import Deadline, TimedOut, check_timeout, raising_at
 from pbtune.worker._devices import DevicePlan, DeviceSpec, plan_devices
 from pbtune.worker._loop import (
+    IDLE_POLL_MAX_S,
     POLL_INTERVAL_MAX_S,
     POLL_INTERVAL_S,
     WORKER_APPLICATION,
@@ -16,6 +17,7 @@ from pbtune.worker._ray import RayBackend, run_ray
 from pbtune.worker._sendable import check_takes_trial
 
 __all__ = [
+    "IDLE_POLL_MAX_S",
     "POLL_INTERVAL_MAX_S",
     "POLL_INTERVAL_S",
     "WORKER_APPLICATION",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -34,6 +35,11 @@ class Wake(Protocol):
 
 POLL_INTERVAL_S = 0.05
 POLL_INTERVAL_MAX_S = 0.25
+# A worker that no other worker wakes (`pbtune worker` on a cluster) backs off further,
+# with jitter, so a thousand idle workers do not read the study 4,000 times a second:
+# a told result's next trial is claimed by the worker that told it, so an idle worker's
+# slower look only delays retries and spare work, which wait for a free worker anyway.
+IDLE_POLL_MAX_S = 2.0
 # A trial that trained at least this many times as long as a tell takes is told in the
 # background while the worker's next trial trains (see `_Teller`).
 PIPELINE_RATIO = 20.0
@@ -106,11 +112,12 @@ def _loop(controller: Controller, train: TrainFn, worker_id: str, max_trials: in
                     break
                 if not isinstance(asked, Claimed):
                     if wake is None:
-                        time.sleep(idle)
+                        time.sleep(idle * random.uniform(0.5, 1.0))
+                        idle = min(idle * 2, IDLE_POLL_MAX_S)
                     else:
                         wake.wait(idle)
                         wake.clear()
-                    idle = min(idle * 2, POLL_INTERVAL_MAX_S)
+                        idle = min(idle * 2, POLL_INTERVAL_MAX_S)
                     continue
                 claimed, idle = asked, POLL_INTERVAL_S
                 if stop is not None and stop.is_set():  # stopped while it claimed
