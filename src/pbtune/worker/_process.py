@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing as mp
 import os
 import signal
 import socket
@@ -30,6 +29,7 @@ from pbtune.worker._loop import Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
 from pbtune.worker._signals import children_ignore_sigint, interrupts_deferred, interrupts_once
+from pbtune.worker._start import apply_environment, worker_context
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -63,11 +63,16 @@ def _worker_main(
     wake: Wake | None = None,
     max_trials: int | None = None,
     role: Role = "both",
+    run: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
+    """A worker process: ``run`` is the process id of the run that started it (its
+    parent, or the forkserver's), ``environ`` the run's environment (see `_start`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     if hasattr(signal, "pthread_sigmask"):  # see children_ignore_sigint
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _exit_with_parent()
+    apply_environment(environ)
+    _exit_with_parent(run)
     logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
     # The run that started this process logs a line for every finished trial.
     logging.getLogger("pbtune.worker").addFilter(DropTrialFailures())
@@ -82,8 +87,9 @@ def _worker_main(
     gc.freeze()
 
 
-def _exit_with_parent() -> None:
-    """End this worker when the process that started it dies (even by SIGKILL).
+def _exit_with_parent(run: int | None = None) -> None:
+    """End this worker when the process that started it, or the run ``run``, dies (even
+    by SIGKILL). A forked worker's parent is the forkserver, which outlives the run.
 
     The trial it was running is then retried by whoever runs the study next; without this,
     orphaned workers would go on training after the user killed the run.
@@ -91,7 +97,7 @@ def _exit_with_parent() -> None:
     parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and (run is None or pid_alive(run)):
             time.sleep(0.5)
         os._exit(1)
 
@@ -160,7 +166,8 @@ def run_processes(
     """
     assert storage.url is not None
     _check_picklable(train, fitness)
-    context = mp.get_context("spawn")
+    context = worker_context(devices)
+    forked = context.get_start_method() != "spawn"
     restarts = Restarts(controller, workers + evaluators, max_restarts)
     live: dict[str, BaseProcess] = {}
     roles: dict[str, Role] = {}
@@ -175,7 +182,7 @@ def run_processes(
         process = context.Process(
             target=_worker_main,
             args=(storage.url, controller.study.name, train, fitness, tag, wake, max_trials,
-                  role),
+                  role, os.getpid(), dict(os.environ) if forked else None),
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )

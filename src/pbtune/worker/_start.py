@@ -1,0 +1,58 @@
+"""How a run starts its worker processes: forked from a server that imported pbtune once.
+
+A spawned worker is a fresh interpreter that imports pbtune (SQLAlchemy and NumPy: a few
+tenths of a second) before it asks for its first trial, and a run starts all its workers
+at once, so on a small machine they take turns at the same import. `multiprocessing`'s
+forkserver starts one clean interpreter (no threads or CUDA of the run's, none of its
+state), imports pbtune there once, and forks each worker from it in milliseconds; the
+worker then imports the user's script and unpickles its function as a spawned one does.
+The server lives as long as the process that runs studies: its next run starts at once.
+
+What a forked worker does not get from the run, it is given: the run's environment as it
+is at the start (`apply_environment`; the server's is from the moment it started), and
+the run's process id to watch (its parent is the server). Spawn stays where a worker
+must have its ``CUDA_VISIBLE_DEVICES`` before it imports the user's script (see
+`visible_devices`: only a fresh interpreter can), and where there is no forkserver.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Mapping, Sequence
+from multiprocessing import forkserver
+from multiprocessing.context import ForkServerContext, SpawnContext
+
+from pbtune.worker._devices import Devices
+
+# The module a worker's target lives in: all of pbtune a worker needs comes with it.
+PRELOAD = "pbtune.worker._process"
+
+
+def worker_context(devices: Sequence[Devices] | None = None
+                   ) -> ForkServerContext | SpawnContext:
+    """The forkserver, with pbtune preloaded, or spawn where a worker needs its own
+    devices from its first instruction on (or the platform has no forkserver)."""
+    if devices or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    # Kept: modules that the user's own code asked the (one, shared) server to preload.
+    # The list is read when the server starts; a server already running is used as it is.
+    preload = list(getattr(forkserver._forkserver, "_preload_modules", None) or [])
+    if PRELOAD not in preload:
+        context.set_forkserver_preload([*preload, PRELOAD])
+    return context
+
+
+def apply_environment(environ: Mapping[str, str] | None) -> None:
+    """Make this process's environment ``environ`` (the run's, when it started this one).
+
+    A forked worker has its server's environment, as it was when the server started: a
+    variable the run's process set since (an API key, ``monkeypatch.setenv`` in a test)
+    would be missing, or stale, for the training function.
+    """
+    if environ is None or os.environ == environ:
+        return
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
+    os.environ.update(environ)

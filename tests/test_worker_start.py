@@ -1,0 +1,47 @@
+"""How a run starts its worker processes (`pbtune.worker._start`): what a worker forked
+from the forkserver must have all the same as a spawned one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import pbtune
+from pbtune import TrialState
+from pbtune.worker._start import worker_context
+
+VARIABLE = "PBTUNE_TEST_SET_BY_THE_RUN"
+
+
+def reads_the_variable(trial: pbtune.Trial) -> dict[str, float]:
+    (trial.checkpoint_dir / "state").write_text(str(trial.end_step))
+    return {"m": 1.0 if os.environ.get(VARIABLE) == "now" else 0.0}
+
+
+def run(tmp_path: Path, name: str) -> list[float]:
+    study = pbtune.create_study(name, storage=f"sqlite:///{tmp_path / 'w.db'}",
+                                space={"x": pbtune.Float(0, 1)}, metric="m",
+                                population_size=2, steps_per_trial=1, max_steps=2,
+                                checkpoint_root=tmp_path / "ckpt")
+    study.optimize(reads_the_variable, workers=2, show_progress=False)
+    trials = study.trials()
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.error for t in trials]
+    study.storage.dispose()
+    return [t.metrics["m"] for t in trials]
+
+
+def test_workers_have_the_environment_of_the_run_as_it_is_when_they_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VARIABLE, raising=False)
+    assert set(run(tmp_path, "before")) == {0.0}  # the server, if new, starts without it
+    monkeypatch.setenv(VARIABLE, "now")
+    assert set(run(tmp_path, "after")) == {1.0}  # forked from that server all the same
+
+
+def test_workers_that_need_their_own_devices_are_spawned() -> None:
+    # CUDA_VISIBLE_DEVICES must be set before a worker imports the user's script, which
+    # a forked worker would have imported from its server's environment.
+    assert worker_context([("0",), ("1",)]).get_start_method() == "spawn"
+    assert worker_context(None).get_start_method() in ("forkserver", "spawn")
