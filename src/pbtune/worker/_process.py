@@ -166,7 +166,7 @@ def run_processes(
     """
     assert storage.url is not None
     _check_picklable(train, fitness)
-    context = worker_context(devices)
+    context = worker_context(devices, storage.url)
     forked = context.get_start_method() != "spawn"
     restarts = Restarts(controller, workers + evaluators, max_restarts)
     live: dict[str, BaseProcess] = {}

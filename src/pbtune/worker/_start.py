@@ -29,19 +29,35 @@ from pbtune.worker._devices import Devices
 PRELOAD = "pbtune.worker._process"
 
 
-def worker_context(devices: Sequence[Devices] | None = None
+def worker_context(devices: Sequence[Devices] | None = None, url: str | None = None
                    ) -> ForkServerContext | SpawnContext:
-    """The forkserver, with pbtune preloaded, or spawn where a worker needs its own
-    devices from its first instruction on (or the platform has no forkserver)."""
+    """The forkserver, with pbtune and the database driver of ``url`` preloaded, or spawn
+    where a worker needs its own devices from its first instruction on (or the platform
+    has no forkserver)."""
     if devices or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
     # Kept: modules that the user's own code asked the (one, shared) server to preload.
     # The list is read when the server starts; a server already running is used as it is.
     preload = list(getattr(forkserver._forkserver, "_preload_modules", None) or [])
-    if PRELOAD not in preload:
-        context.set_forkserver_preload([*preload, PRELOAD])
+    missing = [m for m in (PRELOAD, *driver_modules(url)) if m not in preload]
+    if missing:
+        context.set_forkserver_preload([*preload, *missing])
     return context
+
+
+def driver_modules(url: str | None) -> list[str]:
+    """What a worker imports to open the database of ``url``: SQLAlchemy's dialect and
+    the driver (psycopg takes about as long to import as the rest of a worker)."""
+    if url is None:
+        return []
+    from sqlalchemy.engine import make_url
+
+    try:
+        dialect = make_url(url).get_dialect()
+        return [dialect.__module__, dialect.import_dbapi().__name__]
+    except Exception:  # a driver that will not load: the worker says so when it opens it
+        return []
 
 
 def apply_environment(environ: Mapping[str, str] | None) -> None:
