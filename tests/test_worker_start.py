@@ -3,6 +3,7 @@ from the forkserver must have all the same as a spawned one."""
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 
@@ -38,6 +39,29 @@ def test_workers_have_the_environment_of_the_run_as_it_is_when_they_start(
     assert set(run(tmp_path, "before")) == {0.0}  # the server, if new, starts without it
     monkeypatch.setenv(VARIABLE, "now")
     assert set(run(tmp_path, "after")) == {1.0}  # forked from that server all the same
+
+
+def registers_an_exit_handler(trial: pbtune.Trial) -> dict[str, float]:
+    (trial.checkpoint_dir / "state").write_text(str(trial.end_step))
+    marker = Path(os.environ[VARIABLE]) / f"{os.getpid()}-{trial.id}"
+    atexit.register(marker.write_text, "exited")
+    return {"m": 1.0}
+
+
+def test_the_exit_handlers_of_the_training_code_run_when_a_worker_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A forked process ends in os._exit, which runs none: the worker runs them itself.
+    (tmp_path / "exits").mkdir()
+    monkeypatch.setenv(VARIABLE, str(tmp_path / "exits"))
+    study = pbtune.create_study("exit", storage=f"sqlite:///{tmp_path / 'e.db'}",
+                                space={"x": pbtune.Float(0, 1)}, metric="m",
+                                population_size=2, steps_per_trial=1, max_steps=2,
+                                checkpoint_root=tmp_path / "ckpt")
+    study.optimize(registers_an_exit_handler, workers=2, show_progress=False)
+    ran = {p.name.split("-")[1] for p in (tmp_path / "exits").iterdir()
+           if p.read_text() == "exited"}
+    assert ran == {str(t.id) for t in study.trials()}
+    study.storage.dispose()
 
 
 def test_workers_that_need_their_own_devices_are_spawned() -> None:

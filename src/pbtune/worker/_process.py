@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import os
@@ -67,7 +68,8 @@ def _worker_main(
     environ: Mapping[str, str] | None = None,
 ) -> None:
     """A worker process: ``run`` is the process id of the run that started it (its
-    parent, or the forkserver's), ``environ`` the run's environment (see `_start`)."""
+    parent, or the forkserver's), ``environ`` the run's environment for a worker forked
+    by the forkserver (None: a spawned one; see `_start`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     if hasattr(signal, "pthread_sigmask"):  # see children_ignore_sigint
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -77,13 +79,20 @@ def _worker_main(
     # The run that started this process logs a line for every finished trial.
     logging.getLogger("pbtune.worker").addFilter(DropTrialFailures())
     storage = Storage(url)
-    fn = train.load() if isinstance(train, Entry) else train
-    run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
-               fitness=fitness, wake=wake, max_trials=max_trials, role=role)
-    storage.dispose()
+    try:
+        fn = train.load() if isinstance(train, Entry) else train
+        run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
+                   fitness=fitness, wake=wake, max_trials=max_trials, role=role)
+        storage.dispose()
+    finally:
+        # A forked worker ends in os._exit: the atexit handlers of the user's code (a
+        # logger that flushes at exit) would not run, as they do in a spawned one.
+        if environ is not None:
+            atexit._run_exitfuncs()
     # The run waits for its workers to exit. The interpreter's last garbage collection
     # over numpy's and SQLAlchemy's objects takes about 0.1 s, and frees nothing that
-    # exit would not: skip it (atexit handlers and module teardown still run).
+    # exit would not: skip it (a spawned worker's atexit handlers and module teardown
+    # still run).
     gc.freeze()
 
 
