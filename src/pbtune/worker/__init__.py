@@ -8,6 +8,7 @@ from pbtune.worker._loop import new_worker_id, run_worker
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
 from pbtune.worker._sendable import check_takes_trial
+from pbtune.worker._start import start_server
 
 __all__ = [
     "Command",
@@ -28,4 +29,5 @@ __all__ = [
     "run_ray",
     "run_threads",
     "run_worker",
+    "start_server",
 ]

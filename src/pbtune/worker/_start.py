@@ -24,6 +24,7 @@ from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext, SpawnContext
 
 from pbtune.worker._devices import Devices
+from pbtune.worker._signals import children_ignore_sigint
 
 # The module a worker's target lives in: all of pbtune a worker needs comes with it.
 PRELOAD = "pbtune.worker._process"
@@ -44,6 +45,15 @@ def worker_context(devices: Sequence[Devices] | None = None, url: str | None = N
     if missing:
         context.set_forkserver_preload([*preload, *missing])
     return context
+
+
+def start_server(devices: Sequence[Devices] | None, url: str | None) -> None:
+    """Start the forkserver now, if the run's workers will fork from it, so that it
+    imports pbtune while the run checks its arguments and reads the study (the
+    first worker otherwise waits for that import). A server already running stays."""
+    if worker_context(devices, url).get_start_method() == "forkserver":
+        with children_ignore_sigint():  # the server and its workers start with it ignored
+            forkserver.ensure_running()
 
 
 def driver_modules(url: str | None) -> list[str]:
