@@ -212,8 +212,11 @@ def main() -> int:
         "target": f"pbtune wall <= {TARGET} x Ray wall", "target_met": target,
         "environment": env,
     }
+    command = " ".join(["python", "benchmarks/overhead.py", *sys.argv[1:]])
     markdown = "\n".join([
         "### Overhead: near-zero-work trials",
+        "",
+        f"`{command}`:",
         "",
         f"Population {POPULATION}, {args.steps} steps each, exploit/explore every {INTERVAL} "
         f"steps ({segments} segments), {WORKERS} workers; median of {args.repeats} interleaved "

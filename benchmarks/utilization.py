@@ -236,8 +236,11 @@ def main() -> int:
              f"{f['gap_median_ms']:.2f}", f"{f['idle_between_s']:.3f}",
              f"{f['idle_edges_s']:.3f}"]
             for m, f in summary.items()]
+    command = " ".join(["python", "benchmarks/utilization.py", *sys.argv[1:]])
     markdown = "\n".join([
         "### Utilization: trials of 0.2 s",
+        "",
+        f"`{command}`:",
         "",
         f"Population {POPULATION}, {WORKERS} workers, {args.segments} segments of "
         f"{SLEEP_S} s per member"

@@ -12,19 +12,24 @@ What a forked worker does not get from the run, it is given: the run's environme
 is at the start (`apply_environment`; the server's is from the moment it started), and
 the run's process id to watch (its parent is the server). Spawn stays where a worker
 must have its ``CUDA_VISIBLE_DEVICES`` before it imports the user's script (see
-`visible_devices`: only a fresh interpreter can), and where there is no forkserver.
+`visible_devices`: only a fresh interpreter can), and off Linux: macOS's system libraries
+may start threads in the server (NumPy's BLAS), after which a fork can crash, which is
+why Python spawns there by default; Windows has no forkserver.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Mapping, Sequence
-from multiprocessing import forkserver
-from multiprocessing.context import ForkServerContext, SpawnContext
+from typing import TYPE_CHECKING
 
 from pbtune.worker._devices import Devices
 from pbtune.worker._signals import children_ignore_sigint
+
+if TYPE_CHECKING:  # no forkserver on Windows: imported where it is used
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 # The module a worker's target lives in: all of pbtune a worker needs comes with it.
 PRELOAD = "pbtune.worker._process"
@@ -33,10 +38,11 @@ PRELOAD = "pbtune.worker._process"
 def worker_context(devices: Sequence[Devices] | None = None, url: str | None = None
                    ) -> ForkServerContext | SpawnContext:
     """The forkserver, with pbtune and the database driver of ``url`` preloaded, or spawn
-    where a worker needs its own devices from its first instruction on (or the platform
-    has no forkserver)."""
-    if devices or "forkserver" not in mp.get_all_start_methods():
+    where a worker needs its own devices from its first instruction on, or off Linux."""
+    if devices or not sys.platform.startswith("linux"):
         return mp.get_context("spawn")
+    from multiprocessing import forkserver
+
     context = mp.get_context("forkserver")
     # Kept: modules that the user's own code asked the (one, shared) server to preload.
     # The list is read when the server starts; a server already running is used as it is.
@@ -52,6 +58,8 @@ def start_server(devices: Sequence[Devices] | None, url: str | None) -> None:
     imports pbtune while the run checks its arguments and reads the study (the
     first worker otherwise waits for that import). A server already running stays."""
     if worker_context(devices, url).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
         with children_ignore_sigint():  # the server and its workers start with it ignored
             forkserver.ensure_running()
 
