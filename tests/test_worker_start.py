@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,47 @@ def test_the_exit_handlers_of_the_training_code_run_when_a_worker_ends(
            if p.read_text() == "exited"}
     assert ran == {str(t.id) for t in study.trials()}
     study.storage.dispose()
+
+
+SCRIPT = """
+import os, sys
+import pbtune, pbtune.study
+
+def train(trial):
+    (trial.checkpoint_dir / "state").write_text("1")
+    return {"m": 1.0}
+
+if __name__ == "__main__":
+    root = sys.argv[1]
+    os.chdir(os.path.join(root, "elsewhere"))  # where the relative PYTHONPATH finds the decoy
+    study = pbtune.create_study("path", storage=f"sqlite:///{root}/p.db", metric="m",
+                                space={"x": pbtune.Float(0, 1)}, population_size=2,
+                                steps_per_trial=1, max_steps=2, checkpoint_root=root)
+    study.optimize(train, workers=2, show_progress=False)
+    print(study.state.value)
+"""
+
+
+def test_workers_run_the_pbtune_of_the_run_after_it_changed_folder(tmp_path: Path) -> None:
+    # A relative PYTHONPATH that names this checkout's src/ where the run started, and a
+    # decoy pbtune where it runs the study: before Python 3.12.8 the forkserver imports
+    # what it preloads with PYTHONPATH as it reads it there, unless it is given the
+    # run's own path.
+    decoy = tmp_path / "elsewhere" / "src" / "pbtune" / "worker"
+    decoy.mkdir(parents=True)
+    (decoy.parent / "__init__.py").write_text("")
+    (decoy / "__init__.py").write_text("")
+    (decoy / "_process.py").write_text(
+        f"import os\ndef _worker_main(*args, **kwargs):\n"
+        f"    open({str(tmp_path / 'decoy-ran')!r}, 'w').close()\n    os._exit(3)\n")
+    (tmp_path / "script.py").write_text(SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": "src"}
+    ran = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path)],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.split()[-1] == "COMPLETE"
+    assert not (tmp_path / "decoy-ran").exists()
 
 
 def test_workers_that_need_their_own_devices_are_spawned() -> None:

@@ -30,7 +30,7 @@ from pbtune.worker._loop import Wake, new_worker_id, run_worker
 from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
 from pbtune.worker._signals import children_ignore_sigint, interrupts_deferred, interrupts_once
-from pbtune.worker._start import apply_environment, worker_context
+from pbtune.worker._start import apply_environment, start_server, worker_context
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -177,6 +177,7 @@ def run_processes(
     _check_picklable(train, fitness)
     context = worker_context(devices, storage.url)
     forked = context.get_start_method() != "spawn"
+    start_server(devices, storage.url)  # if `optimize` did not: with the run's import path
     restarts = Restarts(controller, workers + evaluators, max_restarts)
     live: dict[str, BaseProcess] = {}
     roles: dict[str, Role] = {}

@@ -22,7 +22,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pbtune.worker._devices import Devices
@@ -39,7 +41,8 @@ def worker_context(devices: Sequence[Devices] | None = None, url: str | None = N
                    ) -> ForkServerContext | SpawnContext:
     """The forkserver, with pbtune and the database driver of ``url`` preloaded, or spawn
     where a worker needs its own devices from its first instruction on, or off Linux."""
-    if devices or not sys.platform.startswith("linux"):
+    # -E and -I make the server ignore the PYTHONPATH that gives it this process's path.
+    if devices or not sys.platform.startswith("linux") or sys.flags.ignore_environment:
         return mp.get_context("spawn")
     from multiprocessing import forkserver
 
@@ -54,14 +57,40 @@ def worker_context(devices: Sequence[Devices] | None = None, url: str | None = N
 
 
 def start_server(devices: Sequence[Devices] | None, url: str | None) -> None:
-    """Start the forkserver now, if the run's workers will fork from it, so that it
-    imports pbtune while the run checks its arguments and reads the study (the
-    first worker otherwise waits for that import). A server already running stays."""
-    if worker_context(devices, url).get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    """Start the forkserver now, if the run's workers will fork from it (`optimize` calls
+    this first, so that the server imports pbtune while the run checks its arguments and
+    reads the study). A server already running stays, with the pbtune it imported."""
+    if worker_context(devices, url).get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
 
-        with children_ignore_sigint():  # the server and its workers start with it ignored
-            forkserver.ensure_running()
+    # The server and its workers start with Ctrl-C ignored (see children_ignore_sigint).
+    with _starting, children_ignore_sigint(), _this_import_path():
+        forkserver.ensure_running()
+
+
+_starting = threading.Lock()
+
+
+@contextmanager
+def _this_import_path() -> Iterator[None]:
+    """``PYTHONPATH`` set to this process's ``sys.path`` while inside, for the server.
+
+    Before Python 3.12.8 and 3.13.1 the server imports what it preloads with a path of
+    its own (gh-117378): after a ``chdir``, a relative ``PYTHONPATH`` (``src``), or with
+    a path the script added, it would preload another pbtune than the run's (an installed
+    one) and fork workers that run it. Relative entries (``''``) are read from here.
+    """
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        os.path.abspath(entry) for entry in sys.path if isinstance(entry, str))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
 
 
 def driver_modules(url: str | None) -> list[str]:
