@@ -67,9 +67,9 @@ def _worker_main(
     run: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """A worker process: ``run`` is the process id of the run that started it (its
-    parent, or the forkserver's), ``environ`` the run's environment for a worker forked
-    by the forkserver (None: a spawned one; see `_start`)."""
+    """A worker process: ``run`` is the process id of the run that started it (the
+    parent of a spawned worker; a forked one's parent is the forkserver), ``environ`` the
+    run's environment for a forked worker (None: a spawned one; see `_start`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     if hasattr(signal, "pthread_sigmask"):  # see children_ignore_sigint
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
