@@ -9,12 +9,14 @@ worker then imports the user's script and unpickles its function as a spawned on
 The server lives as long as the process that runs studies: its next run starts at once.
 
 What a forked worker does not get from the run, it is given: the run's environment as it
-is at the start (`apply_environment`; the server's is from the moment it started), and
-the run's process id to watch (its parent is the server). Spawn stays where a worker
-must have its ``CUDA_VISIBLE_DEVICES`` before it imports the user's script (see
-`visible_devices`: only a fresh interpreter can), and off Linux: macOS's system libraries
-may start threads in the server (NumPy's BLAS), after which a fork can crash, which is
-why Python spawns there by default; Windows has no forkserver.
+is when the worker starts (`apply_environment`, before the training function is loaded;
+the user's script, imported before that, sees the server's, the run's environment when
+the server started), and the run's process id to watch (its parent is the server).
+
+Spawn stays where a worker must have its ``CUDA_VISIBLE_DEVICES`` before it imports the
+user's script (see `visible_devices`: only a fresh interpreter can), and off Linux:
+macOS's system libraries may start threads in the server (NumPy's BLAS), after which a
+fork can crash, which is why Python spawns there by default; Windows has no forkserver.
 """
 
 from __future__ import annotations
