@@ -99,6 +99,19 @@ def environment(postgres_url: str | None = None) -> dict[str, Any]:
     }
 
 
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment of a child that runs the pbtune of checkout ``tree`` (its src/ first
+    on the path), for the benchmarks that put a ``--base`` checkout beside this one."""
+    path = [str(tree / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path)}
+
+
+def commit_of(tree: Path) -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree,
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
 def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
     """Write ``results/<name>.json`` and ``results/<name>.md``; return their paths."""
     RESULTS.mkdir(parents=True, exist_ok=True)

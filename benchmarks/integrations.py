@@ -5,9 +5,11 @@
 
 1. ``import pbtune`` in a fresh interpreter, for this checkout and a ``--base`` checkout
    (``git worktree add ../base-checkout <commit>``), interleaved so that a noisy machine's
-   drift is shared; the median of each and the ratio. It also lists which optional
-   libraries (torch, lightning, transformers, tensorboard, mlflow, ray) the import loaded:
-   none, or the integrations leak into the core.
+   drift is shared; the median of each and the ratio; and, in the same interpreter, the
+   time until the API a study needs is loaded too (``pbtune.create_study``: since
+   ``import pbtune`` loads it on first use, this is what a script pays). It also lists
+   which optional libraries (torch, lightning, transformers, tensorboard, mlflow, ray) the
+   import loaded: none, or the integrations leak into the core.
 2. One trial's state written and read back with ``pbtune.torch.save`` / ``load`` against
    the same by hand (``torch.save`` of the state dicts, ``torch.load``,
    ``load_state_dict``), for an MLP and its AdamW state at two sizes, interleaved; the
@@ -33,30 +35,36 @@ import _common as common
 OPTIONAL = ["torch", "lightning", "pytorch_lightning", "transformers", "tensorboard",
             "tensorboardX", "mlflow", "ray"]
 PROBE = ("import sys, time; t = time.perf_counter(); import pbtune; "
-         "d = time.perf_counter() - t; import json; "
-         f"print(json.dumps([d, [m for m in {OPTIONAL!r} if m in sys.modules]]))")
+         "d = time.perf_counter() - t; pbtune.create_study; "
+         "api = time.perf_counter() - t; import json; "
+         f"print(json.dumps([d, api, [m for m in {OPTIONAL!r} if m in sys.modules]]))")
 
 
-def import_once(tree: Path) -> tuple[float, list[str]]:
+def import_once(tree: Path) -> tuple[float, float, list[str]]:
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
                           text=True, check=True, cwd=tempfile.gettempdir())
-    seconds, loaded = json.loads(done.stdout)
-    return float(seconds), list(loaded)
+    seconds, api, loaded = json.loads(done.stdout)
+    return float(seconds), float(api), list(loaded)
 
 
 def imports(base: Path, repeats: int) -> dict[str, Any]:
     trees = {"base": base.resolve(), "new": common.ROOT}
     times: dict[str, list[float]] = {label: [] for label in trees}
+    api: dict[str, list[float]] = {label: [] for label in trees}
     loaded: dict[str, list[str]] = {}
     for _ in range(repeats):
         for label, tree in trees.items():
-            seconds, modules = import_once(tree)
+            seconds, with_api, modules = import_once(tree)
             times[label].append(seconds)
+            api[label].append(with_api)
             loaded[label] = modules
     medians = {label: common.median(values) for label, values in times.items()}
+    api_medians = {label: common.median(values) for label, values in api.items()}
     return {"times_s": times, "median_s": medians, "optional_loaded": loaded,
-            "ratio": medians["new"] / medians["base"]}
+            "ratio": medians["new"] / medians["base"],
+            "with_api_s": api, "with_api_median_s": api_medians,
+            "with_api_ratio": api_medians["new"] / api_medians["base"]}
 
 
 def torch_state(repeats: int) -> dict[str, Any]:
@@ -116,8 +124,11 @@ def main() -> int:
           f"{measured['median_s']['new']:.4f} s, new / base {measured['ratio']:.3f}; "
           f"optional libraries loaded: {measured['optional_loaded']}", flush=True)
     state = torch_state(args.repeats)
+    api = measured["with_api_median_s"]
     rows = [["import pbtune (s)", f"{measured['median_s']['base']:.4f}",
-             f"{measured['median_s']['new']:.4f}", f"{measured['ratio']:.3f}"]]
+             f"{measured['median_s']['new']:.4f}", f"{measured['ratio']:.3f}"],
+            ["import pbtune, then pbtune.create_study (s)", f"{api['base']:.4f}",
+             f"{api['new']:.4f}", f"{measured['with_api_ratio']:.3f}"]]
     for parameters, figures in state.items():
         median = figures["median_s"]
         print(f"save + load, {int(parameters):,} parameters + AdamW state: pbtune.torch "

@@ -1,6 +1,6 @@
 """Overhead benchmark: pbtune against Ray Tune PBT on near-zero-work trials.
 
-    python benchmarks/overhead.py [--repeats 3] [--steps 200]
+    python benchmarks/overhead.py [--repeats 3] [--steps 200] [--base ../base-checkout]
 
 A population of 4 trains 200 steps each; exploit/explore every 4 steps; 2 workers. A step
 adds a number; a checkpoint is a tiny JSON dict, written every 4 steps. So the wall time is
@@ -19,6 +19,9 @@ what the framework costs. Methods, each in a fresh Python process, interleaved, 
 ``wall_s`` runs from before the study is created (before ``ray.init`` for Ray) until the run
 returned; ``process_s`` is the whole child process (interpreter start and imports included).
 Time per segment = wall / 200 segments of 4 steps (a pbtune trial is one segment).
+``--base`` puts another checkout's pbtune beside this one's (``base pbtune-sqlite``, ...), in
+the same interleaved rounds and with the same toy, so before and after share one Ray and one
+machine's drift.
 Writes results/overhead.{json,md,png}.
 """
 
@@ -39,6 +42,7 @@ import _common as common
 POPULATION = 4
 INTERVAL = 4
 WORKERS = 2
+TARGET = 0.05  # pbtune's wall at most this times the faster Ray's (issue 17; it was 0.1)
 METHODS = ("pbtune-sqlite", "pbtune-memory", "ray", "ray-reuse")
 
 
@@ -56,6 +60,7 @@ def train(trial: Any) -> dict[str, float]:
 
 def run_pbtune(memory: bool, steps: int) -> dict[str, Any]:
     import pbtune
+    import pbtune.study  # the API loads when first used: before the clock, as Ray's does
 
     with tempfile.TemporaryDirectory(prefix="pbtune-overhead-") as tmp:
         started = time.perf_counter()
@@ -151,21 +156,27 @@ def main() -> int:
                         "takes minutes")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--output", default="overhead", help="results/<output>.{json,md,png}")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="another checkout (git worktree add ../base main) whose pbtune "
+                        "runs beside this one's")
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.steps)
         return 0
     methods = args.methods.split(",")
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    trees = {"": common.ROOT, **({"base ": args.base.resolve()} if args.base else {})}
+    labels = {f"{prefix}{m}": (m, tree) for m in methods for prefix, tree in trees.items()
+              if prefix == "" or m.startswith("pbtune")}
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for repeat in range(args.repeats):  # interleaved, so drift on a noisy machine is shared
-        for method in methods:
+        for label, (method, tree) in labels.items():
             if method.startswith("ray") and repeat >= (args.ray_repeats or args.repeats):
                 continue
             result = common.run_json([__file__, "--child", method, "--steps", str(args.steps)],
-                                     timeout=3600)
-            runs[method].append(result)
-            print(f"repeat {repeat + 1}/{args.repeats} {method:14s} wall {result['wall_s']:7.2f} s"
+                                     timeout=3600, env=common.tree_env(tree))
+            runs[label].append(result)
+            print(f"repeat {repeat + 1}/{args.repeats} {label:19s} wall {result['wall_s']:7.2f} s"
                   f"  process {result['process_s']:7.2f} s", flush=True)
     segments = POPULATION * args.steps // INTERVAL
     summary: dict[str, dict[str, float]] = {}
@@ -188,18 +199,24 @@ def main() -> int:
         rows.append([method, f"{figures['wall_s']:.2f}", f"{figures['process_s']:.2f}",
                      f"{figures['per_segment_ms']:.1f}", f"{ratio:.3f}", f"{ratio_p:.3f}"])
     env = common.environment()
-    target = {m: summary[m]["ratio_to_ray"] <= 0.1 for m in summary if m.startswith("pbtune")}
+    target = {m: summary[m]["ratio_to_ray"] <= TARGET for m in summary
+              if m.startswith("pbtune")}
     data = {
         "benchmark": "overhead",
         "setup": {"population": POPULATION, "steps": args.steps, "interval": INTERVAL,
                   "workers": WORKERS, "segments": segments, "repeats": args.repeats,
                   "ray_repeats": len(runs.get("ray", runs.get("ray-reuse", [])))},
+        "base": ({"path": str(args.base), "commit": common.commit_of(args.base)}
+                 if args.base else None),
         "runs": runs, "summary": summary,
-        "target": "pbtune wall <= 0.1 x Ray wall", "target_met": target,
+        "target": f"pbtune wall <= {TARGET} x Ray wall", "target_met": target,
         "environment": env,
     }
+    command = " ".join(["python", "benchmarks/overhead.py", *sys.argv[1:]])
     markdown = "\n".join([
         "### Overhead: near-zero-work trials",
+        "",
+        f"`{command}`:",
         "",
         f"Population {POPULATION}, {args.steps} steps each, exploit/explore every {INTERVAL} "
         f"steps ({segments} segments), {WORKERS} workers; median of {args.repeats} interleaved "
@@ -210,8 +227,10 @@ def main() -> int:
         common.table(["method", "wall (s)", "process (s)", "per segment (ms)",
                       "wall / faster Ray", "process / faster Ray"], rows),
         "",
+        *([f"`base ...`: the same toy on the pbtune of {common.commit_of(args.base)} "
+           f"(`--base {args.base}`), in the same rounds.", ""] if args.base else []),
         "`ray`: Ray's default `reuse_actors=False`; `ray-reuse`: `reuse_actors=True`. "
-        "Target: pbtune wall <= 0.1 x the faster Ray's wall: "
+        f"Target: pbtune wall <= {TARGET} x the faster Ray's wall: "
         + ", ".join(f"{m} {'met' if ok else 'MISSED'}" for m, ok in target.items()) + ".",
         "",
         common.env_line(env),
@@ -228,7 +247,8 @@ def plot(summary: dict[str, dict[str, float]], name: str = "overhead") -> None:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = list(summary)
     walls = [summary[m]["wall_s"] for m in names]
-    bars = ax.barh(names, walls, color=["#3a7" if m.startswith("pbtune") else "#c84"
+    bars = ax.barh(names, walls, color=["#c84" if m.startswith("ray") else
+                                        "#9bc" if m.startswith("base") else "#3a7"
                                         for m in names])
     for bar, wall in zip(bars, walls, strict=True):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {wall:.2f} s",

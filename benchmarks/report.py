@@ -25,6 +25,7 @@ ORDER = [
     ("early_stop", "Early stop: Lagging(generations=3) at equal compute",
      "python benchmarks/early_stop.py"),
     ("overhead", "Overhead", "python benchmarks/overhead.py"),
+    ("startup", "Worker start-up", "python benchmarks/startup.py --base BASE"),
     ("utilization", "Utilization", "python benchmarks/utilization.py"),
     ("gaps", "Between two trials (a diagnosis of utilization)", "python benchmarks/gaps.py"),
     ("stragglers", "Stragglers", "python benchmarks/stragglers.py"),

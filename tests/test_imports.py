@@ -202,6 +202,20 @@ def test_pbtune_imports_no_optional_library() -> None:
     assert out.strip() == "[]"
 
 
+def test_import_pbtune_loads_the_api_on_first_use() -> None:
+    """``import pbtune`` loads neither SQLAlchemy nor NumPy (most of what an import took);
+    every name of ``pbtune.__all__`` is there when first used, and so are the subpackages
+    that importing them all at once used to bring along."""
+    code = ("import sys, pbtune\n"
+            "print(sorted(m for m in ('numpy', 'sqlalchemy') if m in sys.modules))\n"
+            "print([n for n in pbtune.__all__ if getattr(pbtune, n, None) is None])\n"
+            "from pbtune import Float, create_study\n"
+            "print(pbtune.storages.Storage is pbtune.Storage, hasattr(pbtune, 'no_such'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines() == ["[]", "[]", "True False"]
+
+
 # -- the checks themselves --------------------------------------------------------------------
 def test_cycles_are_found_and_named() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"f"}, "f": {"e"}}

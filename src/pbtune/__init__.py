@@ -17,7 +17,8 @@ Example::
     print(study.best_trial, study.schedule())
 """
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from pbtune._errors import (
     CheckpointError,
@@ -33,39 +34,89 @@ from pbtune._errors import (
     TrialFailedError,
 )
 from pbtune._version import __version__
-from pbtune.controller import SettingsConflictError
-from pbtune.space import Choice, Float, Int, SearchSpace
-from pbtune.storages import Storage, StudyState
-from pbtune.strategies import (
-    PB2,
-    EarlyStop,
-    ExploitStrategy,
-    ExploreStrategy,
-    Lagging,
-    MultiRate,
-    NoImprovement,
-    Perturb,
-    Resample,
-    StopRule,
-    Target,
-    TotalSteps,
-    Tournament,
-    Truncation,
-    hypervolume,
-)
-from pbtune.study import (
-    ReplayResult,
-    Study,
-    StudyInUseError,
-    StudySummary,
-    create_study,
-    delete_study,
-    load_schedule,
-    load_study,
-    replay,
-)
-from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
-from pbtune.worker import Command, RayBackend
+
+if TYPE_CHECKING:
+    from pbtune.controller import SettingsConflictError
+    from pbtune.simulation import simulate
+    from pbtune.space import Choice, Float, Int, SearchSpace
+    from pbtune.storages import Storage, StudyState
+    from pbtune.strategies import (
+        PB2,
+        EarlyStop,
+        ExploitStrategy,
+        ExploreStrategy,
+        Lagging,
+        MultiRate,
+        NoImprovement,
+        Perturb,
+        Resample,
+        StopRule,
+        Target,
+        TotalSteps,
+        Tournament,
+        Truncation,
+        hypervolume,
+    )
+    from pbtune.study import (
+        ReplayResult,
+        Study,
+        StudyInUseError,
+        StudySummary,
+        create_study,
+        delete_study,
+        load_schedule,
+        load_study,
+        replay,
+    )
+    from pbtune.trial import FrozenTrial, Segment, Trial, TrialState
+    from pbtune.worker import Command, RayBackend
+
+# Where each name of the API lives. `import pbtune` loads only the errors and the version:
+# the rest (SQLAlchemy and NumPy with it, most of the time an import takes) loads when a
+# name is first used, ``pbtune.create_study`` or ``from pbtune import Float``.
+_LAZY = {
+    "SettingsConflictError": "pbtune.controller",
+    "Choice": "pbtune.space",
+    "Float": "pbtune.space",
+    "Int": "pbtune.space",
+    "SearchSpace": "pbtune.space",
+    "Storage": "pbtune.storages",
+    "StudyState": "pbtune.storages",
+    "PB2": "pbtune.strategies",
+    "EarlyStop": "pbtune.strategies",
+    "ExploitStrategy": "pbtune.strategies",
+    "ExploreStrategy": "pbtune.strategies",
+    "Lagging": "pbtune.strategies",
+    "MultiRate": "pbtune.strategies",
+    "NoImprovement": "pbtune.strategies",
+    "Perturb": "pbtune.strategies",
+    "Resample": "pbtune.strategies",
+    "StopRule": "pbtune.strategies",
+    "Target": "pbtune.strategies",
+    "TotalSteps": "pbtune.strategies",
+    "Tournament": "pbtune.strategies",
+    "Truncation": "pbtune.strategies",
+    "hypervolume": "pbtune.strategies",
+    "ReplayResult": "pbtune.study",
+    "Study": "pbtune.study",
+    "StudyInUseError": "pbtune.study",
+    "StudySummary": "pbtune.study",
+    "create_study": "pbtune.study",
+    "delete_study": "pbtune.study",
+    "load_schedule": "pbtune.study",
+    "load_study": "pbtune.study",
+    "replay": "pbtune.study",
+    "FrozenTrial": "pbtune.trial",
+    "Segment": "pbtune.trial",
+    "Trial": "pbtune.trial",
+    "TrialState": "pbtune.trial",
+    "Command": "pbtune.worker",
+    "RayBackend": "pbtune.worker",
+    "simulate": "pbtune.simulation",
+}
+# What ``import pbtune`` made reachable as attributes when it imported them all at once.
+_SUBPACKAGES = ("checkpoints", "controller", "simulation", "space", "storages", "strategies",
+                "study", "trial", "worker")
 
 __all__ = [
     "PB2",
@@ -117,14 +168,23 @@ __all__ = [
     "load_schedule",
     "load_study",
     "replay",
+    "simulate",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``pbtune.simulate`` (`pbtune.simulation.simulate`), imported when first used, so
-    that ``import pbtune`` does not load the simulator."""
-    if name == "simulate":
-        from pbtune.simulation import simulate
+if not TYPE_CHECKING:  # type checkers read the imports above, and see no other name
 
-        return simulate
-    raise AttributeError(f"module 'pbtune' has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        """Import the part of pbtune that defines ``name`` on its first use."""
+        if name in _LAZY:
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+        elif name in _SUBPACKAGES:
+            value = importlib.import_module(f"{__name__}.{name}")
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value  # the next use is a plain lookup
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

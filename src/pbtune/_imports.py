@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,12 @@ def refuse_study_while_imported(action: str) -> None:
     `ConfigError`.
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        sys.exit(UNGUARDED_EXIT)
+        # Not sys.exit: a worker forked by the forkserver turns any SystemExit into
+        # exit code 1. What the script printed so far is flushed first.
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        os._exit(UNGUARDED_EXIT)
     if _loading:
         raise ConfigError(unguarded_script(_loading[-1], action))
 

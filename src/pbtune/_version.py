@@ -1,4 +1,4 @@
-"""pbtune's version, apart from the root package so the CLI can show it without importing
-``pbtune/__init__.py`` (which imports every subpackage, the CLI's own included)."""
+"""pbtune's version, apart from the root package: the root re-exports the whole API, and no
+module of pbtune imports it (the CLI shows the version from here)."""
 
 __version__ = "0.1.0"

@@ -213,6 +213,32 @@ def test_killed_worker_costs_one_segment_and_the_study_finishes(tmp_path: Path) 
     assert len(lost) >= 1
 
 
+def test_workers_end_when_only_the_run_that_started_them_is_killed(tmp_path: Path) -> None:
+    # A worker forked by the forkserver is the server's child, and the server outlives
+    # the run: the worker watches the run itself, or it would train on as an orphan.
+    from pbtune.worker._process import pid_alive
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    process = _start(tmp_path, storage, workers=2, max_steps=4000)
+    workers: set[int] = set()
+    try:
+        def both_train() -> bool:
+            try:
+                running = pbtune.load_study("e2e", storage=storage).trials([TrialState.RUNNING])
+            except pbtune.StorageError:
+                return False
+            workers.update(int((t.worker or "").split(":")[1]) for t in running)
+            return len(workers) >= 2
+
+        _wait_for(both_train)
+        os.kill(process.pid, signal.SIGKILL)  # the run only, not its process group
+        process.wait()
+        _wait_for(lambda: not any(pid_alive(pid) for pid in workers))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def holds_trials(storage: str, pid: int) -> bool:
     """Whether a RUNNING trial is recorded as held by worker process ``pid``."""
     try:

@@ -45,6 +45,7 @@ from pbtune.worker import (
     check_timeout,
     fail_dead_local_workers,
     run_processes,
+    start_server,
 )
 
 _log = logging.getLogger("pbtune.study")
@@ -152,6 +153,8 @@ class Study(StudyReading):
         check_evaluators(evaluators, self.config.evaluated)
         plan = plan_workers(self.storage, backend, devices, gpus_per_worker, workers,
                             evaluators)
+        if run is run_processes:
+            start_server(plan.slots, self.storage.url)
         self._take_stop_rules(stop)
         if self.config.evaluated and self.storage.url is not None:
             self._check_evaluate_importable()
@@ -270,6 +273,8 @@ class Study(StudyReading):
         fn = training_function(train, evaluator=train is None)
         plan = plan_workers(self.storage, "process", devices, gpus_per_worker, workers)
         here = plan.workers == 1 and plan.slots is None
+        if not here:
+            start_server(plan.slots, self.storage.url)
 
         def start(controller: Controller, tick: Callable[[], None]) -> int | None:
             fitness, given = self.config.fitness, self.config.evaluate

@@ -15,6 +15,7 @@ from pbtune.worker._loop import (
 from pbtune.worker._process import Entry, fail_dead_local_workers, run_processes, run_threads
 from pbtune.worker._ray import RayBackend, run_ray
 from pbtune.worker._sendable import check_takes_trial
+from pbtune.worker._start import start_server
 
 __all__ = [
     "IDLE_POLL_MAX_S",
@@ -39,4 +40,5 @@ __all__ = [
     "run_ray",
     "run_threads",
     "run_worker",
+    "start_server",
 ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
-import multiprocessing as mp
 import os
 import signal
 import socket
@@ -30,6 +30,7 @@ from pbtune.worker._loop import WORKER_APPLICATION, Wake, new_worker_id, run_wor
 from pbtune.worker._restarts import Restarts, TrialTimeout, roles_can_finish, watch_study
 from pbtune.worker._sendable import check_sendable
 from pbtune.worker._signals import children_ignore_sigint, interrupts_deferred, interrupts_once
+from pbtune.worker._start import apply_environment, start_server, worker_context
 
 _log = logging.getLogger("pbtune.worker")
 
@@ -63,27 +64,41 @@ def _worker_main(
     wake: Wake | None = None,
     max_trials: int | None = None,
     role: Role = "both",
+    run: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
+    """A worker process: ``run`` is the process id of the run that started it (the
+    parent of a spawned worker; a forked one's parent is the forkserver), ``environ`` the
+    run's environment for a forked worker (None: a spawned one; see `_start`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     if hasattr(signal, "pthread_sigmask"):  # see children_ignore_sigint
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _exit_with_parent()
+    apply_environment(environ)
+    _exit_with_parent(run)
     logging.basicConfig(level=logging.WARNING, format="pbtune worker %(process)d: %(message)s")
     # The run that started this process logs a line for every finished trial.
     logging.getLogger("pbtune.worker").addFilter(DropTrialFailures())
     storage = Storage(url, application_name=WORKER_APPLICATION)
-    fn = train.load() if isinstance(train, Entry) else train
-    run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
-               fitness=fitness, wake=wake, max_trials=max_trials, role=role)
-    storage.dispose()
+    try:
+        fn = train.load() if isinstance(train, Entry) else train
+        run_worker(storage, study_name, fn, worker_id=worker_id_for(os.getpid(), tag),
+                   fitness=fitness, wake=wake, max_trials=max_trials, role=role)
+        storage.dispose()
+    finally:
+        # A forked worker ends in os._exit: the atexit handlers of the user's code (a
+        # logger that flushes at exit) would not run, as they do in a spawned one.
+        if environ is not None:
+            atexit._run_exitfuncs()
     # The run waits for its workers to exit. The interpreter's last garbage collection
     # over numpy's and SQLAlchemy's objects takes about 0.1 s, and frees nothing that
-    # exit would not: skip it (atexit handlers and module teardown still run).
+    # exit would not: skip it (a spawned worker's atexit handlers and module teardown
+    # still run).
     gc.freeze()
 
 
-def _exit_with_parent() -> None:
-    """End this worker when the process that started it dies (even by SIGKILL).
+def _exit_with_parent(run: int | None = None) -> None:
+    """End this worker when the process that started it, or the run ``run``, dies (even
+    by SIGKILL). A forked worker's parent is the forkserver, which outlives the run.
 
     The trial it was running is then retried by whoever runs the study next; without this,
     orphaned workers would go on training after the user killed the run.
@@ -91,7 +106,7 @@ def _exit_with_parent() -> None:
     parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and (run is None or pid_alive(run)):
             time.sleep(0.5)
         os._exit(1)
 
@@ -160,7 +175,9 @@ def run_processes(
     """
     assert storage.url is not None
     _check_picklable(train, fitness)
-    context = mp.get_context("spawn")
+    context = worker_context(devices, storage.url)
+    forked = context.get_start_method() != "spawn"
+    start_server(devices, storage.url)  # if `optimize` did not: with the run's import path
     restarts = Restarts(controller, workers + evaluators, max_restarts)
     live: dict[str, BaseProcess] = {}
     roles: dict[str, Role] = {}
@@ -175,7 +192,7 @@ def run_processes(
         process = context.Process(
             target=_worker_main,
             args=(storage.url, controller.study.name, train, fitness, tag, wake, max_trials,
-                  role),
+                  role, os.getpid(), dict(os.environ) if forked else None),
             name=f"pbtune-worker-{tag}",
             daemon=True,
         )
