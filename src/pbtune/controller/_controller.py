@@ -7,11 +7,12 @@ study exactly where it was. A worker talks to the study through these methods on
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,11 +82,13 @@ class Controller:
     def claim(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:
         """`ask` without the look first: for a busy worker that expects work queued."""
         token = uuid.uuid4().hex
+        tries = itertools.count()
 
         def work(tx: Transaction) -> Claimed | Wait | Done:
+            fresh = next(tries) == 0
             if tx.study_state() != StudyState.RUNNING:
                 return DONE
-            claimed = self._claim(tx, worker, token, role)
+            claimed = self._claim(tx, worker, token, role, fresh=fresh)
             if claimed is not None:
                 return claimed
             return WAIT if tx.count_active() else DONE
@@ -103,15 +106,18 @@ class Controller:
                 "train": (TrialState.QUEUED,),
                 "evaluate": (TrialState.TRAINED,)}[role]
 
-    def _claim(self, tx: Transaction, worker: str, token: str, role: Role) -> Claimed | None:
+    def _claim(self, tx: Transaction, worker: str, token: str, role: Role, *,
+               fresh: bool = False, known: Sequence[FrozenTrial] = ()) -> Claimed | None:
+        """Claim under ``token`` (``fresh``: in the first transaction that uses it); a
+        trial's parent is taken from ``known`` (read in this transaction) if it is there."""
         now = self.clock.time()
         for state in self._claimable(role):
             if state == TrialState.TRAINED:
                 held = tx.claim_next_evaluation(worker, token, now)
             else:
-                held = tx.claim_next(worker, token, now)
+                held = tx.claim_next(worker, token, now, fresh=fresh)
             if held is not None:
-                return _claimed(tx, held)
+                return _claimed(tx, held, known)
         return None
 
     # -- a trial's run -------------------------------------------------------------------------
@@ -214,8 +220,10 @@ class Controller:
                        ) -> tuple[bool, Claimed | None]:
         trial = claimed.trial
         token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
+        tries = itertools.count()
 
         def work(tx: Transaction) -> _Told:
+            fresh = next(tries) == 0
             now = self.clock.time()  # inside: the transaction may have waited for the lock
             finished = tx.complete(trial, claimed.claim, metrics=metrics, fitness=fitness,
                                    checkpoint=checkpoint, now=now)
@@ -239,7 +247,10 @@ class Controller:
                     maybe_finish_study(tx)
             told.garbage.extend(collect_garbage(tx, self.config, population))
             if worker is not None and tx.study_state() == StudyState.RUNNING:
-                told.following = self._claim(tx, worker, token, role)
+                # Decisions are serialized, so the population read above is current: the
+                # next trial's parent is usually in it.
+                told.following = self._claim(tx, worker, token, role, fresh=fresh,
+                                             known=population)
             return told
 
         told = self.storage.write(self.study.id, work)
@@ -442,13 +453,15 @@ class Controller:
         return self.storage.count_states(self.study.id)[TrialState.COMPLETE]
 
 
-def _claimed(tx: Transaction, held: HeldTrial) -> Claimed:
-    """A held trial as claimed work; a trial to train comes with its parent, read here."""
+def _claimed(tx: Transaction, held: HeldTrial, known: Sequence[FrozenTrial] = ()
+             ) -> Claimed:
+    """A held trial as claimed work; a trial to train comes with its parent: one of
+    ``known`` (current trials of this transaction), or read here."""
     trial = held.trial
-    if trial.state == TrialState.EVALUATING:
+    if trial.state == TrialState.EVALUATING or trial.parent_id is None:
         return Claimed(trial, held.claim, None)
-    parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
-    return Claimed(trial, held.claim, parent)
+    parent = next((t for t in known if t.id == trial.parent_id), None)
+    return Claimed(trial, held.claim, parent or tx.trial(trial.parent_id))
 
 
 def _recorded(tx: Transaction, claimed: Claimed, state: TrialState, *,
