@@ -1,6 +1,7 @@
-"""What a decision collects, on every backend: the checkpoints it collects are exactly those
-that nothing keeps (the database picks them in one statement; tests/test_controller.py
-follows the rule on small lineages)."""
+"""What a decision reads and collects, on every backend: the checkpoints it collects are
+exactly those that nothing keeps (the database picks them in one statement;
+tests/test_controller.py follows the rule on small lineages), and the population it reads
+from trials it knew is the one stored, also after a checkpoint was found gone."""
 
 from __future__ import annotations
 
@@ -57,9 +58,22 @@ def needed(trials: list[FrozenTrial], latest: set[int], mode: str) -> set[int]:
     return latest | parents | {t.id for t in best}
 
 
+def population_from(storage: Storage, study_id: int, known: dict[int, FrozenTrial]
+                    ) -> list[FrozenTrial]:
+    """The population as a decision reads it, knowing the trials ``known``."""
+    return storage.write(study_id, lambda tx: tx.population(known))
+
+
+def found_gone(storage: Storage, trial: FrozenTrial) -> bool:
+    """Record ``trial``'s checkpoint as gone, as a worker that found it missing does."""
+    assert trial.study_id is not None and trial.checkpoint is not None
+    checkpoint = trial.checkpoint
+    return storage.write(trial.study_id, lambda tx: tx.checkpoint_gone(trial.id, checkpoint))
+
+
 @pytest.mark.parametrize("mode", ["max", "min"])
-def test_a_decision_collects_exactly_what_nothing_keeps(storage: Storage, mode: str,
-                                                        tmp_path: Path) -> None:
+def test_decisions_collect_what_nothing_keeps_and_read_the_stored_population(
+        storage: Storage, mode: str, tmp_path: Path) -> None:
     config = StudyConfig(space={"lr": Float(1e-4, 1.0, log=True)}, metric="acc", mode=mode,
                          population_size=5, steps_per_trial=1, max_steps=30,
                          keep_best=KEEP_BEST, max_retries=1, retry_delay=0,
@@ -70,7 +84,8 @@ def test_a_decision_collects_exactly_what_nothing_keeps(storage: Storage, mode: 
     controller = Controller(storage, record, config, store=store)
     rng = random.Random(f"garbage-{mode}")
     held: list[Claimed] = []
-    decisions = 0
+    decisions, gone = 0, set()
+    known: list[dict[int, FrozenTrial]] = [{}]  # populations seen, oldest first
     while True:
         while len(held) < WORKERS and isinstance(asked := controller.claim("w"), Claimed):
             held.append(asked)
@@ -89,8 +104,15 @@ def test_a_decision_collects_exactly_what_nothing_keeps(storage: Storage, mode: 
         trials = storage.get_trials(record.id)
         population = storage.get_population(record.id)
         holding = {t.id for t in trials if t.checkpoint is not None}
-        assert holding == needed(trials, {t.id for t in population}, mode)
+        assert holding == needed(trials, {t.id for t in population}, mode) - gone
         finished = {t.id for t in trials if t.state == TrialState.COMPLETE}
         assert set(map(str, store.removed)) == {
-            str(store.final(i)) for i in finished - holding}
-    assert decisions > 50
+            str(store.final(i)) for i in finished - holding - gone}
+        # Read from what was known a few decisions ago, the population is the stored one.
+        assert population_from(storage, record.id, known[0]) == population
+        known = [*known[-3:], {t.id: t for t in population}]
+        if rng.random() < 0.2:  # another process finds a member's checkpoint gone
+            lost = rng.choice([t for t in population if t.checkpoint is not None])
+            assert found_gone(storage, lost)
+            gone.add(lost.id)
+    assert decisions > 50 and gone

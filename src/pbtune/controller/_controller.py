@@ -50,6 +50,9 @@ class Controller:
         # The study's checkpoints (``store``: another, as a simulation keeps in memory).
         self._store = store or open_store(config.checkpoint_root, study.checkpoint_dir)
         self._stop_check = StopCheck(config)
+        # The population as the last decision here that committed saw it: the next reads
+        # only what changed since (see `Transaction.population`).
+        self._population: dict[int, FrozenTrial] = {}
         # Deletes a collected checkpoint after the commit that forgot it; see
         # `deleting_in_background` (a directory left by a crash is swept at the end).
         self._delete: Callable[[Location], None] = self._store.remove
@@ -235,8 +238,8 @@ class Controller:
                     return _Told(False)
                 return _Told(True, following=self._reclaimed(tx, token, worker))
             tx.member_completed(trial.member, trial.id)
-            population = tx.population()
-            told = _Told(True)
+            population = tx.population({**self._population, finished.id: finished})
+            told = _Told(True, population=population)
             # A study that ended (a stop rule, `Study.stop`, or failed) records results
             # that come in from trials running elsewhere, and decides nothing: the
             # member's next trial is decided if the study runs again (see `reopen`).
@@ -254,6 +257,8 @@ class Controller:
             return told
 
         told = self.storage.write(self.study.id, work)
+        if told.population:  # committed: the next decision here starts from it
+            self._population = {t.id: t for t in told.population}
         if not told.told:
             _log.warning(
                 "refused the result of trial %s: it is no longer held by this worker "
@@ -477,11 +482,12 @@ def _recorded(tx: Transaction, claimed: Claimed, state: TrialState, *,
 
 @dataclass
 class _Told:
-    """What a final result's transaction did: whether it was recorded, the checkpoints it
-    collected (deleted after the commit), the work it claimed next, what to log, and
-    whether it stopped the study."""
+    """What a final result's transaction did: whether it was recorded, the population it
+    decided with, the checkpoints it collected (deleted after the commit), the work it
+    claimed next, what to log, and whether it stopped the study."""
 
     told: bool
+    population: list[FrozenTrial] = field(default_factory=list)
     garbage: list[Holder] = field(default_factory=list)
     following: Claimed | None = None
     notes: list[str] = field(default_factory=list)

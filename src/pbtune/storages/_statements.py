@@ -121,6 +121,11 @@ POPULATION = (
     .where(members.c.study_id == STUDY)
     .order_by(trials.c.member)
 )
+# The population as numbers and checkpoints only (no JSON to decode), in the same order.
+POPULATION_CHECKPOINTS = POPULATION.with_only_columns(trials.c.number, trials.c.checkpoint)
+TRIALS_BY_NUMBER = select(trials).where(
+    trials.c.study_id == STUDY, trials.c.number.in_(bindparam("b_ids", expanding=True))
+)
 CHECKPOINT_HOLDERS = select(
     trials.c.number, trials.c.fitness, trials.c.checkpoint, trials.c.metrics
 ).where(trials.c.study_id == STUDY, trials.c.checkpoint.is_not(None))

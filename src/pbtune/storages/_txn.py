@@ -13,6 +13,7 @@ in `CheckpointHolders`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -363,9 +364,28 @@ class Transaction(StudyLifecycle, CheckpointHolders):
     def _set_member(self, member: int, **values: Any) -> None:
         self._c.execute(q.UPDATE_MEMBER, {"b_member": member, **self._study, **values})
 
-    def population(self) -> list[FrozenTrial]:
-        """Each member's latest COMPLETE trial."""
-        return [row_to_trial(r) for r in self._c.execute(q.POPULATION, self._study).mappings()]
+    def population(self, known: Mapping[int, FrozenTrial] | None = None
+                   ) -> list[FrozenTrial]:
+        """Each member's latest COMPLETE trial, by member.
+
+        ``known``: trials by number, read before (in transactions that committed). A
+        COMPLETE trial never changes but for losing its checkpoint (collected, or found
+        gone), so a known trial whose stored checkpoint is still the one it has is used as
+        it is: only numbers and checkpoints are read, and the trials not known in full.
+        """
+        if not known:
+            return self._trials(q.POPULATION, self._study)
+        latest = self._c.execute(q.POPULATION_CHECKPOINTS, self._study).all()
+        missing = [n for n, checkpoint in latest if not _same(known.get(n), checkpoint)]
+        if 2 * len(missing) > len(latest):  # mostly new: one read of them all is cheaper
+            return self._trials(q.POPULATION, self._study)
+        read = {t.id: t for t in self._trials(q.TRIALS_BY_NUMBER,
+                                              {"b_ids": missing, **self._study})
+                } if missing else {}
+        return [read[n] if n in read else known[n] for n, _ in latest]
+
+    def _trials(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
+        return [row_to_trial(r) for r in self._c.execute(query, params).mappings()]
 
     def recent_complete(self, limit: int) -> list[Stretch]:
         """The study's ``limit`` newest COMPLETE trials (by number), oldest first."""
@@ -451,6 +471,11 @@ def _study_row(row: Any) -> StudyRow:
 
 def _text(checkpoint: Location | None) -> str | None:
     return str(checkpoint) if checkpoint is not None else None
+
+
+def _same(trial: FrozenTrial | None, checkpoint: str | None) -> bool:
+    """Whether ``trial`` is known and has the checkpoint stored now (as it was written)."""
+    return trial is not None and _text(trial.checkpoint) == checkpoint
 
 
 def _member(row: RowMapping) -> MemberRecord:
