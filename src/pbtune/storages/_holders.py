@@ -6,7 +6,7 @@ the files themselves are deleted by the caller, after the commit.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Connection, update
 
@@ -30,6 +30,7 @@ class CheckpointHolders:
     _c: Connection
     study_id: int
     _study: dict[str, int]
+    _postgres: bool
 
     def checkpoint_holders(self) -> list[Holder]:
         """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
@@ -52,10 +53,12 @@ class CheckpointHolders:
         ``mode``, and return them: those of no member's latest result, no unfinished
         trial's parent, no trial awaiting its evaluation, and not among the ``keep_best``
         best. The database picks them (`GARBAGE`), so the holders and what keeps them
-        are not read row by row: usually one checkpoint per result comes back."""
-        rows = self._c.execute(q.GARBAGE[mode], {"b_keep": keep_best, **self._study})
-        garbage = [Holder(id=r.number, fitness=r.fitness, checkpoint=as_location(r.checkpoint))
-                   for r in rows]
+        are not read row by row: usually one checkpoint per result comes back (and on
+        PostgreSQL the same statement forgets it)."""
+        params = {"b_keep": keep_best, **self._study}
+        if self._postgres:
+            return _holders(self._c.execute(q.FORGET_GARBAGE[mode], params))
+        garbage = _holders(self._c.execute(q.GARBAGE[mode], params))
         self.forget_checkpoints(h.id for h in garbage)
         return garbage
 
@@ -75,3 +78,8 @@ class CheckpointHolders:
                    trials.c.checkpoint == str(checkpoint))
             .values(checkpoint=None, checkpoint_gone=str(checkpoint))
         ).rowcount)
+
+
+def _holders(rows: Iterable[Any]) -> list[Holder]:
+    return [Holder(id=r.number, fitness=r.fitness, checkpoint=as_location(r.checkpoint))
+            for r in rows]
