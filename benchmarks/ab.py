@@ -45,7 +45,8 @@ def _scaling(data: dict[str, Any]) -> dict[str, float]:
 def _decisions(data: dict[str, Any]) -> dict[str, float]:
     figures = {}
     for f in data["results"]:
-        where = f"{f['backend']} w{f['workers']} p{f['population']} n{f['stored']}"
+        where = (f"{f['backend']} processes {f['workers']} controllers "
+                 f"{f.get('controllers', 1)} p{f['population']} n{f['stored']}")
         for key in ("decisions_per_s", "median_ms", "p99_ms", "statements_per_decision"):
             figures[f"{where} {key}"] = float(f[key])
     return figures
@@ -59,7 +60,7 @@ BENCHMARKS: dict[str, tuple[list[str], Figures]] = {
                     _per_method("utilization_span")),
     "scaling": (["--sizes", "100,100000", "--rounds", "1", "--backends", "sqlite,postgresql"],
                 _scaling),
-    "decisions": (["--rounds", "1"], _decisions),
+    "decisions": ([], _decisions),
 }
 
 
@@ -82,6 +83,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postgres", default=common.DEFAULT_POSTGRES,
                         help="for scaling and decisions: a database of its own")
+    parser.add_argument("--output", default=None,
+                        help="results name (default: ab-<benchmark>)")
     parser.add_argument("extra", nargs="*",
                         help="more arguments for the benchmark, after '--'")
     args = parser.parse_args()
@@ -114,7 +117,7 @@ def main() -> int:
         f"`benchmarks/{args.benchmark}.py {' '.join(extra)}`; medians.", "",
         shown, "", common.env_line(common.environment()),
     ])
-    common.write_results(f"ab-{args.benchmark}", {
+    common.write_results(args.output or f"ab-{args.benchmark}", {
         "benchmark": f"ab-{args.benchmark}", "command": command, "commits": commits,
         "runs": runs, "ratios": ratios, "environment": common.environment(),
     }, markdown)

@@ -16,9 +16,12 @@ SQL statements per decision (counted with SQLAlchemy's ``before_cursor_execute``
 statement, BEGIN IMMEDIATE on SQLite included; not the COMMIT, nor a pool's ping).
 
 With one worker, the decisions of one process are timed in interleaved rounds over the
-studies (machine noise is shared). With ``--workers K`` (K > 1), K processes decide on one
-study at once (each its own connection and claimed trial), for lock contention: the
-decisions per second are all of theirs over the wall time of the parallel phase.
+studies (machine noise is shared); with ``--controllers N``, N Controllers of the study
+decide in turn in that process, as N worker processes would, one at a time (each knows
+less of the population when it decides again). With ``--workers K`` (K > 1), K processes
+decide on one study at once (each its own connection and claimed trial), for lock
+contention: the decisions per second are all of theirs over the wall time of the parallel
+phase.
 
 Each study has a database of its own: an SQLite file, or a PostgreSQL database named after
 ``--postgres`` plus ``_dec_p<population>_n<stored>`` (dropped and made again; PostgreSQL
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import queue
 import sys
 import tempfile
 import time
@@ -90,11 +94,10 @@ def _location(number: int) -> Location:
 class Decider:
     """One worker of a study: a Controller, the trial it holds, and its timings."""
 
-    def __init__(self, url: str, name: str, worker: str, seed: int) -> None:
-        self.storage = pbtune.Storage(url)
-        study = self.storage.get_study(name)
-        config = pbtune.load_study(name, storage=self.storage).config
-        self.controller = Controller(self.storage, study, config, store=MemoryStore())
+    def __init__(self, storage: pbtune.Storage, name: str, worker: str, seed: int) -> None:
+        study = storage.get_study(name)
+        config = pbtune.load_study(name, storage=storage).config
+        self.controller = Controller(storage, study, config, store=MemoryStore())
         self.worker = worker
         self.rng = np.random.default_rng(seed)
         claimed = self.controller.claim(worker)
@@ -118,6 +121,32 @@ class Decider:
             if record:
                 self.seconds.append(elapsed)
                 self.statements += _statements[0] - before
+
+
+class Turns:
+    """``controllers`` Controllers of one study in this process, deciding in turn (one
+    decision each), as workers in as many processes would: each one's decisions are
+    ``controllers`` decisions apart, so what it knew of the population has changed."""
+
+    def __init__(self, url: str, name: str, controllers: int) -> None:
+        self.storage = pbtune.Storage(url)
+        self.deciders = [Decider(self.storage, name, f"bench:{i}:w", i)
+                         for i in range(controllers)]
+
+    def decide(self, n: int, *, record: bool = True) -> None:
+        for i in range(n):
+            self.deciders[i % len(self.deciders)].decide(1, record=record)
+
+    def timings(self) -> tuple[list[float], int]:
+        """Every recorded decision's seconds, and the statements they sent."""
+        return ([s for d in self.deciders for s in d.seconds],
+                sum(d.statements for d in self.deciders))
+
+    def close(self) -> None:
+        """Give the held trials back (the next measurement's workers claim them)."""
+        for decider in self.deciders:
+            assert decider.controller.release(decider.claimed)
+        self.storage.dispose()
 
 
 def make_study(url: str, population: int, stored: int, root: Path) -> tuple[str, int, float]:
@@ -147,32 +176,40 @@ def figures(seconds: list[float], statements: int, wall: float) -> dict[str, Any
 
 
 def one_worker(studies: dict[tuple[int, int], tuple[str, str]], decisions: int,
-               rounds: int) -> dict[tuple[int, int], dict[str, Any]]:
-    """Each study decided by one worker in this process, in interleaved rounds."""
-    deciders = {key: Decider(url, name, "bench:0:w0", 1) for key, (url, name) in
-                studies.items()}
-    walls = dict.fromkeys(deciders, 0.0)
-    for decider in deciders.values():
-        decider.decide(WARM_UP, record=False)
+               rounds: int, controllers: int) -> dict[tuple[int, int], dict[str, Any]]:
+    """Each study decided in this process (by ``controllers`` in turn), the studies in
+    interleaved rounds."""
+    turns = {key: Turns(url, name, min(controllers, key[0]))  # one trial held by each
+             for key, (url, name) in studies.items()}
+    walls = dict.fromkeys(turns, 0.0)
+    for each in turns.values():
+        each.decide(max(WARM_UP, controllers), record=False)
     for _ in range(rounds):
-        for key, decider in deciders.items():
+        for key, each in turns.items():
             started = time.perf_counter()
-            decider.decide(max(1, decisions // rounds))
+            each.decide(max(1, decisions // rounds))
             walls[key] += time.perf_counter() - started
-    out = {key: figures(d.seconds, d.statements, walls[key]) for key, d in deciders.items()}
-    for decider in deciders.values():
-        decider.storage.dispose()
+    out = {key: figures(*each.timings(), walls[key]) | {"controllers": len(each.deciders)}
+           for key, each in turns.items()}
+    for each in turns.values():
+        each.close()
     return out
 
 
 def _worker(url: str, name: str, index: int, decisions: int, barrier: Any, results: Any
             ) -> None:
-    decider = Decider(url, name, f"bench:{index}:w", index)
-    decider.decide(WARM_UP, record=False)
+    storage = pbtune.Storage(url)
+    try:
+        decider = Decider(storage, name, f"bench:{index}:w", index)
+        decider.decide(WARM_UP, record=False)
+    except BaseException:
+        barrier.abort()  # the others, and the parent, stop waiting
+        raise
     barrier.wait()
     decider.decide(decisions)
     results.put((decider.seconds, decider.statements))
-    decider.storage.dispose()
+    assert decider.controller.release(decider.claimed)
+    storage.dispose()
 
 
 def many_workers(url: str, name: str, workers: int, decisions: int) -> dict[str, Any]:
@@ -185,9 +222,16 @@ def many_workers(url: str, name: str, workers: int, decisions: int) -> dict[str,
                  for i in range(workers)]
     for process in processes:
         process.start()
-    barrier.wait()
+    barrier.wait()  # BrokenBarrierError if a worker could not start
     started = time.perf_counter()
-    got = [results.get() for _ in processes]
+    got = []
+    while len(got) < workers:
+        try:
+            got.append(results.get(timeout=1.0))
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes):
+                raise RuntimeError("a worker process failed (its traceback is above)"
+                                   ) from None
     wall = time.perf_counter() - started
     for process in processes:
         process.join()
@@ -214,6 +258,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1",
                         help="comma-separated worker counts; K > 1: K processes at once")
+    parser.add_argument("--controllers", type=int, default=1,
+                        help="with one worker: this many Controllers (at most one per member) "
+                        "deciding in turn, as that many worker processes would")
     parser.add_argument("--postgres", default=common.DEFAULT_POSTGRES)
     parser.add_argument("--output", default="decisions")
     args = parser.parse_args()
@@ -233,11 +280,13 @@ def main() -> int:
                 studies[key] = (url, name)
             for workers in worker_counts:
                 if workers == 1:
-                    measured = one_worker(studies, args.decisions, args.rounds)
+                    measured = one_worker(studies, args.decisions, args.rounds,
+                                          args.controllers)
                 else:
                     measured = {key: many_workers(url, name, workers, args.decisions)
                                 for key, (url, name) in studies.items()}
                 for (population, stored), found in measured.items():
+                    found.setdefault("controllers", workers)
                     found.update(backend=backend, population=population, stored=stored,
                                  workers=workers)
                     results.append(found)
@@ -253,8 +302,8 @@ def main() -> int:
         "ones. Stored = trials in the study before the warm-up. Statements: SQL statements "
         "sent per decision (BEGIN IMMEDIATE on SQLite counted; COMMIT and pool pings not).",
         "",
-        common.table(["storage", "workers", "population", "stored trials", "decisions/s",
-                      "median (ms)", "p99 (ms)", "statements/decision"], rows),
+        common.table(["storage", "processes", "controllers", "population", "stored trials",
+                      "decisions/s", "median (ms)", "p99 (ms)", "statements/decision"], rows),
         "",
         common.env_line(env),
     ])
@@ -265,7 +314,8 @@ def main() -> int:
 
 
 def _row(found: dict[str, Any]) -> list[str]:
-    return [found["backend"], str(found["workers"]), str(found["population"]),
+    return [found["backend"], str(found["workers"]), str(found["controllers"]),
+            str(found["population"]),
             f"{found['stored']:,}", f"{found['decisions_per_s']:.0f}",
             f"{found['median_ms']:.2f}", f"{found['p99_ms']:.2f}",
             f"{found['statements_per_decision']:.1f}"]
