@@ -132,10 +132,12 @@ class Turns:
         self.storage = pbtune.Storage(url)
         self.deciders = [Decider(self.storage, name, f"bench:{i}:w", i)
                          for i in range(controllers)]
+        self._turn = 0
 
     def decide(self, n: int, *, record: bool = True) -> None:
-        for i in range(n):
-            self.deciders[i % len(self.deciders)].decide(1, record=record)
+        for _ in range(n):
+            self.deciders[self._turn].decide(1, record=record)
+            self._turn = (self._turn + 1) % len(self.deciders)
 
     def timings(self) -> tuple[list[float], int]:
         """Every recorded decision's seconds, and the statements they sent."""
