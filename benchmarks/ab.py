@@ -3,6 +3,7 @@
     python benchmarks/ab.py --base ../base-checkout --new . --repeats 3 overhead
     python benchmarks/ab.py --base ../base-checkout --new . utilization
     python benchmarks/ab.py --base ../base-checkout --new . scaling
+    python benchmarks/ab.py --base ../base-checkout --new . decisions -- --backends postgresql
 
 Each repeat runs the benchmark's own script of each checkout (``<tree>/benchmarks/<name>.py``,
 with ``<tree>/src`` first on the path, so each runs against its own code and API), base and
@@ -41,6 +42,16 @@ def _scaling(data: dict[str, Any]) -> dict[str, float]:
             for backend, sizes in data["results"].items() for size, f in sizes.items()}
 
 
+def _decisions(data: dict[str, Any]) -> dict[str, float]:
+    figures = {}
+    for f in data["results"]:
+        where = (f"{f['backend']} processes {f['workers']} controllers "
+                 f"{f.get('controllers', 1)} p{f['population']} n{f['stored']}")
+        for key in ("decisions_per_s", "median_ms", "p99_ms", "statements_per_decision"):
+            figures[f"{where} {key}"] = float(f[key])
+    return figures
+
+
 # name -> (arguments for one run, the figures of one run's results)
 BENCHMARKS: dict[str, tuple[list[str], Figures]] = {
     "overhead": (["--methods", "pbtune-sqlite,pbtune-memory", "--repeats", "1"],
@@ -49,6 +60,7 @@ BENCHMARKS: dict[str, tuple[list[str], Figures]] = {
                     _per_method("utilization_span")),
     "scaling": (["--sizes", "100,100000", "--rounds", "1", "--backends", "sqlite,postgresql"],
                 _scaling),
+    "decisions": ([], _decisions),
 }
 
 
@@ -70,11 +82,16 @@ def main() -> int:
     parser.add_argument("--new", type=Path, required=True, help="checkout after the change")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postgres", default=common.DEFAULT_POSTGRES,
-                        help="for scaling: a database of its own")
+                        help="for scaling and decisions: a database of its own")
+    parser.add_argument("--output", default=None,
+                        help="results name (default: ab-<benchmark>)")
+    parser.add_argument("extra", nargs="*",
+                        help="more arguments for the benchmark, after '--'")
     args = parser.parse_args()
     extra, _ = BENCHMARKS[args.benchmark]
-    if args.benchmark == "scaling":
+    if args.benchmark in ("scaling", "decisions"):
         extra = [*extra, "--postgres", args.postgres]
+    extra = [*extra, *args.extra]
     trees = {"base": args.base.resolve(), "new": args.new.resolve()}
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     for repeat in range(args.repeats):
@@ -100,7 +117,7 @@ def main() -> int:
         f"`benchmarks/{args.benchmark}.py {' '.join(extra)}`; medians.", "",
         shown, "", common.env_line(common.environment()),
     ])
-    common.write_results(f"ab-{args.benchmark}", {
+    common.write_results(args.output or f"ab-{args.benchmark}", {
         "benchmark": f"ab-{args.benchmark}", "command": command, "commits": commits,
         "runs": runs, "ratios": ratios, "environment": common.environment(),
     }, markdown)

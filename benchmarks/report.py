@@ -43,6 +43,14 @@ ORDER = [
      "python benchmarks/ab.py --base BASE --new NEW utilization"),
     ("ab-scaling", "Side by side: scaling before and after the last core change",
      "python benchmarks/ab.py --base BASE --new NEW scaling"),
+    ("ab-decisions", "Decisions per second",
+     "python benchmarks/ab.py --base BASE --new NEW --repeats 3 --postgres "
+     "postgresql://postgres@127.0.0.1:5432/decide_bench decisions"),
+    ("ab-decisions-workers", "Decisions per second with many workers",
+     "python benchmarks/ab.py --base BASE --new NEW --repeats 3 --postgres "
+     "postgresql://postgres@127.0.0.1:5432/decide_bench --output ab-decisions-workers "
+     "decisions -- --backends postgresql --stored 10000 --workers 1,4 --controllers 1000 "
+     "--decisions 200"),
 ]
 
 

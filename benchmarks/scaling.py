@@ -50,10 +50,10 @@ TARGET = 1.5
 CHUNK = 5000
 
 
-def postgres_database(base: str, size: int) -> str:
-    """A fresh database ``<base db>_scale_<size>`` on the server of ``base``."""
+def postgres_database(base: str, suffix: str) -> str:
+    """A fresh database ``<base db>_<suffix>`` on the server of ``base``."""
     url = sqlalchemy.engine.make_url(normalize_url(base))
-    name = f"{url.database}_scale_{size}"
+    name = f"{url.database}_{suffix}"
     admin = sqlalchemy.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -62,20 +62,21 @@ def postgres_database(base: str, size: int) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def fill(study: pbtune.Study, size: int, root: Path) -> None:
-    """Store ``size`` trials: lineages of COMPLETE trials and one QUEUED trial per member."""
+def fill(study: pbtune.Study, size: int, root: Path, population: int = POPULATION) -> None:
+    """Store ``size`` trials: lineages of COMPLETE trials and one QUEUED trial per member
+    of the study's ``population``."""
     rng = np.random.default_rng(0)
     engine = sqlalchemy.create_engine(normalize_url(study.storage.url or ""))
     study_id = study.id
-    generations = max(1, size // POPULATION)  # the last generation is the QUEUED one
+    generations = max(1, size // population)  # the last generation is the QUEUED one
     now = time.time()
     with engine.begin() as connection:
         # create_study made generation 0 as QUEUED trials: they become the first COMPLETE ones.
         # A trial is named by its number in the study (its id); the storage keys the rows.
         ids = {t.member: t.id for t in study.trials()}
         first = [t.number for t in study.trials()]
-        assert sorted(first) == list(range(POPULATION)), first
-        fitness = {m: float(rng.normal()) for m in range(POPULATION)}
+        assert sorted(first) == list(range(population)), first
+        fitness = {m: float(rng.normal()) for m in range(population)}
         rows_by_gen: list[dict[int, int]] = [dict(ids)]
         complete_gen0 = generations > 1
         for member, trial_id in ids.items():
@@ -89,15 +90,15 @@ def fill(study: pbtune.Study, size: int, root: Path) -> None:
                     started_at=now if complete_gen0 else None,
                     finished_at=now if complete_gen0 else None,
                 ))
-        number = POPULATION
+        number = population
         batch: list[dict[str, Any]] = []
         for generation in range(1, generations):
             last = generation == generations - 1
             previous = rows_by_gen[-1]
             current: dict[int, int] = {}
-            for member in range(POPULATION):
+            for member in range(population):
                 exploit = rng.random() < EXPLOIT_SHARE
-                donor = int(rng.integers(POPULATION)) if exploit else member
+                donor = int(rng.integers(population)) if exploit else member
                 parent = previous[donor]
                 score = fitness[donor] + float(rng.normal(0.1, 0.3))
                 if not last:
@@ -260,7 +261,7 @@ def main() -> int:
             results["sqlite"] = measure("sqlite", urls, root, args.pairs, args.rounds,
                                         explore)
         if args.postgres and "postgresql" in backends:
-            urls = {n: postgres_database(args.postgres, n) for n in sizes}
+            urls = {n: postgres_database(args.postgres, f"scale_{n}") for n in sizes}
             results["postgresql"] = measure("postgresql", urls, root, args.pairs,
                                             args.rounds, explore)
     base = min(sizes)

@@ -7,11 +7,12 @@ study exactly where it was. A worker talks to the study through these methods on
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ class Controller:
         # The study's checkpoints (``store``: another, as a simulation keeps in memory).
         self._store = store or open_store(config.checkpoint_root, study.checkpoint_dir)
         self._stop_check = StopCheck(config)
+        # The population as the last decision here that committed saw it: the next reads
+        # only what changed since (see `Transaction.population`).
+        self._population: dict[int, FrozenTrial] = {}
         # Deletes a collected checkpoint after the commit that forgot it; see
         # `deleting_in_background` (a directory left by a crash is swept at the end).
         self._delete: Callable[[Location], None] = self._store.remove
@@ -81,11 +85,13 @@ class Controller:
     def claim(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:
         """`ask` without the look first: for a busy worker that expects work queued."""
         token = uuid.uuid4().hex
+        tries = itertools.count()
 
         def work(tx: Transaction) -> Claimed | Wait | Done:
+            fresh = next(tries) == 0
             if tx.study_state() != StudyState.RUNNING:
                 return DONE
-            claimed = self._claim(tx, worker, token, role)
+            claimed = self._claim(tx, worker, token, role, fresh=fresh)
             if claimed is not None:
                 return claimed
             return WAIT if tx.count_active() else DONE
@@ -103,15 +109,18 @@ class Controller:
                 "train": (TrialState.QUEUED,),
                 "evaluate": (TrialState.TRAINED,)}[role]
 
-    def _claim(self, tx: Transaction, worker: str, token: str, role: Role) -> Claimed | None:
+    def _claim(self, tx: Transaction, worker: str, token: str, role: Role, *,
+               fresh: bool = False, known: Sequence[FrozenTrial] = ()) -> Claimed | None:
+        """Claim under ``token`` (``fresh``: in the first transaction that uses it); a
+        trial's parent is taken from ``known`` (read in this transaction) if it is there."""
         now = self.clock.time()
         for state in self._claimable(role):
             if state == TrialState.TRAINED:
                 held = tx.claim_next_evaluation(worker, token, now)
             else:
-                held = tx.claim_next(worker, token, now)
+                held = tx.claim_next(worker, token, now, fresh=fresh)
             if held is not None:
-                return _claimed(tx, held)
+                return _claimed(tx, held, known)
         return None
 
     # -- a trial's run -------------------------------------------------------------------------
@@ -214,8 +223,10 @@ class Controller:
                        ) -> tuple[bool, Claimed | None]:
         trial = claimed.trial
         token = uuid.uuid4().hex  # outside `work`: a retried transaction reuses it
+        tries = itertools.count()
 
         def work(tx: Transaction) -> _Told:
+            fresh = next(tries) == 0
             now = self.clock.time()  # inside: the transaction may have waited for the lock
             finished = tx.complete(trial, claimed.claim, metrics=metrics, fitness=fitness,
                                    checkpoint=checkpoint, now=now)
@@ -227,8 +238,8 @@ class Controller:
                     return _Told(False)
                 return _Told(True, following=self._reclaimed(tx, token, worker))
             tx.member_completed(trial.member, trial.id)
-            population = tx.population()
-            told = _Told(True)
+            population = tx.population({**self._population, finished.id: finished})
+            told = _Told(True, population=population)
             # A study that ended (a stop rule, `Study.stop`, or failed) records results
             # that come in from trials running elsewhere, and decides nothing: the
             # member's next trial is decided if the study runs again (see `reopen`).
@@ -239,10 +250,15 @@ class Controller:
                     maybe_finish_study(tx)
             told.garbage.extend(collect_garbage(tx, self.config, population))
             if worker is not None and tx.study_state() == StudyState.RUNNING:
-                told.following = self._claim(tx, worker, token, role)
+                # Decisions are serialized, so the population read above is current: the
+                # next trial's parent is usually in it.
+                told.following = self._claim(tx, worker, token, role, fresh=fresh,
+                                             known=population)
             return told
 
         told = self.storage.write(self.study.id, work)
+        if told.population:  # committed: the next decision here starts from it
+            self._population = {t.id: t for t in told.population}
         if not told.told:
             _log.warning(
                 "refused the result of trial %s: it is no longer held by this worker "
@@ -442,13 +458,15 @@ class Controller:
         return self.storage.count_states(self.study.id)[TrialState.COMPLETE]
 
 
-def _claimed(tx: Transaction, held: HeldTrial) -> Claimed:
-    """A held trial as claimed work; a trial to train comes with its parent, read here."""
+def _claimed(tx: Transaction, held: HeldTrial, known: Sequence[FrozenTrial] = ()
+             ) -> Claimed:
+    """A held trial as claimed work; a trial to train comes with its parent: one of
+    ``known`` (current trials of this transaction), or read here."""
     trial = held.trial
-    if trial.state == TrialState.EVALUATING:
+    if trial.state == TrialState.EVALUATING or trial.parent_id is None:
         return Claimed(trial, held.claim, None)
-    parent = tx.trial(trial.parent_id) if trial.parent_id is not None else None
-    return Claimed(trial, held.claim, parent)
+    parent = next((t for t in known if t.id == trial.parent_id), None)
+    return Claimed(trial, held.claim, parent or tx.trial(trial.parent_id))
 
 
 def _recorded(tx: Transaction, claimed: Claimed, state: TrialState, *,
@@ -464,11 +482,12 @@ def _recorded(tx: Transaction, claimed: Claimed, state: TrialState, *,
 
 @dataclass
 class _Told:
-    """What a final result's transaction did: whether it was recorded, the checkpoints it
-    collected (deleted after the commit), the work it claimed next, what to log, and
-    whether it stopped the study."""
+    """What a final result's transaction did: whether it was recorded, the population it
+    decided with, the checkpoints it collected (deleted after the commit), the work it
+    claimed next, what to log, and whether it stopped the study."""
 
     told: bool
+    population: list[FrozenTrial] = field(default_factory=list)
     garbage: list[Holder] = field(default_factory=list)
     following: Claimed | None = None
     notes: list[str] = field(default_factory=list)

@@ -175,15 +175,10 @@ def maybe_finish_study(tx: Transaction) -> None:
 
 
 def _best_holders(holders: list[Holder], config: StudyConfig) -> list[Holder]:
-    """The ``keep_best`` best trials that hold a checkpoint, as the study compares them."""
-    criteria = config.criteria
-    if criteria.plain:
-        sign = -1.0 if config.mode == "max" else 1.0
-        return sorted((t for t in holders if t.fitness is not None),
-                      key=lambda t: (sign * t.fitness, t.id),  # type: ignore[operator]
-                      )[: config.keep_best]
+    """The ``keep_best`` best trials that hold a checkpoint, as the study's criteria
+    (several objectives, constraints) compare them."""
     scored = [t for t in holders if t.metrics is not None]
-    scores = criteria.scores(scored)
+    scores = config.criteria.scores(scored)
     return sorted(scored, key=lambda t: (-scores[t.id], t.id))[: config.keep_best]
 
 
@@ -194,8 +189,12 @@ def collect_garbage(
 
     Kept: parents of trials not finished yet, each member's latest COMPLETE trial
     (``population``, read in this transaction), trials waiting for their evaluation
-    and the ``keep_best`` best.
+    and the ``keep_best`` best. With one plain fitness the database picks them in one
+    statement (`Transaction.collect_garbage`); the best under several objectives or
+    constraints are ranked here, from every holder's metrics.
     """
+    if config.criteria.plain:
+        return tx.collect_garbage(config.keep_best, config.mode)
     holders = tx.checkpoint_holders()
     keep = tx.pending_parent_ids()
     keep.update(t.id for t in population)

@@ -8,6 +8,7 @@ from pbtune.storages._engine import (
     normalize_url,
     sqlite_file,
 )
+from pbtune.storages._holders import Holder
 from pbtune.storages._records import (
     HeldTrial,
     MemberRecord,
@@ -17,7 +18,7 @@ from pbtune.storages._records import (
     StudyState,
 )
 from pbtune.storages._storage import Storage
-from pbtune.storages._txn import Holder, Stretch, Transaction
+from pbtune.storages._txn import Stretch, Transaction
 
 __all__ = [
     "SYSTEM_CLOCK",

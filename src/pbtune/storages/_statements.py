@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
+    Update,
     bindparam,
     cast,
     func,
@@ -28,6 +29,7 @@ from pbtune.trial import TrialState
 
 ACTIVE = tuple(s.value for s in TrialState if s.is_active)
 HELD = tuple(s.value for s in TrialState if s.is_held)
+AWAITING = (TrialState.TRAINED.value, TrialState.EVALUATING.value)  # their evaluation
 STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
 # A trial is named by its number in the study (the id users see); the unique index
 # ix_pbtune_trials_number finds it.
@@ -60,11 +62,20 @@ HELD_BY = select(trials).where(
     trials.c.claim == bindparam("b_claim"),
     trials.c.state.in_(HELD),
 )
+# A claim in one statement: the trial NEXT_QUEUED finds (locked, SKIP LOCKED on PostgreSQL)
+# becomes RUNNING, with a first heartbeat on the clock that judges backoffs; the caller
+# sets the held trial's other columns, and gets its new row.
+CLAIM_NEXT = update(trials).where(
+    trials.c.study_id == STUDY,
+    trials.c.state == TrialState.QUEUED.value,
+    trials.c.number == NEXT_QUEUED.with_only_columns(trials.c.number)
+    .with_for_update(skip_locked=True).scalar_subquery(),
+).values(heartbeat_at=_CLOCK).returning(*trials.c)
 NEXT_TRAINED = _next_in(TrialState.TRAINED)
 NEXT_TRAINED_SKIP_LOCKED = NEXT_TRAINED.with_for_update(skip_locked=True)
 AWAITING_EVALUATION = select(trials.c.number).where(
     trials.c.study_id == STUDY,
-    trials.c.state.in_((TrialState.TRAINED.value, TrialState.EVALUATING.value)),
+    trials.c.state.in_(AWAITING),
 )
 MOVE = update(trials).where(
     trials.c.number == bindparam("b_id"),
@@ -90,7 +101,9 @@ ALL_HELD = select(trials).where(trials.c.study_id == STUDY, trials.c.state.in_(H
 NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
     trials.c.study_id == STUDY
 )
-INSERT_TRIAL = trials.insert()
+# A new trial takes the next number in the same statement (ix_pbtune_trials_number finds
+# the highest); the writes that add trials hold the study's lock, so none takes it twice.
+INSERT_TRIAL = trials.insert().values(number=NEXT_NUMBER.scalar_subquery())
 COUNT_ACTIVE = select(func.count()).where(
     trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
 )
@@ -109,14 +122,62 @@ POPULATION = (
     .where(members.c.study_id == STUDY)
     .order_by(trials.c.member)
 )
+# The population as numbers and checkpoints only (no JSON to decode), in the same order.
+POPULATION_CHECKPOINTS = POPULATION.with_only_columns(trials.c.number, trials.c.checkpoint)
+TRIALS_BY_NUMBER = select(trials).where(
+    trials.c.study_id == STUDY, trials.c.number.in_(bindparam("b_ids", expanding=True))
+)
 CHECKPOINT_HOLDERS = select(
     trials.c.number, trials.c.fitness, trials.c.checkpoint, trials.c.metrics
 ).where(trials.c.study_id == STUDY, trials.c.checkpoint.is_not(None))
+FORGET_CHECKPOINTS = update(trials).where(
+    trials.c.study_id == STUDY, trials.c.number.in_(bindparam("b_ids", expanding=True))
+).values(checkpoint=None)
 PENDING_PARENTS = select(trials.c.parent_id).where(
     trials.c.study_id == STUDY,
     trials.c.state.in_(ACTIVE),
     trials.c.parent_id.is_not(None),
 )
+_LATEST = select(members.c.latest_complete_id).where(
+    members.c.study_id == STUDY, members.c.latest_complete_id.is_not(None)
+)
+
+
+def _garbage(best_first: Any) -> Select[Any]:
+    """The checkpoints nobody needs: held by no member's latest result, no unfinished
+    trial's parent, no trial awaiting its evaluation, and not among the b_keep best by
+    fitness (``best_first``; ties: the lower number). One statement, whose subqueries
+    read the unfinished trials, the members and the holders: its cost follows the
+    population, never the trials the study has stored."""
+    best = (
+        select(trials.c.number)
+        .where(trials.c.study_id == STUDY, trials.c.checkpoint.is_not(None),
+               trials.c.fitness.is_not(None))
+        .order_by(best_first, trials.c.number)
+        .limit(bindparam("b_keep", type_=Integer))
+    )
+    return select(trials.c.number, trials.c.fitness, trials.c.checkpoint).where(
+        trials.c.study_id == STUDY,
+        trials.c.checkpoint.is_not(None),
+        trials.c.state.not_in(AWAITING),
+        trials.c.number.not_in(PENDING_PARENTS),
+        trials.c.number.not_in(_LATEST),
+        trials.c.number.not_in(best),
+    )
+
+
+def _forget(garbage: Select[Any]) -> Update:
+    """Forget ``garbage``'s checkpoints and return what they were, in one statement: on
+    PostgreSQL, whose RETURNING may name the rows an UPDATE joins (SQLite's may not)."""
+    found = garbage.subquery("garbage")
+    return (update(trials)
+            .where(trials.c.study_id == STUDY, trials.c.number == found.c.number)
+            .values(checkpoint=None)
+            .returning(found.c.number, found.c.fitness, found.c.checkpoint))
+
+
+GARBAGE = {"max": _garbage(trials.c.fitness.desc()), "min": _garbage(trials.c.fitness.asc())}
+FORGET_GARBAGE = {mode: _forget(garbage) for mode, garbage in GARBAGE.items()}
 _PARENT = trials.alias("parent")
 _WITH_START = select(
     trials.c.number, trials.c.member, trials.c.parent_id, trials.c.params,
@@ -134,9 +195,9 @@ RECENT_COMPLETE = (
 ACTIVE_WITH_START = _WITH_START.where(
     trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
 ).order_by(trials.c.number)
-# What a decision reads of its study: its state, its budget and its stop rules (another
-# process may have changed them; NULL without rules); the PostgreSQL lock that serializes
-# decisions reads the same row.
+# What a decision reads of its study: its state, its budget, its stop rules (another
+# process may have changed them; NULL without rules) and their state; the PostgreSQL lock
+# that serializes decisions reads the same row.
 STUDY_ROW = select(studies.c.state, studies.c.config["max_steps"].as_integer(),
-                   studies.c.config["stop"]).where(studies.c.id == STUDY)
+                   studies.c.config["stop"], studies.c.stop_state).where(studies.c.id == STUDY)
 LOCK_STUDY = STUDY_ROW.with_for_update()

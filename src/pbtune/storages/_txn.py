@@ -7,12 +7,13 @@ on the trial's state (and, for a held trial, its claim), checked against
 first). A member's row changes through
 `member_completed`, `member_failed` and `member_done` (and `member_resumed`, when a raised
 budget lets a finished member train on: see `StudyLifecycle`; `member_given_retries`, when
-a member that gave up trains again).
+a member that gave up trains again). The checkpoints trials hold, and their collection, are
+in `CheckpointHolders`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -24,23 +25,15 @@ from sqlalchemy import (
     update,
 )
 
-from pbtune.checkpoints import Location, as_location
+from pbtune.checkpoints import Location
 from pbtune.storages import _statements as q
 from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
+from pbtune.storages._holders import CheckpointHolders
 from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._rows import row_to_held, row_to_trial
 from pbtune.storages._schema import members, reports, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
-
-
-class Holder(NamedTuple):
-    """A trial that holds a checkpoint: what garbage collection needs of it."""
-
-    id: int
-    fitness: float | None
-    checkpoint: Location
-    metrics: dict[str, float] | None = None
 
 
 class Stretch(NamedTuple):
@@ -57,7 +50,7 @@ class Stretch(NamedTuple):
     start_fitness: float | None
 
 
-class Transaction(StudyLifecycle):
+class Transaction(StudyLifecycle, CheckpointHolders):
     """One transaction scoped to one study: the controller's reads and writes.
 
     On PostgreSQL the study row is locked first, so the decisions of one study are
@@ -115,19 +108,29 @@ class Transaction(StudyLifecycle):
                                     **self._study})
         return [row_to_held(r) for r in rows.mappings()]
 
-    def claim_next(self, worker: str, claim: str, now: float) -> HeldTrial | None:
+    def claim_next(self, worker: str, claim: str, now: float, *, fresh: bool = False
+                   ) -> HeldTrial | None:
         """`start` the QUEUED trial of the member furthest behind, for ``worker``, at
         ``now`` (its clock, for users to read); a retry's backoff is judged by the
         database's clock (see `next_queued`).
 
         Idempotent per ``claim``: a retry whose first COMMIT went through (the reply was
-        lost) gets the trial it already holds rather than a second one.
+        lost) gets the trial it already holds rather than a second one. A ``fresh`` claim
+        (the first transaction to use it) holds nothing yet, so that look is skipped.
         """
-        held = self.held_by(claim)
-        if held is not None:
-            return held
-        queued = self.next_queued()
-        return self.start(queued, worker, claim, now) if queued is not None else None
+        if not fresh:
+            held = self.held_by(claim)
+            if held is not None:
+                return held
+        if not self._returning:
+            queued = self.next_queued()
+            return self.start(queued, worker, claim, now) if queued is not None else None
+        # Found and started in one statement (`CLAIM_NEXT`), as `start` would.
+        row = self._c.execute(q.CLAIM_NEXT, {
+            "b_clock": self.clock.stamp(), **self._study, "state": TrialState.RUNNING.value,
+            "worker": worker, "claim": claim, "started_at": now,
+        }).mappings().first()
+        return row_to_held(row) if row is not None else None
 
     def claim_next_evaluation(self, worker: str, claim: str, now: float) -> HeldTrial | None:
         """`start_evaluation` of the oldest TRAINED trial (idempotent per claim)."""
@@ -139,10 +142,6 @@ class Transaction(StudyLifecycle):
         if row is None:
             return None
         return self.start_evaluation(row_to_trial(row), worker, claim, now)
-
-    def awaiting_evaluation(self) -> set[int]:
-        """TRAINED and EVALUATING trials: their checkpoints wait for an evaluator."""
-        return {int(i) for i in self._c.execute(q.AWAITING_EVALUATION, self._study).scalars()}
 
     # -- transitions: each a compare-and-set on the state (and the claim) ----------------------
     def start(self, trial: FrozenTrial, worker: str, claim: str, now: float
@@ -239,11 +238,11 @@ class Transaction(StudyLifecycle):
         ).mappings().first()
 
     def add_trial(self, new: NewTrial, now: float) -> None:
-        """Enqueue a trial (QUEUED); the storage numbers it."""
-        number = self._c.execute(q.NEXT_NUMBER, self._study).scalar_one()
+        """Enqueue a trial (QUEUED); the storage numbers it (the next number, in the same
+        statement)."""
         self._c.execute(q.INSERT_TRIAL, {
+            **self._study,
             "study_id": self.study_id,
-            "number": number,
             "member": new.member,
             "generation": new.generation,
             "parent_id": new.parent_id,
@@ -365,9 +364,28 @@ class Transaction(StudyLifecycle):
     def _set_member(self, member: int, **values: Any) -> None:
         self._c.execute(q.UPDATE_MEMBER, {"b_member": member, **self._study, **values})
 
-    def population(self) -> list[FrozenTrial]:
-        """Each member's latest COMPLETE trial."""
-        return [row_to_trial(r) for r in self._c.execute(q.POPULATION, self._study).mappings()]
+    def population(self, known: Mapping[int, FrozenTrial] | None = None
+                   ) -> list[FrozenTrial]:
+        """Each member's latest COMPLETE trial, by member.
+
+        ``known``: trials by number, read before (in transactions that committed). A
+        COMPLETE trial never changes but for losing its checkpoint (collected, or found
+        gone), so a known trial whose stored checkpoint is still the one it has is used as
+        it is: only numbers and checkpoints are read, and the trials not known in full.
+        """
+        if not known:
+            return self._trials(q.POPULATION, self._study)
+        latest = self._c.execute(q.POPULATION_CHECKPOINTS, self._study).all()
+        missing = [n for n, checkpoint in latest if not _same(known.get(n), checkpoint)]
+        if 2 * len(missing) > len(latest):  # mostly new: one read of them all is cheaper
+            return self._trials(q.POPULATION, self._study)
+        read = {t.id: t for t in self._trials(q.TRIALS_BY_NUMBER,
+                                              {"b_ids": missing, **self._study})
+                } if missing else {}
+        return [read[n] if n in read else known[n] for n, _ in latest]
+
+    def _trials(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
+        return [row_to_trial(r) for r in self._c.execute(query, params).mappings()]
 
     def recent_complete(self, limit: int) -> list[Stretch]:
         """The study's ``limit`` newest COMPLETE trials (by number), oldest first."""
@@ -377,40 +395,6 @@ class Transaction(StudyLifecycle):
     def active_with_start(self) -> list[Stretch]:
         """The study's unfinished trials (their fitness None), by number."""
         return [Stretch(*row) for row in self._c.execute(q.ACTIVE_WITH_START, self._study)]
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def checkpoint_holders(self) -> list[Holder]:
-        """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
-        return [
-            Holder(id=r.number, fitness=r.fitness, checkpoint=as_location(r.checkpoint),
-                   metrics=r.metrics)
-            for r in self._c.execute(q.CHECKPOINT_HOLDERS, self._study)
-        ]
-
-    def pending_parent_ids(self) -> set[int]:
-        """Parents of trials not finished yet (their checkpoints are still needed)."""
-        return {int(pid) for pid in self._c.execute(q.PENDING_PARENTS, self._study).scalars()}
-
-    def forget_checkpoints(self, trial_ids: Iterable[int]) -> None:
-        ids = list(trial_ids)
-        if ids:
-            self._c.execute(
-                update(trials)
-                .where(trials.c.study_id == self.study_id, trials.c.number.in_(ids))
-                .values(checkpoint=None)
-            )
-
-    def checkpoint_gone(self, trial_id: int, checkpoint: Location) -> bool:
-        """Record that trial ``trial_id``'s ``checkpoint`` was found missing or damaged:
-        it keeps the location in ``checkpoint_gone``, and has no checkpoint from now on
-        (nothing warm-starts from it, and garbage collection and ``keep_best`` do not
-        count it). True only for the first finder: a second one changes nothing."""
-        return bool(self._c.execute(
-            update(trials)
-            .where(trials.c.study_id == self.study_id, trials.c.number == trial_id,
-                   trials.c.checkpoint == str(checkpoint))
-            .values(checkpoint=None, checkpoint_gone=str(checkpoint))
-        ).rowcount)
 
     # -- the study ---------------------------------------------------------------------------
     def set_study_state(self, state: StudyState, error: str | None = None) -> None:
@@ -447,14 +431,14 @@ class Transaction(StudyLifecycle):
         self._row = None
 
     def stop_state(self) -> dict[str, Any]:
-        """What the study's stop rules keep between results (empty at first)."""
-        found = self._c.execute(
-            select(studies.c.stop_state).where(studies.c.id == self.study_id)).scalar()
-        return dict(found) if found else {}
+        """What the study's stop rules keep between results (empty at first), read with
+        its state (`_study_row`)."""
+        return dict(self._study_row().stop_state)
 
     def set_stop_state(self, state: dict[str, Any]) -> None:
         self._c.execute(update(studies).where(studies.c.id == self.study_id)
                         .values(stop_state=state))
+        self._row = None
 
     def max_steps(self) -> int:
         """The study's stored budget (a decision reads it every time, so a budget raised
@@ -464,8 +448,8 @@ class Transaction(StudyLifecycle):
         return budget
 
     def _study_row(self) -> StudyRow:
-        """The study's state, budget and stop rules, read once per transaction (again
-        after this transaction changes them)."""
+        """The study's state, budget, stop rules and their state, read once per
+        transaction (again after this transaction changes them)."""
         if self._row is None:
             self._row = _study_row(self._c.execute(q.STUDY_ROW, self._study).one())
         return self._row
@@ -477,15 +461,21 @@ class StudyRow(NamedTuple):
     state: StudyState
     max_steps: int | None
     stop: list[dict[str, Any]] | None
+    stop_state: dict[str, Any]
 
 
 def _study_row(row: Any) -> StudyRow:
     return StudyRow(StudyState(row[0]), None if row[1] is None else int(row[1]),
-                    list(row[2]) if row[2] else None)
+                    list(row[2]) if row[2] else None, dict(row[3]) if row[3] else {})
 
 
 def _text(checkpoint: Location | None) -> str | None:
     return str(checkpoint) if checkpoint is not None else None
+
+
+def _same(trial: FrozenTrial | None, checkpoint: str | None) -> bool:
+    """Whether ``trial`` is known and has the checkpoint stored now (as it was written)."""
+    return trial is not None and _text(trial.checkpoint) == checkpoint
 
 
 def _member(row: RowMapping) -> MemberRecord:
