@@ -25,7 +25,8 @@ phase.
 
 Each study has a database of its own: an SQLite file, or a PostgreSQL database named after
 ``--postgres`` plus ``_dec_p<population>_n<stored>`` (dropped and made again; PostgreSQL
-gets ``ANALYZE`` after the bulk load). Writes results/decisions.{json,md}.
+gets ``ANALYZE`` after the bulk load). ``--explain`` prints the plan of every statement
+of one decision of each study. Writes results/decisions.{json,md}.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, create_engine, event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -51,6 +52,7 @@ from scaling import count, fill, postgres_database
 import pbtune
 from pbtune.checkpoints import CheckpointStore, Location
 from pbtune.controller import Claimed, Controller
+from pbtune.storages import normalize_url
 
 KEEP_BEST = 3
 WARM_UP = 20
@@ -167,6 +169,37 @@ def make_study(url: str, population: int, stored: int, root: Path) -> tuple[str,
     return name, held, took
 
 
+def explain(url: str, name: str) -> None:
+    """Print the plan of every statement of one decision: EXPLAIN ANALYZE on PostgreSQL
+    (in a transaction rolled back), EXPLAIN QUERY PLAN on SQLite."""
+    storage = pbtune.Storage(url)
+    decider = Decider(storage, name, "bench:explain:w", 0)
+    decider.decide(WARM_UP, record=False)
+    sent: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if not statement.startswith(("BEGIN", "EXPLAIN")):
+            sent.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", keep)
+    try:
+        decider.decide(1, record=False)
+    finally:
+        event.remove(Engine, "before_cursor_execute", keep)
+    engine = create_engine(normalize_url(url))
+    prefix = ("EXPLAIN ANALYZE " if engine.dialect.name == "postgresql"
+              else "EXPLAIN QUERY PLAN ")
+    with engine.connect() as connection:
+        for statement, parameters in sent:
+            print(" ".join(statement.split())[:160])
+            for row in connection.exec_driver_sql(prefix + statement, parameters):
+                print("    ", row[-1])
+        connection.rollback()
+    engine.dispose()
+    assert decider.controller.release(decider.claimed)
+    storage.dispose()
+
+
 def figures(seconds: list[float], statements: int, wall: float) -> dict[str, Any]:
     return {
         "decisions": len(seconds),
@@ -265,6 +298,8 @@ def main() -> int:
                         "deciding in turn, as that many worker processes would")
     parser.add_argument("--postgres", default=common.DEFAULT_POSTGRES)
     parser.add_argument("--output", default="decisions")
+    parser.add_argument("--explain", action="store_true",
+                        help="also print the plan of every statement of one decision")
     args = parser.parse_args()
     populations = [int(p) for p in args.populations.split(",")]
     sizes = [int(n) for n in args.stored.split(",")]
@@ -280,6 +315,8 @@ def main() -> int:
                 print(f"{backend}: population {key[0]}, {held} trials stored in {took:.1f} s",
                       flush=True)
                 studies[key] = (url, name)
+                if args.explain:
+                    explain(url, name)
             for workers in worker_counts:
                 if workers == 1:
                     measured = one_worker(studies, args.decisions, args.rounds,
