@@ -179,3 +179,16 @@ def test_noisy_quadratic_rewards_a_decaying_learning_rate() -> None:
     assert train([(1.0, 2000)], batch=512) < constant  # a larger batch lowers the floor
     assert train([(2.5, 100)]) > 1e3  # above 2 / h_max it diverges, and stays finite
     assert NQM.needs == ("lr", "batch_size")
+
+
+def test_a_name_taken_gets_advice_that_works(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    args = ["simulate", "--storage", url, "--study", "s", "--population-size", "2",
+            "--max-steps", "8", "--workers", "2"]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 0
+    taken = runner.invoke(cli, args)
+    assert taken.exit_code != 0 and "give it another name" in taken.output
+    advice = taken.output.split("(pbtune ")[1].rstrip(")\n").split()
+    assert runner.invoke(cli, advice).exit_code == 0  # pbtune delete ... --yes
+    assert runner.invoke(cli, args).exit_code == 0

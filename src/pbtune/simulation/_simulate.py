@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pbtune._errors import ConfigError
+from pbtune._errors import ConfigError, DuplicatedStudyError
 from pbtune.controller import Controller
 from pbtune.simulation._engine import Simulation
 from pbtune.simulation._faults import Faults
@@ -123,8 +123,15 @@ def simulate(
     name = name or f"simulation-{getattr(fn, 'name', 'task')}-{uuid.uuid4().hex[:8]}"
     clock = VirtualClock(time.time())
     store = MemoryStore()
-    created = create_study(name=name, storage=Storage(storage, clock=clock), seed=seed,
-                                  **settings)
+    try:
+        created = create_study(name=name, storage=Storage(storage, clock=clock), seed=seed,
+                               **settings)
+    except DuplicatedStudyError:
+        where = f" --storage {storage}" if storage else ""
+        raise DuplicatedStudyError(
+            f"a study named {name!r} exists in {storage}: a simulation makes a new study, "
+            f"so give it another name, or delete that one first (pbtune delete{where} "
+            f"--study {name} --yes)") from None
     if created.config.evaluated:
         raise ConfigError("a simulation runs studies without an evaluate function: the "
                           "surrogate's metrics are the trial's result")
