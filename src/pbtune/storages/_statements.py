@@ -104,6 +104,7 @@ NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
 # A new trial takes the next number in the same statement (ix_pbtune_trials_number finds
 # the highest); the writes that add trials hold the study's lock, so none takes it twice.
 INSERT_TRIAL = trials.insert().values(number=NEXT_NUMBER.scalar_subquery())
+INSERT_TRIAL_NUMBERED = INSERT_TRIAL.returning(trials.c.number)
 COUNT_ACTIVE = select(func.count()).where(
     trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
 )

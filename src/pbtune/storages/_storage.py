@@ -32,6 +32,7 @@ from pbtune.storages._engine import create_storage_engine, normalize_url
 from pbtune.storages._faults import explain, gave_up
 from pbtune.storages._gate import WriteGate
 from pbtune.storages._lender import ConnectionLender
+from pbtune.storages._planner import refresh_statistics
 from pbtune.storages._records import (
     HeldTrial,
     MemberRecord,
@@ -156,12 +157,30 @@ class Storage:
         ``work`` may run more than once, so it must not have effects outside the database.
         """
 
-        def attempt() -> T:
-            with self._connect(write=True) as connection:
-                return work(Transaction(connection, study_id, lock_study=lock,
-                                        clock=self.clock))
+        grew = False
 
-        return self._retry(attempt)
+        def attempt() -> T:
+            nonlocal grew
+            with self._connect(write=True) as connection:
+                transaction = Transaction(connection, study_id, lock_study=lock,
+                                          clock=self.clock)
+                result = work(transaction)
+            grew = transaction.grew  # committed
+            return result
+
+        result = self._retry(attempt)
+        if grew:
+            self._refresh_statistics()
+        return result
+
+    def _refresh_statistics(self) -> None:
+        """After a write that doubled a study (see `_planner`): best effort, a decision
+        never fails for the planner's sake."""
+        try:
+            with self._connect(write=False) as connection:
+                refresh_statistics(connection)
+        except DBAPIError as error:
+            _log.debug("the planner's statistics were not refreshed: %s", short(error))
 
     def _reading(self, connection: Connection, study_id: int) -> Transaction:
         """A transaction that only reads, on a connection of `_read`."""
@@ -204,14 +223,14 @@ class Storage:
     ) -> StudyRecord:
         """Create a study and enqueue its first trials, in one transaction."""
 
-        def attempt() -> int:
+        def attempt() -> bool:
             try:
                 return insert_study()
             except IntegrityError:  # another process created it first
                 raise DuplicatedStudyError(
                     f"a study named {name!r} exists in {self!r}") from None
 
-        def insert_study() -> int:
+        def insert_study() -> bool:
             with self._connect(write=True, gate=False) as connection:
                 exists = connection.execute(
                     select(studies.c.id).where(studies.c.name == name)
@@ -242,9 +261,10 @@ class Storage:
                 tx = Transaction(connection, study_id, lock_study=False, clock=self.clock)
                 for new in initial:
                     tx.add_trial(new, now)
-                return int(study_id)
+                return tx.grew
 
-        self._retry(attempt)
+        if self._retry(attempt):
+            self._refresh_statistics()
         return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:
