@@ -1,12 +1,20 @@
-"""Trials whose worker went silent: found by their heartbeats, failed as lost, retried."""
+"""Trials whose worker is gone: found silent by their heartbeats (`Reaper`), or named by
+the run that saw their worker die or time out; failed as lost and retried, or put back in
+the queue (`LostTrials`, the controller's side of it)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+from pbtune.checkpoints import CheckpointStore
+from pbtune.controller._claims import Claimed
 from pbtune.controller._config import StudyConfig
-from pbtune.storages import HeldTrial
+from pbtune.storages import HeldTrial, Storage, StudyRecord
+from pbtune.trial import TrialState
+
+_log = logging.getLogger("pbtune.controller")
 
 
 class Reaper:
@@ -64,3 +72,75 @@ class Reaper:
                 suspects[key] = first_seen
         self._suspects = suspects
         return reaped
+
+
+class LostTrials:
+    """The controller's methods for trials whose worker is gone (`Controller` has them; this
+    is its mixin): reaping the silent, failing or requeueing a dead or stopped worker's."""
+
+    storage: Storage
+    study: StudyRecord
+    _reaper: Reaper
+    _store: CheckpointStore
+
+    release: Callable[[Claimed], bool]  # the controller's
+    tell_failure: Callable[..., bool]
+
+    def maybe_reap(self) -> None:
+        """`reap_stale`, at most once per heartbeat interval."""
+        self._reaper.maybe_reap()
+
+    def reap_stale(self, now: float | None = None) -> int:
+        """Fail held trials whose worker went silent, and retry them (see `Reaper`;
+        ``now``: `clock.monotonic`); return how many."""
+        return self._reaper.reap(now)
+
+    def fail_lost(self, held: HeldTrial | Claimed, reason: str, *, counts: bool = True,
+                  state: TrialState = TrialState.LOST) -> bool:
+        """Fail a held trial whose worker is gone (LOST; FAILED for ``state=FAILED``, as a
+        trial that ran past ``trial_timeout`` is); its member retries it.
+
+        An EVALUATING trial whose evaluator went silent or was interrupted
+        (``counts=False``) goes back to TRAINED: its training is kept, and its claim is
+        revoked so the evaluator's late result is refused. One whose evaluator crashed or
+        timed out (``counts=True``) fails like a training, using up a retry, so an
+        evaluation that kills its worker every time ends instead of looping.
+        """
+        claimed = held if isinstance(held, Claimed) else Claimed(held.trial, held.claim)
+        if held.trial.state == TrialState.EVALUATING and not counts:
+            if self.release(claimed):
+                _log.warning("evaluation of trial %s goes back to the queue: %s",
+                             held.trial.id, reason)
+                return True
+            return False
+        return self.tell_failure(claimed, reason, counts=counts, lost=True, state=state)
+
+    def requeue_worker(self, worker: str) -> int:
+        """Put the trials ``worker`` holds back in the queue unchanged (its run stopped at
+        its timeout): a training back to QUEUED, an evaluation back to TRAINED, as before
+        the claim, which is cleared so that a late result is refused. No failure counts
+        and no retry is made; the same trial runs again on the next run. A checkpoint the
+        worker committed but did not record is deleted, so that run can commit it again.
+        Returns how many trials went back."""
+        back = 0
+        for held in self.held_trials():
+            if held.trial.worker != worker or not self.release(Claimed(held.trial,
+                                                                       held.claim)):
+                continue
+            back += 1
+            if held.trial.state == TrialState.RUNNING:
+                try:
+                    self._store.remove(self._store.final(held.trial.number))
+                except Exception as error:  # the end-of-run sweep deletes it
+                    _log.warning("could not delete the unrecorded checkpoint of trial %s: "
+                                 "%s", held.trial.id, error)
+        return back
+
+    def fail_worker(self, worker: str, reason: str, *, counts: bool = True) -> int:
+        """Fail the held trials of a worker known to be dead."""
+        lost = [h for h in self.held_trials() if h.trial.worker == worker]
+        return sum(self.fail_lost(h, reason, counts=counts) for h in lost)
+
+    def held_trials(self) -> list[HeldTrial]:
+        """The trials workers hold now (RUNNING or EVALUATING), with their claims."""
+        return self.storage.held_trials(self.study.id)
