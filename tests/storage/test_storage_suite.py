@@ -19,6 +19,7 @@ from pbtune import Storage, StorageError, StudyNotFoundError, TrialState
 from pbtune.storages import (
     SYSTEM_CLOCK,
     HeldTrial,
+    Look,
     MemberState,
     NewTrial,
     StudyState,
@@ -547,6 +548,30 @@ def test_count_states_and_filtered_reads(storage: Storage) -> None:
     assert storage.count_states(make_study(storage, "other", end_steps=[10])) == {
         **none, TrialState.QUEUED: 1}
     assert storage.count_states(987654) == {state: 0 for state in TrialState}
+
+
+def test_an_idle_look_says_what_waits_and_whether_anything_is_active(
+        storage: Storage) -> None:
+    study_id = make_study(storage, end_steps=[10, 10])
+    queued, trained = (TrialState.QUEUED,), (TrialState.TRAINED,)
+    assert storage.look(study_id, queued) == Look(StudyState.RUNNING, True, True)
+    assert storage.look(study_id, trained) == Look(StudyState.RUNNING, False, True)
+    a, b = claim(storage, study_id, "a"), claim(storage, study_id, "b")
+    assert a and b
+    # Both held: nothing to claim, and the study is not done.
+    assert storage.look(study_id, queued) == Look(StudyState.RUNNING, False, True)
+    assert finish(storage, a, "a", 1.0)
+    assert storage.write(study_id, lambda tx: tx.mark_trained(
+        b, "b", metrics={"acc": 0.5}, checkpoint=None)) is not None
+    assert storage.look(study_id, (TrialState.TRAINED, TrialState.QUEUED)).claimable
+    assert not storage.look(study_id, queued).claimable
+    other = make_study(storage, "other", end_steps=[10])  # counts are per study
+    assert storage.look(other, trained) == Look(StudyState.RUNNING, False, True)
+    last = claim(storage, other, "c")
+    assert last and finish(storage, last, "c", 1.0)
+    assert storage.look(other, queued) == Look(StudyState.RUNNING, False, False)  # done
+    storage.set_study_state(study_id, StudyState.COMPLETE)
+    assert storage.look(study_id, queued).state == StudyState.COMPLETE
 
 
 def test_best_trial_for_max_and_min(storage: Storage) -> None:

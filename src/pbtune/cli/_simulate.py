@@ -88,9 +88,14 @@ def simulate(config_path: Path | None, task: str, population_size: int | None,
         settings["population_size"] = population_size
     if max_steps is not None:
         settings["max_steps"] = max_steps
-    logging.getLogger("pbtune").setLevel(logging.ERROR)  # lost trials are expected here
-    result = run_simulation(task, storage=storage_url, name=study_name,
-                            outage=_outage(outage), **options, **settings)
+    logger = logging.getLogger("pbtune")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # lost trials are expected here
+    try:
+        result = run_simulation(task, storage=storage_url, name=study_name,
+                                outage=_outage(outage), **options, **settings)
+    finally:
+        logger.setLevel(level)  # a caller in the same process logs as before
     if fmt == "json":
         click.echo(result.to_json())
         return

@@ -75,11 +75,11 @@ class Controller(LostTrials):
         queue for the write lock.
         """
         self.maybe_reap()
-        state, counts = self.storage.queue_state(self.study.id)
-        if state != StudyState.RUNNING:
+        look = self.storage.look(self.study.id, self._claimable(role))
+        if look.state != StudyState.RUNNING:
             return DONE
-        if not any(counts[s] for s in self._claimable(role)):
-            return WAIT if any(counts.values()) else DONE
+        if not look.claimable:
+            return WAIT if look.active else DONE
         return self.claim(worker, role)
 
     def claim(self, worker: str, role: Role = "both") -> Claimed | Wait | Done:

@@ -18,13 +18,14 @@ from pbtune.storages._records import (
     StudyState,
 )
 from pbtune.storages._storage import Storage
-from pbtune.storages._txn import Stretch, Transaction
+from pbtune.storages._txn import Look, Stretch, Transaction
 
 __all__ = [
     "SYSTEM_CLOCK",
     "Clock",
     "HeldTrial",
     "Holder",
+    "Look",
     "MemberRecord",
     "MemberState",
     "NewTrial",

@@ -7,6 +7,7 @@ never clash with a column that an UPDATE sets from the parameters.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import (
@@ -108,6 +109,24 @@ INSERT_TRIAL_NUMBERED = INSERT_TRIAL.returning(trials.c.number)
 COUNT_ACTIVE = select(func.count()).where(
     trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
 )
+
+
+@functools.cache
+def look(claimable: tuple[str, ...]) -> Select[Any]:
+    """An idle worker's look, in one statement: the study's state, whether a trial is in
+    one of the ``claimable`` states, and whether any is active. Each is an index probe
+    (ix_pbtune_trials_queue) that stops at the first row: the cost of a look does not
+    grow with the trials in flight, and thousands of idle workers poll."""
+
+    def any_in(states: tuple[str, ...]) -> Any:
+        return (select(trials.c.number)
+                .where(trials.c.study_id == STUDY, trials.c.state.in_(states))
+                .exists())
+
+    return select(studies.c.state, any_in(claimable), any_in(ACTIVE)).where(
+        studies.c.id == STUDY)
+
+
 ACTIVE_BY_STATE = (
     select(trials.c.state, func.count())
     .where(trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE))

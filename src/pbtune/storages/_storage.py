@@ -50,7 +50,7 @@ from pbtune.storages._schema import (
     trials,
 )
 from pbtune.storages._transient import at_connection_limit, is_transient, short
-from pbtune.storages._txn import Transaction
+from pbtune.storages._txn import Look, Transaction
 from pbtune.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger("pbtune.storage")
@@ -395,6 +395,10 @@ class Storage:
         return row_to_trial(row) if row is not None else None
 
     # -- workers ---------------------------------------------------------------------------
+    def look(self, study_id: int, claimable: tuple[TrialState, ...]) -> Look:
+        """An idle worker's look at the study (see `Look`): one statement, no write lock."""
+        return self._read(lambda c: self._reading(c, study_id).look(claimable))
+
     def queue_state(self, study_id: int) -> tuple[StudyState, dict[TrialState, int]]:
         """The study's state and how many of its trials are in each active state (a look
         that takes no write lock)."""

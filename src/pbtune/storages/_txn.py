@@ -281,6 +281,11 @@ class Transaction(StudyLifecycle, CheckpointHolders):
             counts[TrialState(state)] = int(n)
         return self.study_state(), counts
 
+    def look(self, claimable: tuple[TrialState, ...]) -> Look:
+        """What an idle worker needs to know (see `Look`), in one statement."""
+        row = self._c.execute(q.look(tuple(s.value for s in claimable)), self._study).one()
+        return Look(StudyState(row[0]), bool(row[1]), bool(row[2]))
+
     def count_complete(self) -> int:
         return int(
             self._c.execute(
@@ -460,6 +465,15 @@ class Transaction(StudyLifecycle, CheckpointHolders):
         if self._row is None:
             self._row = _study_row(self._c.execute(q.STUDY_ROW, self._study).one())
         return self._row
+
+
+class Look(NamedTuple):
+    """An idle worker's look at a study: its state, whether a trial waits in a state the
+    worker claims from, and whether any trial is still active (none: the study is done)."""
+
+    state: StudyState
+    claimable: bool
+    active: bool
 
 
 class StudyRow(NamedTuple):
