@@ -1,13 +1,19 @@
-"""Keeping PostgreSQL's query planner informed as a study grows.
+"""Keeping a growing study's PostgreSQL tables fit for its queries.
 
 The planner picks joins by its statistics of each table. A table it has never analyzed, or
-last analyzed when it was small (autovacuum is off on some servers, and on the others it
-wakes once a minute), looks a few rows long: the joins of a decision (the members' latest
-results, the checkpoints garbage collection keeps) then become nested loops over the whole
-population, and a decision over 1,000 members took 350 ms instead of a few. So the study's
-own writes refresh the statistics when its trial count doubles (`grew_past`): a dozen
-ANALYZEs up to 100,000 trials, each a sample of at most 30,000 rows, run after the
-decision commits, not inside it.
+last analyzed when it was small, looks a few rows long: the joins of a decision (the
+members' latest results, the checkpoints garbage collection keeps) then became nested loops
+over the whole population, and a decision over 1,000 members took 350 ms instead of a few.
+And every claim, result and forgotten checkpoint leaves a dead row version behind, with an
+entry in each index that a decision's index scans still visit until VACUUM removes it: at
+40,000 trials, garbage collection read 37,000 index entries to find 1,100 live ones.
+Autovacuum does both, but once a table has changed by a fifth, at most once a minute, and
+not at all on a server with ``autovacuum = off``.
+
+So the study's own writes tidy its tables (`tidy`) when its trials double up to
+`EVERY_TRIALS`, and every `EVERY_TRIALS` trials after (`due`), after the write that
+crossed the mark has committed: about 100 times up to 100,000 trials, each a VACUUM that
+skips the pages no one changed and an ANALYZE of at most 30,000 sampled rows.
 """
 
 from __future__ import annotations
@@ -16,23 +22,26 @@ from sqlalchemy import Connection, text
 
 from pbtune.storages._schema import members, reports, trials
 
-FIRST_REFRESH = 64  # trials; below this every plan is cheap
-LOCK_WAIT = "2s"
+FIRST_TRIALS = 64  # below this every plan is cheap
+EVERY_TRIALS = 1024
 
 
-def grew_past(number: int) -> bool:
-    """Whether a study whose newest trial is ``number`` just doubled in size (64, 128,
-    256, ... trials), so its tables' statistics are due for a refresh."""
+def due(number: int) -> bool:
+    """Whether a study whose newest trial is ``number`` just reached a size at which its
+    tables are tidied: 64, 128, ..., 1,024 trials, then every 1,024."""
     size = number + 1
-    return size >= FIRST_REFRESH and size & (size - 1) == 0
+    if size < EVERY_TRIALS:
+        return size >= FIRST_TRIALS and size & (size - 1) == 0
+    return size % EVERY_TRIALS == 0
 
 
-def refresh_statistics(connection: Connection) -> None:
-    """ANALYZE pbtune's tables, in the connection's transaction. It waits at most
-    LOCK_WAIT for a running autovacuum of the same table, which is refreshing them anyway;
-    a role that may not analyze them (the owner or a superuser may) is skipped with a
-    server warning."""
+def tidy(connection: Connection) -> None:
+    """VACUUM and ANALYZE pbtune's tables, on a connection in autocommit mode (VACUUM runs
+    in no transaction). A table that another VACUUM (autovacuum's) holds is skipped, as
+    are, with a server warning, the tables of a role that may not vacuum them (their
+    owner and a superuser may): a study goes on with the tables as they are."""
     names = ", ".join(connection.dialect.identifier_preparer.format_table(t)
                       for t in (trials, members, reports))
-    connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-    connection.execute(text(f"ANALYZE {names}"))
+    # INDEX_CLEANUP ON: the dead index entries are what the decision's scans pay for; the
+    # server would leave them when few pages hold dead rows.
+    connection.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED, INDEX_CLEANUP ON) {names}"))

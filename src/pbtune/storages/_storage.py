@@ -32,7 +32,7 @@ from pbtune.storages._engine import create_storage_engine, normalize_url
 from pbtune.storages._faults import explain, gave_up
 from pbtune.storages._gate import WriteGate
 from pbtune.storages._lender import ConnectionLender
-from pbtune.storages._planner import refresh_statistics
+from pbtune.storages._planner import tidy
 from pbtune.storages._records import (
     HeldTrial,
     MemberRecord,
@@ -157,30 +157,30 @@ class Storage:
         ``work`` may run more than once, so it must not have effects outside the database.
         """
 
-        grew = False
+        tidy_due = False
 
         def attempt() -> T:
-            nonlocal grew
+            nonlocal tidy_due
             with self._connect(write=True) as connection:
                 transaction = Transaction(connection, study_id, lock_study=lock,
                                           clock=self.clock)
                 result = work(transaction)
-            grew = transaction.grew  # committed
+            tidy_due = transaction.tidy_due  # committed
             return result
 
         result = self._retry(attempt)
-        if grew:
-            self._refresh_statistics()
+        if tidy_due:
+            self._tidy()
         return result
 
-    def _refresh_statistics(self) -> None:
-        """After a write that doubled a study (see `_planner`): best effort, a decision
-        never fails for the planner's sake."""
+    def _tidy(self) -> None:
+        """After a write that took a study's trials to a mark (see `_planner`): best
+        effort, on a connection of its own; a decision never fails for it."""
         try:
-            with self._connect(write=False) as connection:
-                refresh_statistics(connection)
+            with self._engine.connect() as connection:
+                tidy(connection.execution_options(isolation_level="AUTOCOMMIT"))
         except DBAPIError as error:
-            _log.debug("the planner's statistics were not refreshed: %s", short(error))
+            _log.debug("the study's tables were not tidied: %s", short(error))
 
     def _reading(self, connection: Connection, study_id: int) -> Transaction:
         """A transaction that only reads, on a connection of `_read`."""
@@ -261,10 +261,10 @@ class Storage:
                 tx = Transaction(connection, study_id, lock_study=False, clock=self.clock)
                 for new in initial:
                     tx.add_trial(new, now)
-                return tx.grew
+                return tx.tidy_due
 
         if self._retry(attempt):
-            self._refresh_statistics()
+            self._tidy()
         return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:

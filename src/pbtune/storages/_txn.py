@@ -30,7 +30,7 @@ from pbtune.storages import _statements as q
 from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
 from pbtune.storages._holders import CheckpointHolders
 from pbtune.storages._lifecycle import StudyLifecycle
-from pbtune.storages._planner import grew_past
+from pbtune.storages._planner import due
 from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
 from pbtune.storages._rows import row_to_held, row_to_trial
 from pbtune.storages._schema import members, reports, studies, trials
@@ -69,9 +69,9 @@ class Transaction(StudyLifecycle, CheckpointHolders):
         # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) saves a read per transition.
         self._returning = bool(connection.dialect.update_returning)
         self._row: StudyRow | None = None  # the study's state, budget and stop rules
-        # Whether this transaction doubled the study's trials: PostgreSQL's planner
-        # statistics are refreshed after the commit (see `_planner`).
-        self.grew = False
+        # Whether this transaction took the study's trials to a mark at which its
+        # PostgreSQL tables are tidied after the commit (see `_planner`).
+        self.tidy_due = False
         if lock_study and self._postgres:
             self._row = _study_row(self._c.execute(q.LOCK_STUDY, self._study).one())
 
@@ -259,8 +259,8 @@ class Transaction(StudyLifecycle, CheckpointHolders):
             "created_at": now,
             "not_before": self._on_database_clock(new.not_before, now),
         })
-        if self._postgres and grew_past(inserted.scalar_one()):
-            self.grew = True
+        if self._postgres and due(inserted.scalar_one()):
+            self.tidy_due = True
 
     def _on_database_clock(self, at: float | None, now: float) -> float | None:
         """``at`` of a caller whose clock reads ``now``, as the database's clock will read
