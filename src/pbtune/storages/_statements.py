@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
     Float,
     Integer,
     Select,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal,
     or_,
     select,
     update,
@@ -32,6 +34,16 @@ ACTIVE = tuple(s.value for s in TrialState if s.is_active)
 HELD = tuple(s.value for s in TrialState if s.is_held)
 AWAITING = (TrialState.TRAINED.value, TrialState.EVALUATING.value)  # their evaluation
 STUDY: BindParameter[int] = bindparam("b_study", type_=Integer)
+
+
+def state_in(states: tuple[str, ...]) -> ColumnElement[bool]:
+    """The trial's state is one of ``states``, written into the SQL rather than bound. A
+    prepared statement's generic plan (psycopg prepares what a connection runs often) then
+    knows which states it asks for, so it uses an index for the rare ones (the few QUEUED or
+    RUNNING trials among thousands of COMPLETE ones); bound, it planned for any state and
+    scanned the study's every trial."""
+    return trials.c.state.in_([literal(state, literal_execute=True) for state in states])
+
 # A trial is named by its number in the study (the id users see); the unique index
 # ix_pbtune_trials_number finds it.
 TRIAL_BY_ID = select(trials).where(
@@ -44,7 +56,7 @@ def _next_in(state: TrialState) -> Select[Any]:
     behind), then the lowest number."""
     return (
         select(trials)
-        .where(trials.c.study_id == STUDY, trials.c.state == state.value)
+        .where(trials.c.study_id == STUDY, state_in((state.value,)))
         .order_by(trials.c.end_step, trials.c.number)
         .limit(1)
     )
@@ -61,14 +73,14 @@ NEXT_QUEUED_SKIP_LOCKED = NEXT_QUEUED.with_for_update(skip_locked=True)
 HELD_BY = select(trials).where(
     trials.c.study_id == STUDY,
     trials.c.claim == bindparam("b_claim"),
-    trials.c.state.in_(HELD),
+    state_in(HELD),
 )
 # A claim in one statement: the trial NEXT_QUEUED finds (locked, SKIP LOCKED on PostgreSQL)
 # becomes RUNNING, with a first heartbeat on the clock that judges backoffs; the caller
 # sets the held trial's other columns, and gets its new row.
 CLAIM_NEXT = update(trials).where(
     trials.c.study_id == STUDY,
-    trials.c.state == TrialState.QUEUED.value,
+    state_in((TrialState.QUEUED.value,)),
     trials.c.number == NEXT_QUEUED.with_only_columns(trials.c.number)
     .with_for_update(skip_locked=True).scalar_subquery(),
 ).values(heartbeat_at=_CLOCK).returning(*trials.c)
@@ -76,7 +88,7 @@ NEXT_TRAINED = _next_in(TrialState.TRAINED)
 NEXT_TRAINED_SKIP_LOCKED = NEXT_TRAINED.with_for_update(skip_locked=True)
 AWAITING_EVALUATION = select(trials.c.number).where(
     trials.c.study_id == STUDY,
-    trials.c.state.in_(AWAITING),
+    state_in(AWAITING),
 )
 MOVE = update(trials).where(
     trials.c.number == bindparam("b_id"),
@@ -92,13 +104,13 @@ MOVE_IF_CLAIM_RETURNING = MOVE_IF_CLAIM.returning(*trials.c)
 _NOW = func.coalesce(cast(bindparam("b_now", type_=Float), Float), DatabaseNow())
 HELD_STALE = select(trials, (_NOW - trials.c.heartbeat_at).label("silence")).where(
     trials.c.study_id == STUDY,
-    trials.c.state.in_(HELD),
+    state_in(HELD),
     trials.c.heartbeat_at < _NOW - bindparam("b_age", type_=Float),
 )
 HELD_WITH_SILENCE = select(trials, (_NOW - trials.c.heartbeat_at).label("silence")).where(
-    trials.c.study_id == STUDY, trials.c.state.in_(HELD)
+    trials.c.study_id == STUDY, state_in(HELD)
 )
-ALL_HELD = select(trials).where(trials.c.study_id == STUDY, trials.c.state.in_(HELD))
+ALL_HELD = select(trials).where(trials.c.study_id == STUDY, state_in(HELD))
 NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
     trials.c.study_id == STUDY
 )
@@ -107,7 +119,7 @@ NEXT_NUMBER = select(func.coalesce(func.max(trials.c.number), -1) + 1).where(
 INSERT_TRIAL = trials.insert().values(number=NEXT_NUMBER.scalar_subquery())
 INSERT_TRIAL_NUMBERED = INSERT_TRIAL.returning(trials.c.number)
 COUNT_ACTIVE = select(func.count()).where(
-    trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
+    trials.c.study_id == STUDY, state_in(ACTIVE)
 )
 
 
@@ -120,7 +132,7 @@ def look(claimable: tuple[str, ...]) -> Select[Any]:
 
     def any_in(states: tuple[str, ...]) -> Any:
         return (select(trials.c.number)
-                .where(trials.c.study_id == STUDY, trials.c.state.in_(states))
+                .where(trials.c.study_id == STUDY, state_in(states))
                 .exists())
 
     return select(studies.c.state, any_in(claimable), any_in(ACTIVE)).where(
@@ -129,21 +141,24 @@ def look(claimable: tuple[str, ...]) -> Select[Any]:
 
 ACTIVE_BY_STATE = (
     select(trials.c.state, func.count())
-    .where(trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE))
+    .where(trials.c.study_id == STUDY, state_in(ACTIVE))
     .group_by(trials.c.state)
 )
 UPDATE_MEMBER = update(members).where(
     members.c.study_id == STUDY, members.c.member == bindparam("b_member")
 )
-POPULATION = (
-    select(trials)
-    .join(members, (trials.c.study_id == members.c.study_id)
-          & (trials.c.number == members.c.latest_complete_id))
-    .where(members.c.study_id == STUDY)
-    .order_by(trials.c.member)
+# The population: each member's latest COMPLETE trial, as numbers and checkpoints (no JSON
+# to decode), by member. The checkpoint is a subquery per member that the unique index
+# ix_pbtune_trials_number answers: a join let the planner hash the study's every trial.
+POPULATION_CHECKPOINTS = (
+    select(members.c.latest_complete_id,
+           select(trials.c.checkpoint)
+           .where(trials.c.study_id == members.c.study_id,
+                  trials.c.number == members.c.latest_complete_id)
+           .scalar_subquery())
+    .where(members.c.study_id == STUDY, members.c.latest_complete_id.is_not(None))
+    .order_by(members.c.member)
 )
-# The population as numbers and checkpoints only (no JSON to decode), in the same order.
-POPULATION_CHECKPOINTS = POPULATION.with_only_columns(trials.c.number, trials.c.checkpoint)
 TRIALS_BY_NUMBER = select(trials).where(
     trials.c.study_id == STUDY, trials.c.number.in_(bindparam("b_ids", expanding=True))
 )
@@ -155,7 +170,7 @@ FORGET_CHECKPOINTS = update(trials).where(
 ).values(checkpoint=None)
 PENDING_PARENTS = select(trials.c.parent_id).where(
     trials.c.study_id == STUDY,
-    trials.c.state.in_(ACTIVE),
+    state_in(ACTIVE),
     trials.c.parent_id.is_not(None),
 )
 _LATEST = select(members.c.latest_complete_id).where(
@@ -179,7 +194,7 @@ def _garbage(best_first: Any) -> Select[Any]:
     return select(trials.c.number, trials.c.fitness, trials.c.checkpoint).where(
         trials.c.study_id == STUDY,
         trials.c.checkpoint.is_not(None),
-        trials.c.state.not_in(AWAITING),
+        ~state_in(AWAITING),
         trials.c.number.not_in(PENDING_PARENTS),
         trials.c.number.not_in(_LATEST),
         trials.c.number.not_in(best),
@@ -208,12 +223,12 @@ _WITH_START = select(
 # Newest first by number: SQLite and PostgreSQL walk ix_pbtune_trials_number backwards and
 # stop after the limit, so the read costs the same however many trials the study holds.
 RECENT_COMPLETE = (
-    _WITH_START.where(trials.c.study_id == STUDY, trials.c.state == TrialState.COMPLETE.value)
+    _WITH_START.where(trials.c.study_id == STUDY, state_in((TrialState.COMPLETE.value,)))
     .order_by(trials.c.number.desc())
     .limit(bindparam("b_limit", type_=Integer))
 )
 ACTIVE_WITH_START = _WITH_START.where(
-    trials.c.study_id == STUDY, trials.c.state.in_(ACTIVE)
+    trials.c.study_id == STUDY, state_in(ACTIVE)
 ).order_by(trials.c.number)
 # What a decision reads of its study: its state, its budget, its stop rules (another
 # process may have changed them; NULL without rules) and their state; the PostgreSQL lock

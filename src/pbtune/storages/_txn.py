@@ -385,12 +385,9 @@ class Transaction(StudyLifecycle, CheckpointHolders):
         gone), so a known trial whose stored checkpoint is still the one it has is used as
         it is: only numbers and checkpoints are read, and the trials not known in full.
         """
-        if not known:
-            return self._trials(q.POPULATION, self._study)
+        known = known or {}
         latest = self._c.execute(q.POPULATION_CHECKPOINTS, self._study).all()
         missing = [n for n, checkpoint in latest if not _same(known.get(n), checkpoint)]
-        if 2 * len(missing) > len(latest):  # mostly new: one read of them all is cheaper
-            return self._trials(q.POPULATION, self._study)
         read = {t.id: t for t in self._trials(q.TRIALS_BY_NUMBER,
                                               {"b_ids": missing, **self._study})
                 } if missing else {}
