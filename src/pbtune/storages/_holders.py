@@ -30,7 +30,6 @@ class CheckpointHolders:
     _c: Connection
     study_id: int
     _study: dict[str, int]
-    _postgres: bool
 
     def checkpoint_holders(self) -> list[Holder]:
         """COMPLETE trials whose checkpoint is still on disk (only what GC needs)."""
@@ -53,12 +52,11 @@ class CheckpointHolders:
         ``mode``, and return them: those of no member's latest result, no unfinished
         trial's parent, no trial awaiting its evaluation, and not among the ``keep_best``
         best. The database picks them (`GARBAGE`), so the holders and what keeps them
-        are not read row by row: usually one checkpoint per result comes back (and on
-        PostgreSQL the same statement forgets it)."""
-        params = {"b_keep": keep_best, **self._study}
-        if self._postgres:
-            return _holders(self._c.execute(q.FORGET_GARBAGE[mode], params))
-        garbage = _holders(self._c.execute(q.GARBAGE[mode], params))
+        are not read row by row: usually one checkpoint per result comes back, and is
+        forgotten by its number. (One UPDATE that joins the garbage would save a round
+        trip, but PostgreSQL planned it as a hash join over the study's every trial.)"""
+        garbage = _holders(self._c.execute(q.GARBAGE[mode], {"b_keep": keep_best,
+                                                            **self._study}))
         self.forget_checkpoints(h.id for h in garbage)
         return garbage
 

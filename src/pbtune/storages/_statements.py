@@ -16,7 +16,6 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
-    Update,
     bindparam,
     cast,
     func,
@@ -201,18 +200,7 @@ def _garbage(best_first: Any) -> Select[Any]:
     )
 
 
-def _forget(garbage: Select[Any]) -> Update:
-    """Forget ``garbage``'s checkpoints and return what they were, in one statement: on
-    PostgreSQL, whose RETURNING may name the rows an UPDATE joins (SQLite's may not)."""
-    found = garbage.subquery("garbage")
-    return (update(trials)
-            .where(trials.c.study_id == STUDY, trials.c.number == found.c.number)
-            .values(checkpoint=None)
-            .returning(found.c.number, found.c.fitness, found.c.checkpoint))
-
-
 GARBAGE = {"max": _garbage(trials.c.fitness.desc()), "min": _garbage(trials.c.fitness.asc())}
-FORGET_GARBAGE = {mode: _forget(garbage) for mode, garbage in GARBAGE.items()}
 _PARENT = trials.alias("parent")
 _WITH_START = select(
     trials.c.number, trials.c.member, trials.c.parent_id, trials.c.params,
