@@ -118,8 +118,8 @@ def after_failure(
     # worker) says nothing about the code, so it costs a retry, never the study.
     everyone = tx.all_members()
     if (
-        tx.count_complete() == 0
-        and all(m.failures > 0 for m in everyone)
+        all(m.failures > 0 for m in everyone)
+        and not tx.any_complete()
         and tx.members_with_reported_failures() >= {m.member for m in everyone}
     ):
         first = tx.first_failure(reported=True)

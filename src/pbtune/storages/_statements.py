@@ -138,6 +138,11 @@ def look(claimable: tuple[str, ...]) -> Select[Any]:
         studies.c.id == STUDY)
 
 
+ANY_COMPLETE = select(
+    select(trials.c.number)
+    .where(trials.c.study_id == STUDY, state_in((TrialState.COMPLETE.value,)))
+    .exists()
+)
 ACTIVE_BY_STATE = (
     select(trials.c.state, func.count())
     .where(trials.c.study_id == STUDY, state_in(ACTIVE))

@@ -20,7 +20,6 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     delete,
-    func,
     select,
     update,
 )
@@ -286,15 +285,9 @@ class Transaction(StudyLifecycle, CheckpointHolders):
         row = self._c.execute(q.look(tuple(s.value for s in claimable)), self._study).one()
         return Look(StudyState(row[0]), bool(row[1]), bool(row[2]))
 
-    def count_complete(self) -> int:
-        return int(
-            self._c.execute(
-                select(func.count()).where(
-                    trials.c.study_id == self.study_id,
-                    trials.c.state == TrialState.COMPLETE.value,
-                )
-            ).scalar_one()
-        )
+    def any_complete(self) -> bool:
+        """Whether any trial of the study is COMPLETE (the first one found answers)."""
+        return bool(self._c.execute(q.ANY_COMPLETE, self._study).scalar_one())
 
     def first_failure(self, *, reported: bool = False) -> FrozenTrial | None:
         """The earliest FAILED or LOST trial; with ``reported``, the earliest FAILED one
