@@ -14,6 +14,7 @@ from conftest import drop_pbtune_tables, postgres_url
 from pbtune import Float, Storage
 from pbtune.checkpoints import study_dir_name
 from pbtune.controller import StudyConfig, initial_trials
+from pbtune.storages import Transaction
 from pbtune.storages._engine import normalize_url
 from pbtune.storages._planner import EVERY_TRIALS, FIRST_TRIALS, due
 
@@ -62,5 +63,16 @@ def test_a_postgresql_study_is_tidied_when_it_reaches_a_mark(population: int) ->
             # The write that enqueues the 64th trial tidies them after its commit.
             storage.write(record.id, lambda tx: tx.add_trial(first, time.time()))
             assert analyzed_by_pbtune(url)
+        # The connection VACUUM ran on (autocommit for the while) is transactional again:
+        # a write that fails leaves nothing.
+        before = len(storage.get_trials(record.id))
+
+        def fails(tx: Transaction) -> None:
+            tx.add_trial(initial_trials(study)[0], time.time())
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            storage.write(record.id, fails)
+        assert len(storage.get_trials(record.id)) == before
     finally:
         storage.dispose()

@@ -175,10 +175,18 @@ class Storage:
 
     def _tidy(self) -> None:
         """After a write that took a study's trials to a mark (see `_planner`): best
-        effort, on a connection of its own; a decision never fails for it."""
+        effort, a decision never fails for it. On the process's one connection, in
+        autocommit mode for the while (VACUUM runs in no transaction)."""
+        connect = self._lender.lend if self._lender else self._engine.connect
         try:
-            with self._engine.connect() as connection:
-                tidy(connection.execution_options(isolation_level="AUTOCOMMIT"))
+            with connect() as connection:
+                level = connection.default_isolation_level
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    tidy(connection)
+                finally:
+                    connection.rollback()  # ends SQLAlchemy's autobegun one: nothing to undo
+                    connection.execution_options(isolation_level=level)
         except DBAPIError as error:
             _log.debug("the study's tables were not tidied: %s", short(error))
 
