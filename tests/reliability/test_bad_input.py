@@ -582,7 +582,9 @@ def test_bad_results_fail_their_trial_and_the_study_goes_on(
     study = pbtune.create_study(
         STUDY_NAME, storage=url, space=PARAM_SPACE, metric=workload.METRIC,
         population_size=2, steps_per_trial=1, max_steps=4, max_retries=20,
-        trial_timeout=1.5, checkpoint_root=root, seed=1,
+        # A member fails about eight times in a row here: the default backoff (1 s,
+        # doubled each time) would wait four minutes; a short one still backs off.
+        retry_delay=0.01, trial_timeout=1.5, checkpoint_root=root, seed=1,
     )
     study.optimize(f"{WORKLOAD}:misbehaves", workers=2, show_progress=False)
 
