@@ -9,6 +9,7 @@ from pbtune.storages._engine import (
     sqlite_file,
 )
 from pbtune.storages._holders import Holder
+from pbtune.storages._population import Stretch
 from pbtune.storages._records import (
     HeldTrial,
     MemberRecord,
@@ -18,7 +19,7 @@ from pbtune.storages._records import (
     StudyState,
 )
 from pbtune.storages._storage import Storage
-from pbtune.storages._txn import Look, Stretch, Transaction
+from pbtune.storages._txn import Look, Transaction
 
 __all__ = [
     "SYSTEM_CLOCK",

@@ -7,13 +7,12 @@ on the trial's state (and, for a held trial, its claim), checked against
 first). A member's row changes through
 `member_completed`, `member_failed` and `member_done` (and `member_resumed`, when a raised
 budget lets a finished member train on: see `StudyLifecycle`; `member_given_retries`, when
-a member that gave up trains again). The checkpoints trials hold, and their collection, are
-in `CheckpointHolders`.
+a member that gave up trains again), in `MembersAndPopulation`, with the population. The
+checkpoints trials hold, and their collection, are in `CheckpointHolders`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -30,27 +29,14 @@ from pbtune.storages._clock import SYSTEM_CLOCK, Clock, stamp
 from pbtune.storages._holders import CheckpointHolders
 from pbtune.storages._lifecycle import StudyLifecycle
 from pbtune.storages._planner import due
-from pbtune.storages._records import HeldTrial, MemberRecord, MemberState, NewTrial, StudyState
+from pbtune.storages._population import MembersAndPopulation, checkpoint_text
+from pbtune.storages._records import HeldTrial, NewTrial, StudyState
 from pbtune.storages._rows import row_to_held, row_to_trial
-from pbtune.storages._schema import members, reports, studies, trials
+from pbtune.storages._schema import reports, studies, trials
 from pbtune.trial import FrozenTrial, TrialState
 
 
-class Stretch(NamedTuple):
-    """What a trial trained, and how fit it was at its start (its parent's fitness; None
-    for a first trial) and at its end (None until it is COMPLETE)."""
-
-    id: int
-    member: int
-    parent_id: int | None
-    params: dict[str, Any]
-    start_step: int
-    end_step: int
-    fitness: float | None
-    start_fitness: float | None
-
-
-class Transaction(StudyLifecycle, CheckpointHolders):
+class Transaction(StudyLifecycle, CheckpointHolders, MembersAndPopulation):
     """One transaction scoped to one study: the controller's reads and writes.
 
     On PostgreSQL the study row is locked first, so the decisions of one study are
@@ -168,14 +154,14 @@ class Transaction(StudyLifecycle, CheckpointHolders):
                  ) -> FrozenTrial | None:
         """RUNNING or EVALUATING -> COMPLETE, with its result."""
         row = self._move(trial, claim, TrialState.COMPLETE, metrics=metrics, fitness=fitness,
-                         checkpoint=_text(checkpoint), finished_at=now, error=None)
+                         checkpoint=checkpoint_text(checkpoint), finished_at=now, error=None)
         return row_to_trial(row) if row is not None else None
 
     def mark_trained(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
                      checkpoint: Location | None) -> FrozenTrial | None:
         """RUNNING -> TRAINED: the checkpoint waits for an evaluator."""
         row = self._move(trial, claim, TrialState.TRAINED, metrics=metrics,
-                         checkpoint=_text(checkpoint), error=None)
+                         checkpoint=checkpoint_text(checkpoint), error=None)
         return row_to_trial(row) if row is not None else None
 
     def evaluate_at_once(self, trial: FrozenTrial, claim: str, *, metrics: dict[str, float],
@@ -184,7 +170,7 @@ class Transaction(StudyLifecycle, CheckpointHolders):
         """RUNNING -> EVALUATING: trained, and evaluated at once by the worker that trained
         it, under the new claim ``evaluator``."""
         row = self._move(trial, claim, TrialState.EVALUATING, metrics=metrics,
-                         checkpoint=_text(checkpoint), error=None, claim=evaluator,
+                         checkpoint=checkpoint_text(checkpoint), error=None, claim=evaluator,
                          beat=True)
         return row_to_held(row) if row is not None else None
 
@@ -324,80 +310,6 @@ class Transaction(StudyLifecycle, CheckpointHolders):
         )
         return {int(member) for member in self._c.execute(query).scalars()}
 
-    # -- members and the population ---------------------------------------------------------
-    def member(self, member: int) -> MemberRecord:
-        row = (
-            self._c.execute(
-                select(members).where(
-                    members.c.study_id == self.study_id, members.c.member == member
-                )
-            )
-            .mappings()
-            .one()
-        )
-        return _member(row)
-
-    def all_members(self) -> list[MemberRecord]:
-        rows = self._c.execute(
-            select(members).where(members.c.study_id == self.study_id).order_by(members.c.member)
-        ).mappings()
-        return [_member(r) for r in rows]
-
-    def member_completed(self, member: int, trial_id: int) -> None:
-        """The member's latest COMPLETE trial is ``trial_id``; its failures in a row end."""
-        self._set_member(member, latest_complete_id=trial_id, failures=0)
-
-    def member_failed(self, member: int, failures: int, *, gave_up: bool) -> None:
-        """The member failed ``failures`` times in a row; ``gave_up``: it stops (FAILED)."""
-        if gave_up:
-            self._set_member(member, failures=failures, state=MemberState.FAILED.value)
-        else:
-            self._set_member(member, failures=failures)
-
-    def member_given_retries(self, member: int) -> None:
-        """A member that gave up trains again (ACTIVE) with no failures in a row."""
-        self._set_member(member, failures=0, state=MemberState.ACTIVE.value)
-
-    def member_done(self, member: int) -> None:
-        """The member reached the budget (DONE)."""
-        self._set_member(member, state=MemberState.DONE.value)
-
-    def member_lagging(self, member: int, count: int) -> None:
-        """The member's results ranked at the bottom ``count`` times in a row."""
-        self._set_member(member, lagging=count)
-
-    def _set_member(self, member: int, **values: Any) -> None:
-        self._c.execute(q.UPDATE_MEMBER, {"b_member": member, **self._study, **values})
-
-    def population(self, known: Mapping[int, FrozenTrial] | None = None
-                   ) -> list[FrozenTrial]:
-        """Each member's latest COMPLETE trial, by member.
-
-        ``known``: trials by number, read before (in transactions that committed). A
-        COMPLETE trial never changes but for losing its checkpoint (collected, or found
-        gone), so a known trial whose stored checkpoint is still the one it has is used as
-        it is: only numbers and checkpoints are read, and the trials not known in full.
-        """
-        known = known or {}
-        latest = self._c.execute(q.POPULATION_CHECKPOINTS, self._study).all()
-        missing = [n for n, checkpoint in latest if not _same(known.get(n), checkpoint)]
-        read = {t.id: t for t in self._trials(q.TRIALS_BY_NUMBER,
-                                              {"b_ids": missing, **self._study})
-                } if missing else {}
-        return [read[n] if n in read else known[n] for n, _ in latest]
-
-    def _trials(self, query: Any, params: dict[str, Any]) -> list[FrozenTrial]:
-        return [row_to_trial(r) for r in self._c.execute(query, params).mappings()]
-
-    def recent_complete(self, limit: int) -> list[Stretch]:
-        """The study's ``limit`` newest COMPLETE trials (by number), oldest first."""
-        rows = self._c.execute(q.RECENT_COMPLETE, {"b_limit": limit, **self._study})
-        return [Stretch(*row) for row in rows][::-1]
-
-    def active_with_start(self) -> list[Stretch]:
-        """The study's unfinished trials (their fitness None), by number."""
-        return [Stretch(*row) for row in self._c.execute(q.ACTIVE_WITH_START, self._study)]
-
     # -- the study ---------------------------------------------------------------------------
     def set_study_state(self, state: StudyState, error: str | None = None) -> None:
         self._c.execute(
@@ -478,22 +390,3 @@ class StudyRow(NamedTuple):
 def _study_row(row: Any) -> StudyRow:
     return StudyRow(StudyState(row[0]), None if row[1] is None else int(row[1]),
                     list(row[2]) if row[2] else None, dict(row[3]) if row[3] else {})
-
-
-def _text(checkpoint: Location | None) -> str | None:
-    return str(checkpoint) if checkpoint is not None else None
-
-
-def _same(trial: FrozenTrial | None, checkpoint: str | None) -> bool:
-    """Whether ``trial`` is known and has the checkpoint stored now (as it was written)."""
-    return trial is not None and _text(trial.checkpoint) == checkpoint
-
-
-def _member(row: RowMapping) -> MemberRecord:
-    return MemberRecord(
-        member=row["member"],
-        latest_complete_id=row["latest_complete_id"],
-        failures=row["failures"],
-        state=MemberState(row["state"]),
-        lagging=row["lagging"],
-    )
